@@ -1,0 +1,23 @@
+//! The routerd resource model.
+//!
+//! Operators describe a router as typed YAML resources. This crate owns
+//! their types, defaults, loading (with file positions), and validation; it
+//! has no I/O beyond parsing strings, so every other crate, the offline CLI
+//! and embedders can share one model.
+
+#![deny(missing_docs)]
+
+pub mod diag;
+pub mod duration;
+pub mod id;
+pub mod load;
+pub mod position;
+pub mod resource;
+pub mod spec;
+pub mod validate;
+
+pub use diag::{Diagnostic, Problems, Severity};
+pub use duration::GoDuration;
+pub use id::{Kind, ObjectRef, ResourceId};
+pub use load::{Loaded, load_and_validate};
+pub use resource::{Metadata, Resource, Spec, Status};

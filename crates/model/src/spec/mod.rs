@@ -1,0 +1,13 @@
+//! Typed specs, one struct per kind, grouped by API group.
+
+pub mod common;
+pub mod config;
+pub mod hybrid;
+pub mod net;
+pub mod plugin;
+
+pub use common::*;
+pub use config::*;
+pub use hybrid::*;
+pub use net::*;
+pub use plugin::*;

@@ -1,0 +1,120 @@
+//! Validation: per-resource field rules, identity, and cross-resource
+//! references, reported all at once.
+//!
+//! Messages keep routerd's wording; each diagnostic also carries the resource
+//! id and the field path so the loader can attach file positions.
+
+mod net;
+mod other;
+pub mod refs;
+mod util;
+
+use std::collections::HashMap;
+
+pub use net::parse_status_range;
+pub use refs::{NameIndex, Reference, StatusRef, references, status_refs};
+
+use crate::Problems;
+use crate::diag::Diagnostic;
+use crate::id::Kind;
+use crate::resource::{Resource, Spec};
+
+/// Which configuration a validation is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Context {
+    /// Operator-written startup configuration: runtime-only kinds are refused.
+    #[default]
+    Startup,
+    /// The effective configuration (startup plus dynamic parts).
+    Effective,
+}
+
+/// A diagnostic together with the index of the resource it belongs to in the
+/// validated slice (`None` for whole-config problems).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Index into the validated slice.
+    pub index: Option<usize>,
+    /// The problem.
+    pub diagnostic: Diagnostic,
+}
+
+/// Validates a whole configuration: every resource's fields, identity
+/// clashes, and references against the same configuration.
+pub fn validate(resources: &[Resource], ctx: Context) -> Vec<Finding> {
+    let idx = NameIndex::build(resources);
+    let mut findings = Vec::new();
+    let mut seen: HashMap<(&str, Kind, &str), usize> = HashMap::with_capacity(resources.len());
+    let mut buf = Vec::new();
+    for (i, r) in resources.iter().enumerate() {
+        let id = r.id().to_string();
+        if seen
+            .insert((r.api_version.as_str(), r.kind(), r.name()), i)
+            .is_some()
+        {
+            buf.push(Diagnostic::error(format!("duplicate resource {id}")).with_resource(&id));
+        }
+        validate_one(r, &idx, resources, ctx, &mut buf);
+        findings.extend(buf.drain(..).map(|d| Finding {
+            index: Some(i),
+            diagnostic: d,
+        }));
+    }
+    findings
+}
+
+/// Validates one resource against an index of the configuration it lives in
+/// (`resources` is the slice `idx` positions refer to).
+pub fn validate_one(
+    r: &Resource,
+    idx: &NameIndex<'_>,
+    resources: &[Resource],
+    ctx: Context,
+    out: &mut Vec<Diagnostic>,
+) {
+    let id = r.id().to_string();
+    let mut p = Problems::new(&id, out);
+    let kind = r.kind();
+    if r.api_version != kind.api_version() {
+        p.at(
+            "apiVersion",
+            format!("must use apiVersion {}", kind.api_version()),
+        );
+    }
+    if ctx == Context::Startup && kind.is_runtime_only() {
+        p.at(
+            "kind",
+            "DynamicConfigPart is runtime-only: plugins produce it and `routerctl plan --dynamic` reads it; it cannot appear in startup config",
+        );
+    }
+    match &r.spec {
+        Spec::Interface(s) => net::interface(s, &mut p),
+        Spec::DSLiteTunnel(s) => net::dslite(s, idx, &mut p),
+        Spec::HealthCheck(s) => net::health_check(s, idx, &mut p),
+        Spec::EgressRoutePolicy(s) => net::egress_policy(s, idx, &mut p),
+        Spec::IPv4Route(s) => net::ipv4_route(s, &mut p),
+        Spec::NAT44Rule(s) => net::nat44(s, idx, &mut p),
+        Spec::IPAddressSet(s) => net::address_set(s, &mut p),
+        Spec::IPv4StaticAddress(s) => net::static_address(s, idx, &mut p),
+        Spec::PPPoESession(s) => net::pppoe(s, idx, &mut p),
+        Spec::DynamicOverridePolicy(s) => other::override_policy(s, &mut p),
+        Spec::DynamicConfigPart(_) => {}
+        Spec::Plugin(s) => other::plugin(s, &mut p),
+        Spec::DynamicConfigSource(s) => other::dynamic_source(s, idx, &mut p),
+        Spec::OverlayPeer(s) => other::overlay_peer(s, idx, &mut p),
+        Spec::HybridRoute(s) => other::hybrid_route(s, idx, &mut p),
+        Spec::CloudProviderProfile(s) => other::cloud_profile(s, &mut p),
+        Spec::TunnelInterface(s) => other::tunnel_interface(s, &mut p),
+        Spec::AddressMobilityDomain(s) => other::mobility_domain(s, idx, &mut p),
+        Spec::RemoteAddressClaim(s) => other::address_claim(s, idx, resources, &mut p),
+    }
+    refs::check_status_refs(r, idx, &mut p);
+}
+
+/// Convenience: only the diagnostics of [`validate`].
+pub fn diagnostics(resources: &[Resource], ctx: Context) -> Vec<Diagnostic> {
+    validate(resources, ctx)
+        .into_iter()
+        .map(|f| f.diagnostic)
+        .collect()
+}

@@ -1,0 +1,982 @@
+//! Field rules of the `net.routerd.net/v1alpha1` kinds (routerd-spec §1.2-1.7).
+
+use super::refs::NameIndex;
+use super::util::*;
+use crate::id::split_kind_name;
+use crate::spec::*;
+use crate::{GoDuration, Kind, Problems};
+
+pub(super) fn interface(s: &InterfaceSpec, p: &mut Problems<'_>) {
+    if s.ifname.trim().is_empty() {
+        p.field("spec.ifname", "is required");
+    }
+    if let Some(m) = s.mtu {
+        if m != 0 && !(576..=9216).contains(&m) {
+            p.field("spec.mtu", "must be within 576-9216");
+        }
+    }
+    if let Some(o) = s.owner.as_deref() {
+        if !o.is_empty() && o != "routerd" && o != "external" {
+            p.field("spec.owner", "must be routerd or external");
+        }
+    }
+}
+
+pub(super) fn dslite(s: &DSLiteTunnelSpec, idx: &NameIndex<'_>, p: &mut Problems<'_>) {
+    if s.interface.trim().is_empty() {
+        p.field("spec.interface", "is required");
+    } else if !idx.contains(Kind::Interface, s.interface.trim()) {
+        p.at(
+            "spec.interface",
+            format!("references missing Interface \"{}\"", s.interface.trim()),
+        );
+    }
+    if let Some(f) = s.aftr_fqdn.as_deref() {
+        if f.contains(char::is_whitespace) || f.contains('/') {
+            p.field("spec.aftrFQDN", "contains invalid whitespace or slash");
+        }
+    }
+    if let Some(a) = s.aftr_ipv6.as_deref().filter(|a| !a.is_empty()) {
+        if ipv6(a).is_none() {
+            p.field("spec.aftrIPv6", "must be an IPv6 address");
+        }
+    }
+    for a in &s.aftr_dns_servers {
+        if ip(a).is_none() {
+            p.field(
+                "spec.aftrDNSServers",
+                format!("contains invalid address \"{a}\""),
+            );
+        }
+    }
+    if s.aftr_address_ordinal.is_some_and(|n| n < 0) {
+        p.field("spec.aftrAddressOrdinal", "must be greater than 0");
+    }
+    if let Some(sel) = s.aftr_address_selection.as_deref() {
+        if !matches!(sel, "" | "ordinal" | "ordinalModulo") {
+            p.field(
+                "spec.aftrAddressSelection",
+                "must be ordinal or ordinalModulo",
+            );
+        }
+    }
+    if s.aftr_from.is_none() && !set(&s.aftr_fqdn) && !set(&s.aftr_ipv6) && !set(&s.remote_address)
+    {
+        p.at(
+            "spec",
+            "spec.aftrFrom, spec.aftrFQDN, spec.aftrIPv6, or spec.remoteAddress is required",
+        );
+    }
+    if let Some(a) = s.remote_address.as_deref().filter(|a| !a.is_empty()) {
+        if ipv6(a).is_none() {
+            p.field("spec.remoteAddress", "must be an IPv6 address");
+        }
+    }
+    if let Some(a) = s.local_address.as_deref().filter(|a| !a.is_empty()) {
+        if ipv6(a).is_none() {
+            p.field("spec.localAddress", "must be an IPv6 address");
+        }
+    }
+    match s.local_address_source.as_deref().unwrap_or("") {
+        "" | "interface" => {}
+        "static" => {
+            if !set(&s.local_address) {
+                p.field(
+                    "spec.localAddress",
+                    "is required when localAddressSource is static",
+                );
+            }
+        }
+        "delegatedAddress" => {
+            if !set(&s.local_delegated_address) {
+                p.field(
+                    "spec.localDelegatedAddress",
+                    "is required when localAddressSource is delegatedAddress",
+                );
+            }
+        }
+        _ => p.field(
+            "spec.localAddressSource",
+            "must be interface, static, or delegatedAddress",
+        ),
+    }
+    if let Some(sfx) = s.local_address_suffix.as_deref().filter(|a| !a.is_empty()) {
+        if ipv6(sfx).is_none() {
+            p.field(
+                "spec.localAddressSuffix",
+                "must be an IPv6 suffix such as ::100",
+            );
+        }
+    }
+    if s.route_metric.is_some_and(|m| m < 0) {
+        p.field("spec.routeMetric", "must be non-negative");
+    }
+    if let Some(m) = s.mtu {
+        if m != 0 && !(1280..=65535).contains(&m) {
+            p.field("spec.mtu", "must be within 1280-65535");
+        }
+    }
+}
+
+fn duration_field(p: &mut Problems<'_>, path: &str, v: &Option<String>, min: Option<GoDuration>) {
+    let Some(text) = v.as_deref().filter(|t| !t.is_empty()) else {
+        return;
+    };
+    match GoDuration::parse(text) {
+        Ok(d) if d.is_positive() => {
+            if let Some(min) = min {
+                if d < min {
+                    p.field(path, format!("must be at least {min}"));
+                }
+            }
+        }
+        _ => p.field(path, "must be a positive duration"),
+    }
+}
+
+pub(super) fn health_check(s: &HealthCheckSpec, idx: &NameIndex<'_>, p: &mut Problems<'_>) {
+    if let Some(t) = s.type_.as_deref() {
+        if !t.is_empty() && t != "ping" {
+            p.field("spec.type", "must be ping");
+        }
+    }
+    if let Some(r) = s.role.as_deref() {
+        if !matches!(
+            r,
+            "" | "link" | "next-hop" | "internet" | "service" | "policy"
+        ) {
+            p.field(
+                "spec.role",
+                "must be link, next-hop, internet, service, or policy",
+            );
+        }
+    }
+    let family = s.address_family.as_deref().unwrap_or("");
+    if !matches!(family, "" | "ipv4" | "ipv6") {
+        p.field("spec.addressFamily", "must be ipv4 or ipv6");
+    }
+    if let Some(t) = s.target.as_deref().filter(|t| !t.is_empty()) {
+        match ip(t) {
+            None => p.field("spec.target", "must be an IP address"),
+            Some(a) if a.is_ipv4() && family == "ipv6" => {
+                p.field("spec.target", "must be an IPv6 address")
+            }
+            Some(a) if a.is_ipv6() && family != "ipv6" => {
+                p.field("spec.target", "must be an IPv4 address")
+            }
+            _ => {}
+        }
+    }
+    match s.target_source.as_deref().unwrap_or("") {
+        "" | "auto" | "defaultGateway" | "dsliteRemote" => {}
+        "static" => {
+            if !set(&s.target) {
+                p.field("spec.target", "is required when targetSource is static");
+            }
+        }
+        _ => p.field(
+            "spec.targetSource",
+            "must be auto, static, defaultGateway, or dsliteRemote",
+        ),
+    }
+    if let Some(i) = s
+        .interface
+        .as_deref()
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+    {
+        if !idx.has_interface_like(i) {
+            p.at(
+                "spec.interface",
+                format!("references missing Interface, PPPoESession, or DSLiteTunnel \"{i}\""),
+            );
+        }
+    }
+    let proto = s.protocol.as_deref().unwrap_or("");
+    if !matches!(proto, "" | "icmp" | "tcp" | "dns" | "http") {
+        p.field("spec.protocol", "must be icmp, tcp, dns, or http");
+    }
+    if s.port.is_some_and(|n| !(0..=65535).contains(&n)) {
+        p.field("spec.port", "must be within 0-65535");
+    }
+    duration_field(
+        p,
+        "spec.interval",
+        &s.interval,
+        Some(health_defaults::MIN_INTERVAL),
+    );
+    duration_field(
+        p,
+        "spec.failingInterval",
+        &s.failing_interval,
+        Some(health_defaults::MIN_INTERVAL),
+    );
+    duration_field(p, "spec.timeout", &s.timeout, None);
+    if s.healthy_threshold.is_some_and(|n| n < 0) || s.unhealthy_threshold.is_some_and(|n| n < 0) {
+        p.at(
+            "spec.healthyThreshold",
+            "spec.healthyThreshold and spec.unhealthyThreshold must be non-negative",
+        );
+    }
+    if let Some(h) = &s.http {
+        if s.protocol() != "http" {
+            p.warn(
+                "spec.http",
+                "spec.http is ignored unless spec.protocol is http",
+            );
+        }
+        for (i, code) in h.expected_status.iter().enumerate() {
+            if parse_status_range(code).is_none() {
+                p.field(
+                    &format!("spec.http.expectedStatus[{i}]"),
+                    "must be a status code or range such as 200-399",
+                );
+            }
+        }
+    }
+    if let Some(d) = &s.dns {
+        if s.protocol() != "dns" {
+            p.warn(
+                "spec.dns",
+                "spec.dns is ignored unless spec.protocol is dns",
+            );
+        }
+        if let Some(t) = d.query_type.as_deref() {
+            if !matches!(t, "" | "A" | "AAAA") {
+                p.field("spec.dns.queryType", "must be A or AAAA");
+            }
+        }
+    }
+}
+
+/// Parses `200` or `200-499` into an inclusive range of HTTP status codes.
+pub fn parse_status_range(s: &str) -> Option<(u16, u16)> {
+    let s = s.trim();
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let a: u16 = a.trim().parse().ok()?;
+    let b: u16 = b.trim().parse().ok()?;
+    ((100..=599).contains(&a) && (100..=599).contains(&b) && a <= b).then_some((a, b))
+}
+
+fn set_refs(p: &mut Problems<'_>, path: &str, refs: &[String], idx: &NameIndex<'_>) {
+    let mut seen = std::collections::HashSet::new();
+    for (i, r) in refs.iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        match split_kind_name(r.trim()) {
+            Some(("IPAddressSet", n)) => {
+                if !seen.insert(n) {
+                    p.field(&at, format!("duplicates IPAddressSet reference \"{r}\""));
+                } else if !idx.contains(Kind::IPAddressSet, n) {
+                    p.field(&at, format!("references missing IPAddressSet \"{n}\""));
+                }
+            }
+            _ => p.field(&at, "must reference IPAddressSet"),
+        }
+    }
+}
+
+fn prefixes(p: &mut Problems<'_>, path: &str, list: &[String], family: &str, msg: &str) {
+    for (i, c) in list.iter().enumerate() {
+        match prefix(c) {
+            Some(n) if family_matches(&n, family) => {}
+            _ => {
+                p.at(&format!("{path}[{i}]"), format!("{path} entries {msg}"));
+            }
+        }
+    }
+}
+
+fn gateway_rules(
+    p: &mut Problems<'_>,
+    base: &str,
+    gateway_source: Option<&str>,
+    gateway: &Option<String>,
+    gateway_from: Option<&StatusValueSource>,
+    family: &str,
+    is_target: bool,
+) {
+    let has_gw = set(gateway);
+    let has_from = gateway_from.is_some();
+    match gateway_source.unwrap_or("") {
+        "" | "none" => {
+            if has_gw || has_from {
+                if is_target {
+                    p.field(
+                        &format!("{base}.gateway"),
+                        "and gatewayFrom require gatewaySource static, dhcpv4, or dhcpv6",
+                    );
+                } else {
+                    p.field(
+                        &format!("{base}.gateway"),
+                        "and gatewayFrom are only valid when gatewaySource is static, dhcpv4, or dhcpv6",
+                    );
+                }
+            }
+        }
+        "static" => {
+            if has_gw == has_from {
+                p.at(
+                    base,
+                    format!("{base} must set exactly one of gateway or gatewayFrom when gatewaySource is static"),
+                );
+            }
+            if let Some(g) = gateway
+                .as_deref()
+                .filter(|g| !g.trim().is_empty() && !g.contains("${"))
+            {
+                match ip(g) {
+                    None => p.field(&format!("{base}.gateway"), "must be an IP address"),
+                    Some(a) if a.is_ipv6() && family != "ipv6" => p.field(
+                        &format!("{base}.gateway"),
+                        "must be an IPv4 address when family is ipv4",
+                    ),
+                    Some(a) if a.is_ipv4() && family == "ipv6" => p.field(
+                        &format!("{base}.gateway"),
+                        "must be an IPv6 address when family is ipv6",
+                    ),
+                    _ => {}
+                }
+            }
+        }
+        "dhcpv4" => {
+            if family == "ipv6" {
+                p.field(
+                    &format!("{base}.gatewaySource"),
+                    "dhcpv4 requires family ipv4",
+                );
+            }
+            if has_gw {
+                p.field(
+                    &format!("{base}.gateway"),
+                    "must not be set when gatewaySource is dhcpv4",
+                );
+            }
+        }
+        "dhcpv6" => {
+            if family != "ipv6" {
+                p.field(
+                    &format!("{base}.gatewaySource"),
+                    "dhcpv6 requires family ipv6",
+                );
+            }
+            if has_gw {
+                p.field(
+                    &format!("{base}.gateway"),
+                    "must not be set when gatewaySource is dhcpv6",
+                );
+            }
+        }
+        _ => p.field(
+            &format!("{base}.gatewaySource"),
+            "must be static, dhcpv4, dhcpv6, or none",
+        ),
+    }
+}
+
+pub(super) fn egress_policy(s: &EgressRoutePolicySpec, idx: &NameIndex<'_>, p: &mut Problems<'_>) {
+    let family = s.family.as_deref().unwrap_or("");
+    if !matches!(family, "" | "ipv4" | "ipv6") {
+        p.field("spec.family", "must be ipv4 or ipv6");
+    }
+    let family = s.family();
+    let host = s.host_traffic();
+    let mode = s.mode();
+    if !matches!(mode, "" | "priority" | "mark" | "hash") {
+        p.field("spec.mode", "must be priority, mark, or hash");
+    }
+    prefixes(
+        p,
+        "spec.sourceCIDRs",
+        &s.source_cidrs,
+        family,
+        "must match family prefixes",
+    );
+    for (i, c) in s.destination_cidrs.iter().enumerate() {
+        let at = format!("spec.destinationCIDRs[{i}]");
+        match prefix(c) {
+            None => p.at(&at, "spec.destinationCIDRs entries must be valid prefixes"),
+            Some(n) if !family_matches(&n, family) => p.at(
+                &at,
+                format!(
+                    "spec.destinationCIDRs entries must be {} prefixes when family is {family}",
+                    if family == "ipv6" { "IPv6" } else { "IPv4" }
+                ),
+            ),
+            _ => {}
+        }
+    }
+    prefixes(
+        p,
+        "spec.excludeDestinationCIDRs",
+        &s.exclude_destination_cidrs,
+        family,
+        "must match family prefixes",
+    );
+    set_refs(p, "spec.destinationSetRefs", &s.destination_set_refs, idx);
+    set_refs(
+        p,
+        "spec.excludeDestinationSetRefs",
+        &s.exclude_destination_set_refs,
+        idx,
+    );
+    if mode == "hash" && s.hash_fields.is_empty() {
+        p.field("spec.hashFields", "is required when mode is hash");
+    }
+    for (i, f) in s.hash_fields.iter().enumerate() {
+        if f != "sourceAddress" && f != "destinationAddress" {
+            p.at(
+                &format!("spec.hashFields[{i}]"),
+                "spec.hashFields entries must be sourceAddress or destinationAddress",
+            );
+        }
+    }
+    if let Some(sel) = s.selection.as_deref() {
+        if !matches!(sel, "" | "highest-weight-ready" | "weighted-ecmp") {
+            p.field(
+                "spec.selection",
+                "must be highest-weight-ready or weighted-ecmp",
+            );
+        }
+    }
+    for (path, v) in [
+        ("spec.hysteresis", &s.hysteresis),
+        ("spec.preemptDelay", &s.preempt_delay),
+    ] {
+        if let Some(text) = v.as_deref().filter(|t| !t.is_empty()) {
+            match GoDuration::parse(text) {
+                Err(e) => p.field(path, format!("is invalid: {e}")),
+                Ok(d) if d.as_nanos() < 0 => p.field(path, "must not be negative"),
+                Ok(_) => {}
+            }
+        }
+    }
+    if s.candidates.is_empty() {
+        p.field("spec.candidates", "is required");
+    }
+    if host {
+        if family != "ipv6" {
+            p.field("spec.hostTraffic", "requires family ipv6");
+        }
+        if s.candidates.len() != 1 {
+            p.field("spec.hostTraffic", "requires exactly one candidate");
+        }
+    }
+    let mut any_mark = false;
+    for (i, c) in s.candidates.iter().enumerate() {
+        any_mark |= nz(c.mark);
+        candidate(s, c, i, idx, p);
+    }
+    if mode.is_empty() && any_mark && !host {
+        p.warn(
+            "spec.mode",
+            "candidates set mark but spec.mode is omitted: marks are rendered but no route tables or rules follow them; set mode mark or priority",
+        );
+    }
+}
+
+fn candidate(
+    s: &EgressRoutePolicySpec,
+    c: &EgressCandidate,
+    i: usize,
+    idx: &NameIndex<'_>,
+    p: &mut Problems<'_>,
+) {
+    let base = format!("spec.candidates[{i}]");
+    let family = s.family();
+    let host = s.host_traffic();
+    let has_targets = !c.targets.is_empty();
+    if host {
+        if nz(c.mark) {
+            p.field(
+                &format!("{base}.mark"),
+                "must be 0 when hostTraffic is true",
+            );
+        }
+        if has_targets || c.preferred_source.as_deref() != Some("interface") {
+            p.at(
+                &base,
+                format!("{base} hostTraffic requires preferredSource interface and no targets"),
+            );
+        }
+        if c.gateway_source() != "static" || !set(&c.gateway) {
+            p.at(
+                &base,
+                format!("{base} hostTraffic requires a static gateway"),
+            );
+        }
+    }
+    if !set(&c.name) && !set(&c.source) && c.effective_interface().is_none() && !has_targets {
+        p.at(&base, format!("{base} requires name or source"));
+    }
+    if c.table.is_some() && c.route_table.is_some() {
+        p.at(
+            &base,
+            format!("{base} must not set both table and routeTable"),
+        );
+    }
+    if c.route_metric.is_some() && c.metric.is_some() {
+        p.at(
+            &base,
+            format!("{base} must not set both routeMetric and metric"),
+        );
+    }
+    if c.weight.is_some_and(|w| w < 0) {
+        p.field(&format!("{base}.weight"), "must be non-negative");
+    }
+    if has_expr(&c.gateway) {
+        p.field(
+            &format!("{base}.gateway"),
+            "status expressions were removed; use gatewayFrom",
+        );
+    }
+    if has_expr(&c.device) {
+        p.field(
+            &format!("{base}.device"),
+            "status expressions were removed; use deviceFrom",
+        );
+    }
+    if let Some(ps) = c.preferred_source.as_deref() {
+        if !ps.is_empty() && ps != "interface" {
+            p.field(&format!("{base}.preferredSource"), "must be interface");
+        }
+    }
+    if let Some(src) = c.source.as_deref().filter(|s| !s.trim().is_empty()) {
+        match split_kind_name(src.trim()) {
+            None => p.field(&format!("{base}.source"), "must be Kind/name"),
+            Some((k, n)) => {
+                if !Kind::parse(k).is_some_and(|k| idx.contains(k, n)) {
+                    p.warn(
+                        &format!("{base}.source"),
+                        format!("{base}.source references {k} \"{n}\", which is not in this config; the candidate is ready only through its health check"),
+                    );
+                }
+            }
+        }
+    }
+    if let Some(x) = c
+        .interface
+        .as_deref()
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+    {
+        if !idx.has_interface_like(x) {
+            p.at(
+                &format!("{base}.interface"),
+                format!(
+                    "{base} references missing Interface, PPPoESession, or DSLiteTunnel \"{x}\""
+                ),
+            );
+        }
+    }
+    if let Some(h) = c
+        .health_check
+        .as_deref()
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+    {
+        if !idx.contains(Kind::HealthCheck, h) {
+            p.at(
+                &format!("{base}.healthCheck"),
+                format!("{base} references missing HealthCheck \"{h}\""),
+            );
+        }
+    }
+    if !has_targets && (nz(c.mark) || nz(c.priority) || c.route_table() != 0) {
+        if !host && c.mark.unwrap_or(0) < 1 {
+            p.field(&format!("{base}.mark"), "must be greater than 0");
+        }
+        if !(1..=32765).contains(&c.priority.unwrap_or(0)) {
+            p.field(&format!("{base}.priority"), "must be within 1-32765");
+        }
+        if c.route_table() < 1 {
+            p.field(&format!("{base}.table"), "must be greater than 0");
+        }
+    }
+    if has_targets {
+        if !matches!(s.mode(), "hash" | "priority") {
+            p.field(&format!("{base}.targets"), "requires mode hash or priority");
+        }
+        if c.interface.is_some()
+            || c.device.is_some()
+            || c.device_from.is_some()
+            || c.gateway.is_some()
+            || c.gateway_from.is_some()
+            || c.gateway_source.is_some()
+            || c.table.is_some()
+            || c.route_table.is_some()
+            || c.mark.is_some()
+            || c.route_metric.is_some()
+            || c.metric.is_some()
+        {
+            p.at(&base, format!("{base} target candidates cannot set interface, gatewaySource, gateway, table, mark, or routeMetric directly"));
+        }
+        for (j, t) in c.targets.iter().enumerate() {
+            target(t, &format!("{base}.targets[{j}]"), family, idx, p);
+        }
+    } else {
+        gateway_rules(
+            p,
+            &base,
+            c.gateway_source.as_deref(),
+            &c.gateway,
+            c.gateway_from.as_ref(),
+            family,
+            false,
+        );
+    }
+}
+
+fn target(t: &EgressTarget, base: &str, family: &str, idx: &NameIndex<'_>, p: &mut Problems<'_>) {
+    match t.effective_interface() {
+        None => p.field(&format!("{base}.interface"), "is required"),
+        Some(x) => {
+            if !idx.has_interface_like(x) {
+                p.at(
+                    &format!("{base}.interface"),
+                    format!(
+                        "{base} references missing Interface, PPPoESession, or DSLiteTunnel \"{x}\""
+                    ),
+                );
+            }
+        }
+    }
+    if t.table.is_some() && t.route_table.is_some() {
+        p.at(
+            base,
+            format!("{base} must not set both table and routeTable"),
+        );
+    }
+    if t.route_table() < 1 {
+        p.field(&format!("{base}.table"), "must be greater than 0");
+    }
+    if !(1..=32765).contains(&t.priority.unwrap_or(0)) {
+        p.field(&format!("{base}.priority"), "must be within 1-32765");
+    }
+    if t.mark.unwrap_or(0) < 1 {
+        p.field(&format!("{base}.mark"), "must be greater than 0");
+    }
+    if let Some(h) = t
+        .health_check
+        .as_deref()
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+    {
+        if !idx.contains(Kind::HealthCheck, h) {
+            p.at(
+                &format!("{base}.healthCheck"),
+                format!("{base} references missing HealthCheck \"{h}\""),
+            );
+        }
+    }
+    gateway_rules(
+        p,
+        base,
+        t.gateway_source.as_deref(),
+        &t.gateway,
+        t.gateway_from.as_ref(),
+        family,
+        true,
+    );
+}
+
+pub(super) fn ipv4_route(s: &IPv4RouteSpec, p: &mut Problems<'_>) {
+    if s.destination.trim().is_empty() {
+        p.field("spec.destination", "is required");
+    } else if prefix(&s.destination).is_none() {
+        p.field(
+            "spec.destination",
+            format!(
+                "is invalid: netip.ParsePrefix(\"{}\"): not a valid prefix",
+                s.destination
+            ),
+        );
+    }
+    let ty = s.type_.as_deref().unwrap_or("");
+    if !matches!(ty, "" | "unicast" | "blackhole") {
+        p.field("spec.type", "must be unicast or blackhole");
+    }
+    if has_expr(&s.device) {
+        p.field(
+            "spec.device",
+            "status expressions were removed; use deviceFrom",
+        );
+    }
+    if has_expr(&s.gateway) {
+        p.field(
+            "spec.gateway",
+            "status expressions were removed; use gatewayFrom",
+        );
+    } else if let Some(g) = s.gateway.as_deref().filter(|g| !g.trim().is_empty()) {
+        if ipv4(g).is_none() {
+            p.field("spec.gateway", "must be an IPv4 address");
+        }
+    }
+    if has_expr(&s.preferred_source) {
+        p.field(
+            "spec.preferredSource",
+            "status expressions are not supported",
+        );
+    } else if let Some(g) = s
+        .preferred_source
+        .as_deref()
+        .filter(|g| !g.trim().is_empty())
+    {
+        if ipv4(g).is_none() {
+            p.field("spec.preferredSource", "must be an IPv4 address");
+        }
+    }
+    if s.metric.is_some_and(|m| m < 0) {
+        p.field("spec.metric", "must be non-negative");
+    }
+    if ty == "blackhole"
+        && (set(&s.device)
+            || s.device_from.is_some()
+            || set(&s.gateway)
+            || s.gateway_from.is_some()
+            || set(&s.preferred_source))
+    {
+        p.at("spec.type", "spec.device, spec.deviceFrom, spec.gateway, spec.gatewayFrom, and spec.preferredSource are not valid when spec.type is blackhole");
+    }
+}
+
+pub(super) fn nat44(s: &NAT44RuleSpec, idx: &NameIndex<'_>, p: &mut Problems<'_>) {
+    let legacy = s.type_.is_some()
+        || s.egress_interface.is_some()
+        || s.egress_policy_ref.is_some()
+        || !s.source_ranges.is_empty();
+    if s.is_source_nat_shape() {
+        if legacy {
+            p.at("spec", "NAT44Rule must not mix outboundInterface/sourceCIDRs/translation with type/egressInterface/sourceRanges fields");
+            return;
+        }
+        source_nat(s, p);
+        return;
+    }
+    let ty = s.type_.as_deref().unwrap_or("");
+    if ty != "masquerade" && ty != "snat" {
+        p.field("spec.type", "must be masquerade or snat");
+    }
+    let egress = s
+        .egress_interface
+        .as_deref()
+        .map(str::trim)
+        .filter(|x| !x.is_empty());
+    let policy = s
+        .egress_policy_ref
+        .as_deref()
+        .map(str::trim)
+        .filter(|x| !x.is_empty());
+    match (egress, policy) {
+        (None, None) => p.at(
+            "spec",
+            "spec.egressInterface or spec.egressPolicyRef is required",
+        ),
+        (Some(e), _) => {
+            if !idx.has_interface_like(e) {
+                p.at(
+                    "spec.egressInterface",
+                    format!(
+                        "references missing egress Interface, PPPoESession, or DSLiteTunnel \"{e}\""
+                    ),
+                );
+            }
+        }
+        _ => {}
+    }
+    if let Some(pol) = policy {
+        // routerd does not check this; a typo silently left NAT unresolved.
+        if !idx.contains(Kind::EgressRoutePolicy, pol) {
+            p.field(
+                "spec.egressPolicyRef",
+                format!("references missing EgressRoutePolicy \"{pol}\""),
+            );
+        }
+    }
+    if s.source_ranges.is_empty() {
+        p.field("spec.sourceRanges", "is required");
+    }
+    for (path, list) in [
+        ("spec.sourceRanges", &s.source_ranges),
+        ("spec.destinationCIDRs", &s.destination_cidrs),
+        ("spec.excludeDestinationCIDRs", &s.exclude_destination_cidrs),
+    ] {
+        for (i, c) in list.iter().enumerate() {
+            if !is_v4_prefix(c) {
+                p.at(
+                    &format!("{path}[{i}]"),
+                    format!("{path} entries must be IPv4 prefixes"),
+                );
+            }
+        }
+    }
+    set_refs(p, "spec.destinationSetRefs", &s.destination_set_refs, idx);
+    set_refs(
+        p,
+        "spec.excludeDestinationSetRefs",
+        &s.exclude_destination_set_refs,
+        idx,
+    );
+    let has_addr = set(&s.snat_address);
+    let has_from = s.snat_address_from.is_some();
+    if ty == "snat" {
+        if has_addr && has_from {
+            p.at(
+                "spec.snatAddress",
+                "spec.snatAddress and spec.snatAddressFrom are mutually exclusive",
+            );
+        } else if !has_addr && !has_from {
+            p.at(
+                "spec.snatAddress",
+                "spec.snatAddress or spec.snatAddressFrom is required when type is snat",
+            );
+        }
+        if let Some(a) = s.snat_address.as_deref().filter(|a| !a.trim().is_empty()) {
+            if ipv4(a).is_none() {
+                p.field(
+                    "spec.snatAddress",
+                    "must be an IPv4 address when type is snat",
+                );
+            }
+        }
+    } else if has_addr || has_from {
+        p.at(
+            "spec.snatAddress",
+            "spec.snatAddress and spec.snatAddressFrom are only valid when type is snat",
+        );
+    }
+}
+
+fn source_nat(s: &NAT44RuleSpec, p: &mut Problems<'_>) {
+    const USING: &str = "when using source NAT fields on NAT44Rule";
+    if !set(&s.outbound_interface) {
+        p.field("spec.outboundInterface", format!("is required {USING}"));
+    }
+    if s.source_cidrs.is_empty() {
+        p.field("spec.sourceCIDRs", format!("is required {USING}"));
+    }
+    for (i, c) in s.source_cidrs.iter().enumerate() {
+        if !is_v4_prefix(c) {
+            p.at(
+                &format!("spec.sourceCIDRs[{i}]"),
+                "spec.sourceCIDRs entries must be IPv4 prefixes",
+            );
+        }
+    }
+    let t = s.translation.clone().unwrap_or_default();
+    match t.type_.as_deref().unwrap_or("") {
+        "interfaceAddress" => {}
+        "address" => {
+            if !t.address.as_deref().is_some_and(|a| ipv4(a).is_some()) {
+                p.field("spec.translation.address", "must be an IPv4 address");
+            }
+        }
+        "pool" => {
+            if t.addresses.is_empty() {
+                p.field(
+                    "spec.translation.addresses",
+                    "is required when translation.type is pool",
+                );
+            }
+            for (i, a) in t.addresses.iter().enumerate() {
+                if ipv4(a).is_none() {
+                    p.field(
+                        &format!("spec.translation.addresses[{i}]"),
+                        "must be an IPv4 address",
+                    );
+                }
+            }
+        }
+        _ => p.field(
+            "spec.translation.type",
+            "must be interfaceAddress, address, or pool",
+        ),
+    }
+    if let Some(pm) = &t.port_mapping {
+        match pm.type_.as_deref().unwrap_or("") {
+            "" | "auto" | "preserve" => {
+                if pm.start.is_some() || pm.end.is_some() {
+                    p.at(
+                        "spec.translation.portMapping",
+                        "spec.translation.portMapping start/end are only valid when type is range",
+                    );
+                }
+            }
+            "range" => {
+                let (a, b) = (pm.start.unwrap_or(0), pm.end.unwrap_or(0));
+                if !(1..=65535).contains(&a) || !(1..=65535).contains(&b) || a > b {
+                    p.at(
+                        "spec.translation.portMapping",
+                        "spec.translation.portMapping range must be within 1-65535 and start must be <= end",
+                    );
+                }
+            }
+            _ => p.field(
+                "spec.translation.portMapping.type",
+                "must be auto, preserve, or range",
+            ),
+        }
+    }
+}
+
+pub(super) fn address_set(s: &IPAddressSetSpec, p: &mut Problems<'_>) {
+    let family = s.family.as_deref().unwrap_or("");
+    if !matches!(family, "" | "ipv4" | "ipv6") {
+        p.field("spec.family", "must be ipv4 or ipv6");
+    }
+    let family = if family.is_empty() { "ipv4" } else { family };
+    for (i, a) in s.addresses.iter().enumerate() {
+        let ok = match prefix(a).or_else(|| ip(a).map(ipnet::IpNet::from)) {
+            Some(n) => family_matches(&n, family),
+            None => false,
+        };
+        if !ok {
+            p.at(
+                &format!("spec.addresses[{i}]"),
+                format!(
+                    "spec.addresses[{i}] must be an {} address or prefix",
+                    if family == "ipv6" { "IPv6" } else { "IPv4" }
+                ),
+            );
+        }
+    }
+}
+
+pub(super) fn static_address(s: &IPv4StaticAddressSpec, idx: &NameIndex<'_>, p: &mut Problems<'_>) {
+    let i = s.interface.trim();
+    if i.is_empty() {
+        p.field("spec.interface", "is required");
+    } else if !idx.has_interface_like(i) {
+        p.at(
+            "spec.interface",
+            format!("references missing Interface, PPPoESession, or DSLiteTunnel \"{i}\""),
+        );
+    }
+    if s.address.trim().is_empty() {
+        p.field("spec.address", "is required");
+    } else if !matches!(
+        s.address.trim().parse::<ipnet::IpNet>(),
+        Ok(ipnet::IpNet::V4(_))
+    ) {
+        p.field(
+            "spec.address",
+            "must be an IPv4 address with prefix length, such as 192.168.10.1/24",
+        );
+    }
+}
+
+pub(super) fn pppoe(s: &PPPoESessionSpec, idx: &NameIndex<'_>, p: &mut Problems<'_>) {
+    let i = s.interface.trim();
+    if i.is_empty() {
+        p.field("spec.interface", "is required");
+    } else if !idx.contains(Kind::Interface, i) {
+        p.at(
+            "spec.interface",
+            format!("references missing Interface \"{i}\""),
+        );
+    }
+    if let Some(m) = s.mtu {
+        if m != 0 && !(576..=1500).contains(&m) {
+            p.field("spec.mtu", "must be within 576-1500");
+        }
+    }
+}

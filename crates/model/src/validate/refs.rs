@@ -1,0 +1,336 @@
+//! Cross-resource references: which resources a resource points at, and
+//! checking that they exist and provide the fields read from them.
+
+use std::collections::HashMap;
+
+use crate::Problems;
+use crate::id::{Kind, split_kind_name};
+use crate::resource::Resource;
+use crate::spec::{ResourceDependency, StatusValueSource};
+
+/// Name lookup over one config: (kind, name) to position in the slice.
+#[derive(Debug, Default)]
+pub struct NameIndex<'a> {
+    map: HashMap<(Kind, &'a str), usize>,
+}
+
+impl<'a> NameIndex<'a> {
+    /// Indexes `resources` (the first of duplicates wins).
+    pub fn build(resources: &'a [Resource]) -> Self {
+        let mut map = HashMap::with_capacity(resources.len());
+        for (i, r) in resources.iter().enumerate() {
+            map.entry((r.kind(), r.name())).or_insert(i);
+        }
+        NameIndex { map }
+    }
+
+    /// Indexes an iterator of resources with their positions.
+    pub fn from_iter(items: impl IntoIterator<Item = (usize, &'a Resource)>) -> Self {
+        let mut map = HashMap::new();
+        for (i, r) in items {
+            map.entry((r.kind(), r.name())).or_insert(i);
+        }
+        NameIndex { map }
+    }
+
+    /// Adds one resource.
+    pub fn insert(&mut self, kind: Kind, name: &'a str, pos: usize) {
+        self.map.entry((kind, name)).or_insert(pos);
+    }
+
+    /// Removes one resource.
+    pub fn remove(&mut self, kind: Kind, name: &str) {
+        self.map.retain(|(k, n), _| !(*k == kind && *n == name));
+    }
+
+    /// Whether (kind, name) exists.
+    pub fn contains(&self, kind: Kind, name: &str) -> bool {
+        self.map.contains_key(&(kind, name))
+    }
+
+    /// Position of (kind, name).
+    pub fn get(&self, kind: Kind, name: &str) -> Option<usize> {
+        self.map.get(&(kind, name)).copied()
+    }
+
+    /// Whether `name` is an interface-like resource (Interface, PPPoESession, DSLiteTunnel).
+    pub fn has_interface_like(&self, name: &str) -> bool {
+        [Kind::Interface, Kind::PPPoESession, Kind::DSLiteTunnel]
+            .iter()
+            .any(|k| self.contains(*k, name))
+    }
+}
+
+/// One outgoing reference of a resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// Field path of the reference.
+    pub path: String,
+    /// Kinds that satisfy it.
+    pub kinds: &'static [Kind],
+    /// Referenced name.
+    pub name: String,
+}
+
+const IFACE: &[Kind] = &[Kind::Interface, Kind::PPPoESession, Kind::DSLiteTunnel];
+
+/// Every name reference of `r` (status references excluded), for reverse
+/// indexes such as "which resources break if this one is masked".
+pub fn references(r: &Resource) -> Vec<Reference> {
+    let mut out = Vec::new();
+    let mut push = |path: String, kinds: &'static [Kind], name: &str| {
+        if !name.trim().is_empty() {
+            out.push(Reference {
+                path,
+                kinds,
+                name: name.trim().to_string(),
+            });
+        }
+    };
+    if let Some(s) = r.as_dslite() {
+        push("spec.interface".into(), &[Kind::Interface], &s.interface);
+    }
+    if let Some(s) = r.as_health_check() {
+        if let Some(i) = &s.interface {
+            push("spec.interface".into(), IFACE, i);
+        }
+    }
+    if let Some(s) = r.as_egress_policy() {
+        for (f, refs) in [
+            ("destinationSetRefs", &s.destination_set_refs),
+            ("excludeDestinationSetRefs", &s.exclude_destination_set_refs),
+        ] {
+            for (i, v) in refs.iter().enumerate() {
+                if let Some(("IPAddressSet", n)) = split_kind_name(v) {
+                    push(format!("spec.{f}[{i}]"), &[Kind::IPAddressSet], n);
+                }
+            }
+        }
+        for (i, c) in s.candidates.iter().enumerate() {
+            if let Some(x) = &c.interface {
+                push(format!("spec.candidates[{i}].interface"), IFACE, x);
+            }
+            if let Some(h) = &c.health_check {
+                push(
+                    format!("spec.candidates[{i}].healthCheck"),
+                    &[Kind::HealthCheck],
+                    h,
+                );
+            }
+            for (j, t) in c.targets.iter().enumerate() {
+                if let Some(h) = &t.health_check {
+                    push(
+                        format!("spec.candidates[{i}].targets[{j}].healthCheck"),
+                        &[Kind::HealthCheck],
+                        h,
+                    );
+                }
+            }
+        }
+    }
+    if let Some(s) = r.as_nat44() {
+        if let Some(e) = &s.egress_interface {
+            push("spec.egressInterface".into(), IFACE, e);
+        }
+        if let Some(p) = &s.egress_policy_ref {
+            push("spec.egressPolicyRef".into(), &[Kind::EgressRoutePolicy], p);
+        }
+        for (f, refs) in [
+            ("destinationSetRefs", &s.destination_set_refs),
+            ("excludeDestinationSetRefs", &s.exclude_destination_set_refs),
+        ] {
+            for (i, v) in refs.iter().enumerate() {
+                if let Some(("IPAddressSet", n)) = split_kind_name(v) {
+                    push(format!("spec.{f}[{i}]"), &[Kind::IPAddressSet], n);
+                }
+            }
+        }
+    }
+    if let Some(s) = r.as_static_address() {
+        push("spec.interface".into(), IFACE, &s.interface);
+    }
+    if let Some(s) = r.as_pppoe() {
+        push("spec.interface".into(), &[Kind::Interface], &s.interface);
+    }
+    if let Some(s) = r.as_hybrid_route() {
+        if let Some(p) = &s.peer_ref {
+            push("spec.peerRef".into(), &[Kind::OverlayPeer], p);
+        }
+        if let Some(h) = &s.health_check_ref {
+            push("spec.healthCheckRef".into(), &[Kind::HealthCheck], h);
+        }
+    }
+    if let Some(s) = r.as_dynamic_source() {
+        push("spec.pluginRef".into(), &[Kind::Plugin], &s.plugin_ref);
+    }
+    for (path, sv) in status_sources(r) {
+        if let Some((k, n)) = split_kind_name(&sv.resource) {
+            if let Some(kind) = Kind::parse(k) {
+                if let Some(ks) = single_kind(kind) {
+                    push(format!("{path}.resource"), ks, n);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn single_kind(k: Kind) -> Option<&'static [Kind]> {
+    Kind::ALL
+        .iter()
+        .position(|x| *x == k)
+        .map(|i| &Kind::ALL[i..=i])
+}
+
+/// A status reference of any shape.
+#[derive(Debug, Clone, Copy)]
+pub enum StatusRef<'a> {
+    /// A `*From` value source (field required).
+    Value(&'a StatusValueSource),
+    /// A readiness dependency (field defaults to `phase`).
+    Dependency(&'a ResourceDependency),
+}
+
+impl StatusRef<'_> {
+    /// `Kind/name` text.
+    pub fn resource(&self) -> &str {
+        match self {
+            StatusRef::Value(v) => &v.resource,
+            StatusRef::Dependency(d) => &d.resource,
+        }
+    }
+}
+
+/// Every status reference of `r` with its path.
+pub fn status_refs(r: &Resource) -> Vec<(String, StatusRef<'_>)> {
+    let mut out: Vec<(String, StatusRef<'_>)> = status_sources(r)
+        .into_iter()
+        .map(|(p, v)| (p, StatusRef::Value(v)))
+        .collect();
+    match &r.spec {
+        crate::Spec::DSLiteTunnel(s) => {
+            for (i, d) in s.depends_on.iter().enumerate() {
+                out.push((format!("spec.dependsOn[{i}]"), StatusRef::Dependency(d)));
+            }
+        }
+        crate::Spec::IPv4Route(s) => {
+            for (i, d) in s.depends_on.iter().enumerate() {
+                out.push((format!("spec.dependsOn[{i}]"), StatusRef::Dependency(d)));
+            }
+        }
+        crate::Spec::EgressRoutePolicy(s) => {
+            for (ci, c) in s.candidates.iter().enumerate() {
+                for (i, d) in c.depends_on.iter().enumerate() {
+                    out.push((
+                        format!("spec.candidates[{ci}].dependsOn[{i}]"),
+                        StatusRef::Dependency(d),
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+fn status_sources(r: &Resource) -> Vec<(String, &StatusValueSource)> {
+    let mut out = Vec::new();
+    match &r.spec {
+        crate::Spec::DSLiteTunnel(s) => {
+            if let Some(v) = &s.aftr_from {
+                out.push(("spec.aftrFrom".to_string(), v));
+            }
+            if let Some(v) = &s.local_address_from {
+                out.push(("spec.localAddressFrom".to_string(), v));
+            }
+        }
+        crate::Spec::EgressRoutePolicy(s) => {
+            for (i, c) in s.candidates.iter().enumerate() {
+                if let Some(v) = &c.device_from {
+                    out.push((format!("spec.candidates[{i}].deviceFrom"), v));
+                }
+                if let Some(v) = &c.gateway_from {
+                    out.push((format!("spec.candidates[{i}].gatewayFrom"), v));
+                }
+                for (j, t) in c.targets.iter().enumerate() {
+                    if let Some(v) = &t.gateway_from {
+                        out.push((format!("spec.candidates[{i}].targets[{j}].gatewayFrom"), v));
+                    }
+                }
+            }
+        }
+        crate::Spec::IPv4Route(s) => {
+            if let Some(v) = &s.device_from {
+                out.push(("spec.deviceFrom".to_string(), v));
+            }
+            if let Some(v) = &s.gateway_from {
+                out.push(("spec.gatewayFrom".to_string(), v));
+            }
+        }
+        crate::Spec::NAT44Rule(s) => {
+            if let Some(v) = &s.snat_address_from {
+                out.push(("spec.snatAddressFrom".to_string(), v));
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// Checks every status reference of `r` against `idx` (routerd's
+/// `validateStatusReferences`).
+pub(crate) fn check_status_refs(r: &Resource, idx: &NameIndex<'_>, p: &mut Problems<'_>) {
+    for (path, sr) in status_refs(r) {
+        let (resource, field, optional, is_value) = match sr {
+            StatusRef::Value(v) => (
+                v.resource.trim(),
+                v.field.as_deref().unwrap_or(""),
+                v.optional == Some(true),
+                true,
+            ),
+            StatusRef::Dependency(d) => (
+                d.resource.trim(),
+                d.effective_field(),
+                d.optional == Some(true),
+                false,
+            ),
+        };
+        if resource.is_empty() {
+            if !field.is_empty() && is_value {
+                p.field(&format!("{path}.resource"), "is required when field is set");
+            } else {
+                p.field(&format!("{path}.resource"), "is required");
+            }
+            continue;
+        }
+        let Some((k, n)) = split_kind_name(resource) else {
+            p.at(
+                &format!("{path}.resource"),
+                format!("{path}.resource: must be Kind/name"),
+            );
+            continue;
+        };
+        if is_value && field.is_empty() {
+            p.field(&format!("{path}.field"), "is required");
+            continue;
+        }
+        let kind = Kind::parse(k);
+        let exists = kind.is_some_and(|kind| idx.contains(kind, n));
+        if !exists {
+            if !optional {
+                p.field(&path, format!("references missing {k} \"{n}\""));
+            }
+            continue;
+        }
+        if let Some(kind) = kind {
+            if !kind.provides_field(field) {
+                p.field(
+                    &path,
+                    format!(
+                        "references {k}/{n}.{field}, but {k} does not provide field \"{field}\""
+                    ),
+                );
+            }
+        }
+    }
+}
