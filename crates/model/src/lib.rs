@@ -9,15 +9,23 @@
 
 pub mod diag;
 pub mod duration;
+pub mod event;
 pub mod id;
 pub mod load;
 pub mod position;
 pub mod resource;
+pub mod schema;
 pub mod spec;
 pub mod validate;
 
 pub use diag::{Diagnostic, Problems, Severity};
 pub use duration::GoDuration;
+pub use event::{Event, EventSource};
 pub use id::{Kind, ObjectRef, ResourceId};
 pub use load::{Loaded, load_and_validate};
 pub use resource::{Metadata, Resource, Spec, Status};
+
+/// A state snapshot: resource id (`apiVersion/Kind/name`) to status object.
+/// This is the `--state` format of `routerctl plan` and the output of
+/// `routerctl get status -o yaml`.
+pub type StateSnapshot = std::collections::BTreeMap<String, Status>;

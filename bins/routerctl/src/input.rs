@@ -1,0 +1,33 @@
+//! Reading input files (`-` is standard input).
+
+use std::io::Read;
+
+use anyhow::Result;
+use routerd_model::validate::Context;
+use routerd_model::{Diagnostic, Loaded};
+
+use crate::exit::{Exit, NO_INPUT};
+
+/// Reads `path`, or standard input for `-`.
+pub fn read(path: &str) -> Result<String> {
+    if path == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| Exit::new(NO_INPUT, format!("read standard input: {e}")))?;
+        return Ok(s);
+    }
+    std::fs::read_to_string(path)
+        .map_err(|e| Exit::new(NO_INPUT, format!("read {path}: {e}")).into())
+}
+
+/// Loads and validates startup files.
+pub fn load_startup(files: &[String]) -> Result<(Loaded, Vec<Diagnostic>)> {
+    let mut loaded = Loaded::new();
+    for f in files {
+        let text = read(f)?;
+        loaded.add_file(if f == "-" { "<stdin>" } else { f }, &text);
+    }
+    let diags = loaded.validate(Context::Startup);
+    Ok((loaded, diags))
+}

@@ -1,0 +1,11 @@
+//! routerd's control API types.
+//!
+//! The plan document (`routerctl plan`, `POST /plan`) is assembled here from
+//! the pure crates, so the offline CLI and the daemon compute exactly the
+//! same thing.
+
+#![deny(missing_docs)]
+
+pub mod plan;
+
+pub use plan::{PlanDocument, PlanError, PlanInputs, build_plan};

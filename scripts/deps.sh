@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the system packages the build and the tests need, only when missing.
+# Sourced by scripts/test.sh and scripts/demo.sh; safe to run again.
+set -euo pipefail
+
+ROUTERD_APT_PACKAGES=(
+  libclang-dev   # rustables runs bindgen over the kernel nf_tables headers
+  clang
+  nftables       # nft: the JSON backend, and inspection in namespace tests
+  iproute2       # ip netns, veth, ip route/rule checks
+  iputils-ping
+  conntrack      # conntrack -L in the failover tests
+  procps
+  python3        # examples/plugins are Python
+)
+
+missing=()
+for p in "${ROUTERD_APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing missing packages: ${missing[*]}" >&2
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is required (install Rust with rustup)" >&2
+  exit 1
+fi
