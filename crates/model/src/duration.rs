@@ -118,15 +118,20 @@ impl GoDuration {
             } else {
                 int_part.parse::<i128>().map_err(|_| invalid("invalid"))?
             };
-            let mut v = whole * i128::from(scale);
+            // Checked: a 39-digit number of hours overflows even i128.
+            let mut v = whole
+                .checked_mul(i128::from(scale))
+                .ok_or_else(|| invalid("invalid"))?;
             if !frac_part.is_empty() {
                 let digits = frac_part.len().min(18);
                 let frac: i128 = frac_part[..digits]
                     .parse()
                     .map_err(|_| invalid("invalid"))?;
-                v += frac * i128::from(scale) / 10i128.pow(digits as u32);
+                v = v
+                    .checked_add(frac * i128::from(scale) / 10i128.pow(digits as u32))
+                    .ok_or_else(|| invalid("invalid"))?;
             }
-            total += v;
+            total = total.checked_add(v).ok_or_else(|| invalid("invalid"))?;
             if total > i128::from(i64::MAX) {
                 return Err(invalid("invalid"));
             }
@@ -236,6 +241,14 @@ mod tests {
         );
         assert!(GoDuration::parse("").is_err());
         assert!(GoDuration::parse(".s").is_err());
+        // Overflow is an error, never a panic.
+        assert_eq!(
+            GoDuration::parse("999999999999999999999999999999999999999h")
+                .unwrap_err()
+                .to_string(),
+            "time: invalid duration \"999999999999999999999999999999999999999h\""
+        );
+        assert!(GoDuration::parse("9223372036854775807ns1ns").is_err());
     }
 
     #[test]

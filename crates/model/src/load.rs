@@ -81,7 +81,7 @@ impl Loaded {
     fn add_document(&mut self, file: usize, doc: usize, value: Value) {
         let Value::Mapping(map) = &value else {
             if !value.is_null() {
-                self.push_at(
+                self.push_doc(
                     file,
                     doc,
                     "",
@@ -92,6 +92,17 @@ impl Loaded {
         };
         let kind = map.get("kind").and_then(Value::as_str);
         if kind != Some("Router") {
+            // Only Router lives in the Router group: `kind: router` is a
+            // misspelt envelope, not an unknown resource kind.
+            if map.get("apiVersion").and_then(Value::as_str) == Some(ROUTER_API) {
+                self.push_doc(
+                    file,
+                    doc,
+                    "kind",
+                    Diagnostic::error("router kind must be Router"),
+                );
+                return;
+            }
             self.add_resource(file, doc, String::new(), value);
             return;
         }
@@ -100,7 +111,7 @@ impl Loaded {
         };
         let api = map.remove("apiVersion");
         if api.as_ref().and_then(Value::as_str) != Some(ROUTER_API) {
-            self.push_at(
+            self.push_doc(
                 file,
                 doc,
                 "apiVersion",
@@ -113,7 +124,7 @@ impl Loaded {
             .and_then(|m| m.get("name").and_then(Value::as_str).map(str::to_string))
             .unwrap_or_default();
         if name.is_empty() {
-            self.push_at(
+            self.push_doc(
                 file,
                 doc,
                 "metadata",
@@ -126,7 +137,7 @@ impl Loaded {
         };
         for (k, _) in map.iter() {
             let k = k.as_str().unwrap_or("?").to_string();
-            self.push_at(
+            self.push_doc(
                 file,
                 doc,
                 &k,
@@ -144,7 +155,7 @@ impl Loaded {
                     "mode" => {
                         let m = v.as_str().unwrap_or("").to_string();
                         if !matches!(m.as_str(), "" | "strict" | "progressive") {
-                            self.push_at(
+                            self.push_doc(
                                 file,
                                 doc,
                                 "spec.reconcile.mode",
@@ -160,7 +171,7 @@ impl Loaded {
                             s.iter().any(|x| x.as_str().is_none_or(str::is_empty))
                         });
                         if empty {
-                            self.push_at(
+                            self.push_doc(
                                 file,
                                 doc,
                                 &format!("spec.reconcile.{key}"),
@@ -171,7 +182,7 @@ impl Loaded {
                         }
                     }
                     "autoTuneConntrack" => {}
-                    other => self.push_at(
+                    other => self.push_doc(
                         file,
                         doc,
                         &format!("spec.reconcile.{other}"),
@@ -186,7 +197,7 @@ impl Loaded {
         let resources = spec.remove("resources");
         for (k, _) in spec.iter() {
             let k = k.as_str().unwrap_or("?").to_string();
-            self.push_at(
+            self.push_doc(
                 file,
                 doc,
                 &format!("spec.{k}"),
@@ -200,7 +211,7 @@ impl Loaded {
                 }
             }
             None | Some(Value::Null) => {}
-            Some(_) => self.push_at(
+            Some(_) => self.push_doc(
                 file,
                 doc,
                 "spec.resources",
@@ -222,6 +233,12 @@ impl Loaded {
             self.origins.push(Origin { file, doc, base });
             self.decode_paths.push(decode_paths);
         }
+    }
+
+    /// A problem of the document itself (not of a resource): its path is
+    /// the document path.
+    fn push_doc(&mut self, file: usize, doc: usize, path: &str, d: Diagnostic) {
+        self.push_at(file, doc, path, d.with_path(path));
     }
 
     fn push_at(&mut self, file: usize, doc: usize, full_path: &str, mut d: Diagnostic) {

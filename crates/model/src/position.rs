@@ -127,10 +127,10 @@ fn join(base: &str, key: &str) -> String {
 }
 
 fn parent(p: &str) -> &str {
-    if p.ends_with(']') {
-        if let Some(i) = p.rfind('[') {
-            return &p[..i];
-        }
+    if p.ends_with(']')
+        && let Some(i) = p.rfind('[')
+    {
+        return &p[..i];
     }
     match p.rfind('.') {
         Some(i) => &p[..i],

@@ -214,12 +214,13 @@ impl ActionPlan {
                 ));
             }
         }
-        if let Some(r) = self.risk_level.as_deref() {
-            if !r.is_empty() && !["low", "medium", "high"].contains(&r) {
-                return Err(format!(
-                    "actionPlan \"{n}\" riskLevel \"{r}\" must be one of low, medium, high"
-                ));
-            }
+        if let Some(r) = self.risk_level.as_deref()
+            && !r.is_empty()
+            && !["low", "medium", "high"].contains(&r)
+        {
+            return Err(format!(
+                "actionPlan \"{n}\" riskLevel \"{r}\" must be one of low, medium, high"
+            ));
         }
         if let Some(u) = &self.undo {
             if u.action.is_empty() {

@@ -10,15 +10,18 @@ pub(super) fn interface(s: &InterfaceSpec, p: &mut Problems<'_>) {
     if s.ifname.trim().is_empty() {
         p.field("spec.ifname", "is required");
     }
-    if let Some(m) = s.mtu {
-        if m != 0 && !(576..=9216).contains(&m) {
-            p.field("spec.mtu", "must be within 576-9216");
-        }
+    if let Some(m) = s.mtu
+        && m != 0
+        && !(576..=9216).contains(&m)
+    {
+        p.field("spec.mtu", "must be within 576-9216");
     }
-    if let Some(o) = s.owner.as_deref() {
-        if !o.is_empty() && o != "routerd" && o != "external" {
-            p.field("spec.owner", "must be routerd or external");
-        }
+    if let Some(o) = s.owner.as_deref()
+        && !o.is_empty()
+        && o != "routerd"
+        && o != "external"
+    {
+        p.field("spec.owner", "must be routerd or external");
     }
 }
 
@@ -31,15 +34,15 @@ pub(super) fn dslite(s: &DSLiteTunnelSpec, idx: &NameIndex<'_>, p: &mut Problems
             format!("references missing Interface \"{}\"", s.interface.trim()),
         );
     }
-    if let Some(f) = s.aftr_fqdn.as_deref() {
-        if f.contains(char::is_whitespace) || f.contains('/') {
-            p.field("spec.aftrFQDN", "contains invalid whitespace or slash");
-        }
+    if let Some(f) = s.aftr_fqdn.as_deref()
+        && (f.contains(char::is_whitespace) || f.contains('/'))
+    {
+        p.field("spec.aftrFQDN", "contains invalid whitespace or slash");
     }
-    if let Some(a) = s.aftr_ipv6.as_deref().filter(|a| !a.is_empty()) {
-        if ipv6(a).is_none() {
-            p.field("spec.aftrIPv6", "must be an IPv6 address");
-        }
+    if let Some(a) = s.aftr_ipv6.as_deref().filter(|a| !a.is_empty())
+        && ipv6(a).is_none()
+    {
+        p.field("spec.aftrIPv6", "must be an IPv6 address");
     }
     for a in &s.aftr_dns_servers {
         if ip(a).is_none() {
@@ -52,13 +55,13 @@ pub(super) fn dslite(s: &DSLiteTunnelSpec, idx: &NameIndex<'_>, p: &mut Problems
     if s.aftr_address_ordinal.is_some_and(|n| n < 0) {
         p.field("spec.aftrAddressOrdinal", "must be greater than 0");
     }
-    if let Some(sel) = s.aftr_address_selection.as_deref() {
-        if !matches!(sel, "" | "ordinal" | "ordinalModulo") {
-            p.field(
-                "spec.aftrAddressSelection",
-                "must be ordinal or ordinalModulo",
-            );
-        }
+    if let Some(sel) = s.aftr_address_selection.as_deref()
+        && !matches!(sel, "" | "ordinal" | "ordinalModulo")
+    {
+        p.field(
+            "spec.aftrAddressSelection",
+            "must be ordinal or ordinalModulo",
+        );
     }
     if s.aftr_from.is_none() && !set(&s.aftr_fqdn) && !set(&s.aftr_ipv6) && !set(&s.remote_address)
     {
@@ -67,15 +70,15 @@ pub(super) fn dslite(s: &DSLiteTunnelSpec, idx: &NameIndex<'_>, p: &mut Problems
             "spec.aftrFrom, spec.aftrFQDN, spec.aftrIPv6, or spec.remoteAddress is required",
         );
     }
-    if let Some(a) = s.remote_address.as_deref().filter(|a| !a.is_empty()) {
-        if ipv6(a).is_none() {
-            p.field("spec.remoteAddress", "must be an IPv6 address");
-        }
+    if let Some(a) = s.remote_address.as_deref().filter(|a| !a.is_empty())
+        && ipv6(a).is_none()
+    {
+        p.field("spec.remoteAddress", "must be an IPv6 address");
     }
-    if let Some(a) = s.local_address.as_deref().filter(|a| !a.is_empty()) {
-        if ipv6(a).is_none() {
-            p.field("spec.localAddress", "must be an IPv6 address");
-        }
+    if let Some(a) = s.local_address.as_deref().filter(|a| !a.is_empty())
+        && ipv6(a).is_none()
+    {
+        p.field("spec.localAddress", "must be an IPv6 address");
     }
     match s.local_address_source.as_deref().unwrap_or("") {
         "" | "interface" => {}
@@ -100,21 +103,22 @@ pub(super) fn dslite(s: &DSLiteTunnelSpec, idx: &NameIndex<'_>, p: &mut Problems
             "must be interface, static, or delegatedAddress",
         ),
     }
-    if let Some(sfx) = s.local_address_suffix.as_deref().filter(|a| !a.is_empty()) {
-        if ipv6(sfx).is_none() {
-            p.field(
-                "spec.localAddressSuffix",
-                "must be an IPv6 suffix such as ::100",
-            );
-        }
+    if let Some(sfx) = s.local_address_suffix.as_deref().filter(|a| !a.is_empty())
+        && ipv6(sfx).is_none()
+    {
+        p.field(
+            "spec.localAddressSuffix",
+            "must be an IPv6 suffix such as ::100",
+        );
     }
     if s.route_metric.is_some_and(|m| m < 0) {
         p.field("spec.routeMetric", "must be non-negative");
     }
-    if let Some(m) = s.mtu {
-        if m != 0 && !(1280..=65535).contains(&m) {
-            p.field("spec.mtu", "must be within 1280-65535");
-        }
+    if let Some(m) = s.mtu
+        && m != 0
+        && !(1280..=65535).contains(&m)
+    {
+        p.field("spec.mtu", "must be within 1280-65535");
     }
 }
 
@@ -124,10 +128,10 @@ fn duration_field(p: &mut Problems<'_>, path: &str, v: &Option<String>, min: Opt
     };
     match GoDuration::parse(text) {
         Ok(d) if d.is_positive() => {
-            if let Some(min) = min {
-                if d < min {
-                    p.field(path, format!("must be at least {min}"));
-                }
+            if let Some(min) = min
+                && d < min
+            {
+                p.field(path, format!("must be at least {min}"));
             }
         }
         _ => p.field(path, "must be a positive duration"),
@@ -135,21 +139,22 @@ fn duration_field(p: &mut Problems<'_>, path: &str, v: &Option<String>, min: Opt
 }
 
 pub(super) fn health_check(s: &HealthCheckSpec, idx: &NameIndex<'_>, p: &mut Problems<'_>) {
-    if let Some(t) = s.type_.as_deref() {
-        if !t.is_empty() && t != "ping" {
-            p.field("spec.type", "must be ping");
-        }
+    if let Some(t) = s.type_.as_deref()
+        && !t.is_empty()
+        && t != "ping"
+    {
+        p.field("spec.type", "must be ping");
     }
-    if let Some(r) = s.role.as_deref() {
-        if !matches!(
+    if let Some(r) = s.role.as_deref()
+        && !matches!(
             r,
             "" | "link" | "next-hop" | "internet" | "service" | "policy"
-        ) {
-            p.field(
-                "spec.role",
-                "must be link, next-hop, internet, service, or policy",
-            );
-        }
+        )
+    {
+        p.field(
+            "spec.role",
+            "must be link, next-hop, internet, service, or policy",
+        );
     }
     let family = s.address_family.as_deref().unwrap_or("");
     if !matches!(family, "" | "ipv4" | "ipv6") {
@@ -184,13 +189,12 @@ pub(super) fn health_check(s: &HealthCheckSpec, idx: &NameIndex<'_>, p: &mut Pro
         .as_deref()
         .map(str::trim)
         .filter(|i| !i.is_empty())
+        && !idx.has_interface_like(i)
     {
-        if !idx.has_interface_like(i) {
-            p.at(
-                "spec.interface",
-                format!("references missing Interface, PPPoESession, or DSLiteTunnel \"{i}\""),
-            );
-        }
+        p.at(
+            "spec.interface",
+            format!("references missing Interface, PPPoESession, or DSLiteTunnel \"{i}\""),
+        );
     }
     let proto = s.protocol.as_deref().unwrap_or("");
     if !matches!(proto, "" | "icmp" | "tcp" | "dns" | "http") {
@@ -241,10 +245,10 @@ pub(super) fn health_check(s: &HealthCheckSpec, idx: &NameIndex<'_>, p: &mut Pro
                 "spec.dns is ignored unless spec.protocol is dns",
             );
         }
-        if let Some(t) = d.query_type.as_deref() {
-            if !matches!(t, "" | "A" | "AAAA") {
-                p.field("spec.dns.queryType", "must be A or AAAA");
-            }
+        if let Some(t) = d.query_type.as_deref()
+            && !matches!(t, "" | "A" | "AAAA")
+        {
+            p.field("spec.dns.queryType", "must be A or AAAA");
         }
     }
 }
@@ -430,13 +434,13 @@ pub(super) fn egress_policy(s: &EgressRoutePolicySpec, idx: &NameIndex<'_>, p: &
             );
         }
     }
-    if let Some(sel) = s.selection.as_deref() {
-        if !matches!(sel, "" | "highest-weight-ready" | "weighted-ecmp") {
-            p.field(
-                "spec.selection",
-                "must be highest-weight-ready or weighted-ecmp",
-            );
-        }
+    if let Some(sel) = s.selection.as_deref()
+        && !matches!(sel, "" | "highest-weight-ready" | "weighted-ecmp")
+    {
+        p.field(
+            "spec.selection",
+            "must be highest-weight-ready or weighted-ecmp",
+        );
     }
     for (path, v) in [
         ("spec.hysteresis", &s.hysteresis),
@@ -535,10 +539,11 @@ fn candidate(
             "status expressions were removed; use deviceFrom",
         );
     }
-    if let Some(ps) = c.preferred_source.as_deref() {
-        if !ps.is_empty() && ps != "interface" {
-            p.field(&format!("{base}.preferredSource"), "must be interface");
-        }
+    if let Some(ps) = c.preferred_source.as_deref()
+        && !ps.is_empty()
+        && ps != "interface"
+    {
+        p.field(&format!("{base}.preferredSource"), "must be interface");
     }
     if let Some(src) = c.source.as_deref().filter(|s| !s.trim().is_empty()) {
         match split_kind_name(src.trim()) {
@@ -558,28 +563,24 @@ fn candidate(
         .as_deref()
         .map(str::trim)
         .filter(|x| !x.is_empty())
+        && !idx.has_interface_like(x)
     {
-        if !idx.has_interface_like(x) {
-            p.at(
-                &format!("{base}.interface"),
-                format!(
-                    "{base} references missing Interface, PPPoESession, or DSLiteTunnel \"{x}\""
-                ),
-            );
-        }
+        p.at(
+            &format!("{base}.interface"),
+            format!("{base} references missing Interface, PPPoESession, or DSLiteTunnel \"{x}\""),
+        );
     }
     if let Some(h) = c
         .health_check
         .as_deref()
         .map(str::trim)
         .filter(|h| !h.is_empty())
+        && !idx.contains(Kind::HealthCheck, h)
     {
-        if !idx.contains(Kind::HealthCheck, h) {
-            p.at(
-                &format!("{base}.healthCheck"),
-                format!("{base} references missing HealthCheck \"{h}\""),
-            );
-        }
+        p.at(
+            &format!("{base}.healthCheck"),
+            format!("{base} references missing HealthCheck \"{h}\""),
+        );
     }
     if !has_targets && (nz(c.mark) || nz(c.priority) || c.route_table() != 0) {
         if !host && c.mark.unwrap_or(0) < 1 {
@@ -660,13 +661,12 @@ fn target(t: &EgressTarget, base: &str, family: &str, idx: &NameIndex<'_>, p: &m
         .as_deref()
         .map(str::trim)
         .filter(|h| !h.is_empty())
+        && !idx.contains(Kind::HealthCheck, h)
     {
-        if !idx.contains(Kind::HealthCheck, h) {
-            p.at(
-                &format!("{base}.healthCheck"),
-                format!("{base} references missing HealthCheck \"{h}\""),
-            );
-        }
+        p.at(
+            &format!("{base}.healthCheck"),
+            format!("{base} references missing HealthCheck \"{h}\""),
+        );
     }
     gateway_rules(
         p,
@@ -706,10 +706,10 @@ pub(super) fn ipv4_route(s: &IPv4RouteSpec, p: &mut Problems<'_>) {
             "spec.gateway",
             "status expressions were removed; use gatewayFrom",
         );
-    } else if let Some(g) = s.gateway.as_deref().filter(|g| !g.trim().is_empty()) {
-        if ipv4(g).is_none() {
-            p.field("spec.gateway", "must be an IPv4 address");
-        }
+    } else if let Some(g) = s.gateway.as_deref().filter(|g| !g.trim().is_empty())
+        && ipv4(g).is_none()
+    {
+        p.field("spec.gateway", "must be an IPv4 address");
     }
     if has_expr(&s.preferred_source) {
         p.field(
@@ -720,10 +720,9 @@ pub(super) fn ipv4_route(s: &IPv4RouteSpec, p: &mut Problems<'_>) {
         .preferred_source
         .as_deref()
         .filter(|g| !g.trim().is_empty())
+        && ipv4(g).is_none()
     {
-        if ipv4(g).is_none() {
-            p.field("spec.preferredSource", "must be an IPv4 address");
-        }
+        p.field("spec.preferredSource", "must be an IPv4 address");
     }
     if s.metric.is_some_and(|m| m < 0) {
         p.field("spec.metric", "must be non-negative");
@@ -771,15 +770,13 @@ pub(super) fn nat44(s: &NAT44RuleSpec, idx: &NameIndex<'_>, p: &mut Problems<'_>
             "spec",
             "spec.egressInterface or spec.egressPolicyRef is required",
         ),
-        (Some(e), _) => {
-            if !idx.has_interface_like(e) {
-                p.at(
-                    "spec.egressInterface",
-                    format!(
-                        "references missing egress Interface, PPPoESession, or DSLiteTunnel \"{e}\""
-                    ),
-                );
-            }
+        (Some(e), _) if !idx.has_interface_like(e) => {
+            p.at(
+                "spec.egressInterface",
+                format!(
+                    "references missing egress Interface, PPPoESession, or DSLiteTunnel \"{e}\""
+                ),
+            );
         }
         _ => {}
     }
@@ -830,13 +827,13 @@ pub(super) fn nat44(s: &NAT44RuleSpec, idx: &NameIndex<'_>, p: &mut Problems<'_>
                 "spec.snatAddress or spec.snatAddressFrom is required when type is snat",
             );
         }
-        if let Some(a) = s.snat_address.as_deref().filter(|a| !a.trim().is_empty()) {
-            if ipv4(a).is_none() {
-                p.field(
-                    "spec.snatAddress",
-                    "must be an IPv4 address when type is snat",
-                );
-            }
+        if let Some(a) = s.snat_address.as_deref().filter(|a| !a.trim().is_empty())
+            && ipv4(a).is_none()
+        {
+            p.field(
+                "spec.snatAddress",
+                "must be an IPv4 address when type is snat",
+            );
         }
     } else if has_addr || has_from {
         p.at(
@@ -866,7 +863,7 @@ fn source_nat(s: &NAT44RuleSpec, p: &mut Problems<'_>) {
     match t.type_.as_deref().unwrap_or("") {
         "interfaceAddress" => {}
         "address" => {
-            if !t.address.as_deref().is_some_and(|a| ipv4(a).is_some()) {
+            if t.address.as_deref().is_none_or(|a| ipv4(a).is_none()) {
                 p.field("spec.translation.address", "must be an IPv4 address");
             }
         }
@@ -974,9 +971,10 @@ pub(super) fn pppoe(s: &PPPoESessionSpec, idx: &NameIndex<'_>, p: &mut Problems<
             format!("references missing Interface \"{i}\""),
         );
     }
-    if let Some(m) = s.mtu {
-        if m != 0 && !(576..=1500).contains(&m) {
-            p.field("spec.mtu", "must be within 576-1500");
-        }
+    if let Some(m) = s.mtu
+        && m != 0
+        && !(576..=1500).contains(&m)
+    {
+        p.field("spec.mtu", "must be within 576-1500");
     }
 }

@@ -132,12 +132,12 @@ pub(super) fn dynamic_source(
         );
     }
     positive_duration(p, "spec.ttl", &s.ttl, true);
-    if let Some(mp) = &s.merge_policy {
-        if let Some(c) = mp.conflict.as_deref() {
-            if !c.is_empty() && c != "reject" {
-                p.field("spec.mergePolicy.conflict", "must be reject");
-            }
-        }
+    if let Some(mp) = &s.merge_policy
+        && let Some(c) = mp.conflict.as_deref()
+        && !c.is_empty()
+        && c != "reject"
+    {
+        p.field("spec.mergePolicy.conflict", "must be reject");
     }
     triggers(p, &s.triggers);
 }
@@ -190,20 +190,19 @@ pub(super) fn overlay_peer(s: &OverlayPeerSpec, idx: &NameIndex<'_>, p: &mut Pro
             _ => {}
         }
     }
-    if let Some(a) = u.address.as_deref().filter(|a| !a.trim().is_empty()) {
-        if ip(a).is_none() {
-            p.field("spec.underlay.address", "must be an IP address");
-        }
+    if let Some(a) = u.address.as_deref().filter(|a| !a.trim().is_empty())
+        && ip(a).is_none()
+    {
+        p.field("spec.underlay.address", "must be an IP address");
     }
-    if ty == "ipsec" {
-        if let Some(a) = s.remote.as_ref().and_then(|r| r.address.as_deref()) {
-            if ipv4(a).is_none() {
-                p.field(
-                    "spec.remote.address",
-                    "must be an IPv4 address when spec.underlay.type is ipsec",
-                );
-            }
-        }
+    if ty == "ipsec"
+        && let Some(a) = s.remote.as_ref().and_then(|r| r.address.as_deref())
+        && ipv4(a).is_none()
+    {
+        p.field(
+            "spec.remote.address",
+            "must be an IPv4 address when spec.underlay.type is ipsec",
+        );
     }
     if s.path_mtu
         .as_ref()
@@ -252,10 +251,11 @@ pub(super) fn hybrid_route(s: &HybridRouteSpec, idx: &NameIndex<'_>, p: &mut Pro
         _ => {}
     }
     if let Some(inst) = &s.install {
-        if let Some(t) = inst.table.as_deref() {
-            if !t.is_empty() && t != "main" {
-                p.field("spec.install.table", "must be empty or main; HybridRoute MVP lowers to IPv4Route, which installs only in the main table");
-            }
+        if let Some(t) = inst.table.as_deref()
+            && !t.is_empty()
+            && t != "main"
+        {
+            p.field("spec.install.table", "must be empty or main; HybridRoute MVP lowers to IPv4Route, which installs only in the main table");
         }
         if inst.metric.is_some_and(|m| m < 0) {
             p.field("spec.install.metric", "must be >= 0");
@@ -266,13 +266,12 @@ pub(super) fn hybrid_route(s: &HybridRouteSpec, idx: &NameIndex<'_>, p: &mut Pro
         .as_deref()
         .map(str::trim)
         .filter(|x| !x.is_empty())
+        && !idx.contains(Kind::HealthCheck, h)
     {
-        if !idx.contains(Kind::HealthCheck, h) {
-            p.field(
-                "spec.healthCheckRef",
-                format!("references missing HealthCheck \"{h}\""),
-            );
-        }
+        p.field(
+            "spec.healthCheckRef",
+            format!("references missing HealthCheck \"{h}\""),
+        );
     }
 }
 
@@ -324,10 +323,11 @@ pub(super) fn tunnel_interface(s: &TunnelInterfaceSpec, p: &mut Problems<'_>) {
     if s.ttl.is_some_and(|t| !(0..=255).contains(&t)) {
         p.field("spec.ttl", "must be within 0-255");
     }
-    if let Some(m) = s.mtu {
-        if m != 0 && !(576..=9216).contains(&m) {
-            p.field("spec.mtu", "must be within 576-9216");
-        }
+    if let Some(m) = s.mtu
+        && m != 0
+        && !(576..=9216).contains(&m)
+    {
+        p.field("spec.mtu", "must be within 576-9216");
     }
     if matches!(s.mode.as_deref(), Some("fou" | "gue")) {
         let e = s.encap.clone().unwrap_or_default();
@@ -356,26 +356,26 @@ pub(super) fn mobility_domain(
             Ok(_) => {}
         },
     }
-    if let Some(m) = s.mode.as_deref() {
-        if !m.is_empty() && m != "selective-address" {
-            p.field(
-                "spec.mode",
-                "full L2 extension is not supported; routerd implements Selective Address Mobility",
-            );
-        }
+    if let Some(m) = s.mode.as_deref()
+        && !m.is_empty()
+        && m != "selective-address"
+    {
+        p.field(
+            "spec.mode",
+            "full L2 extension is not supported; routerd implements Selective Address Mobility",
+        );
     }
     if let Some(peer) = s
         .peer_ref
         .as_deref()
         .map(str::trim)
         .filter(|x| !x.is_empty())
+        && !idx.contains(Kind::OverlayPeer, peer)
     {
-        if !idx.contains(Kind::OverlayPeer, peer) {
-            p.field(
-                "spec.peerRef",
-                format!("references missing OverlayPeer \"{peer}\""),
-            );
-        }
+        p.field(
+            "spec.peerRef",
+            format!("references missing OverlayPeer \"{peer}\""),
+        );
     }
 }
 
@@ -423,17 +423,14 @@ pub(super) fn address_claim(
                 crate::Spec::AddressMobilityDomain(m) => m.prefix.clone(),
                 _ => None,
             });
-        if let Some(pfx) = prefix {
-            if let Ok(ipnet::IpNet::V4(n)) = pfx.trim().parse::<ipnet::IpNet>() {
-                if !n.contains(&a) {
-                    p.field(
-                        "spec.address",
-                        format!(
-                            "\"{a}/32\" is outside AddressMobilityDomain \"{d}\" prefix \"{pfx}\""
-                        ),
-                    );
-                }
-            }
+        if let Some(pfx) = prefix
+            && let Ok(ipnet::IpNet::V4(n)) = pfx.trim().parse::<ipnet::IpNet>()
+            && !n.contains(&a)
+        {
+            p.field(
+                "spec.address",
+                format!("\"{a}/32\" is outside AddressMobilityDomain \"{d}\" prefix \"{pfx}\""),
+            );
         }
     }
     match s.owner_side.as_deref() {
@@ -461,13 +458,12 @@ pub(super) fn address_claim(
                 .as_deref()
                 .map(str::trim)
                 .filter(|x| !x.is_empty())
+                && !idx.contains(Kind::CloudProviderProfile, pr)
             {
-                if !idx.contains(Kind::CloudProviderProfile, pr) {
-                    p.field(
-                        "spec.capture.providerRef",
-                        format!("references missing CloudProviderProfile \"{pr}\""),
-                    );
-                }
+                p.field(
+                    "spec.capture.providerRef",
+                    format!("references missing CloudProviderProfile \"{pr}\""),
+                );
             }
             let strategy = c
                 .capture_strategy

@@ -25,7 +25,7 @@ impl<'a> NameIndex<'a> {
     }
 
     /// Indexes an iterator of resources with their positions.
-    pub fn from_iter(items: impl IntoIterator<Item = (usize, &'a Resource)>) -> Self {
+    pub fn from_positions(items: impl IntoIterator<Item = (usize, &'a Resource)>) -> Self {
         let mut map = HashMap::new();
         for (i, r) in items {
             map.entry((r.kind(), r.name())).or_insert(i);
@@ -90,10 +90,10 @@ pub fn references(r: &Resource) -> Vec<Reference> {
     if let Some(s) = r.as_dslite() {
         push("spec.interface".into(), &[Kind::Interface], &s.interface);
     }
-    if let Some(s) = r.as_health_check() {
-        if let Some(i) = &s.interface {
-            push("spec.interface".into(), IFACE, i);
-        }
+    if let Some(s) = r.as_health_check()
+        && let Some(i) = &s.interface
+    {
+        push("spec.interface".into(), IFACE, i);
     }
     if let Some(s) = r.as_egress_policy() {
         for (f, refs) in [
@@ -164,12 +164,11 @@ pub fn references(r: &Resource) -> Vec<Reference> {
         push("spec.pluginRef".into(), &[Kind::Plugin], &s.plugin_ref);
     }
     for (path, sv) in status_sources(r) {
-        if let Some((k, n)) = split_kind_name(&sv.resource) {
-            if let Some(kind) = Kind::parse(k) {
-                if let Some(ks) = single_kind(kind) {
-                    push(format!("{path}.resource"), ks, n);
-                }
-            }
+        if let Some((k, n)) = split_kind_name(&sv.resource)
+            && let Some(kind) = Kind::parse(k)
+            && let Some(ks) = single_kind(kind)
+        {
+            push(format!("{path}.resource"), ks, n);
         }
     }
     out
@@ -322,15 +321,13 @@ pub(crate) fn check_status_refs(r: &Resource, idx: &NameIndex<'_>, p: &mut Probl
             }
             continue;
         }
-        if let Some(kind) = kind {
-            if !kind.provides_field(field) {
-                p.field(
-                    &path,
-                    format!(
-                        "references {k}/{n}.{field}, but {k} does not provide field \"{field}\""
-                    ),
-                );
-            }
+        if let Some(kind) = kind
+            && !kind.provides_field(field)
+        {
+            p.field(
+                &path,
+                format!("references {k}/{n}.{field}, but {k} does not provide field \"{field}\""),
+            );
         }
     }
 }
