@@ -104,7 +104,13 @@ impl fmt::Display for Diagnostic {
         if self.severity == Severity::Warning {
             f.write_str("warning: ")?;
         }
-        f.write_str(&self.message)
+        f.write_str(&self.message)?;
+        // routerd's wording leaves the field out of some messages
+        // ("<id> references missing Interface \"x\""); name it anyway.
+        match &self.path {
+            Some(p) if !self.message.contains(p.as_str()) => write!(f, " (at {p})"),
+            _ => Ok(()),
+        }
     }
 }
 

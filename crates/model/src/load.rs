@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_yaml::Value;
 
 use crate::diag::Diagnostic;
-use crate::id::ROUTER_API;
+use crate::id::{Kind, ROUTER_API};
 use crate::position::PositionIndex;
 use crate::resource::{Resource, join_path};
 use crate::validate::{self, Context};
@@ -93,8 +93,11 @@ impl Loaded {
         let kind = map.get("kind").and_then(Value::as_str);
         if kind != Some("Router") {
             // Only Router lives in the Router group: `kind: router` is a
-            // misspelt envelope, not an unknown resource kind.
-            if map.get("apiVersion").and_then(Value::as_str) == Some(ROUTER_API) {
+            // misspelt envelope, not an unknown resource kind. A known kind
+            // in the wrong group is a resource (`must use apiVersion ...`).
+            if map.get("apiVersion").and_then(Value::as_str) == Some(ROUTER_API)
+                && kind.is_none_or(|k| Kind::parse(k).is_none())
+            {
                 self.push_doc(
                     file,
                     doc,

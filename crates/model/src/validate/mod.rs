@@ -8,6 +8,7 @@ mod net;
 mod other;
 pub mod refs;
 mod util;
+mod when;
 
 use std::collections::HashMap;
 
@@ -108,6 +109,7 @@ pub fn validate_one(
         Spec::AddressMobilityDomain(s) => other::mobility_domain(s, idx, &mut p),
         Spec::RemoteAddressClaim(s) => other::address_claim(s, idx, resources, &mut p),
     }
+    when::check(r, &mut p);
     refs::check_status_refs(r, idx, &mut p);
 }
 
