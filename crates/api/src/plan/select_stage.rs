@@ -1,0 +1,73 @@
+//! Selection stage of the plan: what routerd would select next, given the
+//! effective configuration and the `--state` snapshot, and how the routes
+//! and NAT rules that follow the selections would react.
+//!
+//! The previous status of every resource comes from the snapshot (falling
+//! back to a `status` written in the config file), so replaying a live
+//! router's state offline shows its next step, holds and dwell included.
+
+use routerd_model::{Kind, StateSnapshot};
+use routerd_select::follow::{FollowOptions, Subject, ipv4_route, nat44};
+use routerd_select::{PolicySet, SelectOptions};
+
+use super::{PlanDocument, PlanError, PlanInputs};
+
+pub(super) fn run(inputs: &PlanInputs, doc: &mut PlanDocument) -> Result<(), PlanError> {
+    let now = inputs.now;
+    // Statuses as the daemon would read them: the snapshot wins over a
+    // status embedded in the file.
+    let mut previous = StateSnapshot::new();
+    for r in &doc.effective {
+        if let Some(st) = &r.status {
+            previous.insert(r.id().to_string(), st.clone());
+        }
+    }
+    previous.extend(inputs.state.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let mut current = previous.clone();
+
+    let set = PolicySet::new(&doc.effective);
+    let options = SelectOptions::default();
+    for i in 0..set.len() {
+        let Some(outcome) = set.evaluate(i, &previous, &previous, now, options) else {
+            continue;
+        };
+        let Some(id) = set.id(i) else { continue };
+        let decision = serde_json::to_value(&outcome.decision)
+            .map_err(|e| PlanError::Invalid(format!("{id}: decision record: {e}")))?;
+        doc.decisions.insert(id.to_string(), decision);
+        doc.events.extend(outcome.events);
+        current.insert(id.to_string(), outcome.status.clone());
+        doc.status.insert(id.to_string(), outcome.status);
+    }
+
+    let follow = FollowOptions::default();
+    for r in &doc.effective {
+        let id = r.id().to_string();
+        let who = Subject {
+            api_version: &r.api_version,
+            name: r.name(),
+        };
+        let out = match r.kind() {
+            Kind::IPv4Route => r
+                .as_ipv4_route()
+                .map(|s| ipv4_route(who, s, &current, previous.get(&id), now, &follow)),
+            Kind::NAT44Rule => r.as_nat44().map(|s| {
+                nat44(
+                    who,
+                    s,
+                    set.world(),
+                    &current,
+                    previous.get(&id),
+                    now,
+                    &follow,
+                )
+            }),
+            _ => None,
+        };
+        if let Some(o) = out {
+            doc.events.extend(o.events);
+            doc.status.insert(id, o.status);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! Egress candidate selection for `EgressRoutePolicy`.
+//!
+//! Selection decides which path new flows take while candidate health keeps
+//! changing, so it has to be predictable and explainable. Everything here is
+//! a pure function of the policy spec, what is known about each candidate,
+//! the previous status and `now`: no I/O and no clock, so the daemon, the
+//! offline `routerctl plan` and the tests all compute the same answer.
+//!
+//! * [`observe`] turns status maps into typed observations (readiness inputs).
+//! * [`readiness`] is the one readiness rule shared by every mode.
+//! * [`rank`] is the candidate order (weight, priority, name, index).
+//! * [`select()`] applies failback control (hysteresis, preemptDelay,
+//!   preempt) and writes the status, events and a [`Decision`].
+//! * [`PolicySet`] keeps reverse indexes so a health or source change
+//!   re-evaluates only the policies, and within them only the candidates,
+//!   that depend on it ([`SetState`] holds the incremental state).
+//! * [`follow`] computes the statuses of the resources that follow a
+//!   selection (IPv4Route, NAT44Rule).
+
+#![deny(missing_docs)]
+
+pub mod decision;
+pub mod follow;
+pub mod observe;
+pub mod rank;
+pub mod readiness;
+pub mod select;
+pub mod set;
+pub mod status;
+pub mod time;
+
+pub use decision::{CandidateDecision, Decision, Hold, Reason};
+pub use observe::{
+    CandidateObservation, DependencyObservation, HealthObservation, SourceObservation,
+    StatusSource, TargetObservation,
+};
+pub use rank::{CandidateState, best_ready, rank_cmp};
+pub use select::{Evaluation, Outcome, PolicyInput, SelectOptions, select, select_in_place};
+pub use set::{PolicySet, SetState};
+
+/// The event topic of an advisory selection change.
+pub const ROUTE_CHANGED_EVENT: &str = "routerd.lan.route.changed";

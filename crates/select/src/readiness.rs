@@ -1,0 +1,309 @@
+//! The readiness rule, the same in every mode.
+//!
+//! routerd has two: the advisory controller ignores `interface` and reads
+//! only top-level HealthCheck keys; the policy-route controller resolves
+//! `interface` and prefers `status.observed` (§8.1.5, §8.1.8). Here a
+//! candidate is ready when, and only when:
+//!
+//! 1. it is not disabled (`enabled: false`, a disabled PPPoESession source,
+//!    or a HealthCheck that is disabled or reports `Disabled`, `Standby`,
+//!    `NotApplicable`);
+//! 2. its HealthCheck, if any, is `Healthy`, or `Failing` with
+//!    `0 < consecutiveFailed < unhealthyThreshold` (grace), and its
+//!    `lastCheckedAt` is within `max(2m, 3 x interval + timeout)` of `now`;
+//! 3. every `dependsOn` holds;
+//! 4. its `source`, if any, is up (`Applied`, `Bound`, `Healthy`,
+//!    `Installed`, `Ready`, `Running`, `Up`), or a passing HealthCheck
+//!    vouches for it (routerd's "a Healthy health check plus a resolved
+//!    device makes a candidate ready even when its source has no status");
+//! 5. its output resolves: a device from `deviceFrom`, `device` or the alias
+//!    of `interface`, and a gateway when `gatewayFrom` is set and not
+//!    `optional`. A candidate with `targets` needs one ready target instead.
+
+use chrono::{DateTime, Utc};
+use routerd_model::spec::EgressCandidate;
+
+use crate::decision::Reason;
+use crate::observe::{CandidateObservation, HealthObservation, source_phase_ready};
+use crate::rank::CandidateState;
+use crate::time::{add, format_rfc3339_nano};
+
+/// A candidate with its readiness worked out.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Assessment {
+    /// The resolved candidate.
+    pub state: CandidateState,
+    /// Why it is not ready (empty when ready).
+    pub reasons: Vec<Reason>,
+    /// Facts that did not block it.
+    pub notes: Vec<Reason>,
+    /// Number of targets, and how many of them are ready.
+    pub targets: usize,
+    /// Ready targets.
+    pub ready_targets: usize,
+    /// Effective interface (`interface`, else `device`).
+    pub interface: String,
+}
+
+/// How candidates without `name` are called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Naming {
+    /// Advisory mode: `name`, else `source`, else `candidate-<index>`.
+    Advisory,
+    /// Policy-route modes: `name`, else the effective interface, else the
+    /// advisory default.
+    PolicyRoute,
+}
+
+/// The status name of candidate `index`.
+pub fn candidate_name(c: &EgressCandidate, index: usize, naming: Naming) -> String {
+    match naming {
+        Naming::Advisory => c.status_name(index),
+        Naming::PolicyRoute => match c.name.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            Some(n) => n.to_string(),
+            None => c
+                .effective_interface()
+                .map_or_else(|| c.status_name(index), str::to_string),
+        },
+    }
+}
+
+fn non_empty(s: Option<&str>) -> Option<&str> {
+    s.map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Works out whether candidate `index` is ready at `now`.
+pub fn assess(
+    c: &EgressCandidate,
+    index: usize,
+    obs: &CandidateObservation,
+    naming: Naming,
+    now: DateTime<Utc>,
+) -> Assessment {
+    let device = non_empty(obs.device_from.as_deref())
+        .or(non_empty(c.device.as_deref()))
+        .or(non_empty(obs.interface_device.as_deref()))
+        .unwrap_or("")
+        .to_string();
+    let gateway = non_empty(obs.gateway_from.as_deref())
+        .or(non_empty(c.gateway.as_deref()))
+        .unwrap_or("")
+        .to_string();
+    let mut a = Assessment {
+        state: CandidateState {
+            name: candidate_name(c, index, naming),
+            source: c.source.as_deref().unwrap_or("").trim().to_string(),
+            device,
+            gateway,
+            gateway_source: c.gateway_source().to_string(),
+            route_table: c.route_table(),
+            metric: c.metric(),
+            weight: c.weight.unwrap_or(0),
+            priority: c.priority.unwrap_or(0),
+            index,
+            ready: false,
+            disabled: false,
+        },
+        targets: c.targets.len(),
+        interface: c.effective_interface().unwrap_or("").to_string(),
+        ..Assessment::default()
+    };
+
+    // 1. Disabled.
+    if !c.is_enabled() {
+        a.reasons
+            .push(Reason::new("Disabled", "candidate has enabled: false"));
+    }
+    if let Some(src) = obs.source.as_ref().filter(|s| s.spec_disabled) {
+        a.reasons.push(Reason::new(
+            "SourceDisabled",
+            format!("source {} has enabled: false", src.reference),
+        ));
+    }
+    if let Some(h) = &obs.health {
+        if !h.spec_enabled {
+            a.reasons.push(Reason::new(
+                "HealthCheckDisabled",
+                format!("HealthCheck {} has enabled: false", h.name),
+            ));
+        } else if matches!(h.phase.as_ref(), "Disabled" | "Standby" | "NotApplicable") {
+            a.reasons.push(Reason::new(
+                "HealthCheckDisabled",
+                format!("HealthCheck {} is {}", h.name, h.phase),
+            ));
+        }
+    }
+    if !a.reasons.is_empty() {
+        a.state.disabled = true;
+        return a;
+    }
+
+    // 2. Health.
+    let health_ok = obs
+        .health
+        .as_ref()
+        .map(|h| health_ready(h, now, &mut a.reasons, &mut a.notes));
+
+    // 3. Dependencies.
+    for d in obs.dependencies.iter().filter(|d| !d.ready) {
+        let seen = if d.value.is_empty() {
+            "no value".to_string()
+        } else {
+            format!("value {:?}", d.value)
+        };
+        a.reasons.push(Reason::new(
+            "DependencyNotReady",
+            format!(
+                "dependsOn {} field {} not satisfied ({seen})",
+                d.resource, d.field
+            ),
+        ));
+    }
+
+    // 4. Source.
+    if let Some(src) = &obs.source
+        && !source_phase_ready(&src.phase)
+    {
+        let phase = if src.phase.is_empty() {
+            "no status".to_string()
+        } else {
+            format!("phase {}", src.phase)
+        };
+        if health_ok == Some(true) {
+            a.notes.push(Reason::new(
+                "SourceVouchedByHealth",
+                format!(
+                    "source {} has {phase}, but its passing HealthCheck vouches for it",
+                    src.reference
+                ),
+            ));
+        } else {
+            a.reasons.push(Reason::new(
+                "SourceNotReady",
+                format!(
+                    "source {} has {phase} and no passing HealthCheck",
+                    src.reference
+                ),
+            ));
+        }
+    }
+
+    // 5. Output.
+    if c.targets.is_empty() {
+        if a.state.device.is_empty() {
+            let msg = match &c.device_from {
+                Some(f) => format!(
+                    "deviceFrom {}.{} is empty and no device or interface is set",
+                    f.resource,
+                    f.field.as_deref().unwrap_or("")
+                ),
+                None => "no device, deviceFrom or interface".to_string(),
+            };
+            a.reasons.push(Reason::new("DeviceUnresolved", msg));
+        }
+        if let Some(f) = &c.gateway_from {
+            let optional = f.optional.unwrap_or(false);
+            if !f.resource.trim().is_empty() && !optional && a.state.gateway.is_empty() {
+                a.reasons.push(Reason::new(
+                    "GatewayUnresolved",
+                    format!(
+                        "gatewayFrom {}.{} is empty",
+                        f.resource,
+                        f.field.as_deref().unwrap_or("")
+                    ),
+                ));
+            }
+        }
+    } else {
+        let mut scratch = Vec::new();
+        let mut notes = Vec::new();
+        a.ready_targets = obs
+            .targets
+            .iter()
+            .filter(|t| {
+                !t.device.is_empty()
+                    && t.health.as_ref().is_none_or(|h| {
+                        h.spec_enabled && health_ready(h, now, &mut scratch, &mut notes)
+                    })
+            })
+            .count();
+        if a.ready_targets == 0 {
+            a.reasons.push(Reason::new(
+                "NoReadyTarget",
+                format!(
+                    "none of {} targets has a device and a passing HealthCheck",
+                    c.targets.len()
+                ),
+            ));
+        }
+    }
+    a.state.ready = a.reasons.is_empty();
+    a
+}
+
+/// §3.3: whether a HealthCheck vouches for its candidate at `now`.
+pub fn health_ready(
+    h: &HealthObservation,
+    now: DateTime<Utc>,
+    reasons: &mut Vec<Reason>,
+    notes: &mut Vec<Reason>,
+) -> bool {
+    let before = reasons.len();
+    match h.phase.as_ref() {
+        "Healthy" => {}
+        "Failing"
+            if h.consecutive_failed > 0
+                && h.consecutive_failed < i64::from(h.unhealthy_threshold) =>
+        {
+            notes.push(Reason::new(
+                "HealthFailureGrace",
+                format!(
+                    "HealthCheck {} is Failing with consecutiveFailed {} < unhealthyThreshold {}",
+                    h.name, h.consecutive_failed, h.unhealthy_threshold
+                ),
+            ));
+        }
+        "" => reasons.push(Reason::new(
+            "HealthNoStatus",
+            format!("HealthCheck {} has no status", h.name),
+        )),
+        phase => reasons.push(Reason::new(
+            "HealthNotPassing",
+            format!(
+                "HealthCheck {} is {phase} (consecutiveFailed {}, unhealthyThreshold {})",
+                h.name, h.consecutive_failed, h.unhealthy_threshold
+            ),
+        )),
+    }
+    if !h.phase.is_empty() {
+        match h.last_checked_at {
+            Some(t) => {
+                let fresh_until = add(t, h.freshness);
+                if now > fresh_until {
+                    reasons.push(Reason::new(
+                        "HealthStale",
+                        format!(
+                            "HealthCheck {} lastCheckedAt {} is older than its freshness {} (stale since {})",
+                            h.name,
+                            format_rfc3339_nano(t),
+                            h.freshness,
+                            format_rfc3339_nano(fresh_until)
+                        ),
+                    ));
+                }
+            }
+            None if h.last_checked_raw.is_empty() => reasons.push(Reason::new(
+                "HealthStale",
+                format!("HealthCheck {} has no lastCheckedAt", h.name),
+            )),
+            None => reasons.push(Reason::new(
+                "HealthStale",
+                format!(
+                    "HealthCheck {} lastCheckedAt {:?} is not RFC 3339",
+                    h.name, h.last_checked_raw
+                ),
+            )),
+        }
+    }
+    reasons.len() == before
+}

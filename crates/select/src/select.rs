@@ -1,0 +1,1005 @@
+//! One policy evaluation: readiness, choice with failback control, status,
+//! events and the decision record.
+//!
+//! Failback control (all modes, including `weighted-ecmp` membership):
+//!
+//! * a current choice that is no longer ready is abandoned at once (failover
+//!   prefers candidates whose hold-down has passed, and falls back to the
+//!   best ready one when none has);
+//! * `preempt: false` keeps a ready current choice for as long as it stays
+//!   ready;
+//! * `hysteresis` (default 30s) is routerd's minimum dwell: no preemption
+//!   within `hysteresis` of the last change;
+//! * `preemptDelay` (default 0) is a hold-down: a better candidate preempts
+//!   only once it has been continuously ready for `preemptDelay`
+//!   (`readySince` in the candidate's status entry is that clock).
+
+use chrono::{DateTime, Utc};
+use routerd_model::id::ObjectRef;
+use routerd_model::spec::EgressRoutePolicySpec;
+use routerd_model::{Event, GoDuration, Status};
+
+use crate::ROUTE_CHANGED_EVENT;
+use crate::decision::{CandidateDecision, Decision, Hold, Member};
+use crate::observe::CandidateObservation;
+use crate::rank::{CandidateState, best_of, rank_cmp, tie_break};
+use crate::readiness::{Assessment, Naming, assess};
+use crate::status::{
+    Patch, Previous, Shape, patch_candidate, patch_destination_cidrs, patch_members,
+};
+use crate::time::{add, format_rfc3339_nano, sub};
+
+/// An explanation, or nothing when the caller asked for a terse record
+/// (formatting is a large part of a hot-path evaluation).
+macro_rules! explain {
+    ($ctx:expr, $($arg:tt)*) => {
+        if $ctx.input.options.terse {
+            String::new()
+        } else {
+            format!($($arg)*)
+        }
+    };
+}
+
+const HIGHEST_WEIGHT_READY: &str = "highest-weight-ready";
+const WEIGHTED_ECMP: &str = "weighted-ecmp";
+
+/// Knobs that come from the daemon, not from the policy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SelectOptions {
+    /// The daemon runs in dry-run mode (written as `dryRun` in the
+    /// policy-route shape; never in the advisory shape).
+    pub dry_run: bool,
+    /// Leave the per-candidate part and the explanation text of the
+    /// decision record out. The record is deterministic, so a daemon can skip
+    /// it on the hot path and rebuild it on demand from the same inputs.
+    pub terse: bool,
+}
+
+/// Everything one evaluation reads.
+#[derive(Clone, Copy, Debug)]
+pub struct PolicyInput<'a> {
+    /// The policy's apiVersion.
+    pub api_version: &'a str,
+    /// `metadata.name`.
+    pub name: &'a str,
+    /// The spec.
+    pub spec: &'a EgressRoutePolicySpec,
+    /// One observation per candidate, in spec order (missing entries count
+    /// as "nothing known").
+    pub observations: &'a [CandidateObservation],
+    /// The policy's previous status.
+    pub previous: Option<&'a Status>,
+    /// The evaluation instant.
+    pub now: DateTime<Utc>,
+    /// Daemon knobs.
+    pub options: SelectOptions,
+}
+
+/// What one evaluation produces.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    /// The new status (equal to the previous one on a no-op).
+    pub status: Status,
+    /// Whether `status` differs from the previous status.
+    pub status_changed: bool,
+    /// Whether what downstream routes follow changed (selected candidate,
+    /// device, gateway, gateway source, table, metric, members).
+    pub selection_changed: bool,
+    /// Events to publish (`routerd.lan.route.changed` on an advisory change).
+    pub events: Vec<Event>,
+    /// Why.
+    pub decision: Decision,
+}
+
+/// What [`select_in_place`] produces besides the patched status.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    /// Whether the status was modified.
+    pub status_changed: bool,
+    /// See [`Outcome::selection_changed`].
+    pub selection_changed: bool,
+    /// Events to publish.
+    pub events: Vec<Event>,
+    /// Why.
+    pub decision: Decision,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rule {
+    Startup,
+    BestReady,
+    Failover,
+    Preempt,
+    HeldByHysteresis,
+    HeldByNoPreempt,
+    HeldByPreemptDelay,
+    WeightedEcmp,
+    NoReadyCandidates,
+    UnsupportedSelection,
+}
+
+impl Rule {
+    fn code(self) -> &'static str {
+        match self {
+            Rule::Startup => "Startup",
+            Rule::BestReady => "BestReady",
+            Rule::Failover => "Failover",
+            Rule::Preempt => "Preempt",
+            Rule::HeldByHysteresis => "HeldByHysteresis",
+            Rule::HeldByNoPreempt => "HeldByNoPreempt",
+            Rule::HeldByPreemptDelay => "HeldByPreemptDelay",
+            Rule::WeightedEcmp => "WeightedEcmp",
+            Rule::NoReadyCandidates => "NoReadyCandidates",
+            Rule::UnsupportedSelection => "UnsupportedSelection",
+        }
+    }
+}
+
+struct Ctx<'a> {
+    input: &'a PolicyInput<'a>,
+    delay: GoDuration,
+    hysteresis: GoDuration,
+    shape: Shape,
+    assessed: Vec<Assessment>,
+    prev: Previous,
+    ready_since: Vec<Option<DateTime<Utc>>>,
+    holds: Vec<Option<Hold>>,
+    /// Candidate entries that may differ from the status (None = all).
+    touched: Option<Vec<bool>>,
+}
+
+impl Ctx<'_> {
+    fn state(&self, i: usize) -> &CandidateState {
+        &self.assessed[i].state
+    }
+    fn ready(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.assessed.len()).filter(|&i| self.assessed[i].state.ready)
+    }
+    fn settled(&self, i: usize) -> bool {
+        self.ready_since[i].is_some_and(|t| add(t, self.delay) <= self.input.now)
+    }
+    fn best(&self, it: impl Iterator<Item = usize>) -> Option<usize> {
+        best_of(it.map(|i| &self.assessed[i].state)).map(|s| s.index)
+    }
+    fn better(&self, a: usize, b: usize) -> bool {
+        rank_cmp(self.state(a), self.state(b)) == std::cmp::Ordering::Less
+    }
+    /// `until` of the hysteresis dwell, when it is still running.
+    fn dwell_until(&self) -> Option<DateTime<Utc>> {
+        let lt = self.prev.last_transition_at?;
+        let until = add(lt, self.hysteresis);
+        (self.input.now < until).then_some(until)
+    }
+    fn set_hold(&mut self, i: usize, hold: Hold) {
+        if self.holds.len() <= i {
+            self.holds.resize(i + 1, None);
+        }
+        if let Some(slot) = self.holds.get_mut(i) {
+            *slot = Some(hold);
+        }
+    }
+    fn hold_by_delay(&mut self, i: usize) {
+        let delay = self.delay;
+        let since = self.ready_since[i].unwrap_or(self.input.now);
+        let until = add(since, delay);
+        self.set_hold(
+            i,
+            Hold {
+                by: "preemptDelay",
+                until: Some(format_rfc3339_nano(until)),
+                message: format!(
+                    "ready since {}, held by preemptDelay {} until {}",
+                    format_rfc3339_nano(since),
+                    delay,
+                    format_rfc3339_nano(until)
+                ),
+            },
+        );
+    }
+    fn hold_by_preempt(&mut self, i: usize, current: &str) {
+        self.set_hold(
+            i,
+            Hold {
+                by: "preempt",
+                until: None,
+                message: format!("preempt is false: {current} stays selected while it is ready"),
+            },
+        );
+    }
+    fn hold_by_hysteresis(&mut self, i: usize, until: DateTime<Utc>) {
+        self.set_hold(
+            i,
+            Hold {
+                by: "hysteresis",
+                until: Some(format_rfc3339_nano(until)),
+                message: format!(
+                    "the selection changed at {}, within hysteresis {}; held until {}",
+                    self.prev.last_transition_raw.as_deref().unwrap_or(""),
+                    self.hysteresis,
+                    format_rfc3339_nano(until)
+                ),
+            },
+        );
+    }
+}
+
+/// Evaluates one policy, returning a new status built on `input.previous`.
+pub fn select(input: &PolicyInput<'_>) -> Outcome {
+    let mut status = input.previous.cloned().unwrap_or_default();
+    let e = select_in_place(input, &mut status);
+    Outcome {
+        status,
+        status_changed: e.status_changed,
+        selection_changed: e.selection_changed,
+        events: e.events,
+        decision: e.decision,
+    }
+}
+
+/// Evaluates one policy and patches its status in place: `status` is read
+/// as the previous status (empty = none; `input.previous` is ignored) and
+/// left as the new one, with only differing fields written.
+pub fn select_in_place(input: &PolicyInput<'_>, status: &mut Status) -> Evaluation {
+    select_core(input, status, None)
+}
+
+/// What one evaluation leaves for the next incremental one: per candidate,
+/// its assessment, `readySince` and how long its health stays fresh.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CandidateCache {
+    assessed: Vec<Assessment>,
+    ready_since: Vec<Option<DateTime<Utc>>>,
+    valid_until: Vec<Option<DateTime<Utc>>>,
+    /// Candidates whose observations changed since the last evaluation.
+    pub(crate) dirty: Vec<bool>,
+    warm: bool,
+}
+
+/// Until when a candidate's readiness can stay as assessed without new
+/// observations: the earliest health freshness limit.
+fn valid_until(obs: &CandidateObservation) -> Option<DateTime<Utc>> {
+    obs.health
+        .iter()
+        .chain(obs.targets.iter().filter_map(|t| t.health.as_ref()))
+        .filter_map(|h| h.last_checked_at.map(|t| add(t, h.freshness)))
+        .min()
+}
+
+pub(crate) fn select_core(
+    input: &PolicyInput<'_>,
+    status: &mut Status,
+    mut cache: Option<&mut CandidateCache>,
+) -> Evaluation {
+    let spec = input.spec;
+    let now = input.now;
+    let shape = if spec.mode().is_empty() {
+        Shape::Advisory
+    } else {
+        Shape::PolicyRoute
+    };
+    let naming = match shape {
+        Shape::Advisory => Naming::Advisory,
+        Shape::PolicyRoute => Naming::PolicyRoute,
+    };
+    let nothing = CandidateObservation::default();
+    let n = spec.candidates.len();
+    let obs_of = |i: usize| input.observations.get(i).unwrap_or(&nothing);
+    let assess_one = |i: usize| match spec.candidates.get(i) {
+        Some(c) => assess(c, i, obs_of(i), naming, now),
+        None => Assessment::default(),
+    };
+    let delay = spec.preempt_delay();
+    let warm = cache.as_ref().is_some_and(|c| {
+        c.warm && c.assessed.len() == n && c.ready_since.len() == n && c.dirty.len() == n
+    }) && !status.is_empty();
+    let prev = Previous::read_with((!status.is_empty()).then_some(&*status), !warm);
+    // Which candidate entries of the status need writing.
+    let mut touched = vec![true; n];
+    let (assessed, ready_since) = match cache.as_deref_mut().filter(|_| warm) {
+        Some(c) => {
+            let mut assessed = std::mem::take(&mut c.assessed);
+            let mut ready_since = std::mem::take(&mut c.ready_since);
+            for i in 0..n {
+                let expired = c
+                    .valid_until
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .is_some_and(|t| now > t);
+                let redo = c.dirty.get(i).copied().unwrap_or(true) || expired;
+                touched[i] = redo;
+                if redo {
+                    let a = assess_one(i);
+                    ready_since[i] = match (a.state.ready, ready_since[i]) {
+                        (false, _) => None,
+                        (true, Some(t)) => Some(t),
+                        (true, None) => Some(now),
+                    };
+                    assessed[i] = a;
+                }
+            }
+            (assessed, ready_since)
+        }
+        None => {
+            let assessed: Vec<Assessment> = (0..n).map(assess_one).collect();
+            let ready_since = assessed
+                .iter()
+                .map(|a| {
+                    a.state.ready.then(|| {
+                        match prev
+                            .ready_entry(&a.state.name, a.state.index)
+                            .map(|r| r.since)
+                        {
+                            Some(Some(t)) => t,
+                            // Ready before, but the writer kept no clock
+                            // (routerd itself): count the hold-down as served.
+                            Some(None) => sub(now, delay),
+                            None => now,
+                        }
+                    })
+                })
+                .collect();
+            (assessed, ready_since)
+        }
+    };
+    let mut ctx = Ctx {
+        input,
+        delay,
+        hysteresis: spec.hysteresis(),
+        shape,
+        assessed,
+        prev,
+        ready_since,
+        holds: Vec::new(),
+        touched: warm.then_some(touched),
+    };
+
+    let selection = spec.selection();
+    let e = if selection != HIGHEST_WEIGHT_READY && selection != WEIGHTED_ECMP {
+        let message = format!("selection \"{selection}\" is reserved but not implemented");
+        let explanation = format!("selection {selection:?} is not implemented");
+        finish_pending(
+            &ctx,
+            status,
+            Some(&message),
+            Rule::UnsupportedSelection,
+            explanation,
+        )
+    } else if ctx.ready().next().is_none() {
+        let explanation =
+            "no candidate is ready; downstream routes and NAT stay as they are (fail-static)"
+                .to_string();
+        finish_pending(&ctx, status, None, Rule::NoReadyCandidates, explanation)
+    } else {
+        let (chosen, members, rule, explanation) = if selection == WEIGHTED_ECMP {
+            choose_ecmp(&mut ctx)
+        } else {
+            let (c, r, e) = choose_one(&mut ctx);
+            (c, Vec::new(), r, e)
+        };
+        finish_applied(&ctx, status, chosen, members, rule, explanation)
+    };
+    if let Some(c) = cache {
+        match &ctx.touched {
+            Some(t) if c.valid_until.len() == n => {
+                for (i, v) in c.valid_until.iter_mut().enumerate() {
+                    if t.get(i).copied().unwrap_or(true) {
+                        *v = valid_until(obs_of(i));
+                    }
+                }
+            }
+            _ => c.valid_until = (0..n).map(|i| valid_until(obs_of(i))).collect(),
+        }
+        c.assessed = ctx.assessed;
+        c.ready_since = ctx.ready_since;
+        c.dirty.clear();
+        c.dirty.resize(n, false);
+        c.warm = true;
+    }
+    e
+}
+
+fn choose_one(ctx: &mut Ctx<'_>) -> (usize, Rule, String) {
+    let spec = ctx.input.spec;
+    // `ready()` is non-empty here; index 0 is never used in that case.
+    let best = ctx.best(ctx.ready()).unwrap_or(0);
+    let current = ctx
+        .prev
+        .selected_candidate()
+        .and_then(|n| ctx.assessed.iter().position(|a| a.state.name == n));
+    match current {
+        Some(cur) if ctx.state(cur).ready => {
+            if best == cur {
+                let why = runner_up_text(ctx, cur);
+                return (
+                    cur,
+                    Rule::BestReady,
+                    explain!(
+                        ctx,
+                        "{} stays selected: it is the best ready candidate{why}",
+                        ctx.state(cur).name
+                    ),
+                );
+            }
+            let cur_name = ctx.state(cur).name.clone();
+            let better: Vec<usize> = ctx.ready().filter(|&i| ctx.better(i, cur)).collect();
+            if !spec.preempt() {
+                for &i in &better {
+                    ctx.hold_by_preempt(i, &cur_name);
+                }
+                let b = ctx.state(best).name.clone();
+                return (
+                    cur,
+                    Rule::HeldByNoPreempt,
+                    explain!(
+                        ctx,
+                        "{cur_name} stays selected while ready because preempt is false; better candidate {b} waits"
+                    ),
+                );
+            }
+            if let Some(until) = ctx.dwell_until() {
+                for &i in &better {
+                    ctx.hold_by_hysteresis(i, until);
+                }
+                let b = ctx.state(best).name.clone();
+                return (
+                    cur,
+                    Rule::HeldByHysteresis,
+                    explain!(
+                        ctx,
+                        "{cur_name} stays selected: better candidate {b} is ready, but the last change was within hysteresis {} (until {})",
+                        spec.hysteresis(),
+                        format_rfc3339_nano(until)
+                    ),
+                );
+            }
+            let pick = ctx.best(better.iter().copied().filter(|&i| ctx.settled(i)));
+            for &i in &better {
+                if !ctx.settled(i) && pick.is_none_or(|p| ctx.better(i, p)) {
+                    ctx.hold_by_delay(i);
+                }
+            }
+            match pick {
+                Some(p) => {
+                    let since = ctx.ready_since[p]
+                        .map(format_rfc3339_nano)
+                        .unwrap_or_default();
+                    let text = explain!(
+                        ctx,
+                        "{} preempts {cur_name}: {}; ready since {since}, past preemptDelay {}",
+                        ctx.state(p).name,
+                        tie_break(ctx.state(p), ctx.state(cur)),
+                        spec.preempt_delay()
+                    );
+                    (p, Rule::Preempt, text)
+                }
+                None => {
+                    let b = ctx.state(best).name.clone();
+                    (
+                        cur,
+                        Rule::HeldByPreemptDelay,
+                        explain!(
+                            ctx,
+                            "{cur_name} stays selected: better candidate {b} has not been ready for preemptDelay {} yet",
+                            spec.preempt_delay()
+                        ),
+                    )
+                }
+            }
+        }
+        _ => {
+            let pick = ctx
+                .best(ctx.ready().filter(|&i| ctx.settled(i)))
+                .unwrap_or(best);
+            let better_unsettled: Vec<usize> = ctx
+                .ready()
+                .filter(|&i| i != pick && ctx.better(i, pick))
+                .collect();
+            for i in better_unsettled {
+                ctx.hold_by_delay(i);
+            }
+            let name = ctx.state(pick).name.clone();
+            let why = runner_up_text(ctx, pick);
+            match (ctx.prev.selected_candidate(), current) {
+                (None, _) if !ctx.prev.exists => (
+                    pick,
+                    Rule::Startup,
+                    explain!(
+                        ctx,
+                        "no previous selection: {name} is the best ready candidate now{why}"
+                    ),
+                ),
+                (None, _) => (
+                    pick,
+                    Rule::BestReady,
+                    explain!(
+                        ctx,
+                        "nothing was selected: {name} is the best ready candidate{why}"
+                    ),
+                ),
+                (Some(old), Some(ci)) => {
+                    let codes: Vec<&str> =
+                        ctx.assessed[ci].reasons.iter().map(|r| r.code).collect();
+                    (
+                        pick,
+                        Rule::Failover,
+                        explain!(
+                            ctx,
+                            "{old} is no longer ready ({}): {name} takes over{why}",
+                            codes.join(", ")
+                        ),
+                    )
+                }
+                (Some(old), None) => (
+                    pick,
+                    Rule::Failover,
+                    explain!(
+                        ctx,
+                        "{old} is no longer a candidate: {name} takes over{why}"
+                    ),
+                ),
+            }
+        }
+    }
+}
+
+fn runner_up_text(ctx: &Ctx<'_>, winner: usize) -> String {
+    if ctx.input.options.terse {
+        return String::new();
+    }
+    match ctx.best(ctx.ready().filter(|&i| i != winner)) {
+        Some(r) if ctx.better(winner, r) => {
+            explain!(ctx, " ({})", tie_break(ctx.state(winner), ctx.state(r)))
+        }
+        Some(_) => String::new(),
+        None => " (the only ready candidate)".to_string(),
+    }
+}
+
+fn choose_ecmp(ctx: &mut Ctx<'_>) -> (usize, Vec<Member>, Rule, String) {
+    let spec = ctx.input.spec;
+    let any_positive = ctx.ready().any(|i| ctx.state(i).weight > 0);
+    let eligible: Vec<usize> = ctx
+        .ready()
+        .filter(|&i| !any_positive || ctx.state(i).weight > 0)
+        .collect();
+    let prev_names: Vec<String> = ctx
+        .prev
+        .members
+        .as_ref()
+        .map(|ms| ms.iter().map(|m| m.name.clone()).collect())
+        .unwrap_or_default();
+    let (keep, newcomers): (Vec<usize>, Vec<usize>) = eligible
+        .iter()
+        .partition(|&&i| prev_names.contains(&ctx.state(i).name));
+    let mut chosen: Vec<usize>;
+    let why;
+    if keep.is_empty() {
+        chosen = eligible
+            .iter()
+            .copied()
+            .filter(|&i| ctx.settled(i))
+            .collect();
+        if chosen.is_empty() {
+            chosen = eligible.clone();
+            why = "all ready candidates join".to_string();
+        } else {
+            for &i in &eligible {
+                if !ctx.settled(i) {
+                    ctx.hold_by_delay(i);
+                }
+            }
+            why = "ready candidates past their hold-down join".to_string();
+        }
+    } else if !spec.preempt() {
+        let first = ctx.state(keep[0]).name.clone();
+        for &i in &newcomers {
+            ctx.hold_by_preempt(i, &first);
+        }
+        chosen = keep;
+        why = "preempt is false: no new member joins while a member is ready".to_string();
+    } else if let Some(until) = ctx.dwell_until() {
+        for &i in &newcomers {
+            ctx.hold_by_hysteresis(i, until);
+        }
+        chosen = keep;
+        why = explain!(
+            ctx,
+            "members changed within hysteresis {}",
+            spec.hysteresis()
+        );
+    } else {
+        chosen = keep;
+        for &i in &newcomers {
+            if ctx.settled(i) {
+                chosen.push(i);
+            } else {
+                ctx.hold_by_delay(i);
+            }
+        }
+        why = "members that stay ready keep their share; recovered candidates join after preemptDelay".to_string();
+    }
+    chosen.sort_by(|&a, &b| rank_cmp(ctx.state(a), ctx.state(b)));
+    let members: Vec<Member> = chosen
+        .iter()
+        .map(|&i| {
+            let s = ctx.state(i);
+            Member {
+                name: s.name.clone(),
+                device: s.device.clone(),
+                gateway: s.gateway.clone(),
+                weight: if any_positive { s.weight } else { 1 },
+            }
+        })
+        .collect();
+    let shares: Vec<String> = members
+        .iter()
+        .map(|m| format!("{}={}", m.name, m.weight))
+        .collect();
+    let text = explain!(
+        ctx,
+        "{} candidate(s) share new flows by weight ({}); {why}",
+        members.len(),
+        shares.join(", ")
+    );
+    (
+        chosen.first().copied().unwrap_or(0),
+        members,
+        Rule::WeightedEcmp,
+        text,
+    )
+}
+
+const PENDING_KEYS: &[&str] = &[
+    "phase",
+    "reason",
+    "message",
+    "candidates",
+    "dryRun",
+    "updatedAt",
+];
+
+fn finish_pending(
+    ctx: &Ctx<'_>,
+    status: &mut Status,
+    message: Option<&str>,
+    rule: Rule,
+    explanation: String,
+) -> Evaluation {
+    let policy_route = ctx.shape == Shape::PolicyRoute;
+    let with_candidates = !policy_route && rule == Rule::NoReadyCandidates;
+    let mut p = Patch::new(status);
+    p.str("phase", "Pending");
+    p.str("reason", rule.code());
+    if let Some(m) = message {
+        p.str("message", m);
+    }
+    if with_candidates {
+        p.objects("candidates", ctx.assessed.len(), |i, e| {
+            if let Some(a) = ctx.assessed.get(i) {
+                patch_candidate(e, a, ctx.shape, None, None);
+            }
+        });
+    }
+    if policy_route {
+        p.bool("dryRun", ctx.input.options.dry_run);
+    }
+    p.retain(|k| {
+        PENDING_KEYS.contains(&k)
+            && (k != "message" || message.is_some())
+            && (k != "candidates" || with_candidates)
+            && (k != "dryRun" && k != "updatedAt" || policy_route)
+    });
+    if policy_route {
+        stamp_updated_at(&mut p, ctx.input.now);
+    }
+    let status_changed = p.changed;
+    let decision = decision(
+        ctx,
+        rule,
+        explanation,
+        None,
+        &[],
+        false,
+        None,
+        Some(rule.code()),
+    );
+    Evaluation {
+        status_changed,
+        selection_changed: false,
+        events: Vec::new(),
+        decision,
+    }
+}
+
+/// `updatedAt` moves only when something else in the status moved, so an
+/// identical reconcile writes an identical status.
+fn stamp_updated_at(p: &mut Patch<'_>, now: DateTime<Utc>) {
+    if p.changed || !p.has("updatedAt") {
+        p.str("updatedAt", &format_rfc3339_nano(now));
+    }
+}
+
+const ADVISORY_KEYS: &[&str] = &[
+    "phase",
+    "family",
+    "destinationCIDRs",
+    "selectedCandidate",
+    "selectedSource",
+    "selectedDevice",
+    "selectedGateway",
+    "selectedGatewaySource",
+    "selectedRouteTable",
+    "selectedMetric",
+    "selectedWeight",
+    "lastTransitionAt",
+    "hysteresis",
+    "role",
+    "advisory",
+    "members",
+    "candidates",
+];
+const POLICY_ROUTE_KEYS: &[&str] = &[
+    "phase",
+    "family",
+    "selectedCandidate",
+    "selectedTargets",
+    "selectedInterface",
+    "selectedSource",
+    "selectedDevice",
+    "selectedGateway",
+    "selectedGatewaySource",
+    "selectedRouteTable",
+    "selectedMetric",
+    "selectedWeight",
+    "lastTransitionAt",
+    "dryRun",
+    "members",
+    "candidates",
+    "updatedAt",
+];
+
+fn finish_applied(
+    ctx: &Ctx<'_>,
+    status: &mut Status,
+    chosen: usize,
+    members: Vec<Member>,
+    rule: Rule,
+    explanation: String,
+) -> Evaluation {
+    let input = ctx.input;
+    let spec = input.spec;
+    let now = input.now;
+    let a = &ctx.assessed[chosen];
+    let s = &a.state;
+    let target_winner = ctx.shape == Shape::PolicyRoute && a.targets > 0;
+    let ecmp = spec.selection() == WEIGHTED_ECMP;
+
+    let new_sel: [Option<&str>; 4] = if target_winner {
+        [Some(&s.name), None, None, None]
+    } else {
+        [
+            Some(&s.name),
+            Some(&s.device),
+            Some(&s.gateway),
+            Some(&s.gateway_source),
+        ]
+    };
+    let (table, metric) = if target_winner {
+        (0, 0)
+    } else {
+        (s.route_table, s.metric)
+    };
+    let prev = &ctx.prev;
+    let changed = !prev.exists
+        || prev.phase != "Applied"
+        || new_sel
+            .iter()
+            .zip(&prev.selected)
+            .any(|(n, p)| *n != p.as_deref())
+        || prev.table_metric != [table, metric]
+        || (ecmp && prev.members.as_deref() != Some(&members[..]));
+    let last_transition = match (&prev.last_transition_raw, prev.last_transition_at) {
+        (Some(raw), Some(_)) if !changed => raw.clone(),
+        _ => format_rfc3339_nano(now),
+    };
+
+    let mut p = Patch::new(status);
+    // Warm (incremental) and the selection did not change: the top-level
+    // keys this same spec wrote last time are still right.
+    let top_current = ctx.touched.is_some()
+        && !changed
+        && (ctx.shape == Shape::Advisory || p.is_bool("dryRun", input.options.dry_run));
+    if !top_current {
+        p.str("phase", "Applied");
+        p.str("family", spec.family());
+        match ctx.shape {
+            Shape::Advisory => patch_destination_cidrs(&mut p, spec),
+            Shape::PolicyRoute => {
+                p.int(
+                    "selectedTargets",
+                    i64::try_from(a.targets).unwrap_or(i64::MAX),
+                );
+                p.str("selectedInterface", &a.interface);
+            }
+        }
+        p.str("selectedCandidate", &s.name);
+        p.str("selectedSource", &s.source);
+        if !target_winner {
+            p.str("selectedDevice", &s.device);
+            p.str("selectedGateway", &s.gateway);
+            p.str("selectedGatewaySource", &s.gateway_source);
+            p.int("selectedRouteTable", s.route_table);
+            p.int("selectedMetric", s.metric);
+        }
+        p.int("selectedWeight", s.weight);
+        p.str("lastTransitionAt", &last_transition);
+        match ctx.shape {
+            Shape::Advisory => {
+                p.str("hysteresis", &ctx.hysteresis.to_string());
+                p.str("role", "advisory");
+                p.bool("advisory", true);
+            }
+            Shape::PolicyRoute => p.bool("dryRun", input.options.dry_run),
+        }
+        if ecmp {
+            patch_members(&mut p, &members);
+        }
+    }
+    p.objects_only(
+        "candidates",
+        ctx.assessed.len(),
+        ctx.touched.as_deref(),
+        |i, e| {
+            if let Some(a) = ctx.assessed.get(i) {
+                let since = ctx.ready_since[i];
+                let known = ctx
+                    .prev
+                    .ready_entry(&a.state.name, i)
+                    .filter(|r| r.since.is_some() && r.since == since)
+                    .map(|r| r.since_raw.as_str());
+                patch_candidate(e, a, ctx.shape, since, known);
+            }
+        },
+    );
+    let keys = match ctx.shape {
+        Shape::Advisory => ADVISORY_KEYS,
+        Shape::PolicyRoute => POLICY_ROUTE_KEYS,
+    };
+    p.retain(|k| {
+        top_current
+            || keys.contains(&k)
+                && (k != "members" || ecmp)
+                && !(target_winner
+                    && matches!(
+                        k,
+                        "selectedDevice"
+                            | "selectedGateway"
+                            | "selectedGatewaySource"
+                            | "selectedRouteTable"
+                            | "selectedMetric"
+                    ))
+    });
+    if ctx.shape == Shape::PolicyRoute {
+        stamp_updated_at(&mut p, now);
+    }
+    let status_changed = p.changed;
+
+    let mut events = Vec::new();
+    if changed && ctx.shape == Shape::Advisory {
+        let resource = ObjectRef {
+            api_version: input.api_version.to_string(),
+            kind: "EgressRoutePolicy".into(),
+            name: input.name.to_string(),
+        };
+        events.push(
+            Event::info(ROUTE_CHANGED_EVENT, resource, now)
+                .attr("selectedCandidate", &s.name)
+                .attr("selectedDevice", &s.device)
+                .attr("selectedGateway", &s.gateway)
+                .attr("selectedGatewaySource", &s.gateway_source)
+                .attr("role", "advisory")
+                .attr("advisory", "true"),
+        );
+    }
+    let decision = decision(
+        ctx,
+        rule,
+        explanation,
+        Some(chosen),
+        &members,
+        changed,
+        Some(last_transition),
+        None,
+    );
+    Evaluation {
+        status_changed,
+        selection_changed: changed,
+        events,
+        decision,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decision(
+    ctx: &Ctx<'_>,
+    rule: Rule,
+    explanation: String,
+    chosen: Option<usize>,
+    members: &[Member],
+    changed: bool,
+    last_changed_at: Option<String>,
+    pending_reason: Option<&str>,
+) -> Decision {
+    let input = ctx.input;
+    let terse = input.options.terse;
+    let candidates = if terse {
+        Vec::new()
+    } else {
+        candidate_decisions(ctx)
+    };
+    let mode = if ctx.shape == Shape::Advisory {
+        "advisory"
+    } else {
+        input.spec.mode()
+    };
+    Decision {
+        // A terse record keeps what a hot path acts on (phase, rule,
+        // selection, change); the caller knows the policy and the time.
+        policy: if terse {
+            String::new()
+        } else {
+            format!("{}/EgressRoutePolicy/{}", input.api_version, input.name)
+        },
+        mode: mode.to_string(),
+        selection: input.spec.selection().to_string(),
+        evaluated_at: if terse {
+            String::new()
+        } else {
+            format_rfc3339_nano(input.now)
+        },
+        phase: if pending_reason.is_some() {
+            "Pending".into()
+        } else {
+            "Applied".into()
+        },
+        reason: pending_reason.map(str::to_string),
+        rule: rule.code(),
+        explanation,
+        selected: chosen.map(|c| ctx.state(c).name.clone()),
+        previous: ctx.prev.selected_candidate().map(str::to_string),
+        changed,
+        last_changed_at: last_changed_at.or_else(|| ctx.prev.last_transition_raw.clone()),
+        members: members.to_vec(),
+        candidates,
+    }
+}
+
+fn candidate_decisions(ctx: &Ctx<'_>) -> Vec<CandidateDecision> {
+    let mut ranked: Vec<usize> = ctx.ready().collect();
+    ranked.sort_by(|&a, &b| rank_cmp(ctx.state(a), ctx.state(b)));
+    let mut rank = vec![None; ctx.assessed.len()];
+    for (pos, &i) in ranked.iter().enumerate() {
+        rank[i] = Some(pos + 1);
+    }
+    ctx.assessed
+        .iter()
+        .enumerate()
+        .map(|(i, a)| CandidateDecision {
+            name: a.state.name.clone(),
+            index: i,
+            ready: a.state.ready,
+            disabled: a.state.disabled,
+            rank: rank[i],
+            weight: a.state.weight,
+            priority: a.state.priority,
+            device: a.state.device.clone(),
+            gateway: a.state.gateway.clone(),
+            ready_since: ctx.ready_since[i].map(format_rfc3339_nano),
+            reasons: a.reasons.clone(),
+            notes: a.notes.clone(),
+            held: ctx.holds.get(i).cloned().flatten(),
+        })
+        .collect()
+}
