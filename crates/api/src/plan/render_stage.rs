@@ -1,0 +1,85 @@
+//! Desired dataplane of the plan: routes, rules and the nft text of each
+//! owned table, rendered from the effective config and the new statuses.
+
+use routerd_render::{nft_text, render};
+use serde_json::json;
+
+use super::{PlanDocument, PlanError, PlanInputs};
+
+pub(super) fn run(inputs: &PlanInputs, doc: &mut PlanDocument) -> Result<(), PlanError> {
+    // Statuses the plan computed win over the observed snapshot.
+    let mut status = inputs.state.clone();
+    status.extend(doc.status.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let rendered = render(&doc.effective, &status);
+    let d = &rendered.desired;
+    let to_value = |v: serde_json::Result<serde_json::Value>| {
+        v.map_err(|e| PlanError::Invalid(format!("dataplane: {e}")))
+    };
+    doc.dataplane.routes = d
+        .routes
+        .iter()
+        .map(|r| to_value(serde_json::to_value(r)))
+        .collect::<Result<_, _>>()?;
+    doc.dataplane.rules = d
+        .rules
+        .iter()
+        .map(|r| to_value(serde_json::to_value(r)))
+        .collect::<Result<_, _>>()?;
+    doc.dataplane.nftables = d
+        .nft
+        .iter()
+        .map(|t| {
+            json!({
+                "family": t.family.as_str(),
+                "name": t.name,
+                "owners": t.owners,
+                "text": nft_text::table_batch(t),
+            })
+        })
+        .collect();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use routerd_model::load_and_validate;
+
+    use crate::plan::{PlanInputs, build_plan};
+
+    #[test]
+    fn dataplane_lists_routes_and_nft_text_of_owned_tables() {
+        let config = "apiVersion: net.routerd.net/v1alpha1
+kind: IPv4Route
+metadata: {name: rfc1918}
+spec: {type: blackhole, destination: 10.0.0.0/8}
+---
+apiVersion: net.routerd.net/v1alpha1
+kind: Interface
+metadata: {name: wan}
+spec: {ifname: ens18}
+---
+apiVersion: net.routerd.net/v1alpha1
+kind: NAT44Rule
+metadata: {name: lan}
+spec: {type: masquerade, egressInterface: wan, sourceRanges: [192.168.10.0/24]}
+";
+        let (loaded, diags) = load_and_validate(&[("c.yaml", config)]);
+        assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+        let doc = build_plan(&PlanInputs {
+            startup: loaded.resources,
+            ..PlanInputs::default()
+        })
+        .unwrap();
+        assert_eq!(doc.dataplane.routes.len(), 1);
+        assert_eq!(doc.dataplane.routes[0]["kind"], "blackhole");
+        assert_eq!(doc.dataplane.routes[0]["destination"], "10.0.0.0/8");
+        assert!(doc.dataplane.rules.is_empty());
+        assert_eq!(doc.dataplane.nftables.len(), 1);
+        assert_eq!(doc.dataplane.nftables[0]["name"], "routerd_nat");
+        let text = doc.dataplane.nftables[0]["text"].as_str().unwrap();
+        assert!(
+            text.contains("oifname \"ens18\" ip saddr 192.168.10.0/24 masquerade"),
+            "{text}"
+        );
+    }
+}

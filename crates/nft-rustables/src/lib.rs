@@ -1,0 +1,484 @@
+//! routerd's rustables nftables backend.
+//!
+//! rustables writes nf_tables netlink messages itself, so simple tables
+//! load without running `nft` and about twice as fast (deps.md §4). It
+//! cannot express jhash, numgen, maps, interval or anonymous sets, NAT ranges
+//! or flags; [`RustablesBackend::supports`] says so and routerd falls back to
+//! the `nft -j` backend for such tables.
+//!
+//! rustables is GPL-3.0-or-later, so this crate is too, and it is the only
+//! routerd crate that links it. The workarounds for the defects deps.md §2.3
+//! lists live here:
+//! * batches go out on our own socket with large forced buffers (never
+//!   `Batch::send`, which fails or lies from ~300 rules on);
+//! * set elements are chunked below the u16 attribute limit, and sets get
+//!   their family and id set by hand;
+//! * interfaces are matched by name (`oiface_id` writes the index
+//!   big-endian), and addresses by explicit `payload + bitwise + cmp`
+//!   (the address helpers prepend `meta nfproto`, which breaks `nft list`
+//!   of `ip` tables).
+
+#![deny(missing_docs)]
+
+use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
+use routerd_render::DataplaneError;
+use routerd_render::ir::{
+    AddrValue, ChainType as IrChainType, CmpOp as IrCmp, Expr, Hook as IrHook, IpField, L4Proto,
+    MarkSource, NFT_OWNER_COMMENT, NatAddr, NftFamily, NftTable, NftTableKey,
+};
+use routerd_render::linux::netns;
+use routerd_render::nft_backend::NftBackend;
+use rustables::expr::{
+    Bitwise, Cmp, CmpOp, Conntrack, ConntrackKey, HighLevelPayload, IPv4HeaderField, Immediate,
+    Lookup, Masquerade, Meta, MetaType, Nat, NatType, NetworkHeaderField, Payload, Register,
+    VerdictKind,
+};
+use rustables::set::SetBuilder;
+use rustables::{
+    Batch, Chain, ChainPolicy, ChainType, Hook, HookClass, MsgType, ProtocolFamily, Rule, Table,
+};
+
+/// Set elements per message: 4,000 IPv4 keys stay well under the 64 KiB
+/// attribute limit (deps.md §2.3 item 3).
+const ELEMENTS_PER_MESSAGE: usize = 4000;
+const RCVBUF: usize = 8 << 20;
+const SNDBUF: usize = 32 << 20;
+const NLMSG_ERROR: u16 = 2;
+/// nft's `NFTNL_UDATA_TABLE_COMMENT`.
+const UDATA_TABLE_COMMENT: u8 = 0;
+/// `NFT_PAYLOAD_TRANSPORT_HEADER`.
+const TRANSPORT_HEADER: u32 = 2;
+
+/// Loads owned tables through rustables, one netlink transaction each.
+#[derive(Debug, Clone)]
+pub struct RustablesBackend {
+    netns: Option<PathBuf>,
+}
+
+impl Default for RustablesBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RustablesBackend {
+    /// A backend bound to the calling thread's network namespace.
+    pub fn new() -> Self {
+        RustablesBackend {
+            netns: netns::current(),
+        }
+    }
+
+    fn check_netns(&self) -> Result<(), DataplaneError> {
+        if self.netns.is_some() && netns::current() != self.netns {
+            return Err(DataplaneError::Io {
+                context: "rustables".into(),
+                message: "refusing to program nftables from another network namespace".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn unsupported(what: &str) -> Result<(), String> {
+    Err(format!("rustables cannot express {what}"))
+}
+
+fn expressible(e: &Expr) -> Result<(), String> {
+    match e {
+        Expr::Ip {
+            op: IrCmp::Ne,
+            value: AddrValue::Set(_),
+            ..
+        } => unsupported("negated set lookups"),
+        Expr::CtMarkIn { .. } => unsupported("anonymous sets (ct mark { ... })"),
+        Expr::L4Proto(ps) if ps.len() != 1 => unsupported("anonymous sets (meta l4proto { ... })"),
+        Expr::SetMark(MarkSource::JhashMap { .. }) => unsupported("jhash maps"),
+        Expr::Masquerade { ports, persistent } if ports.is_some() || *persistent => {
+            unsupported("masquerade port ranges or flags")
+        }
+        Expr::Snat {
+            addr,
+            ports,
+            persistent,
+        } if ports.is_some() || *persistent || !matches!(addr, NatAddr::Single(_)) => {
+            unsupported("snat ranges, maps or flags")
+        }
+        _ => Ok(()),
+    }
+}
+
+fn family(f: NftFamily) -> ProtocolFamily {
+    match f {
+        NftFamily::Ip => ProtocolFamily::Ipv4,
+        NftFamily::Ip6 => ProtocolFamily::Ipv6,
+        NftFamily::Inet => ProtocolFamily::Inet,
+    }
+}
+
+fn err(context: &str, message: impl std::fmt::Display) -> DataplaneError {
+    DataplaneError::Nft {
+        context: context.to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// The table comment as nft stores it: a udata TLV holding a C string.
+fn comment_udata(comment: &str) -> Vec<u8> {
+    let mut v = vec![UDATA_TABLE_COMMENT];
+    let bytes = comment.as_bytes();
+    v.push(u8::try_from(bytes.len() + 1).unwrap_or(u8::MAX));
+    v.extend_from_slice(bytes);
+    v.push(0);
+    v
+}
+
+fn ip_payload(field: IpField) -> Payload {
+    HighLevelPayload::Network(NetworkHeaderField::IPv4(match field {
+        IpField::Saddr => IPv4HeaderField::Saddr,
+        IpField::Daddr => IPv4HeaderField::Daddr,
+    }))
+    .build()
+}
+
+fn cmp(op: IrCmp) -> CmpOp {
+    match op {
+        IrCmp::Eq => CmpOp::Eq,
+        IrCmp::Ne => CmpOp::Neq,
+    }
+}
+
+fn ifname(name: &str) -> Vec<u8> {
+    let mut v = name.as_bytes().to_vec();
+    v.push(0);
+    v
+}
+
+fn proto_number(p: L4Proto) -> u8 {
+    p.number()
+}
+
+/// Appends the netlink expressions of one IR expression to `rule`.
+fn add_expr(
+    rule: &mut Rule,
+    e: &Expr,
+    sets: &[rustables::Set],
+    context: &str,
+) -> Result<(), DataplaneError> {
+    let b = |e: rustables::error::BuilderError| err(context, e);
+    match e {
+        Expr::IifName(n) => {
+            rule.add_expr(Meta::new(MetaType::IifName));
+            rule.add_expr(Cmp::new(CmpOp::Eq, ifname(n)));
+        }
+        Expr::OifName(n) => {
+            rule.add_expr(Meta::new(MetaType::OifName));
+            rule.add_expr(Cmp::new(CmpOp::Eq, ifname(n)));
+        }
+        Expr::Ip { field, op, value } => {
+            rule.add_expr(ip_payload(*field));
+            match value {
+                AddrValue::Prefix(p) => {
+                    if p.prefix_len() < 32 {
+                        rule.add_expr(
+                            Bitwise::new(p.netmask().octets().to_vec(), vec![0u8; 4]).map_err(b)?,
+                        );
+                    }
+                    rule.add_expr(Cmp::new(cmp(*op), p.network().octets().to_vec()));
+                }
+                AddrValue::Set(name) => {
+                    let set = sets
+                        .iter()
+                        .find(|s| s.get_name() == Some(name))
+                        .ok_or_else(|| err(context, format!("set {name} is not declared")))?;
+                    rule.add_expr(Lookup::new(set).map_err(b)?);
+                }
+            }
+        }
+        Expr::CtMark { op, mark } => {
+            rule.add_expr(Conntrack::new(ConntrackKey::Mark));
+            rule.add_expr(Cmp::new(cmp(*op), mark.to_ne_bytes().to_vec()));
+        }
+        Expr::L4Proto(ps) => {
+            let p = ps
+                .first()
+                .copied()
+                .ok_or_else(|| err(context, "empty protocol list"))?;
+            rule.add_expr(Meta::new(MetaType::L4Proto));
+            rule.add_expr(Cmp::new(CmpOp::Eq, vec![proto_number(p)]));
+        }
+        Expr::Dport { proto, port } => {
+            rule.add_expr(Meta::new(MetaType::L4Proto));
+            rule.add_expr(Cmp::new(CmpOp::Eq, vec![proto_number(*proto)]));
+            rule.add_expr(
+                Payload::default()
+                    .with_base(TRANSPORT_HEADER)
+                    .with_offset(2u32)
+                    .with_len(2u32)
+                    .with_dreg(Register::Reg1),
+            );
+            rule.add_expr(Cmp::new(CmpOp::Eq, port.to_be_bytes().to_vec()));
+        }
+        Expr::SetMark(MarkSource::Const(m)) => {
+            rule.add_expr(Immediate::new_data(
+                m.to_ne_bytes().to_vec(),
+                Register::Reg1,
+            ));
+            rule.add_expr(
+                Meta::default()
+                    .with_key(MetaType::Mark)
+                    .with_sreg(Register::Reg1),
+            );
+        }
+        Expr::SetMark(MarkSource::CtMark) => {
+            rule.add_expr(Conntrack::new(ConntrackKey::Mark));
+            rule.add_expr(
+                Meta::default()
+                    .with_key(MetaType::Mark)
+                    .with_sreg(Register::Reg1),
+            );
+        }
+        Expr::SetCtMarkFromMark => {
+            rule.add_expr(Meta::new(MetaType::Mark));
+            rule.add_expr(Conntrack::default().with_mark_value(Register::Reg1));
+        }
+        Expr::Masquerade { .. } => rule.add_expr(Masquerade {}),
+        Expr::Snat {
+            addr: NatAddr::Single(a),
+            ..
+        } => add_nat(rule, NatType::SNat, *a, None),
+        Expr::Dnat { addr, port } => add_nat(rule, NatType::DNat, *addr, *port),
+        Expr::Accept => rule.add_expr(Immediate::new_verdict(VerdictKind::Accept)),
+        other => {
+            return Err(DataplaneError::Unsupported(format!(
+                "rustables cannot express {other:?}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `snat|dnat to <addr>[:<port>]`: immediates into registers, then `nat`.
+fn add_nat(rule: &mut Rule, ty: NatType, addr: Ipv4Addr, port: Option<u16>) {
+    rule.add_expr(Immediate::new_data(addr.octets().to_vec(), Register::Reg1));
+    let mut nat = Nat::default()
+        .with_nat_type(ty)
+        .with_family(ProtocolFamily::Ipv4)
+        .with_ip_register(Register::Reg1);
+    if let Some(p) = port {
+        rule.add_expr(Immediate::new_data(
+            p.to_be_bytes().to_vec(),
+            Register::Reg2,
+        ));
+        nat = nat.with_port_register(Register::Reg2);
+    }
+    rule.add_expr(nat);
+}
+
+fn hook_class(h: IrHook) -> HookClass {
+    match h {
+        IrHook::Prerouting => HookClass::PreRouting,
+        IrHook::Input => HookClass::In,
+        IrHook::Forward => HookClass::Forward,
+        IrHook::Output => HookClass::Out,
+        IrHook::Postrouting => HookClass::PostRouting,
+    }
+}
+
+fn chain_type(t: IrChainType) -> ChainType {
+    match t {
+        IrChainType::Filter => ChainType::Filter,
+        IrChainType::Nat => ChainType::Nat,
+        IrChainType::Route => ChainType::Route,
+    }
+}
+
+/// The whole replacement as one batch: add, delete, add the table (so the
+/// delete cannot fail), then sets, elements, chains and rules.
+fn replace_batch(t: &NftTable) -> Result<Vec<u8>, DataplaneError> {
+    let ctx = format!("rustables replace table {} {}", t.family, t.name);
+    let b = |e: rustables::error::BuilderError| err(&ctx, e);
+    let fam = family(t.family);
+    let table = Table::new(fam)
+        .with_name(t.name.clone())
+        .with_userdata(comment_udata(NFT_OWNER_COMMENT));
+    let mut batch = Batch::new();
+    batch.add(&table, MsgType::Add);
+    batch.add(&table, MsgType::Del);
+    batch.add(&table, MsgType::Add);
+    let mut sets = Vec::new();
+    for (i, s) in t.sets.iter().enumerate() {
+        let id = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        let mut first = true;
+        let chunks: Vec<&[Ipv4Net]> = if s.elements.is_empty() {
+            vec![&[]]
+        } else {
+            s.elements.chunks(ELEMENTS_PER_MESSAGE).collect()
+        };
+        for chunk in chunks {
+            let mut sb = SetBuilder::<Ipv4Addr>::new(s.name.clone(), &table).map_err(b)?;
+            for e in chunk {
+                sb.add(&e.addr());
+            }
+            let (mut set, mut elems) = sb.finish();
+            // SetBuilder leaves both out; the kernel wants them (deps.md §2.3).
+            set.family = fam;
+            set.set_id(id);
+            elems.family = fam;
+            if first {
+                batch.add(&set, MsgType::Add);
+                sets.push(set);
+                first = false;
+            }
+            if !chunk.is_empty() {
+                batch.add(&elems, MsgType::Add);
+            }
+        }
+    }
+    for c in &t.chains {
+        let chain = Chain::new(&table)
+            .with_name(c.name.clone())
+            .with_hook(Hook::new(hook_class(c.hook), c.priority.value()))
+            .with_type(chain_type(c.chain_type))
+            .with_policy(ChainPolicy::Accept);
+        batch.add(&chain, MsgType::Add);
+        for r in &c.rules {
+            let mut rule = Rule::new(&chain).map_err(b)?;
+            for e in &r.exprs {
+                add_expr(&mut rule, e, &sets, &ctx)?;
+            }
+            batch.add(&rule, MsgType::Add);
+        }
+    }
+    Ok(batch.finalize())
+}
+
+/// Sends a finalized batch on a fresh socket with forced buffers and waits
+/// for the ACK of its last object (every object message carries
+/// `NLM_F_ACK`; the batch-end message does not).
+fn send_batch(bytes: &[u8], context: &str) -> Result<(), DataplaneError> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let io = |e: std::io::Error| DataplaneError::Io {
+        context: context.to_string(),
+        message: e.to_string(),
+    };
+    let max_seq = last_acked_seq(bytes).ok_or_else(|| err(context, "empty batch"))?;
+    let mut sock = Socket::new(NETLINK_NETFILTER).map_err(io)?;
+    sock.bind_auto().map_err(io)?;
+    sock.connect(&SocketAddr::new(0, 0)).map_err(io)?;
+    let fd = sock.as_fd();
+    if setsockopt(&fd, sockopt::RcvBufForce, &RCVBUF).is_err() {
+        let _ = sock.set_rx_buf_sz(RCVBUF);
+    }
+    let _ = setsockopt(&fd, sockopt::SndBufForce, &SNDBUF);
+    let _ = setsockopt(
+        &fd,
+        sockopt::ReceiveTimeout,
+        &timeval(Duration::from_secs(5)),
+    );
+    let mut sent = 0;
+    while sent < bytes.len() {
+        sent += sock
+            .send(bytes.get(sent..).unwrap_or_default(), 0)
+            .map_err(io)?;
+    }
+    let mut buf = Vec::with_capacity(1 << 20);
+    loop {
+        buf.clear();
+        sock.recv(&mut buf, 0).map_err(io)?;
+        let mut off = 0usize;
+        while off + 16 <= buf.len() {
+            let h = |i: usize| buf.get(off + i).copied().unwrap_or(0);
+            let len = u32::from_ne_bytes([h(0), h(1), h(2), h(3)]) as usize;
+            let ty = u16::from_ne_bytes([h(4), h(5)]);
+            let seq = u32::from_ne_bytes([h(8), h(9), h(10), h(11)]);
+            if len < 16 {
+                break;
+            }
+            if ty == NLMSG_ERROR {
+                let code = i32::from_ne_bytes([h(16), h(17), h(18), h(19)]);
+                if code != 0 {
+                    let e = std::io::Error::from_raw_os_error(-code);
+                    return Err(err(context, format!("{e} (errno {})", -code)));
+                }
+                if seq == max_seq {
+                    return Ok(());
+                }
+            }
+            off += (len + 3) & !3;
+        }
+    }
+}
+
+fn timeval(d: Duration) -> nix::sys::time::TimeVal {
+    nix::sys::time::TimeVal::new(
+        i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        i64::from(d.subsec_micros()),
+    )
+}
+
+/// Sequence number of the last message that asks for an ACK.
+fn last_acked_seq(bytes: &[u8]) -> Option<u32> {
+    const NLM_F_ACK: u16 = 4;
+    let mut off = 0usize;
+    let mut last = None;
+    while off + 16 <= bytes.len() {
+        let h = |i: usize| bytes.get(off + i).copied().unwrap_or(0);
+        let len = u32::from_ne_bytes([h(0), h(1), h(2), h(3)]) as usize;
+        let flags = u16::from_ne_bytes([h(6), h(7)]);
+        if len < 16 {
+            break;
+        }
+        if flags & NLM_F_ACK != 0 {
+            last = Some(u32::from_ne_bytes([h(8), h(9), h(10), h(11)]));
+        }
+        off += (len + 3) & !3;
+    }
+    last
+}
+
+impl NftBackend for RustablesBackend {
+    fn name(&self) -> &'static str {
+        "rustables"
+    }
+
+    fn supports(&self, table: &NftTable) -> Result<(), String> {
+        if table.sets.iter().any(|s| s.is_interval()) {
+            return unsupported("interval sets");
+        }
+        for c in &table.chains {
+            for r in &c.rules {
+                for e in &r.exprs {
+                    expressible(e)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn replace_table(&mut self, table: &NftTable) -> Result<(), DataplaneError> {
+        self.check_netns()?;
+        if let Err(why) = self.supports(table) {
+            return Err(DataplaneError::Unsupported(why));
+        }
+        let bytes = replace_batch(table)?;
+        send_batch(
+            &bytes,
+            &format!("rustables replace table {} {}", table.family, table.name),
+        )
+    }
+
+    fn delete_table(&mut self, key: &NftTableKey) -> Result<(), DataplaneError> {
+        self.check_netns()?;
+        let table = Table::new(family(key.family)).with_name(key.name.clone());
+        let mut batch = Batch::new();
+        batch.add(&table, MsgType::Del);
+        send_batch(&batch.finalize(), &format!("rustables delete table {key}"))
+    }
+}

@@ -1,0 +1,413 @@
+//! The rustables backend: what it accepts, and (root, in throwaway network
+//! namespaces) what the kernel holds after it loads a table.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ipnet::Ipv4Net;
+use routerd_nft_rustables::RustablesBackend;
+use routerd_render::ir::{
+    AddrValue, ChainType, CmpOp, Expr, Hook, IpField, L4Proto, MarkSource, NatAddr, NftChain,
+    NftFamily, NftRule, NftSet, NftTable, Priority,
+};
+use routerd_render::linux::{LinuxDataplane, NftJson, netns};
+use routerd_render::nft_backend::NftBackend;
+use routerd_render::{DesiredState, Ledger, Ownership, ReconcileOptions, reconcile};
+
+fn chain(name: &str, t: ChainType, hook: Hook, prio: Priority, rules: Vec<Vec<Expr>>) -> NftChain {
+    NftChain {
+        name: name.into(),
+        chain_type: t,
+        hook,
+        priority: prio,
+        rules: rules.into_iter().map(|exprs| NftRule { exprs }).collect(),
+    }
+}
+
+fn ip(field: IpField, op: CmpOp, net: &str) -> Expr {
+    Expr::Ip {
+        field,
+        op,
+        value: AddrValue::Prefix(net.parse().unwrap()),
+    }
+}
+
+/// A mark-mode policy table with a plain named set: all expressible.
+fn policy_table() -> NftTable {
+    let mut t = NftTable::new(NftFamily::Ip, "routerd_policy");
+    t.owners.insert("p".into());
+    t.sets.push(NftSet {
+        name: "ip_address_set_bypass".into(),
+        elements: vec![
+            "192.0.2.10/32".parse().unwrap(),
+            "192.0.2.11/32".parse().unwrap(),
+        ],
+    });
+    t.chains.push(chain(
+        "prerouting",
+        ChainType::Filter,
+        Hook::Prerouting,
+        Priority::Mangle,
+        vec![
+            vec![
+                Expr::IifName("lan0".into()),
+                ip(IpField::Saddr, CmpOp::Eq, "192.168.10.0/24"),
+                Expr::Ip {
+                    field: IpField::Daddr,
+                    op: CmpOp::Eq,
+                    value: AddrValue::Set("ip_address_set_bypass".into()),
+                },
+                Expr::Accept,
+            ],
+            vec![
+                ip(IpField::Saddr, CmpOp::Eq, "192.168.10.0/24"),
+                ip(IpField::Daddr, CmpOp::Ne, "10.0.0.0/8"),
+                Expr::CtMark {
+                    op: CmpOp::Ne,
+                    mark: 0,
+                },
+                Expr::SetMark(MarkSource::CtMark),
+            ],
+            vec![
+                ip(IpField::Saddr, CmpOp::Eq, "192.168.10.0/24"),
+                Expr::CtMark {
+                    op: CmpOp::Eq,
+                    mark: 0,
+                },
+                Expr::SetMark(MarkSource::Const(0x10)),
+                Expr::SetCtMarkFromMark,
+            ],
+        ],
+    ));
+    t
+}
+
+/// NAT: masquerade, single-address snat, DNAT redirects (tcp and sctp).
+fn nat_table() -> NftTable {
+    let mut t = NftTable::new(NftFamily::Ip, "routerd_nat");
+    t.owners.insert("n".into());
+    t.chains.push(chain(
+        "prerouting",
+        ChainType::Nat,
+        Hook::Prerouting,
+        Priority::Dstnat,
+        vec![
+            vec![
+                Expr::IifName("wan0".into()),
+                Expr::Dport {
+                    proto: L4Proto::Tcp,
+                    port: 8080,
+                },
+                Expr::Dnat {
+                    addr: "203.0.113.26".parse().unwrap(),
+                    port: Some(80),
+                },
+            ],
+            vec![
+                Expr::Dport {
+                    proto: L4Proto::Sctp,
+                    port: 9,
+                },
+                Expr::Dnat {
+                    addr: "203.0.113.26".parse().unwrap(),
+                    port: None,
+                },
+            ],
+        ],
+    ));
+    t.chains.push(chain(
+        "postrouting",
+        ChainType::Nat,
+        Hook::Postrouting,
+        Priority::Srcnat,
+        vec![
+            vec![
+                Expr::OifName("wan0".into()),
+                ip(IpField::Saddr, CmpOp::Eq, "192.168.10.0/24"),
+                Expr::Masquerade {
+                    ports: None,
+                    persistent: false,
+                },
+            ],
+            vec![
+                Expr::OifName("wan1".into()),
+                ip(IpField::Saddr, CmpOp::Eq, "192.168.20.0/24"),
+                Expr::Snat {
+                    addr: NatAddr::Single("198.51.100.9".parse().unwrap()),
+                    ports: None,
+                    persistent: false,
+                },
+            ],
+        ],
+    ));
+    t
+}
+
+#[test]
+fn supports_exactly_what_rustables_can_express() {
+    let b = RustablesBackend::new();
+    assert_eq!(b.supports(&policy_table()), Ok(()));
+    assert_eq!(b.supports(&nat_table()), Ok(()));
+
+    let mut jhash = policy_table();
+    jhash.chains[0].rules[0].exprs = vec![Expr::SetMark(MarkSource::JhashMap {
+        fields: vec![IpField::Saddr],
+        marks: vec![1, 2],
+    })];
+    assert!(b.supports(&jhash).unwrap_err().contains("jhash"));
+
+    let mut anon = policy_table();
+    anon.chains[0].rules[0].exprs = vec![Expr::CtMarkIn {
+        op: CmpOp::Eq,
+        marks: vec![1, 2],
+    }];
+    assert!(b.supports(&anon).unwrap_err().contains("anonymous sets"));
+
+    let mut interval = policy_table();
+    interval.sets[0]
+        .elements
+        .push("198.51.100.0/24".parse().unwrap());
+    assert!(b.supports(&interval).unwrap_err().contains("interval sets"));
+
+    let mut range = nat_table();
+    range.chains[1].rules[1].exprs[2] = Expr::Snat {
+        addr: NatAddr::Range(
+            "198.51.100.9".parse().unwrap(),
+            "198.51.100.10".parse().unwrap(),
+        ),
+        ports: None,
+        persistent: false,
+    };
+    assert!(b.supports(&range).unwrap_err().contains("snat ranges"));
+
+    let mut ports = nat_table();
+    ports.chains[1].rules[0].exprs[2] = Expr::Masquerade {
+        ports: Some((1024, 2048)),
+        persistent: false,
+    };
+    assert!(b.supports(&ports).is_err());
+}
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+struct Ns(String);
+
+impl Ns {
+    fn new() -> Ns {
+        let name = format!(
+            "rdtrs{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        sh(&["ip", "netns", "add", &name]);
+        Ns(name)
+    }
+    fn nft(&self, args: &[&str]) -> String {
+        let mut v = vec!["ip", "netns", "exec", &self.0, "nft"];
+        v.extend_from_slice(args);
+        sh(&v)
+    }
+    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let name = self.0.clone();
+        std::thread::spawn(move || {
+            netns::enter(&name).unwrap();
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn loads_policy_and_nat_tables_as_nft_lists_them() {
+    let ns = Ns::new();
+    ns.run(|| {
+        let mut b = RustablesBackend::new();
+        b.replace_table(&policy_table()).unwrap();
+        b.replace_table(&nat_table()).unwrap();
+        // Replacing again is atomic and does not duplicate anything.
+        b.replace_table(&policy_table()).unwrap();
+    });
+    let policy = ns.nft(&["list", "table", "ip", "routerd_policy"]);
+    for want in [
+        "comment \"routerd.owner=routerd routerd.generation=1\"",
+        "elements = { 192.0.2.10, 192.0.2.11 }",
+        "type filter hook prerouting priority mangle; policy accept;",
+        "iifname \"lan0\" ip saddr 192.168.10.0/24 ip daddr @ip_address_set_bypass accept",
+        "ip saddr 192.168.10.0/24 ip daddr != 10.0.0.0/8 ct mark != 0x00000000 meta mark set ct mark",
+        "ip saddr 192.168.10.0/24 ct mark 0x00000000 meta mark set 0x00000010 ct mark set meta mark",
+    ] {
+        assert!(policy.contains(want), "missing {want:?} in\n{policy}");
+    }
+    assert_eq!(policy.matches("meta mark set").count(), 2, "{policy}");
+    let nat = ns.nft(&["list", "table", "ip", "routerd_nat"]);
+    for want in [
+        "iifname \"wan0\" tcp dport 8080 dnat to 203.0.113.26:80",
+        "sctp dport 9 dnat to 203.0.113.26",
+        "oifname \"wan0\" ip saddr 192.168.10.0/24 masquerade",
+        "oifname \"wan1\" ip saddr 192.168.20.0/24 snat to 198.51.100.9",
+    ] {
+        assert!(nat.contains(want), "missing {want:?} in\n{nat}");
+    }
+    // The JSON listing (what observe reads) agrees on the shape.
+    let listed = ns.run(|| NftJson::default().list_owned().unwrap());
+    let p = listed
+        .iter()
+        .find(|o| o.key.name == "routerd_policy")
+        .unwrap();
+    assert_eq!(p.chains, policy_table().shape());
+    ns.run(|| {
+        let mut b = RustablesBackend::new();
+        b.delete_table(&nat_table().key()).unwrap();
+    });
+    assert!(!ns.nft(&["list", "tables"]).contains("routerd_nat"));
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn large_sets_and_rule_counts_go_through() {
+    let mut t = policy_table();
+    t.sets[0].elements = (0..10_000u32)
+        .map(|i| Ipv4Net::from(Ipv4Addr::from(0xC612_0000 + i)))
+        .collect();
+    let rule = t.chains[0].rules[2].clone();
+    t.chains[0].rules = vec![rule; 3000];
+    let ns = Ns::new();
+    let shape = t.shape();
+    let listed = ns.run(move || {
+        RustablesBackend::new().replace_table(&t).unwrap();
+        NftJson::default().list_owned().unwrap()
+    });
+    assert_eq!(listed[0].chains, shape);
+    let set = ns.nft(&[
+        "-j",
+        "list",
+        "set",
+        "ip",
+        "routerd_policy",
+        "ip_address_set_bypass",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&set).unwrap();
+    let n = v["nftables"][1]["set"]["elem"].as_array().unwrap().len();
+    assert_eq!(n, 10_000);
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn kernel_errors_abort_the_whole_transaction() {
+    let mut t = policy_table();
+    // The kernel refuses NAT in a filter chain: nothing of the batch (set,
+    // elements, chain, earlier rules) may be left behind.
+    t.chains[0].rules.push(NftRule {
+        exprs: vec![Expr::Dnat {
+            addr: "203.0.113.26".parse().unwrap(),
+            port: None,
+        }],
+    });
+    let ns = Ns::new();
+    let err = ns.run(move || {
+        RustablesBackend::new()
+            .replace_table(&t)
+            .unwrap_err()
+            .to_string()
+    });
+    assert!(
+        err.contains("rustables replace table ip routerd_policy"),
+        "{err}"
+    );
+    assert!(err.contains("errno"), "{err}");
+    assert_eq!(ns.nft(&["list", "tables"]).trim(), "");
+
+    // The same refusal while an older table is loaded keeps the older one.
+    ns.run(|| {
+        RustablesBackend::new()
+            .replace_table(&policy_table())
+            .unwrap()
+    });
+    let before = ns.nft(&["list", "ruleset"]);
+    let mut bad = policy_table();
+    bad.chains[0].rules.push(NftRule {
+        exprs: vec![Expr::Dnat {
+            addr: "203.0.113.26".parse().unwrap(),
+            port: None,
+        }],
+    });
+    ns.run(move || RustablesBackend::new().replace_table(&bad).unwrap_err());
+    assert_eq!(ns.nft(&["list", "ruleset"]), before);
+}
+
+/// The dataplane picks rustables where it can and `nft -j` elsewhere, and
+/// reconciles to a no-op either way.
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn dataplane_chooses_backend_per_table() {
+    let mut jhash = NftTable::new(NftFamily::Ip, "routerd_default_route");
+    jhash.owners.insert("p".into());
+    jhash.chains.push(chain(
+        "prerouting",
+        ChainType::Filter,
+        Hook::Prerouting,
+        Priority::Num(-151),
+        vec![vec![
+            Expr::CtMarkIn {
+                op: CmpOp::Eq,
+                marks: vec![0x10, 0x20],
+            },
+            Expr::SetMark(MarkSource::CtMark),
+        ]],
+    ));
+    let mut desired = DesiredState {
+        nft: vec![policy_table(), jhash.clone()],
+        ..DesiredState::default()
+    };
+    desired.normalize();
+    let ns = Ns::new();
+    let (chosen, first, second) = ns.run(move || {
+        let mut dp = LinuxDataplane::new(
+            vec![Box::new(RustablesBackend::new())],
+            Ownership::default(),
+        )
+        .unwrap();
+        let chosen = (
+            dp.backend_for(&policy_table()).unwrap(),
+            dp.backend_for(&jhash).unwrap(),
+        );
+        let mut ledger = Ledger::default();
+        let opts = ReconcileOptions::default();
+        let first = reconcile(&mut dp, &desired, &mut ledger, &opts)
+            .unwrap()
+            .plan;
+        let second = reconcile(&mut dp, &desired, &mut ledger, &opts)
+            .unwrap()
+            .plan;
+        (chosen, first, second)
+    });
+    assert_eq!(chosen, ("rustables", "nft-json"));
+    assert_eq!(first.ops.len(), 2);
+    assert!(second.is_empty(), "{second}");
+    let steer = ns.nft(&["list", "table", "ip", "routerd_default_route"]);
+    assert!(
+        steer.contains("ct mark { 0x00000010, 0x00000020 } meta mark set ct mark"),
+        "{steer}"
+    );
+}

@@ -1,0 +1,683 @@
+//! The typed desired dataplane: routes, policy rules and routerd-owned
+//! nftables tables.
+//!
+//! Everything here is plain data so that rendering and diffing stay pure and
+//! every backend (in-memory, netlink, `nft -j`, rustables) reads the same
+//! values.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+/// routerd's own `rtm_protocol`. Routes carrying it are routerd's; `ip route`
+/// shows them as `proto 122`. No registered protocol uses 122
+/// (`/etc/iproute2/rt_protos`).
+pub const RTPROT_ROUTERD: u8 = 122;
+
+/// The kernel's main table.
+pub const MAIN_TABLE: u32 = 254;
+
+/// Route type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteKind {
+    /// Forwarded via a gateway or a link.
+    Unicast,
+    /// Silently dropped.
+    Blackhole,
+}
+
+/// One path of a weighted multipath route.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NextHop {
+    /// Gateway, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<Ipv4Addr>,
+    /// Outbound device.
+    pub device: String,
+    /// Relative weight, 1-256 (the kernel stores weight - 1).
+    pub weight: u16,
+}
+
+/// The kernel identity of an IPv4 route: the kernel replaces a route in
+/// place only when table, destination and metric match (tos is always 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RouteKey {
+    /// Routing table id.
+    pub table: u32,
+    /// Destination prefix (masked).
+    pub destination: Ipv4Net,
+    /// Metric (`priority` in netlink).
+    pub metric: u32,
+}
+
+impl fmt::Display for RouteKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} table {} metric {}",
+            self.destination, self.table, self.metric
+        )
+    }
+}
+
+/// An IPv4 route.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    /// Routing table id.
+    pub table: u32,
+    /// Destination prefix (masked).
+    pub destination: Ipv4Net,
+    /// Metric.
+    pub metric: u32,
+    /// Unicast or blackhole.
+    pub kind: RouteKind,
+    /// Gateway of a single-path unicast route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<Ipv4Addr>,
+    /// Device of a single-path unicast route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Weighted paths; non-empty replaces `gateway`/`device`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nexthops: Vec<NextHop>,
+    /// Preferred source address (`src`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_source: Option<Ipv4Addr>,
+    /// Route protocol; desired routes always carry [`RTPROT_ROUTERD`].
+    pub protocol: u8,
+    /// Resource id that wants the route (empty for observed routes).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub owner: String,
+}
+
+impl Route {
+    /// A routerd route with no gateway, device or multipath yet.
+    pub fn new(table: u32, destination: Ipv4Net, metric: u32, kind: RouteKind) -> Self {
+        Route {
+            table,
+            destination: destination.trunc(),
+            metric,
+            kind,
+            gateway: None,
+            device: None,
+            nexthops: Vec::new(),
+            preferred_source: None,
+            protocol: RTPROT_ROUTERD,
+            owner: String::new(),
+        }
+    }
+
+    /// The kernel identity.
+    pub fn key(&self) -> RouteKey {
+        RouteKey {
+            table: self.table,
+            destination: self.destination,
+            metric: self.metric,
+        }
+    }
+
+    /// Whether the forwarding behaviour equals `other`'s (ignoring owner and
+    /// protocol, which the kernel does not route by).
+    pub fn same_forwarding(&self, other: &Route) -> bool {
+        let mut a = self.nexthops.clone();
+        let mut b = other.nexthops.clone();
+        a.sort();
+        b.sort();
+        self.kind == other.kind
+            && self.preferred_source == other.preferred_source
+            && a == b
+            && (!a.is_empty() || (self.gateway == other.gateway && self.device == other.device))
+    }
+}
+
+/// Renders the `ip route` arguments (after `ip route <verb>`).
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.kind == RouteKind::Blackhole {
+            f.write_str("blackhole ")?;
+        }
+        if self.destination.prefix_len() == 0 {
+            f.write_str("default")?;
+        } else {
+            write!(f, "{}", self.destination)?;
+        }
+        if let Some(gw) = self.gateway {
+            write!(f, " via {gw}")?;
+        }
+        if let Some(dev) = &self.device {
+            write!(f, " dev {dev}")?;
+        }
+        if self.table != MAIN_TABLE {
+            write!(f, " table {}", self.table)?;
+        }
+        write!(f, " proto {} metric {}", self.protocol, self.metric)?;
+        if let Some(src) = self.preferred_source {
+            write!(f, " src {src}")?;
+        }
+        for nh in &self.nexthops {
+            f.write_str(" nexthop")?;
+            if let Some(gw) = nh.gateway {
+                write!(f, " via {gw}")?;
+            }
+            write!(f, " dev {} weight {}", nh.device, nh.weight)?;
+        }
+        Ok(())
+    }
+}
+
+/// The identity of a policy rule. Rules have no replace semantics in the
+/// kernel, so the whole match-and-action is the identity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RuleKey {
+    /// Rule priority (`pref`).
+    pub priority: u32,
+    /// fwmark matched with a full mask.
+    pub fwmark: u32,
+    /// Table looked up.
+    pub table: u32,
+}
+
+impl fmt::Display for RuleKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "priority {} fwmark 0x{:x} table {}",
+            self.priority, self.fwmark, self.table
+        )
+    }
+}
+
+/// An IPv4 fwmark policy rule: `ip -4 rule add priority P fwmark 0xM table T`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rule {
+    /// Priority.
+    pub priority: u32,
+    /// fwmark (mask 0xffffffff); 0 means "no fwmark match" in observed rules.
+    pub fwmark: u32,
+    /// Table.
+    pub table: u32,
+    /// Rule protocol (`FRA_PROTOCOL`); routerd's rules carry
+    /// [`RTPROT_ROUTERD`], so an identical foreign rule is never adopted.
+    #[serde(default = "routerd_protocol")]
+    pub protocol: u8,
+    /// Resource id that wants the rule (empty for observed rules).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub owner: String,
+}
+
+fn routerd_protocol() -> u8 {
+    RTPROT_ROUTERD
+}
+
+impl Rule {
+    /// A routerd rule.
+    pub fn new(priority: u32, fwmark: u32, table: u32, owner: impl Into<String>) -> Self {
+        Rule {
+            priority,
+            fwmark,
+            table,
+            protocol: RTPROT_ROUTERD,
+            owner: owner.into(),
+        }
+    }
+
+    /// The identity.
+    pub fn key(&self) -> RuleKey {
+        RuleKey {
+            priority: self.priority,
+            fwmark: self.fwmark,
+            table: self.table,
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.key().fmt(f)
+    }
+}
+
+/// nftables address family of a table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NftFamily {
+    /// `ip`.
+    Ip,
+    /// `ip6`.
+    Ip6,
+    /// `inet`.
+    Inet,
+}
+
+impl NftFamily {
+    /// The nft keyword.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NftFamily::Ip => "ip",
+            NftFamily::Ip6 => "ip6",
+            NftFamily::Inet => "inet",
+        }
+    }
+
+    /// Parses the nft keyword.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ip" => Some(NftFamily::Ip),
+            "ip6" => Some(NftFamily::Ip6),
+            "inet" => Some(NftFamily::Inet),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for NftFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The identity of an nft table.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NftTableKey {
+    /// Family.
+    pub family: NftFamily,
+    /// Name.
+    pub name: String,
+}
+
+impl fmt::Display for NftTableKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.family, self.name)
+    }
+}
+
+/// Prefix of every routerd-owned nft table.
+pub const NFT_TABLE_PREFIX: &str = "routerd_";
+
+/// The ownership comment every routerd table body starts with (spec §5.1;
+/// the generation is a constant 1 in routerd).
+pub const NFT_OWNER_COMMENT: &str = "routerd.owner=routerd routerd.generation=1";
+
+/// A chain type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChainType {
+    /// `filter`.
+    Filter,
+    /// `nat`.
+    Nat,
+    /// `route`.
+    Route,
+}
+
+impl ChainType {
+    /// The nft keyword.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChainType::Filter => "filter",
+            ChainType::Nat => "nat",
+            ChainType::Route => "route",
+        }
+    }
+}
+
+/// A netfilter hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hook {
+    /// `prerouting`.
+    Prerouting,
+    /// `input`.
+    Input,
+    /// `forward`.
+    Forward,
+    /// `output`.
+    Output,
+    /// `postrouting`.
+    Postrouting,
+}
+
+impl Hook {
+    /// The nft keyword.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hook::Prerouting => "prerouting",
+            Hook::Input => "input",
+            Hook::Forward => "forward",
+            Hook::Output => "output",
+            Hook::Postrouting => "postrouting",
+        }
+    }
+}
+
+/// A base-chain priority, kept symbolic where routerd writes it symbolically.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// `mangle` (-150).
+    Mangle,
+    /// `dstnat` (-100).
+    Dstnat,
+    /// `srcnat` (100).
+    Srcnat,
+    /// A number.
+    Num(i32),
+}
+
+impl Priority {
+    /// The numeric value (the JSON form and netlink need numbers).
+    pub fn value(self) -> i32 {
+        match self {
+            Priority::Mangle => -150,
+            Priority::Dstnat => -100,
+            Priority::Srcnat => 100,
+            Priority::Num(n) => n,
+        }
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Priority::Mangle => f.write_str("mangle"),
+            Priority::Dstnat => f.write_str("dstnat"),
+            Priority::Srcnat => f.write_str("srcnat"),
+            Priority::Num(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// Address field of the IPv4 header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpField {
+    /// `ip saddr`.
+    Saddr,
+    /// `ip daddr`.
+    Daddr,
+}
+
+impl IpField {
+    /// The payload field name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpField::Saddr => "saddr",
+            IpField::Daddr => "daddr",
+        }
+    }
+}
+
+/// Comparison of a match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CmpOp {
+    /// Equal / member.
+    Eq,
+    /// Not equal / not member.
+    Ne,
+}
+
+/// The right-hand side of an address match.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AddrValue {
+    /// A prefix (a /32 is an address).
+    Prefix(Ipv4Net),
+    /// A named set of the table (`@name`).
+    Set(String),
+}
+
+/// Transport protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum L4Proto {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+    /// SCTP.
+    Sctp,
+}
+
+impl L4Proto {
+    /// The nft keyword.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            L4Proto::Tcp => "tcp",
+            L4Proto::Udp => "udp",
+            L4Proto::Sctp => "sctp",
+        }
+    }
+    /// IANA protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            L4Proto::Tcp => 6,
+            L4Proto::Udp => 17,
+            L4Proto::Sctp => 132,
+        }
+    }
+}
+
+/// Where `meta mark set` takes its value from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MarkSource {
+    /// A constant.
+    Const(u32),
+    /// The connection's mark (`ct mark`).
+    CtMark,
+    /// `jhash <fields> mod <marks.len()> map { 0 : marks[0], ... }`.
+    JhashMap {
+        /// Hashed header fields, in order.
+        fields: Vec<IpField>,
+        /// The mark of each bucket.
+        marks: Vec<u32>,
+    },
+}
+
+/// The translated address of a source NAT.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum NatAddr {
+    /// One address.
+    Single(Ipv4Addr),
+    /// An inclusive address range.
+    Range(Ipv4Addr, Ipv4Addr),
+    /// `jhash ip saddr mod N map { i : addr_i }`: a stable per-client choice
+    /// among discrete pool addresses.
+    HashMap(Vec<Ipv4Addr>),
+}
+
+/// One expression of an nft rule (match or statement).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Expr {
+    /// `iifname "x"`.
+    IifName(String),
+    /// `oifname "x"`.
+    OifName(String),
+    /// `ip saddr|daddr [!=]<prefix|@set>`.
+    Ip {
+        /// Field.
+        field: IpField,
+        /// Comparison.
+        op: CmpOp,
+        /// Value.
+        value: AddrValue,
+    },
+    /// `ct mark [!=] <mark>`.
+    CtMark {
+        /// Comparison.
+        op: CmpOp,
+        /// Mark.
+        mark: u32,
+    },
+    /// `ct mark [!=] { <marks> }` (an anonymous set, even of one mark).
+    CtMarkIn {
+        /// Membership or not.
+        op: CmpOp,
+        /// Marks.
+        marks: Vec<u32>,
+    },
+    /// `meta l4proto <p>` or `meta l4proto { <p>, ... }`.
+    L4Proto(Vec<L4Proto>),
+    /// `<proto> dport <port>`.
+    Dport {
+        /// Protocol.
+        proto: L4Proto,
+        /// Port.
+        port: u16,
+    },
+    /// `meta mark set <source>`.
+    SetMark(MarkSource),
+    /// `ct mark set meta mark`.
+    SetCtMarkFromMark,
+    /// `masquerade [to :<lo>-<hi>] [persistent]`.
+    Masquerade {
+        /// Source port range.
+        ports: Option<(u16, u16)>,
+        /// `persistent` flag.
+        persistent: bool,
+    },
+    /// `snat to <addr>[:<lo>-<hi>] [persistent]`.
+    Snat {
+        /// Address(es).
+        addr: NatAddr,
+        /// Source port range.
+        ports: Option<(u16, u16)>,
+        /// `persistent` flag.
+        persistent: bool,
+    },
+    /// `dnat to <addr>[:<port>]`.
+    Dnat {
+        /// Target address.
+        addr: Ipv4Addr,
+        /// Target port.
+        port: Option<u16>,
+    },
+    /// `accept`.
+    Accept,
+}
+
+/// One rule: expressions in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NftRule {
+    /// Expressions.
+    pub exprs: Vec<Expr>,
+}
+
+/// A base chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NftChain {
+    /// Chain name.
+    pub name: String,
+    /// Type.
+    pub chain_type: ChainType,
+    /// Hook.
+    pub hook: Hook,
+    /// Priority.
+    pub priority: Priority,
+    /// Rules in order (policy is always accept).
+    pub rules: Vec<NftRule>,
+}
+
+/// A named IPv4 address set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NftSet {
+    /// Set name.
+    pub name: String,
+    /// Elements, aggregated (non-overlapping, sorted).
+    pub elements: Vec<Ipv4Net>,
+}
+
+impl NftSet {
+    /// Whether the set needs `flags interval` (it holds a real prefix).
+    pub fn is_interval(&self) -> bool {
+        self.elements.iter().any(|e| e.prefix_len() < 32)
+    }
+}
+
+/// A routerd-owned table, replaced atomically as a whole.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NftTable {
+    /// Family.
+    pub family: NftFamily,
+    /// Name (starts with `routerd_`).
+    pub name: String,
+    /// Named sets.
+    pub sets: Vec<NftSet>,
+    /// Chains.
+    pub chains: Vec<NftChain>,
+    /// Resource ids that contributed to the table.
+    pub owners: BTreeSet<String>,
+}
+
+impl NftTable {
+    /// An empty table.
+    pub fn new(family: NftFamily, name: impl Into<String>) -> Self {
+        NftTable {
+            family,
+            name: name.into(),
+            sets: Vec::new(),
+            chains: Vec::new(),
+            owners: BTreeSet::new(),
+        }
+    }
+
+    /// The identity.
+    pub fn key(&self) -> NftTableKey {
+        NftTableKey {
+            family: self.family,
+            name: self.name.clone(),
+        }
+    }
+
+    /// Number of rules per chain, the structural shape verification compares.
+    pub fn shape(&self) -> std::collections::BTreeMap<String, usize> {
+        self.chains
+            .iter()
+            .map(|c| (c.name.clone(), c.rules.len()))
+            .collect()
+    }
+
+    /// Content digest (sha256 of the canonical text, 16 hex digits). The
+    /// ledger keeps it to know whether the kernel already holds this body.
+    pub fn digest(&self) -> String {
+        use sha2::Digest;
+        let text = crate::nft_text::table_text(self);
+        let d = sha2::Sha256::digest(text.as_bytes());
+        hex::encode(&d[..8])
+    }
+}
+
+/// The desired dataplane.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredState {
+    /// Routes, sorted by key.
+    pub routes: Vec<Route>,
+    /// Policy rules, sorted by key.
+    pub rules: Vec<Rule>,
+    /// Owned nft tables, sorted by key.
+    pub nft: Vec<NftTable>,
+    /// Resource ids that exist but could not be resolved now: their kernel
+    /// objects stay as they are (fail-static, spec §3.1 / §8.1.9).
+    pub retained: BTreeSet<String>,
+}
+
+impl DesiredState {
+    /// Sorts and de-duplicates everything so output and diffs are
+    /// deterministic. The first object with a given key wins.
+    pub fn normalize(&mut self) {
+        self.routes.sort_by_key(Route::key);
+        self.routes.dedup_by(|a, b| a.key() == b.key());
+        self.rules.sort_by_key(Rule::key);
+        self.rules.dedup_by(|a, b| a.key() == b.key());
+        self.nft.sort_by_key(NftTable::key);
+    }
+}

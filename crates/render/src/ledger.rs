@@ -1,0 +1,208 @@
+//! The ownership ledger: what routerd created, and for whom.
+//!
+//! Markers (route protocol, rule priority range, `routerd_` table names) say
+//! what routerd *may* own; the ledger says what it *did* create. Only objects
+//! in both are ever deleted, so a foreign route that happens to carry our
+//! protocol number or a rule an operator put in our priority range survives.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::RangeInclusive;
+
+use serde::{Deserialize, Serialize};
+
+use crate::dataplane::Observed;
+use crate::ir::{DesiredState, NftTableKey, RTPROT_ROUTERD, RouteKey, RuleKey};
+use crate::plan::{Op, Plan};
+
+/// Which kernel objects routerd may consider its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ownership {
+    /// Protocol of routerd's routes and rules.
+    pub route_protocol: u8,
+    /// Rule priorities routerd manages (candidate priorities are 1-32765).
+    pub rule_priorities: RangeInclusive<u32>,
+}
+
+impl Default for Ownership {
+    fn default() -> Self {
+        Ownership {
+            route_protocol: RTPROT_ROUTERD,
+            rule_priorities: 1..=32765,
+        }
+    }
+}
+
+/// What the ledger knows about one owned nft table.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NftEntry {
+    /// Contributing resource ids.
+    pub owners: BTreeSet<String>,
+    /// Digest of the desired table last loaded.
+    pub digest: String,
+    /// Fingerprint of the kernel's listing right after that load; a
+    /// different fingerprint later means someone changed the table.
+    pub fingerprint: String,
+}
+
+/// The ownership ledger. Persist it (JSON) across restarts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "LedgerFile", into = "LedgerFile")]
+pub struct Ledger {
+    /// Owned routes and their owner.
+    pub routes: BTreeMap<RouteKey, String>,
+    /// Owned rules and their owner.
+    pub rules: BTreeMap<RuleKey, String>,
+    /// Owned nft tables.
+    pub nft: BTreeMap<NftTableKey, NftEntry>,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct LedgerFile {
+    #[serde(default)]
+    routes: Vec<(RouteKey, String)>,
+    #[serde(default)]
+    rules: Vec<(RuleKey, String)>,
+    #[serde(default)]
+    nft: Vec<(NftTableKey, NftEntry)>,
+}
+
+impl From<LedgerFile> for Ledger {
+    fn from(f: LedgerFile) -> Self {
+        Ledger {
+            routes: f.routes.into_iter().collect(),
+            rules: f.rules.into_iter().collect(),
+            nft: f.nft.into_iter().collect(),
+        }
+    }
+}
+
+impl From<Ledger> for LedgerFile {
+    fn from(l: Ledger) -> Self {
+        LedgerFile {
+            routes: l.routes.into_iter().collect(),
+            rules: l.rules.into_iter().collect(),
+            nft: l.nft.into_iter().collect(),
+        }
+    }
+}
+
+impl Ledger {
+    /// Whether routerd records nothing.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty() && self.rules.is_empty() && self.nft.is_empty()
+    }
+
+    /// Records the outcome of a fully applied plan: every desired object the
+    /// kernel now holds with routerd's marker is owned by its resource; entries of retained (fail-static) owners stay
+    /// while the kernel still holds them; everything else is forgotten.
+    pub fn commit(&mut self, desired: &DesiredState, observed: &Observed, own: &Ownership) {
+        let kept = |owner: &String| desired.retained.contains(owner);
+        let present_routes: BTreeSet<RouteKey> = observed
+            .routes
+            .iter()
+            .filter(|r| r.protocol == own.route_protocol)
+            .map(|r| r.key())
+            .collect();
+        let present_rules: BTreeSet<RuleKey> = observed
+            .rules
+            .iter()
+            .filter(|r| r.protocol == own.route_protocol)
+            .map(|r| r.key())
+            .collect();
+
+        let mut routes: BTreeMap<RouteKey, String> = self
+            .routes
+            .iter()
+            .filter(|(k, o)| kept(o) && present_routes.contains(k))
+            .map(|(k, o)| (*k, o.clone()))
+            .collect();
+        // Only what the kernel holds as routerd's: a desired object that
+        // conflicts with a foreign one is never adopted.
+        routes.extend(
+            desired
+                .routes
+                .iter()
+                .filter(|r| present_routes.contains(&r.key()))
+                .map(|r| (r.key(), r.owner.clone())),
+        );
+
+        let mut rules: BTreeMap<RuleKey, String> = self
+            .rules
+            .iter()
+            .filter(|(k, o)| kept(o) && present_rules.contains(k))
+            .map(|(k, o)| (*k, o.clone()))
+            .collect();
+        rules.extend(
+            desired
+                .rules
+                .iter()
+                .filter(|r| present_rules.contains(&r.key()))
+                .map(|r| (r.key(), r.owner.clone())),
+        );
+
+        let mut nft: BTreeMap<NftTableKey, NftEntry> = self
+            .nft
+            .iter()
+            .filter(|(k, e)| e.owners.iter().any(kept) && observed.nft.iter().any(|o| &o.key == *k))
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect();
+        for t in &desired.nft {
+            let key = t.key();
+            let fingerprint = observed
+                .nft
+                .iter()
+                .find(|o| o.key == key)
+                .map(|o| o.fingerprint.clone())
+                .unwrap_or_default();
+            nft.insert(
+                key,
+                NftEntry {
+                    owners: t.owners.clone(),
+                    digest: t.digest(),
+                    fingerprint,
+                },
+            );
+        }
+        *self = Ledger { routes, rules, nft };
+    }
+
+    /// Records the operations of a partly applied plan, so that what was
+    /// created stays owned (and removable) even though the apply failed.
+    pub fn record_ops<'a>(&mut self, ops: impl IntoIterator<Item = &'a Op>) {
+        for op in ops {
+            match op {
+                Op::AddRoute { route } | Op::ReplaceRoute { new: route, .. } => {
+                    self.routes.insert(route.key(), route.owner.clone());
+                }
+                Op::DeleteRoute { route } => {
+                    self.routes.remove(&route.key());
+                }
+                Op::AddRule { rule } => {
+                    self.rules.insert(rule.key(), rule.owner.clone());
+                }
+                Op::DeleteRule { rule } => {
+                    self.rules.remove(&rule.key());
+                }
+                Op::ReplaceNftTable { table } => {
+                    self.nft.insert(
+                        table.key(),
+                        NftEntry {
+                            owners: table.owners.clone(),
+                            digest: table.digest(),
+                            // Unknown until observed: forces a reload next time.
+                            fingerprint: String::new(),
+                        },
+                    );
+                }
+                Op::DeleteNftTable { key } => {
+                    self.nft.remove(key);
+                }
+            }
+        }
+    }
+
+    /// Records a plan's operations by index (those that succeeded).
+    pub fn record_applied(&mut self, plan: &Plan, succeeded: &[usize]) {
+        self.record_ops(succeeded.iter().filter_map(|i| plan.ops.get(*i)));
+    }
+}

@@ -1,0 +1,248 @@
+//! IR ↔ netlink-packet-route messages.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::Ipv4Net;
+use netlink_packet_route::AddressFamily;
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteNextHop, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
+
+use crate::ir::{NextHop, Route, RouteKind, Rule};
+
+/// Kernel's `local` table: never ours, never interesting.
+const LOCAL_TABLE: u32 = 255;
+
+/// ifindex ↔ name of the namespace's links.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Links {
+    pub(crate) by_index: BTreeMap<u32, String>,
+    pub(crate) by_name: BTreeMap<String, u32>,
+}
+
+impl Links {
+    pub(crate) fn from_messages(msgs: &[LinkMessage]) -> Self {
+        let mut l = Links::default();
+        for m in msgs {
+            if let Some(name) = link_name(m) {
+                l.by_index.insert(m.header.index, name.clone());
+                l.by_name.insert(name, m.header.index);
+            }
+        }
+        l
+    }
+}
+
+pub(crate) fn link_name(m: &LinkMessage) -> Option<String> {
+    m.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.clone()),
+        _ => None,
+    })
+}
+
+/// (admin up, carrier) of a link message.
+pub(crate) fn link_state(m: &LinkMessage) -> (bool, bool) {
+    let f = m.header.flags;
+    (f.contains(LinkFlags::Up), f.contains(LinkFlags::LowerUp))
+}
+
+fn table_u8(table: u32) -> u8 {
+    u8::try_from(table).unwrap_or(0)
+}
+
+/// A device name that does not exist in the namespace.
+#[derive(Debug)]
+pub(crate) struct NoDevice(pub(crate) String);
+
+fn ifindex(links: &Links, dev: &str) -> Result<u32, NoDevice> {
+    links
+        .by_name
+        .get(dev)
+        .copied()
+        .ok_or_else(|| NoDevice(dev.to_string()))
+}
+
+fn base(route: &Route) -> RouteMessage {
+    let mut m = RouteMessage::default();
+    m.header.address_family = AddressFamily::Inet;
+    m.header.destination_prefix_length = route.destination.prefix_len();
+    // Tables ≥ 256 travel only in RTA_TABLE (deps.md §3.1).
+    m.header.table = table_u8(route.table);
+    m.header.protocol = RouteProtocol::from(route.protocol);
+    m.header.kind = match route.kind {
+        RouteKind::Unicast => RouteType::Unicast,
+        RouteKind::Blackhole => RouteType::BlackHole,
+    };
+    m.attributes.push(RouteAttribute::Table(route.table));
+    if route.destination.prefix_len() > 0 {
+        m.attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet(
+                route.destination.network(),
+            )));
+    }
+    m.attributes.push(RouteAttribute::Priority(route.metric));
+    m
+}
+
+/// `RTM_NEWROUTE` for `ip route add|replace`.
+pub(crate) fn route_message(route: &Route, links: &Links) -> Result<RouteMessage, NoDevice> {
+    let mut m = base(route);
+    m.header.scope = RouteScope::Universe;
+    if route.kind == RouteKind::Blackhole {
+        return Ok(m);
+    }
+    if route.nexthops.is_empty() {
+        if route.gateway.is_none() && route.device.is_some() {
+            m.header.scope = RouteScope::Link;
+        }
+        if let Some(gw) = route.gateway {
+            m.attributes
+                .push(RouteAttribute::Gateway(RouteAddress::Inet(gw)));
+        }
+        if let Some(dev) = &route.device {
+            m.attributes.push(RouteAttribute::Oif(ifindex(links, dev)?));
+        }
+    } else {
+        let mut hops = Vec::new();
+        for nh in &route.nexthops {
+            let mut h = RouteNextHop::default();
+            h.interface_index = ifindex(links, &nh.device)?;
+            h.hops = u8::try_from(nh.weight.clamp(1, 256) - 1).unwrap_or(u8::MAX);
+            if let Some(gw) = nh.gateway {
+                h.attributes
+                    .push(RouteAttribute::Gateway(RouteAddress::Inet(gw)));
+            }
+            hops.push(h);
+        }
+        m.attributes.push(RouteAttribute::MultiPath(hops));
+    }
+    if let Some(src) = route.preferred_source {
+        m.attributes
+            .push(RouteAttribute::PrefSource(RouteAddress::Inet(src)));
+    }
+    Ok(m)
+}
+
+/// `RTM_DELROUTE` for `ip route del`: scope NOWHERE matches any scope
+/// (deps.md §3.2: the add message's scope gives ESRCH).
+pub(crate) fn route_delete(route: &Route) -> RouteMessage {
+    let mut m = base(route);
+    m.header.scope = RouteScope::NoWhere;
+    m
+}
+
+fn inet(a: &RouteAddress) -> Option<Ipv4Addr> {
+    match a {
+        RouteAddress::Inet(v) => Some(*v),
+        _ => None,
+    }
+}
+
+/// A dumped route as IR; `None` for routes routerd never manages (other
+/// families, the local table, local/broadcast/... types).
+pub(crate) fn route_from(m: &RouteMessage, links: &Links) -> Option<Route> {
+    if m.header.address_family != AddressFamily::Inet {
+        return None;
+    }
+    let kind = match m.header.kind {
+        RouteType::Unicast => RouteKind::Unicast,
+        RouteType::BlackHole => RouteKind::Blackhole,
+        _ => return None,
+    };
+    let mut table = u32::from(m.header.table);
+    let mut dst = Ipv4Addr::UNSPECIFIED;
+    let mut metric = 0;
+    let mut gateway = None;
+    let mut device = None;
+    let mut src = None;
+    let mut nexthops = Vec::new();
+    for a in &m.attributes {
+        match a {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Destination(d) => dst = inet(d)?,
+            RouteAttribute::Priority(p) => metric = *p,
+            RouteAttribute::Gateway(g) => gateway = inet(g),
+            RouteAttribute::Oif(i) => device = links.by_index.get(i).cloned(),
+            RouteAttribute::PrefSource(s) => src = inet(s),
+            RouteAttribute::MultiPath(hops) => {
+                for h in hops {
+                    nexthops.push(NextHop {
+                        gateway: h.attributes.iter().find_map(|a| match a {
+                            RouteAttribute::Gateway(g) => inet(g),
+                            _ => None,
+                        }),
+                        device: links
+                            .by_index
+                            .get(&h.interface_index)
+                            .cloned()
+                            .unwrap_or_else(|| format!("if{}", h.interface_index)),
+                        weight: u16::from(h.hops) + 1,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    if table == LOCAL_TABLE {
+        return None;
+    }
+    let destination = Ipv4Net::new(dst, m.header.destination_prefix_length).ok()?;
+    let mut r = Route::new(table, destination, metric, kind);
+    r.protocol = u8::from(m.header.protocol);
+    r.gateway = gateway;
+    r.device = device;
+    r.preferred_source = src;
+    nexthops.sort();
+    r.nexthops = nexthops;
+    Some(r)
+}
+
+/// `RTM_NEWRULE` / `RTM_DELRULE` body: `priority P fwmark 0xM/0xffffffff
+/// table T`, tagged with routerd's protocol.
+pub(crate) fn rule_message(rule: &Rule, protocol: u8) -> RuleMessage {
+    let mut m = RuleMessage::default();
+    m.header.family = AddressFamily::Inet;
+    m.header.table = table_u8(rule.table);
+    m.header.action = RuleAction::ToTable;
+    m.attributes = vec![
+        RuleAttribute::Priority(rule.priority),
+        RuleAttribute::FwMark(rule.fwmark),
+        RuleAttribute::FwMask(u32::MAX),
+        RuleAttribute::Table(rule.table),
+        RuleAttribute::Protocol(RouteProtocol::from(protocol)),
+    ];
+    m
+}
+
+/// A dumped IPv4 rule; `None` for rules with selectors routerd never writes
+/// (addresses, interfaces, partial masks), which therefore are never ours.
+pub(crate) fn rule_from(m: &RuleMessage) -> Option<Rule> {
+    if m.header.family != AddressFamily::Inet
+        || m.header.action != RuleAction::ToTable
+        || m.header.src_len != 0
+        || m.header.dst_len != 0
+    {
+        return None;
+    }
+    let mut r = Rule::new(0, 0, u32::from(m.header.table), String::new());
+    // Kernels report FRA_PROTOCOL; a rule without it was not written by us.
+    r.protocol = 0;
+    for a in &m.attributes {
+        match a {
+            RuleAttribute::Priority(p) => r.priority = *p,
+            RuleAttribute::FwMark(f) => r.fwmark = *f,
+            RuleAttribute::FwMask(mask) if *mask != u32::MAX => return None,
+            RuleAttribute::Table(t) => r.table = *t,
+            RuleAttribute::Protocol(p) => r.protocol = u8::from(*p),
+            RuleAttribute::Iifname(_) | RuleAttribute::Oifname(_) => return None,
+            RuleAttribute::Source(IpAddr::V4(_)) | RuleAttribute::Destination(IpAddr::V4(_)) => {
+                return None;
+            }
+            _ => {}
+        }
+    }
+    Some(r)
+}

@@ -1,0 +1,274 @@
+//! The Linux dataplane: routes and rules over rtnetlink, owned nft tables
+//! through an ordered list of [`NftBackend`]s (the first that can express a
+//! table loads it), and a stream of link/address/route/rule events.
+//!
+//! Everything runs in the network namespace of the thread that created the
+//! [`LinuxDataplane`] (see [`netns::enter`]).
+
+mod convert;
+pub mod events;
+pub mod netns;
+mod nft;
+mod rtnl;
+
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
+use netlink_packet_route::AddressFamily;
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::link::LinkMessage;
+use netlink_packet_route::route::RouteMessage;
+use netlink_packet_route::rule::RuleMessage;
+
+pub use nft::NftJson;
+
+use self::convert::Links;
+use self::rtnl::{NlError, Rtnl};
+use crate::dataplane::{ApplyError, Dataplane, DataplaneError, Observed};
+use crate::ledger::Ownership;
+use crate::nft_backend::{NftBackend, choose};
+use crate::plan::{Op, Plan};
+
+/// ENODEV, reported for a device that does not exist.
+const ENODEV: i32 = 19;
+
+/// Routes and rules through netlink, nft tables through the backends.
+pub struct LinuxDataplane {
+    rtnl: Rtnl,
+    links: Links,
+    backends: Vec<Box<dyn NftBackend>>,
+    lister: NftJson,
+    ownership: Ownership,
+}
+
+impl LinuxDataplane {
+    /// Opens the rtnetlink socket in the current thread's namespace.
+    /// `backends` are tried in order per table; the `nft -j` backend is
+    /// always appended last, as it can express everything.
+    pub fn new(
+        mut backends: Vec<Box<dyn NftBackend>>,
+        ownership: Ownership,
+    ) -> Result<Self, DataplaneError> {
+        backends.push(Box::new(NftJson::default()));
+        let mut dp = LinuxDataplane {
+            rtnl: Rtnl::open()?,
+            links: Links::default(),
+            backends,
+            lister: NftJson::default(),
+            ownership,
+        };
+        dp.refresh_links()?;
+        Ok(dp)
+    }
+
+    /// Names of the configured nft backends, in preference order.
+    pub fn backend_names(&self) -> Vec<&'static str> {
+        self.backends.iter().map(|b| b.name()).collect()
+    }
+
+    /// The backend that would load `table`.
+    pub fn backend_for(
+        &mut self,
+        table: &crate::ir::NftTable,
+    ) -> Result<&'static str, DataplaneError> {
+        Ok(choose(&mut self.backends, table)?.name())
+    }
+
+    /// `ip link show`: refreshes the ifindex map.
+    fn refresh_links(&mut self) -> Result<(), DataplaneError> {
+        let msgs = self
+            .rtnl
+            .dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
+        let links: Vec<LinkMessage> = msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(l),
+                _ => None,
+            })
+            .collect();
+        self.links = Links::from_messages(&links);
+        Ok(())
+    }
+
+    /// `ip -4 route show table all`.
+    fn dump_routes(&mut self) -> Result<Vec<crate::ir::Route>, DataplaneError> {
+        let mut req = RouteMessage::default();
+        req.header.address_family = AddressFamily::Inet;
+        let msgs = self.rtnl.dump(RouteNetlinkMessage::GetRoute(req))?;
+        Ok(msgs
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewRoute(r) => convert::route_from(r, &self.links),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// `ip -4 rule show`.
+    fn dump_rules(&mut self) -> Result<Vec<crate::ir::Rule>, DataplaneError> {
+        let mut req = RuleMessage::default();
+        req.header.family = AddressFamily::Inet;
+        let msgs = self.rtnl.dump(RouteNetlinkMessage::GetRule(req))?;
+        Ok(msgs
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewRule(r) => convert::rule_from(r),
+                _ => None,
+            })
+            .collect())
+    }
+
+    fn netlink_request(&self, op: &Op) -> Result<(RouteNetlinkMessage, u16), DataplaneError> {
+        let nodev = |e: convert::NoDevice| DataplaneError::Netlink {
+            context: op.to_string(),
+            message: format!("Cannot find device \"{}\"", e.0),
+            errno: ENODEV,
+        };
+        let proto = self.ownership.route_protocol;
+        Ok(match op {
+            Op::AddRoute { route } => {
+                let mut r = route.clone();
+                r.protocol = proto;
+                (
+                    RouteNetlinkMessage::NewRoute(
+                        convert::route_message(&r, &self.links).map_err(nodev)?,
+                    ),
+                    NLM_F_CREATE | NLM_F_EXCL,
+                )
+            }
+            Op::ReplaceRoute { new, .. } => {
+                let mut r = new.clone();
+                r.protocol = proto;
+                (
+                    RouteNetlinkMessage::NewRoute(
+                        convert::route_message(&r, &self.links).map_err(nodev)?,
+                    ),
+                    NLM_F_CREATE | NLM_F_REPLACE,
+                )
+            }
+            Op::DeleteRoute { route } => (
+                RouteNetlinkMessage::DelRoute(convert::route_delete(route)),
+                0,
+            ),
+            // Rules have no replace semantics: exclusive adds never
+            // duplicate (deps.md §3.2).
+            Op::AddRule { rule } => (
+                RouteNetlinkMessage::NewRule(convert::rule_message(rule, proto)),
+                NLM_F_CREATE | NLM_F_EXCL,
+            ),
+            Op::DeleteRule { rule } => (
+                RouteNetlinkMessage::DelRule(convert::rule_message(rule, proto)),
+                0,
+            ),
+            Op::ReplaceNftTable { .. } | Op::DeleteNftTable { .. } => {
+                return Err(DataplaneError::Unsupported(
+                    "nft op in a netlink batch".into(),
+                ));
+            }
+        })
+    }
+
+    /// Runs consecutive netlink operations as one pipelined batch.
+    fn run_netlink(
+        &mut self,
+        plan: &Plan,
+        range: std::ops::Range<usize>,
+        succeeded: &mut Vec<usize>,
+    ) -> Result<(), ApplyError> {
+        let fail = |i: usize, error: DataplaneError, succeeded: &Vec<usize>| ApplyError {
+            index: i,
+            op: plan.ops.get(i).map(ToString::to_string).unwrap_or_default(),
+            error,
+            succeeded: succeeded.clone(),
+        };
+        let mut requests = Vec::with_capacity(range.len());
+        for i in range.clone() {
+            let Some(op) = plan.ops.get(i) else { continue };
+            let req = match self.netlink_request(op) {
+                Ok(r) => r,
+                Err(e) => {
+                    // A device may have appeared since the last dump.
+                    self.refresh_links().map_err(|e| fail(i, e, succeeded))?;
+                    self.netlink_request(op)
+                        .map_err(|_| fail(i, e, succeeded))?
+                }
+            };
+            requests.push(req);
+        }
+        let results = self
+            .rtnl
+            .batch(requests)
+            .map_err(|e| fail(range.start, e, succeeded))?;
+        let mut first_err: Option<(usize, NlError)> = None;
+        for (i, r) in range.zip(results) {
+            match r {
+                Ok(()) => succeeded.push(i),
+                Err(e) => {
+                    if first_err.is_none() {
+                        first_err = Some((i, e));
+                    }
+                }
+            }
+        }
+        match first_err {
+            None => Ok(()),
+            Some((i, e)) => {
+                let ctx = plan.ops.get(i).map(ToString::to_string).unwrap_or_default();
+                Err(fail(i, e.into_dataplane(ctx), succeeded))
+            }
+        }
+    }
+}
+
+fn is_nft(op: &Op) -> bool {
+    matches!(op, Op::ReplaceNftTable { .. } | Op::DeleteNftTable { .. })
+}
+
+impl Dataplane for LinuxDataplane {
+    fn observe(&mut self) -> Result<Observed, DataplaneError> {
+        self.refresh_links()?;
+        Ok(Observed {
+            routes: self.dump_routes()?,
+            rules: self.dump_rules()?,
+            nft: self.lister.list_owned()?,
+        })
+    }
+
+    fn apply(&mut self, plan: &Plan) -> Result<(), ApplyError> {
+        let mut succeeded = Vec::new();
+        let mut i = 0;
+        while i < plan.ops.len() {
+            let Some(op) = plan.ops.get(i) else { break };
+            if is_nft(op) {
+                let r = match op {
+                    Op::ReplaceNftTable { table } => {
+                        choose(&mut self.backends, table).and_then(|b| b.replace_table(table))
+                    }
+                    Op::DeleteNftTable { key } => self
+                        .backends
+                        .last_mut()
+                        .ok_or_else(|| DataplaneError::Unsupported("no nft backend".into()))
+                        .and_then(|b| b.delete_table(key)),
+                    _ => Ok(()),
+                };
+                match r {
+                    Ok(()) => succeeded.push(i),
+                    Err(error) => {
+                        return Err(ApplyError {
+                            index: i,
+                            op: op.to_string(),
+                            error,
+                            succeeded,
+                        });
+                    }
+                }
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while plan.ops.get(i).is_some_and(|o| !is_nft(o)) {
+                i += 1;
+            }
+            self.run_netlink(plan, start..i, &mut succeeded)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,383 @@
+//! The nftables JSON form (`nft -j -f -`) of owned tables, and parsing of
+//! `nft -j list ruleset` back into observed tables.
+//!
+//! JSON is the path for everything rustables cannot express (jhash, maps,
+//! interval and anonymous sets, NAT ranges and flags); one JSON document is
+//! one kernel transaction, so a table replacement is atomic.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+use sha2::Digest as _;
+
+use crate::dataplane::ObservedNftTable;
+use crate::ir::{
+    AddrValue, CmpOp, Expr, IpField, MarkSource, NFT_OWNER_COMMENT, NFT_TABLE_PREFIX, NatAddr,
+    NftFamily, NftTable, NftTableKey,
+};
+
+fn ip_payload(f: IpField) -> Value {
+    json!({"payload": {"protocol": "ip", "field": f.as_str()}})
+}
+
+fn prefix(p: &ipnet::Ipv4Net) -> Value {
+    if p.prefix_len() == 32 {
+        json!(p.addr().to_string())
+    } else {
+        json!({"prefix": {"addr": p.network().to_string(), "len": p.prefix_len()}})
+    }
+}
+
+fn op(o: CmpOp) -> &'static str {
+    match o {
+        CmpOp::Eq => "==",
+        CmpOp::Ne => "!=",
+    }
+}
+
+fn ct_mark() -> Value {
+    json!({"ct": {"key": "mark"}})
+}
+
+fn meta(key: &str) -> Value {
+    json!({"meta": {"key": key}})
+}
+
+fn port_range(p: Option<(u16, u16)>) -> Option<Value> {
+    p.map(|(lo, hi)| {
+        if lo == hi {
+            json!(lo)
+        } else {
+            json!({"range": [lo, hi]})
+        }
+    })
+}
+
+fn jhash(fields: &[IpField], modulus: usize) -> Value {
+    let expr = match fields {
+        [one] => ip_payload(*one),
+        many => json!({"concat": many.iter().map(|f| ip_payload(*f)).collect::<Vec<_>>()}),
+    };
+    json!({"jhash": {"mod": modulus, "expr": expr}})
+}
+
+/// One expression as a JSON statement.
+pub fn expr_json(e: &Expr) -> Value {
+    match e {
+        Expr::IifName(n) => json!({"match": {"op": "==", "left": meta("iifname"), "right": n}}),
+        Expr::OifName(n) => json!({"match": {"op": "==", "left": meta("oifname"), "right": n}}),
+        Expr::Ip {
+            field,
+            op: o,
+            value,
+        } => {
+            let right = match value {
+                AddrValue::Prefix(p) => prefix(p),
+                AddrValue::Set(s) => json!(format!("@{s}")),
+            };
+            json!({"match": {"op": op(*o), "left": ip_payload(*field), "right": right}})
+        }
+        Expr::CtMark { op: o, mark } => {
+            json!({"match": {"op": op(*o), "left": ct_mark(), "right": mark}})
+        }
+        Expr::CtMarkIn { op: o, marks } => {
+            json!({"match": {"op": op(*o), "left": ct_mark(), "right": {"set": marks}}})
+        }
+        Expr::L4Proto(ps) => {
+            let right = match ps.as_slice() {
+                [p] => json!(p.as_str()),
+                ps => json!({"set": ps.iter().map(|p| p.as_str()).collect::<Vec<_>>()}),
+            };
+            json!({"match": {"op": "==", "left": meta("l4proto"), "right": right}})
+        }
+        Expr::Dport { proto, port } => json!({"match": {"op": "==",
+            "left": {"payload": {"protocol": proto.as_str(), "field": "dport"}}, "right": port}}),
+        Expr::SetMark(src) => {
+            let value = match src {
+                MarkSource::Const(m) => json!(m),
+                MarkSource::CtMark => ct_mark(),
+                MarkSource::JhashMap { fields, marks } => {
+                    let data: Vec<Value> = marks
+                        .iter()
+                        .enumerate()
+                        .map(|(i, m)| json!([i, m]))
+                        .collect();
+                    json!({"map": {"key": jhash(fields, marks.len()), "data": {"set": data}}})
+                }
+            };
+            json!({"mangle": {"key": meta("mark"), "value": value}})
+        }
+        Expr::SetCtMarkFromMark => json!({"mangle": {"key": ct_mark(), "value": meta("mark")}}),
+        Expr::Masquerade { ports, persistent } => {
+            let mut m = serde_json::Map::new();
+            if let Some(p) = port_range(*ports) {
+                m.insert("port".into(), p);
+            }
+            if *persistent {
+                m.insert("flags".into(), json!(["persistent"]));
+            }
+            if m.is_empty() {
+                json!({"masquerade": null})
+            } else {
+                json!({ "masquerade": m })
+            }
+        }
+        Expr::Snat {
+            addr,
+            ports,
+            persistent,
+        } => {
+            let a = match addr {
+                NatAddr::Single(a) => json!(a.to_string()),
+                NatAddr::Range(lo, hi) => json!({"range": [lo.to_string(), hi.to_string()]}),
+                NatAddr::HashMap(addrs) => {
+                    let data: Vec<Value> = addrs
+                        .iter()
+                        .enumerate()
+                        .map(|(i, a)| json!([i, a.to_string()]))
+                        .collect();
+                    json!({"map": {"key": jhash(&[IpField::Saddr], addrs.len()),
+                        "data": {"set": data}}})
+                }
+            };
+            let mut m = serde_json::Map::new();
+            m.insert("addr".into(), a);
+            if let Some(p) = port_range(*ports) {
+                m.insert("port".into(), p);
+            }
+            if *persistent {
+                m.insert("flags".into(), json!(["persistent"]));
+            }
+            json!({ "snat": m })
+        }
+        Expr::Dnat { addr, port } => match port {
+            Some(p) => json!({"dnat": {"addr": addr.to_string(), "port": p}}),
+            None => json!({"dnat": {"addr": addr.to_string()}}),
+        },
+        Expr::Accept => json!({"accept": null}),
+    }
+}
+
+fn table_obj(family: NftFamily, name: &str) -> Value {
+    json!({"table": {"family": family.as_str(), "name": name}})
+}
+
+/// The commands that create `t` from nothing (without the replacement
+/// preamble).
+pub fn table_commands(t: &NftTable) -> Vec<Value> {
+    let fam = t.family.as_str();
+    let mut cmds = Vec::new();
+    cmds.push(json!({"add": {"table": {"family": fam, "name": t.name,
+        "comment": NFT_OWNER_COMMENT}}}));
+    for s in &t.sets {
+        let mut set = json!({"family": fam, "table": t.name, "name": s.name, "type": "ipv4_addr"});
+        if s.is_interval() {
+            set["flags"] = json!(["interval"]);
+        }
+        cmds.push(json!({"add": {"set": set}}));
+        if !s.elements.is_empty() {
+            let elem: Vec<Value> = s.elements.iter().map(prefix).collect();
+            cmds.push(json!({"add": {"element": {"family": fam, "table": t.name,
+                "name": s.name, "elem": elem}}}));
+        }
+    }
+    for c in &t.chains {
+        cmds.push(
+            json!({"add": {"chain": {"family": fam, "table": t.name, "name": c.name,
+            "type": c.chain_type.as_str(), "hook": c.hook.as_str(),
+            "prio": c.priority.value(), "policy": "accept"}}}),
+        );
+        for r in &c.rules {
+            let expr: Vec<Value> = r.exprs.iter().map(expr_json).collect();
+            cmds.push(json!({"add": {"rule": {"family": fam, "table": t.name,
+                "chain": c.name, "expr": expr}}}));
+        }
+    }
+    cmds
+}
+
+/// The atomic replacement of one table: `add table` (so the delete cannot
+/// fail), `delete table`, then the whole body, in one transaction. The kernel
+/// commits all of it or nothing, so packets never see a missing table.
+pub fn replace_document(t: &NftTable) -> Value {
+    let mut cmds = vec![
+        json!({"add": table_obj(t.family, &t.name)}),
+        json!({"delete": table_obj(t.family, &t.name)}),
+    ];
+    cmds.extend(table_commands(t));
+    json!({ "nftables": cmds })
+}
+
+/// `nft delete table <family> <name>`.
+pub fn delete_document(key: &NftTableKey) -> Value {
+    json!({"nftables": [{"delete": table_obj(key.family, &key.name)}]})
+}
+
+/// Error reading a ruleset listing.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot parse nft -j output: {0}")]
+pub struct ListingError(String);
+
+/// Reads the routerd-owned tables out of `nft -j list ruleset`: which
+/// exist, their rule count per chain, and a fingerprint of their content
+/// (handles and counters left out) that tells drift from stability.
+pub fn parse_listing(text: &str) -> Result<Vec<ObservedNftTable>, ListingError> {
+    let v: Value = serde_json::from_str(text).map_err(|e| ListingError(e.to_string()))?;
+    let items = v
+        .get("nftables")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ListingError("no \"nftables\" array".into()))?;
+    let mut tables: BTreeMap<NftTableKey, (BTreeMap<String, usize>, Vec<Value>)> = BTreeMap::new();
+    let key_of = |o: &Value, name_key: &str| -> Option<NftTableKey> {
+        let fam = NftFamily::parse(o.get("family")?.as_str()?)?;
+        let name = o.get(name_key)?.as_str()?;
+        name.starts_with(NFT_TABLE_PREFIX).then(|| NftTableKey {
+            family: fam,
+            name: name.to_string(),
+        })
+    };
+    for item in items {
+        let Some(obj) = item.as_object() else {
+            continue;
+        };
+        for (kind, o) in obj {
+            let k = match kind.as_str() {
+                "table" => key_of(o, "name"),
+                "chain" | "rule" | "set" | "map" => key_of(o, "table"),
+                _ => None,
+            };
+            let Some(k) = k else { continue };
+            let entry = tables.entry(k).or_default();
+            match kind.as_str() {
+                "chain" => {
+                    if let Some(n) = o.get("name").and_then(Value::as_str) {
+                        entry.0.entry(n.to_string()).or_insert(0);
+                    }
+                }
+                "rule" => {
+                    if let Some(n) = o.get("chain").and_then(Value::as_str) {
+                        *entry.0.entry(n.to_string()).or_insert(0) += 1;
+                    }
+                }
+                _ => {}
+            }
+            let mut clean = o.clone();
+            strip_volatile(&mut clean);
+            entry.1.push(json!({ kind.clone(): clean }));
+        }
+    }
+    Ok(tables
+        .into_iter()
+        .map(|(key, (chains, objs))| {
+            let canon = serde_json::to_string(&objs).unwrap_or_default();
+            let d = sha2::Sha256::digest(canon.as_bytes());
+            ObservedNftTable {
+                key,
+                chains,
+                fingerprint: hex::encode(&d[..8]),
+            }
+        })
+        .collect())
+}
+
+/// Drops what changes without anyone changing the table: handles, counters
+/// and the kernel's bookkeeping.
+fn strip_volatile(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.remove("handle");
+            m.remove("counter");
+            m.remove("packets");
+            m.remove("bytes");
+            for (_, x) in m.iter_mut() {
+                strip_volatile(x);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_volatile),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{ChainType, Hook, MarkSource, NftChain, NftRule, Priority};
+
+    const LISTING: &str = r#"{"nftables": [
+      {"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
+      {"table": {"family": "inet", "name": "filter", "handle": 1}},
+      {"chain": {"family": "inet", "table": "filter", "name": "input", "handle": 1}},
+      {"rule": {"family": "inet", "table": "filter", "chain": "input", "handle": 2, "expr": [{"accept": null}]}},
+      {"table": {"family": "ip", "name": "routerd_nat", "handle": 7}},
+      {"chain": {"family": "ip", "table": "routerd_nat", "name": "postrouting", "handle": 1,
+                 "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}},
+      {"rule": {"family": "ip", "table": "routerd_nat", "chain": "postrouting", "handle": 3,
+                "expr": [{"counter": {"packets": 5, "bytes": 300}}, {"masquerade": null}]}},
+      {"table": {"family": "ip", "name": "routerd_policy", "handle": 8}},
+      {"chain": {"family": "ip", "table": "routerd_policy", "name": "prerouting", "handle": 1}}
+    ]}"#;
+
+    #[test]
+    fn listing_keeps_only_owned_tables_with_rule_counts() {
+        let t = parse_listing(LISTING).unwrap();
+        let names: Vec<&str> = t.iter().map(|o| o.key.name.as_str()).collect();
+        assert_eq!(names, ["routerd_nat", "routerd_policy"]);
+        assert_eq!(t[0].chains.get("postrouting"), Some(&1));
+        assert_eq!(t[1].chains.get("prerouting"), Some(&0));
+    }
+
+    #[test]
+    fn fingerprint_ignores_handles_and_counters_but_not_rules() {
+        let a = parse_listing(LISTING).unwrap();
+        let renumbered = LISTING
+            .replace("\"handle\": 3", "\"handle\": 99")
+            .replace("\"packets\": 5", "\"packets\": 6000");
+        let b = parse_listing(&renumbered).unwrap();
+        assert_eq!(a[0].fingerprint, b[0].fingerprint);
+        let edited = LISTING.replace("{\"masquerade\": null}", "{\"accept\": null}");
+        let c = parse_listing(&edited).unwrap();
+        assert_ne!(a[0].fingerprint, c[0].fingerprint);
+    }
+
+    #[test]
+    fn bad_listing_is_an_error() {
+        assert!(parse_listing("not json").is_err());
+        assert!(parse_listing("{}").is_err());
+    }
+
+    #[test]
+    fn replace_document_is_one_atomic_transaction() {
+        let mut t = NftTable::new(NftFamily::Ip, "routerd_policy");
+        t.chains.push(NftChain {
+            name: "prerouting".into(),
+            chain_type: ChainType::Filter,
+            hook: Hook::Prerouting,
+            priority: Priority::Mangle,
+            rules: vec![NftRule {
+                exprs: vec![Expr::SetMark(MarkSource::JhashMap {
+                    fields: vec![IpField::Saddr, IpField::Daddr],
+                    marks: vec![0x11, 0x13],
+                })],
+            }],
+        });
+        let doc = replace_document(&t);
+        let cmds = doc["nftables"].as_array().unwrap();
+        assert_eq!(
+            cmds[0],
+            json!({"add": {"table": {"family": "ip", "name": "routerd_policy"}}})
+        );
+        assert_eq!(
+            cmds[1],
+            json!({"delete": {"table": {"family": "ip", "name": "routerd_policy"}}})
+        );
+        assert_eq!(cmds[3]["add"]["chain"]["prio"], json!(-150));
+        assert_eq!(
+            cmds[4]["add"]["rule"]["expr"][0],
+            json!({"mangle": {"key": {"meta": {"key": "mark"}}, "value": {"map": {
+                "key": {"jhash": {"mod": 2, "expr": {"concat": [
+                    {"payload": {"protocol": "ip", "field": "saddr"}},
+                    {"payload": {"protocol": "ip", "field": "daddr"}}]}}},
+                "data": {"set": [[0, 0x11], [1, 0x13]]}}}}})
+        );
+    }
+}

@@ -1,0 +1,138 @@
+//! The plan: ordered kernel operations that turn the observed dataplane into
+//! the desired one.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ir::{NftTable, NftTableKey, Route, Rule};
+
+/// One kernel operation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum Op {
+    /// `ip route add` (exclusive create).
+    AddRoute {
+        /// The route.
+        route: Route,
+    },
+    /// `ip route replace` of a route routerd owns.
+    ReplaceRoute {
+        /// What the kernel holds now.
+        old: Route,
+        /// What it will hold.
+        new: Route,
+    },
+    /// `ip route del`.
+    DeleteRoute {
+        /// The route.
+        route: Route,
+    },
+    /// `ip rule add` (exclusive).
+    AddRule {
+        /// The rule.
+        rule: Rule,
+    },
+    /// `ip rule del`.
+    DeleteRule {
+        /// The rule.
+        rule: Rule,
+    },
+    /// Atomic replacement of an owned table (`nft -f` of the whole table).
+    ReplaceNftTable {
+        /// The new table.
+        table: NftTable,
+    },
+    /// `nft delete table`.
+    DeleteNftTable {
+        /// The table.
+        key: NftTableKey,
+    },
+}
+
+impl Op {
+    /// The operation that undoes this one, where the old state is known
+    /// (an nft replacement keeps no copy of the old table).
+    pub fn inverse(&self) -> Option<Op> {
+        Some(match self {
+            Op::AddRoute { route } => Op::DeleteRoute {
+                route: route.clone(),
+            },
+            Op::ReplaceRoute { old, new } => Op::ReplaceRoute {
+                old: new.clone(),
+                new: old.clone(),
+            },
+            Op::DeleteRoute { route } => Op::AddRoute {
+                route: route.clone(),
+            },
+            Op::AddRule { rule } => Op::DeleteRule { rule: rule.clone() },
+            Op::DeleteRule { rule } => Op::AddRule { rule: rule.clone() },
+            Op::ReplaceNftTable { .. } | Op::DeleteNftTable { .. } => return None,
+        })
+    }
+}
+
+/// The equivalent command line, for operators.
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::AddRoute { route } => write!(f, "ip route add {route}"),
+            Op::ReplaceRoute { new, .. } => write!(f, "ip route replace {new}"),
+            Op::DeleteRoute { route } => write!(f, "ip route del {route}"),
+            Op::AddRule { rule } => write!(f, "ip -4 rule add {rule}"),
+            Op::DeleteRule { rule } => write!(f, "ip -4 rule del {rule}"),
+            Op::ReplaceNftTable { table } => {
+                let rules: usize = table.chains.iter().map(|c| c.rules.len()).sum();
+                write!(
+                    f,
+                    "nft -f (replace table {} {}: {} chains, {} rules)",
+                    table.family,
+                    table.name,
+                    table.chains.len(),
+                    rules
+                )
+            }
+            Op::DeleteNftTable { key } => write!(f, "nft delete table {key}"),
+        }
+    }
+}
+
+/// Something desired that routerd will not do because a foreign object
+/// holds the same identity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conflict {
+    /// Resource id that wanted the object.
+    pub owner: String,
+    /// What was wanted and what is in the way.
+    pub message: String,
+}
+
+/// Ordered operations plus the conflicts that were skipped.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Operations in safe order.
+    pub ops: Vec<Op>,
+    /// Desired objects left alone because foreign state holds their identity.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<Conflict>,
+}
+
+impl Plan {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// One command per line.
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for op in &self.ops {
+            writeln!(f, "{op}")?;
+        }
+        for c in &self.conflicts {
+            writeln!(f, "# skipped ({}): {}", c.owner, c.message)?;
+        }
+        Ok(())
+    }
+}

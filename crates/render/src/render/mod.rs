@@ -1,0 +1,408 @@
+//! Effective configuration + status snapshot → [`DesiredState`] (spec §5).
+//!
+//! Selection itself is routerd-select's job; rendering only reads its
+//! results from the snapshot (`selectedCandidate`, `candidates[].ready`,
+//! `members`, IPv4Route / NAT44Rule phases), so the same function serves the
+//! daemon and the offline `routerctl plan`.
+
+mod nat;
+mod policy;
+mod routes;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use routerd_model::id::split_kind_name;
+use routerd_model::spec::common::StatusValueSource;
+use routerd_model::{Kind, Resource, ResourceId, StateSnapshot, Status};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ir::{AddrValue, CmpOp, DesiredState, Expr, IpField, NftSet};
+
+pub use nat::{Redirect, add_redirects};
+
+/// A resource that could not be rendered (the rest still is).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenderProblem {
+    /// Resource id.
+    pub owner: String,
+    /// What is wrong, in routerd's wording where it has one.
+    pub message: String,
+}
+
+/// The result of rendering.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rendered {
+    /// Desired dataplane.
+    pub desired: DesiredState,
+    /// Per-resource problems.
+    pub problems: Vec<RenderProblem>,
+}
+
+/// Renders the desired dataplane of `resources` (the effective config)
+/// given the statuses in `status`.
+pub fn render(resources: &[Resource], status: &StateSnapshot) -> Rendered {
+    let ctx = Ctx::new(resources, status);
+    let mut out = Rendered::default();
+    routes::render_ipv4_routes(&ctx, &mut out);
+    policy::render_policies(&ctx, &mut out);
+    nat::render_nat44(&ctx, &mut out);
+    out.desired.normalize();
+    out
+}
+
+/// Read-only view of the inputs with routerd's lookup rules.
+pub(crate) struct Ctx<'a> {
+    /// Resources per kind, sorted by name (routerd renders resources
+    /// sorted by metadata.name, spec §5.1), so lookups are binary searches.
+    by_kind: BTreeMap<Kind, Vec<&'a Resource>>,
+    status: &'a StateSnapshot,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(resources: &'a [Resource], status: &'a StateSnapshot) -> Self {
+        let mut by_kind: BTreeMap<Kind, Vec<&Resource>> = BTreeMap::new();
+        for r in resources {
+            by_kind.entry(r.kind()).or_default().push(r);
+        }
+        for (kind, v) in by_kind.iter_mut() {
+            // Routes are ordered by their kernel identity afterwards; sorting
+            // 10k names would cost more than rendering them.
+            if *kind != Kind::IPv4Route && !v.is_sorted_by(|a, b| a.name() <= b.name()) {
+                v.sort_unstable_by(|a, b| a.name().cmp(b.name()));
+            }
+        }
+        Ctx { by_kind, status }
+    }
+
+    pub(crate) fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &'a Resource> + '_ {
+        self.by_kind
+            .get(&kind)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .copied()
+    }
+
+    pub(crate) fn count(&self, kind: Kind) -> usize {
+        self.by_kind.get(&kind).map_or(0, Vec::len)
+    }
+
+    pub(crate) fn find(&self, kind: Kind, name: &str) -> Option<&'a Resource> {
+        let v = self.by_kind.get(&kind)?;
+        if kind == Kind::IPv4Route {
+            return v.iter().copied().find(|r| r.name() == name);
+        }
+        let i = v.binary_search_by(|r| r.name().cmp(name)).ok()?;
+        v.get(i).copied()
+    }
+
+    pub(crate) fn status_of(&self, kind: Kind, name: &str) -> Option<&'a Status> {
+        if self.status.is_empty() {
+            return None;
+        }
+        self.status.get(&ResourceId::of(kind, name).to_string())
+    }
+
+    /// The status stored under a full resource id.
+    pub(crate) fn status_by_id(&self, id: &str) -> Option<&'a Status> {
+        self.status.get(id)
+    }
+
+    pub(crate) fn status_of_ref(&self, reference: &str) -> Option<&'a Status> {
+        let (k, n) = split_kind_name(reference)?;
+        self.status_of(Kind::parse(k)?, n)
+    }
+
+    /// The value of a `*From` reference as a trimmed string.
+    pub(crate) fn status_value(&self, src: &StatusValueSource) -> Option<String> {
+        let st = self.status_of_ref(&src.resource)?;
+        let field = src.field.as_deref()?;
+        lookup(st, field).and_then(value_string)
+    }
+
+    /// Kernel name of a logical interface (spec §4.4's alias map); unknown
+    /// names are taken as raw kernel names.
+    pub(crate) fn alias(&self, name: &str) -> String {
+        if let Some(i) = self
+            .find(Kind::Interface, name)
+            .and_then(Resource::as_interface)
+            && !i.ifname.trim().is_empty()
+        {
+            return i.ifname.trim().to_string();
+        }
+        if let Some(d) = self
+            .find(Kind::DSLiteTunnel, name)
+            .and_then(Resource::as_dslite)
+        {
+            return d.device_name(name).to_string();
+        }
+        if let Some(p) = self
+            .find(Kind::PPPoESession, name)
+            .and_then(Resource::as_pppoe)
+        {
+            return p.device_name(name);
+        }
+        name.to_string()
+    }
+
+    /// Whether a logical name is a DSLiteTunnel whose status is not `Up`.
+    pub(crate) fn dslite_down(&self, name: &str) -> bool {
+        self.find(Kind::DSLiteTunnel, name).is_some()
+            && self
+                .status_of(Kind::DSLiteTunnel, name)
+                .and_then(|s| s.get("phase"))
+                .and_then(Value::as_str)
+                != Some("Up")
+    }
+
+    /// Health-check readiness as selection sees it (spec §3.3), without the
+    /// freshness window: render has no clock, and freshness already went
+    /// into the selection status. `status.observed` wins when present.
+    pub(crate) fn health_ok(&self, name: &str) -> bool {
+        let Some(st) = self.status_of(Kind::HealthCheck, name) else {
+            return false;
+        };
+        let st = st.get("observed").and_then(Value::as_object).unwrap_or(st);
+        let threshold = self
+            .find(Kind::HealthCheck, name)
+            .and_then(Resource::as_health_check)
+            .map_or(3, |h| h.unhealthy_threshold());
+        match st.get("phase").and_then(Value::as_str) {
+            Some("Healthy") => true,
+            Some("Failing") => {
+                let failed = st
+                    .get("consecutiveFailed")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                failed > 0 && failed < u64::from(threshold)
+            }
+            _ => false,
+        }
+    }
+
+    /// The IPAddressSet behind a reference, as an nft set.
+    pub(crate) fn address_set(&self, reference: &str) -> Result<NftSet, String> {
+        let name = reference.strip_prefix("IPAddressSet/").unwrap_or(reference);
+        let set = self
+            .find(Kind::IPAddressSet, name)
+            .and_then(Resource::as_address_set)
+            .ok_or_else(|| format!("references missing IPAddressSet \"{name}\""))?;
+        let mut nets = Vec::new();
+        for a in &set.addresses {
+            nets.push(parse_net(a)?);
+        }
+        Ok(NftSet {
+            name: set_name(reference),
+            elements: Ipv4Net::aggregate(&nets),
+        })
+    }
+}
+
+/// Reads a dotted status path.
+fn lookup<'v>(st: &'v Status, path: &str) -> Option<&'v Value> {
+    let mut parts = path.split('.');
+    let mut v = st.get(parts.next()?)?;
+    for p in parts {
+        v = v.get(p)?;
+    }
+    Some(v)
+}
+
+fn value_string(v: &Value) -> Option<String> {
+    let s = match v {
+        Value::String(s) => s.trim().to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        _ => return None,
+    };
+    (!s.is_empty()).then_some(s)
+}
+
+/// `IPAddressSet/cloud-service` → `ip_address_set_cloud_service`.
+pub fn set_name(reference: &str) -> String {
+    let name = reference.strip_prefix("IPAddressSet/").unwrap_or(reference);
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("ip_address_set_{clean}")
+}
+
+/// Parses an IPv4 prefix or address and masks it (`192.168.10.5/24` →
+/// `192.168.10.0/24`).
+pub(crate) fn parse_net(s: &str) -> Result<Ipv4Net, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<Ipv4Net>() {
+        return Ok(n.trunc());
+    }
+    if s == "default" {
+        return Ok(Ipv4Net::default());
+    }
+    s.parse::<Ipv4Addr>()
+        .map(Ipv4Net::from)
+        .map_err(|_| format!("\"{s}\" is not an IPv4 prefix"))
+}
+
+pub(crate) fn parse_addr(s: &str) -> Result<Ipv4Addr, String> {
+    let s = s.trim();
+    let s = s.split_once('/').map_or(s, |(a, _)| a);
+    s.parse::<Ipv4Addr>()
+        .map_err(|_| format!("\"{s}\" is not an IPv4 address"))
+}
+
+/// The source/destination/exclude terms shared by policy and NAT rendering.
+#[derive(Default)]
+pub(crate) struct MatchSpec<'s> {
+    pub(crate) sources: &'s [String],
+    pub(crate) destinations: &'s [String],
+    pub(crate) destination_sets: &'s [String],
+    pub(crate) exclude: &'s [String],
+    pub(crate) exclude_sets: &'s [String],
+}
+
+/// The source × destination cross product, each followed by the exclude
+/// suffix (spec §5.1 "Match building"). Also returns the sets referenced.
+pub(crate) fn build_matches(
+    ctx: &Ctx<'_>,
+    m: &MatchSpec<'_>,
+    sets: &mut BTreeMap<String, NftSet>,
+) -> Result<Vec<Vec<Expr>>, String> {
+    let ip = |field, op, value| Expr::Ip { field, op, value };
+    let mut srcs: Vec<Option<Expr>> = Vec::new();
+    for s in m.sources {
+        srcs.push(Some(ip(
+            IpField::Saddr,
+            CmpOp::Eq,
+            AddrValue::Prefix(parse_net(s)?),
+        )));
+    }
+    if srcs.is_empty() {
+        srcs.push(None);
+    }
+    let mut dsts: Vec<Option<Expr>> = Vec::new();
+    for d in m.destinations {
+        dsts.push(Some(ip(
+            IpField::Daddr,
+            CmpOp::Eq,
+            AddrValue::Prefix(parse_net(d)?),
+        )));
+    }
+    for r in m.destination_sets {
+        let set = ctx.address_set(r)?;
+        dsts.push(Some(ip(
+            IpField::Daddr,
+            CmpOp::Eq,
+            AddrValue::Set(set.name.clone()),
+        )));
+        sets.insert(set.name.clone(), set);
+    }
+    if dsts.is_empty() {
+        dsts.push(None);
+    }
+    let mut suffix = Vec::new();
+    for x in m.exclude {
+        suffix.push(ip(
+            IpField::Daddr,
+            CmpOp::Ne,
+            AddrValue::Prefix(parse_net(x)?),
+        ));
+    }
+    for r in m.exclude_sets {
+        let set = ctx.address_set(r)?;
+        suffix.push(ip(
+            IpField::Daddr,
+            CmpOp::Ne,
+            AddrValue::Set(set.name.clone()),
+        ));
+        sets.insert(set.name.clone(), set);
+    }
+    let mut out = Vec::new();
+    for s in &srcs {
+        for d in &dsts {
+            let mut v: Vec<Expr> = s.iter().chain(d.iter()).cloned().collect();
+            v.extend(suffix.iter().cloned());
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use routerd_model::spec::net::{EgressCandidate, EgressRoutePolicySpec, EgressTarget};
+    use routerd_model::{Resource, Spec, StateSnapshot};
+
+    use super::*;
+
+    fn hash_policy(hash_fields: Vec<String>) -> Resource {
+        Resource::new(
+            "spread",
+            Spec::EgressRoutePolicy(EgressRoutePolicySpec {
+                mode: Some("hash".into()),
+                hash_fields,
+                candidates: vec![EgressCandidate {
+                    name: Some("c".into()),
+                    targets: vec![EgressTarget {
+                        interface: Some("eth1".into()),
+                        table: Some(110),
+                        priority: Some(11000),
+                        mark: Some(0x11),
+                        gateway_source: Some("bogus".into()),
+                        ..EgressTarget::default()
+                    }],
+                    ..EgressCandidate::default()
+                }],
+                ..EgressRoutePolicySpec::default()
+            }),
+        )
+    }
+
+    #[test]
+    fn problems_are_per_resource_and_hold_what_is_installed() {
+        let r = render(&[hash_policy(Vec::new())], &StateSnapshot::new());
+        let id = "net.routerd.net/v1alpha1/EgressRoutePolicy/spread";
+        let messages: Vec<&str> = r.problems.iter().map(|p| p.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                format!("{id} requires at least one hash field").as_str(),
+                "unsupported gatewaySource \"bogus\"",
+            ]
+        );
+        assert!(r.desired.nft.is_empty());
+        assert!(r.desired.routes.is_empty());
+        assert!(r.desired.retained.contains(id));
+    }
+
+    #[test]
+    fn set_names_follow_routerd() {
+        assert_eq!(
+            set_name("IPAddressSet/cloud-service"),
+            "ip_address_set_cloud_service"
+        );
+        assert_eq!(set_name("Cloud.Svc"), "ip_address_set_cloud_svc");
+    }
+
+    #[test]
+    fn prefixes_are_masked_and_addresses_are_host_prefixes() {
+        assert_eq!(
+            parse_net("192.168.10.5/24").unwrap().to_string(),
+            "192.168.10.0/24"
+        );
+        assert_eq!(
+            parse_net("198.51.100.7").unwrap().to_string(),
+            "198.51.100.7/32"
+        );
+        assert_eq!(parse_net("default").unwrap().to_string(), "0.0.0.0/0");
+        assert!(parse_net("2001:db8::/32").is_err());
+    }
+}

@@ -1,0 +1,406 @@
+//! Pure diff and reconcile tests against the in-memory dataplane, with
+//! foreign objects present.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+
+use std::collections::BTreeMap;
+
+use routerd_render::dataplane::MemDataplane;
+use routerd_render::ir::{
+    ChainType, Expr, Hook, MarkSource, NftChain, NftFamily, NftRule, NftTable, NftTableKey,
+    Priority, Route, RouteKind, Rule,
+};
+use routerd_render::plan::Op;
+use routerd_render::{
+    Dataplane, DesiredState, Ledger, Ownership, ReconcileError, ReconcileOptions, diff, reconcile,
+};
+
+const OWNER: &str = "net.routerd.net/v1alpha1/EgressRoutePolicy/p";
+
+fn route(table: u32, dst: &str, dev: &str, gw: Option<&str>) -> Route {
+    let mut r = Route::new(table, dst.parse().unwrap(), 50, RouteKind::Unicast);
+    r.device = Some(dev.into());
+    r.gateway = gw.map(|g| g.parse().unwrap());
+    r.owner = OWNER.into();
+    r
+}
+
+fn rule(priority: u32, fwmark: u32, table: u32) -> Rule {
+    Rule::new(priority, fwmark, table, OWNER)
+}
+
+fn table(name: &str, mark: u32) -> NftTable {
+    let mut t = NftTable::new(NftFamily::Ip, name);
+    t.owners.insert(OWNER.into());
+    t.chains.push(NftChain {
+        name: "prerouting".into(),
+        chain_type: ChainType::Filter,
+        hook: Hook::Prerouting,
+        priority: Priority::Mangle,
+        rules: vec![NftRule {
+            exprs: vec![Expr::SetMark(MarkSource::Const(mark))],
+        }],
+    });
+    t
+}
+
+fn desired() -> DesiredState {
+    let mut d = DesiredState {
+        routes: vec![
+            route(100, "0.0.0.0/0", "eth1", Some("198.51.100.1")),
+            route(101, "0.0.0.0/0", "eth2", None),
+        ],
+        rules: vec![rule(10100, 0x10, 100), rule(10101, 0x20, 101)],
+        nft: vec![table("routerd_policy", 0x10)],
+        ..DesiredState::default()
+    };
+    d.normalize();
+    d
+}
+
+/// A kernel with foreign state: a DHCP default route, a foreign route in a
+/// table routerd also uses, a foreign rule inside routerd's priority range,
+/// a foreign nft table and an unclaimed `routerd_` table.
+fn foreign_kernel() -> MemDataplane {
+    let mut dp = MemDataplane::new();
+    let mut dhcp = Route::new(254, "0.0.0.0/0".parse().unwrap(), 100, RouteKind::Unicast);
+    dhcp.protocol = 16; // dhcp
+    dhcp.device = Some("eth0".into());
+    dp.routes.push(dhcp);
+    let mut other = Route::new(100, "10.0.0.0/8".parse().unwrap(), 0, RouteKind::Unicast);
+    other.protocol = 4; // static
+    other.device = Some("eth9".into());
+    dp.routes.push(other);
+    let mut foreign = Rule::new(10150, 0x99, 99, "");
+    foreign.protocol = 0;
+    dp.rules.push(foreign);
+    let mut main = Rule::new(32766, 0, 254, "");
+    main.protocol = 2; // kernel
+    dp.rules.push(main);
+    let shape: BTreeMap<String, usize> = [("input".to_string(), 3)].into();
+    dp.foreign_nft.insert(
+        NftTableKey {
+            family: NftFamily::Inet,
+            name: "filter".into(),
+        },
+        shape.clone(),
+    );
+    dp.foreign_nft.insert(
+        NftTableKey {
+            family: NftFamily::Ip,
+            name: "routerd_somebody_elses".into(),
+        },
+        shape,
+    );
+    dp
+}
+
+fn touches_foreign(op: &Op) -> bool {
+    match op {
+        Op::AddRoute { route } | Op::DeleteRoute { route } => route.protocol != 122,
+        Op::ReplaceRoute { old, new } => old.protocol != 122 || new.protocol != 122,
+        Op::AddRule { rule } | Op::DeleteRule { rule } => rule.table == 99 || rule.priority > 32765,
+        Op::ReplaceNftTable { table } => table.name != "routerd_policy",
+        Op::DeleteNftTable { key } => key.name == "filter" || key.name == "routerd_somebody_elses",
+    }
+}
+
+#[test]
+fn plan_from_foreign_kernel_orders_routes_tables_rules() {
+    let mut dp = foreign_kernel();
+    let plan = diff(&desired(), &dp.observe().unwrap(), &Ledger::default());
+    let lines: Vec<String> = plan.ops.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "ip route add default via 198.51.100.1 dev eth1 table 100 proto 122 metric 50",
+            "ip route add default dev eth2 table 101 proto 122 metric 50",
+            "nft -f (replace table ip routerd_policy: 1 chains, 1 rules)",
+            "ip -4 rule add priority 10100 fwmark 0x10 table 100",
+            "ip -4 rule add priority 10101 fwmark 0x20 table 101",
+        ]
+    );
+    assert!(!plan.ops.iter().any(touches_foreign));
+}
+
+#[test]
+fn reconcile_is_idempotent_and_keeps_foreign_state() {
+    let mut dp = foreign_kernel();
+    let before = dp.clone();
+    let mut ledger = Ledger::default();
+    let opts = ReconcileOptions::default();
+    let out = reconcile(&mut dp, &desired(), &mut ledger, &opts).unwrap();
+    assert_eq!(out.plan.ops.len(), 5);
+    assert!(out.retries.is_empty());
+    assert_eq!(ledger.routes.len(), 2);
+    assert_eq!(ledger.rules.len(), 2);
+    assert_eq!(ledger.nft.len(), 1);
+
+    // Applying again is a no-op.
+    let executed = dp.ops_executed;
+    let again = reconcile(&mut dp, &desired(), &mut ledger, &opts).unwrap();
+    assert!(again.plan.is_empty(), "second plan: {}", again.plan);
+    assert_eq!(dp.ops_executed, executed);
+
+    // Foreign objects are all still there, unchanged.
+    for r in before.routes {
+        assert!(dp.routes.contains(&r), "foreign route {r} lost");
+    }
+    for r in before.rules {
+        assert!(dp.rules.contains(&r), "foreign rule {r} lost");
+    }
+    assert_eq!(dp.foreign_nft, before.foreign_nft);
+}
+
+#[test]
+fn a_change_applies_only_its_diff() {
+    let mut dp = foreign_kernel();
+    let mut ledger = Ledger::default();
+    let opts = ReconcileOptions::default();
+    reconcile(&mut dp, &desired(), &mut ledger, &opts).unwrap();
+
+    let mut d = desired();
+    d.routes[0].gateway = Some("198.51.100.2".parse().unwrap());
+    let out = reconcile(&mut dp, &d, &mut ledger, &opts).unwrap();
+    let lines: Vec<String> = out.plan.ops.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        ["ip route replace default via 198.51.100.2 dev eth1 table 100 proto 122 metric 50"]
+    );
+
+    let mut d2 = d.clone();
+    d2.nft[0] = table("routerd_policy", 0x20);
+    let out = reconcile(&mut dp, &d2, &mut ledger, &opts).unwrap();
+    assert_eq!(out.plan.ops.len(), 1);
+    assert!(matches!(out.plan.ops[0], Op::ReplaceNftTable { .. }));
+}
+
+#[test]
+fn removal_deletes_exactly_what_was_created_rules_first() {
+    let mut dp = foreign_kernel();
+    let before = dp.clone();
+    let mut ledger = Ledger::default();
+    let opts = ReconcileOptions::default();
+    reconcile(&mut dp, &desired(), &mut ledger, &opts).unwrap();
+    let out = reconcile(&mut dp, &DesiredState::default(), &mut ledger, &opts).unwrap();
+    let lines: Vec<String> = out.plan.ops.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "ip -4 rule del priority 10100 fwmark 0x10 table 100",
+            "ip -4 rule del priority 10101 fwmark 0x20 table 101",
+            "ip route del default via 198.51.100.1 dev eth1 table 100 proto 122 metric 50",
+            "ip route del default dev eth2 table 101 proto 122 metric 50",
+            "nft delete table ip routerd_policy",
+        ]
+    );
+    assert_eq!(dp.routes, before.routes);
+    assert_eq!(dp.rules, before.rules);
+    assert!(dp.nft.is_empty());
+    assert_eq!(dp.foreign_nft, before.foreign_nft);
+    assert!(ledger.is_empty());
+}
+
+#[test]
+fn unledgered_objects_with_routerd_markers_are_not_deleted() {
+    // A route carrying our protocol and a rule in our range that routerd
+    // did not record (another tool, or a lost ledger) stay.
+    let mut dp = MemDataplane::new();
+    dp.routes.push(route(150, "192.0.2.0/24", "eth5", None));
+    dp.rules.push(rule(10500, 0x50, 150));
+    let plan = diff(
+        &DesiredState::default(),
+        &dp.observe().unwrap(),
+        &Ledger::default(),
+    );
+    assert!(plan.is_empty(), "{plan}");
+}
+
+#[test]
+fn retained_owners_keep_their_objects() {
+    let mut dp = MemDataplane::new();
+    let mut ledger = Ledger::default();
+    let opts = ReconcileOptions::default();
+    reconcile(&mut dp, &desired(), &mut ledger, &opts).unwrap();
+    let pending = DesiredState {
+        retained: [OWNER.to_string()].into(),
+        ..DesiredState::default()
+    };
+    let out = reconcile(&mut dp, &pending, &mut ledger, &opts).unwrap();
+    assert!(out.plan.is_empty(), "{}", out.plan);
+    assert_eq!(dp.routes.len(), 2);
+    // The ledger still owns them, so they go once the owner is deleted.
+    let out = reconcile(&mut dp, &DesiredState::default(), &mut ledger, &opts).unwrap();
+    assert_eq!(out.plan.ops.len(), 5);
+    assert!(dp.routes.is_empty());
+}
+
+#[test]
+fn foreign_route_with_the_same_identity_is_a_conflict_not_a_replace() {
+    let mut dp = MemDataplane::new();
+    let mut foreign = route(100, "0.0.0.0/0", "eth7", None);
+    foreign.protocol = 4;
+    foreign.owner.clear();
+    dp.routes.push(foreign.clone());
+    let plan = diff(&desired(), &dp.observe().unwrap(), &Ledger::default());
+    assert!(
+        plan.ops
+            .iter()
+            .all(|op| !matches!(op, Op::ReplaceRoute { .. }))
+    );
+    assert_eq!(plan.conflicts.len(), 1);
+    assert!(plan.conflicts[0].message.contains("foreign route"));
+}
+
+#[test]
+fn identical_foreign_rule_is_a_conflict_and_never_adopted() {
+    let mut dp = MemDataplane::new();
+    let mut foreign = Rule::new(10100, 0x10, 100, "");
+    foreign.protocol = 0; // `ip rule add` without proto
+    dp.rules.push(foreign.clone());
+    let mut ledger = Ledger::default();
+    let opts = ReconcileOptions::default();
+    let d = desired();
+    let plan = diff(&d, &dp.observe().unwrap(), &ledger);
+    assert_eq!(plan.conflicts.len(), 1);
+    assert!(plan.conflicts[0].message.contains("foreign rule"));
+    reconcile(&mut dp, &d, &mut ledger, &opts).unwrap();
+    assert!(!ledger.rules.contains_key(&foreign.key()));
+    // Removing routerd's config leaves the operator's rule in place.
+    reconcile(&mut dp, &DesiredState::default(), &mut ledger, &opts).unwrap();
+    assert_eq!(dp.rules, vec![foreign]);
+}
+
+#[test]
+fn rule_outside_the_owned_range_is_a_conflict() {
+    let mut d = desired();
+    d.rules.push(rule(100, 0x30, 102));
+    let own = Ownership {
+        rule_priorities: 10000..=10999,
+        ..Ownership::default()
+    };
+    let plan = routerd_render::diff_with(&d, &Default::default(), &Ledger::default(), &own);
+    assert_eq!(plan.conflicts.len(), 1);
+    assert!(
+        !plan
+            .ops
+            .iter()
+            .any(|op| matches!(op, Op::AddRule { rule } if rule.priority == 100))
+    );
+}
+
+#[test]
+fn drift_is_repaired() {
+    let mut dp = MemDataplane::new();
+    let mut ledger = Ledger::default();
+    let opts = ReconcileOptions::default();
+    reconcile(&mut dp, &desired(), &mut ledger, &opts).unwrap();
+    // Someone deletes our route and flushes our table.
+    dp.routes.retain(|r| r.table != 100);
+    dp.nft.values_mut().for_each(|t| t.chains[0].rules.clear());
+    let out = reconcile(&mut dp, &desired(), &mut ledger, &opts).unwrap();
+    let lines: Vec<String> = out.plan.ops.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "ip route add default via 198.51.100.1 dev eth1 table 100 proto 122 metric 50",
+            "nft -f (replace table ip routerd_policy: 1 chains, 1 rules)",
+        ]
+    );
+}
+
+#[test]
+fn failed_apply_rolls_back_and_reports_the_operation() {
+    let mut dp = foreign_kernel();
+    let before = dp.clone();
+    let mut ledger = Ledger::default();
+    dp.fail_at = Some(3); // the first rule add
+    let err = reconcile(
+        &mut dp,
+        &desired(),
+        &mut ledger,
+        &ReconcileOptions::default(),
+    )
+    .unwrap_err();
+    let ReconcileError::Apply(f) = &err else {
+        panic!("unexpected {err}");
+    };
+    assert_eq!(f.error.index, 3);
+    assert_eq!(
+        f.error.op,
+        "ip -4 rule add priority 10100 fwmark 0x10 table 100"
+    );
+    assert!(f.rollback_failed.is_none());
+    assert!(err.to_string().contains("rolled back"), "{err}");
+    // Routes are gone again; the atomic nft replacement stays and is owned.
+    assert_eq!(dp.routes, before.routes);
+    assert_eq!(dp.rules, before.rules);
+    assert_eq!(dp.nft.len(), 1);
+    assert_eq!(ledger.nft.len(), 1);
+    assert!(ledger.routes.is_empty());
+    // The next reconcile completes the job (reloading the table once, since
+    // its listing was never observed after the failed apply).
+    let out = reconcile(
+        &mut dp,
+        &desired(),
+        &mut ledger,
+        &ReconcileOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(out.plan.ops.len(), 5, "{}", out.plan);
+    let again = reconcile(
+        &mut dp,
+        &desired(),
+        &mut ledger,
+        &ReconcileOptions::default(),
+    )
+    .unwrap();
+    assert!(again.plan.is_empty());
+}
+
+#[test]
+fn ledger_round_trips_through_json() {
+    let mut dp = MemDataplane::new();
+    let mut ledger = Ledger::default();
+    reconcile(
+        &mut dp,
+        &desired(),
+        &mut ledger,
+        &ReconcileOptions::default(),
+    )
+    .unwrap();
+    let text = serde_json::to_string(&ledger).unwrap();
+    let back: Ledger = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, ledger);
+}
+
+/// A dataplane that acknowledges everything and changes nothing.
+struct Liar(MemDataplane);
+
+impl Dataplane for Liar {
+    fn observe(&mut self) -> Result<routerd_render::Observed, routerd_render::DataplaneError> {
+        self.0.observe()
+    }
+    fn apply(&mut self, _plan: &routerd_render::Plan) -> Result<(), routerd_render::ApplyError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn verification_fails_after_bounded_retries() {
+    let mut dp = Liar(MemDataplane::new());
+    let mut ledger = Ledger::default();
+    let opts = ReconcileOptions {
+        verify_retries: 2,
+        ..ReconcileOptions::default()
+    };
+    let err = reconcile(&mut dp, &desired(), &mut ledger, &opts).unwrap_err();
+    let ReconcileError::Verify { remaining } = &err else {
+        panic!("unexpected {err}");
+    };
+    assert_eq!(remaining.ops.len(), 5);
+    assert!(
+        err.to_string()
+            .starts_with("verification failed: 5 operation(s) still pending")
+    );
+}
