@@ -1,0 +1,156 @@
+//! The trigger loop, on tokio's paused clock.
+
+// Helpers outside #[test] functions are test code too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use routerd_model::spec::{RequestTrigger, Trigger};
+use routerd_plugin::TriggerPlan;
+use routerd_plugin::scheduler::{DriveStats, SingleFlight, drive};
+use tokio::sync::{broadcast, oneshot};
+
+fn plan(triggers: &[(&str, &str)]) -> TriggerPlan {
+    let ts: Vec<Trigger> = triggers
+        .iter()
+        .map(|(ty, v)| Trigger {
+            type_: ty.to_string(),
+            every: (*ty == "interval").then(|| v.to_string()),
+            topic: (*ty == "event").then(|| v.to_string()),
+        })
+        .collect();
+    TriggerPlan::from_triggers(&ts).unwrap()
+}
+
+/// Runs the loop for `total` of virtual time; each run takes `run_time`.
+async fn drive_for(
+    plan: &TriggerPlan,
+    topics: Option<broadcast::Receiver<String>>,
+    flights: &SingleFlight,
+    total: Duration,
+    run_time: Duration,
+) -> (DriveStats, Vec<RequestTrigger>, u32) {
+    let seen = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let active = Rc::new(Cell::new(0u32));
+    let max_active = Rc::new(Cell::new(0u32));
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let stopper = async move {
+        tokio::time::sleep(total).await;
+        let _ = stop_tx.send(());
+    };
+    let runner = {
+        let seen = Rc::clone(&seen);
+        let active = Rc::clone(&active);
+        let max_active = Rc::clone(&max_active);
+        drive(
+            "cloud",
+            plan,
+            topics,
+            flights,
+            async {
+                let _ = stop_rx.await;
+            },
+            move |t| {
+                let seen = Rc::clone(&seen);
+                let active = Rc::clone(&active);
+                let max_active = Rc::clone(&max_active);
+                async move {
+                    seen.borrow_mut().push(t);
+                    active.set(active.get() + 1);
+                    max_active.set(max_active.get().max(active.get()));
+                    tokio::time::sleep(run_time).await;
+                    active.set(active.get() - 1);
+                }
+            },
+        )
+    };
+    let ((), stats) = tokio::join!(stopper, runner);
+    let seen = seen.borrow().clone();
+    (stats, seen, max_active.get())
+}
+
+#[tokio::test(start_paused = true)]
+async fn interval_runs_every_period() {
+    let p = plan(&[("interval", "10s")]);
+    let (stats, seen, max) = drive_for(
+        &p,
+        None,
+        &SingleFlight::new(),
+        Duration::from_secs(35),
+        Duration::from_millis(10),
+    )
+    .await;
+    // Fires at 10 s, 20 s and 30 s; not at start.
+    assert_eq!(stats.runs, 3);
+    assert!(seen.iter().all(|t| t.type_ == "interval"));
+    assert_eq!(max, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_run_never_overlaps_itself() {
+    let p = plan(&[("interval", "10s"), ("interval", "15s")]);
+    let (stats, _, max) = drive_for(
+        &p,
+        None,
+        &SingleFlight::new(),
+        Duration::from_secs(100),
+        Duration::from_secs(25),
+    )
+    .await;
+    assert_eq!(max, 1, "two runs of one plugin overlapped");
+    // Each run takes 25 s and ticks during a run coalesce: at most 100/25.
+    assert!(stats.runs >= 2 && stats.runs <= 4, "{stats:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn event_topics_trigger_runs() {
+    let p = plan(&[("event", "routerd.lan.route.changed")]);
+    let (tx, rx) = broadcast::channel(16);
+    let sender = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        tx.send("routerd.lan.route.changed".to_string()).unwrap();
+        tx.send("routerd.other".to_string()).unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        tx.send("routerd.lan.route.changed".to_string()).unwrap();
+    };
+    let flights = SingleFlight::new();
+    let ((), (stats, seen, _)) = tokio::join!(
+        sender,
+        drive_for(
+            &p,
+            Some(rx),
+            &flights,
+            Duration::from_secs(5),
+            Duration::from_millis(10)
+        )
+    );
+    assert_eq!(stats.runs, 2);
+    assert!(
+        seen.iter()
+            .all(|t| t.type_ == "event" && t.topic.as_deref() == Some("routerd.lan.route.changed"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_plugin_is_skipped_not_queued() {
+    let p = plan(&[("interval", "10s")]);
+    let flights = SingleFlight::new();
+    // Another path (a manual run) holds the plugin for the whole window.
+    let held = flights.try_begin("cloud").unwrap();
+    assert!(flights.try_begin("cloud").is_none());
+    let (stats, _, _) = drive_for(
+        &p,
+        None,
+        &flights,
+        Duration::from_secs(35),
+        Duration::from_millis(10),
+    )
+    .await;
+    assert_eq!(stats.runs, 0);
+    assert_eq!(stats.skipped_busy, 3);
+    drop(held);
+    assert!(!flights.is_running("cloud"));
+    assert!(flights.try_begin("cloud").is_some());
+}
