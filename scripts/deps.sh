@@ -11,6 +11,7 @@ ROUTERD_APT_PACKAGES=(
   iputils-ping
   conntrack      # conntrack -L in the failover tests
   procps
+  curl          # control-socket tests run a non-root client
   python3        # examples/plugins are Python
 )
 

@@ -22,6 +22,11 @@ struct Cli {
     command: cmd::Command,
 }
 
+/// The clap definition (completions and man pages are generated from it).
+pub fn cli_command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(c) => c,

@@ -6,6 +6,9 @@
 
 #![deny(missing_docs)]
 
+#[cfg(feature = "client")]
+pub mod client;
+pub mod control;
 pub mod plan;
 
 pub use plan::{PlanDocument, PlanError, PlanInputs, build_plan};

@@ -1,6 +1,11 @@
 //! Subcommands, one module each.
 
+pub(crate) mod daemon;
+mod dynamic;
+mod generate;
 mod plan;
+mod plugin;
+mod probe;
 mod schema;
 mod validate;
 
@@ -15,6 +20,31 @@ pub enum Command {
     Plan(plan::Args),
     /// Print the JSON Schema of every kind, or of one.
     Schema(schema::Args),
+    /// Run a plugin now (`run NAME --dry-run`) or list Plugin resources.
+    Plugin(plugin::Args),
+    /// Run one HealthCheck in the foreground over the path the daemon would
+    /// pin it to; print each result, its evidence and phase transitions.
+    Probe(probe::Args),
+    /// Daemon status (needs a running routerd).
+    Status(daemon::StatusArgs),
+    /// List resources, statuses (`get status -o yaml` is the --state format), events or the ledger.
+    Get(daemon::GetArgs),
+    /// Spec, status and recent events of one resource.
+    Describe(daemon::DescribeArgs),
+    /// Show events; `--follow` waits for new ones.
+    Events(daemon::EventsArgs),
+    /// Explain a decision: `explain egress <policy>` prints the decision record.
+    Explain(daemon::ExplainArgs),
+    /// Apply a configuration through the daemon.
+    Apply(daemon::ApplyArgs),
+    /// Delete a resource from the daemon's configuration.
+    Delete(daemon::DeleteArgs),
+    /// Print a shell completion script.
+    Completions(generate::CompletionsArgs),
+    /// Write man pages.
+    Man(generate::ManArgs),
+    /// The effective configuration offline: `render` it, or `diff` it against startup.
+    Dynamic(dynamic::Args),
 }
 
 pub fn run(cmd: Command) -> Result<i32> {
@@ -22,5 +52,17 @@ pub fn run(cmd: Command) -> Result<i32> {
         Command::Validate(a) => validate::run(a),
         Command::Plan(a) => plan::run(a),
         Command::Schema(a) => schema::run(a),
+        Command::Plugin(a) => plugin::run(a),
+        Command::Probe(a) => probe::run(a),
+        Command::Status(a) => daemon::status(a),
+        Command::Get(a) => daemon::get(a),
+        Command::Describe(a) => daemon::describe(a),
+        Command::Events(a) => daemon::events(a),
+        Command::Explain(a) => daemon::explain(a),
+        Command::Apply(a) => daemon::apply(a),
+        Command::Delete(a) => daemon::delete(a),
+        Command::Completions(a) => generate::completions(a),
+        Command::Man(a) => generate::man(a),
+        Command::Dynamic(a) => dynamic::run(a),
     }
 }

@@ -6,6 +6,8 @@
 //! events, decisions, dataplane: {routes, rules, nftables}}`.
 
 mod merge_stage;
+mod render_stage;
+mod select_stage;
 
 use std::collections::BTreeMap;
 
@@ -94,5 +96,7 @@ pub enum PlanError {
 pub fn build_plan(inputs: &PlanInputs) -> Result<PlanDocument, PlanError> {
     let mut doc = PlanDocument::empty(inputs.now);
     merge_stage::run(inputs, &mut doc)?;
+    select_stage::run(inputs, &mut doc)?;
+    render_stage::run(inputs, &mut doc)?;
     Ok(doc)
 }

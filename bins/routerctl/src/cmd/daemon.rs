@@ -1,0 +1,390 @@
+//! Verbs answered by a running daemon over its control socket: `status`,
+//! `get`, `describe`, `events`, `explain`, `apply`, `delete`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use routerd_api::client::{Client, ClientError};
+use routerd_api::control::{ApplyRequest, DeleteRequest};
+use serde_json::Value;
+
+use crate::exit::{DATA, Exit, NO, OK, UNAVAILABLE, USAGE};
+use crate::input;
+use crate::output::{Format, out, print_doc};
+
+/// The default control socket.
+pub const DEFAULT_SOCKET: &str = "/run/routerd/routerd.sock";
+
+#[derive(Debug, clap::Args)]
+pub struct Conn {
+    /// The daemon's control socket.
+    #[arg(long, global = true, env = "ROUTERD_SOCKET", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    output: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GetFormat {
+    /// Aligned columns.
+    Table,
+    /// Pretty JSON.
+    Json,
+    /// YAML.
+    Yaml,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GetArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// `resources`, `status`, `events`, `ledger`, a kind, or `Kind/name`.
+    subject: String,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    output: GetFormat,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DescribeArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// `Kind/name`.
+    target: String,
+    /// Recent events to show.
+    #[arg(long, default_value_t = 10)]
+    events_limit: usize,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
+    output: Format,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// Only events after this id.
+    #[arg(long, default_value_t = 0)]
+    since: u64,
+    /// Only this topic.
+    #[arg(long)]
+    topic: Option<String>,
+    /// Only events about `Kind/name`.
+    #[arg(long)]
+    resource: Option<String>,
+    /// Most events per request.
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// Keep waiting for new events (long poll) until interrupted.
+    #[arg(short = 'f', long)]
+    follow: bool,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    output: Format,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// What to explain; only `egress` exists.
+    #[arg(value_parser = ["egress"])]
+    what: String,
+    /// EgressRoutePolicy name.
+    policy: String,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
+    output: Format,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// Configuration file (`-` for standard input).
+    #[arg(short = 'f', long = "file", required = true)]
+    file: String,
+    /// Replace the whole configuration instead of upserting its resources.
+    #[arg(long)]
+    replace: bool,
+    /// Compute the result only.
+    #[arg(long)]
+    dry_run: bool,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
+    output: Format,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// `Kind/name`.
+    target: String,
+    /// apiVersion of the target when the kind is ambiguous.
+    #[arg(long)]
+    api_version: Option<String>,
+    /// Report what would be deleted only.
+    #[arg(long)]
+    dry_run: bool,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
+    output: Format,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Maps client errors to the documented exit codes.
+pub(crate) fn exit_of(e: ClientError) -> anyhow::Error {
+    match e {
+        ClientError::Unavailable { .. } => Exit::new(UNAVAILABLE, e.to_string()).into(),
+        ClientError::Api { status, .. } if status == 400 || status == 404 => {
+            Exit::new(DATA, e.to_string()).into()
+        }
+        other => Exit::new(NO, other.to_string()).into(),
+    }
+}
+
+pub(crate) fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn print(v: &Value, format: Format) -> Result<()> {
+    match format {
+        Format::Text => print_doc(v, Format::Yaml),
+        f => print_doc(v, f),
+    }
+}
+
+pub fn status(a: StatusArgs) -> Result<i32> {
+    let c = Client::new(&a.conn.socket);
+    let v: Value = runtime()?.block_on(c.get("/status")).map_err(exit_of)?;
+    print(&v, a.output)?;
+    Ok(OK)
+}
+
+pub fn get(a: GetArgs) -> Result<i32> {
+    let c = Client::new(&a.conn.socket);
+    let v: Value = runtime()?
+        .block_on(c.get(&format!("/get?subject={}", encode(&a.subject))))
+        .map_err(exit_of)?;
+    match a.output {
+        GetFormat::Json => print_doc(&v, Format::Json)?,
+        GetFormat::Yaml => print_doc(&v, Format::Yaml)?,
+        GetFormat::Table => out(&table(&v))?,
+    }
+    Ok(OK)
+}
+
+/// `NAME KIND PHASE REASON` for item lists; YAML for anything else.
+fn table(v: &Value) -> String {
+    let Some(items) = v.get("items").and_then(Value::as_array) else {
+        return serde_yaml::to_string(v).unwrap_or_default();
+    };
+    let rows: Vec<[String; 4]> = items
+        .iter()
+        .map(|i| {
+            let s = |p: &[&str]| {
+                let mut cur = i;
+                for k in p {
+                    cur = cur.get(*k).unwrap_or(&Value::Null);
+                }
+                cur.as_str().unwrap_or("").to_string()
+            };
+            [
+                s(&["kind"]),
+                s(&["name"]),
+                s(&["status", "phase"]),
+                s(&["status", "reason"]),
+            ]
+        })
+        .collect();
+    let header = ["KIND", "NAME", "PHASE", "REASON"].map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let mut o = String::new();
+    for r in std::iter::once(&header).chain(rows.iter()) {
+        let line: Vec<String> = r
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        o.push_str(line.join("  ").trim_end());
+        o.push('\n');
+    }
+    o
+}
+
+pub fn describe(a: DescribeArgs) -> Result<i32> {
+    if routerd_model::id::split_kind_name(&a.target).is_none() {
+        return Err(Exit::new(USAGE, format!("{:?} must be Kind/name", a.target)).into());
+    }
+    let c = Client::new(&a.conn.socket);
+    let v: Value = runtime()?
+        .block_on(c.get(&format!(
+            "/describe?target={}&events-limit={}",
+            encode(&a.target),
+            a.events_limit
+        )))
+        .map_err(exit_of)?;
+    print(&v, a.output)?;
+    Ok(OK)
+}
+
+pub fn explain(a: ExplainArgs) -> Result<i32> {
+    let c = Client::new(&a.conn.socket);
+    let v: Value = runtime()?
+        .block_on(c.get(&format!("/explain?policy={}", encode(&a.policy))))
+        .map_err(exit_of)?;
+    print(&v, a.output)?;
+    Ok(OK)
+}
+
+pub fn events(a: EventsArgs) -> Result<i32> {
+    let rt = runtime()?;
+    let c = Client::new(&a.conn.socket);
+    let mut since = a.since;
+    loop {
+        let mut path = format!("/events?since-id={since}&limit={}", a.limit);
+        if let Some(t) = &a.topic {
+            path.push_str(&format!("&topic={}", encode(t)));
+        }
+        if let Some(r) = &a.resource {
+            path.push_str(&format!("&resource={}", encode(r)));
+        }
+        if a.follow {
+            path.push_str("&wait=30&ascending=true");
+        }
+        let v: Value = rt.block_on(c.get(&path)).map_err(exit_of)?;
+        let items = v
+            .get("items")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for e in &items {
+            since = since.max(e.get("id").and_then(Value::as_u64).unwrap_or(0));
+        }
+        match a.output {
+            Format::Text => {
+                let mut o = String::new();
+                for e in &items {
+                    let g = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                    let res = e.get("resource").map_or(String::new(), |r| {
+                        format!(
+                            "{}/{}",
+                            r.get("kind").and_then(Value::as_str).unwrap_or(""),
+                            r.get("name").and_then(Value::as_str).unwrap_or("")
+                        )
+                    });
+                    o.push_str(&format!(
+                        "{} {} {} {} {}\n",
+                        e.get("id").and_then(Value::as_u64).unwrap_or(0),
+                        g("time"),
+                        g("type"),
+                        res,
+                        g("message")
+                    ));
+                }
+                out(&o)?;
+            }
+            f => print_doc(&items, f)?,
+        }
+        if !a.follow {
+            return Ok(OK);
+        }
+    }
+}
+
+pub fn apply(a: ApplyArgs) -> Result<i32> {
+    let text = input::read(&a.file)?;
+    let req = ApplyRequest {
+        api_version: Some(routerd_model::id::CONTROL_API.into()),
+        kind: Some("ApplyRequest".into()),
+        candidate_yaml: text,
+        replace: a.replace,
+        dry_run: a.dry_run,
+    };
+    let c = Client::new(&a.conn.socket);
+    let v: Value = runtime()?
+        .block_on(c.post("/apply", &req))
+        .map_err(exit_of)?;
+    print(&v, a.output)?;
+    let phase = v
+        .pointer("/result/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    Ok(if phase == "Drifted" || phase == "Failed" {
+        NO
+    } else {
+        OK
+    })
+}
+
+pub fn delete(a: DeleteArgs) -> Result<i32> {
+    if routerd_model::id::split_kind_name(&a.target).is_none() {
+        return Err(Exit::new(USAGE, format!("{:?} must be Kind/name", a.target)).into());
+    }
+    let req = DeleteRequest {
+        api_version: Some(routerd_model::id::CONTROL_API.into()),
+        kind: Some("DeleteRequest".into()),
+        target: a.target,
+        target_api_version: a.api_version,
+        dry_run: a.dry_run,
+    };
+    let c = Client::new(&a.conn.socket);
+    let v: Value = runtime()?
+        .block_on(c.post("/delete", &req))
+        .map_err(exit_of)?;
+    print(&v, a.output)?;
+    Ok(OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(
+            encode("EgressRoutePolicy/ipv4 default"),
+            "EgressRoutePolicy%2Fipv4%20default"
+        );
+    }
+
+    #[test]
+    fn table_lists_items() {
+        let v = serde_json::json!({"items": [
+            {"kind": "IPv4Route", "name": "default", "status": {"phase": "Installed"}},
+            {"kind": "NAT44Rule", "name": "lan", "status": {"phase": "Pending", "reason": "EgressPolicyNotApplied"}}
+        ]});
+        let t = table(&v);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "KIND       NAME     PHASE      REASON");
+        assert_eq!(
+            lines[2],
+            "NAT44Rule  lan      Pending    EgressPolicyNotApplied"
+        );
+    }
+}

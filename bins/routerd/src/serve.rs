@@ -1,0 +1,227 @@
+//! `routerd serve`: the daemon. Builds the adapters (sled store, netlink
+//! dataplane, kernel links, health scheduler, control socket, metrics),
+//! wires signals and systemd notifications, then hands over to
+//! `routerd_engine::daemon::run`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use routerd_engine::control::{self, Access};
+use routerd_engine::daemon::{self, Handler, Key, Options, Shared, SystemClock};
+use routerd_engine::health::RuntimeHealth;
+use routerd_engine::links::KernelLinks;
+use routerd_render::linux::{LinuxDataplane, netns};
+use routerd_render::{Ownership, ReconcileOptions};
+use routerd_store::Store;
+
+/// Arguments of `routerd serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Startup configuration.
+    #[arg(long, default_value = "/etc/routerd/config.yaml")]
+    config: PathBuf,
+    /// State directory (the store lives here).
+    #[arg(long, default_value = "/var/lib/routerd")]
+    state_dir: PathBuf,
+    /// Control socket.
+    #[arg(long, default_value = "/run/routerd/routerd.sock")]
+    socket: PathBuf,
+    /// Group (name or numeric id) allowed on the control socket besides root.
+    #[arg(long)]
+    socket_group: Option<String>,
+    /// Serve Prometheus metrics on this address (for example 127.0.0.1:9469).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// Full resync period (drift repair even without netlink events).
+    #[arg(long, default_value = "30s")]
+    resync: String,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+    /// Log filter (tracing env-filter syntax).
+    #[arg(long, env = "ROUTERD_LOG", default_value = "info")]
+    log: String,
+    /// Work inside this network namespace (`ip netns` name or path).
+    #[arg(long)]
+    netns: Option<String>,
+}
+
+fn group_id(g: &str) -> Result<u32> {
+    if let Ok(n) = g.parse() {
+        return Ok(n);
+    }
+    let text = std::fs::read_to_string("/etc/group").context("read /etc/group")?;
+    text.lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            (f.next() == Some(g))
+                .then(|| f.nth(1))
+                .flatten()
+                .and_then(|id| id.parse().ok())
+        })
+        .with_context(|| format!("unknown group {g:?}"))
+}
+
+fn init_logging(args: &Args) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if args.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+pub(crate) fn run(args: Args) -> Result<i32> {
+    init_logging(&args);
+    if let Some(ns) = &args.netns {
+        netns::enter(ns).with_context(|| format!("enter network namespace {ns}"))?;
+    }
+    let resync = routerd_model::GoDuration::parse(&args.resync)
+        .map_err(|e| anyhow::anyhow!("--resync: {e}"))?
+        .to_std();
+    let group = args.socket_group.as_deref().map(group_id).transpose()?;
+    // Two workers: the loop plus probes and the control socket.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(args, resync.max(Duration::from_secs(1)), group))
+}
+
+async fn serve(args: Args, resync: Duration, group: Option<u32>) -> Result<i32> {
+    std::fs::create_dir_all(&args.state_dir)
+        .with_context(|| format!("create {}", args.state_dir.display()))?;
+    let store = Arc::new(Store::open_sled(&args.state_dir.join("store"))?);
+    let options = Options {
+        config_path: args.config.clone(),
+        resync,
+    };
+    let shared = Shared::new(options, store, Arc::new(SystemClock))?;
+
+    let ownership = Ownership::default();
+    let dataplane = LinuxDataplane::new(crate::apply::backends(), ownership.clone())
+        .context("open the netlink dataplane")?;
+
+    // Netlink notifications (drift, carrier) wake the loop.
+    let (dp_tx, dp_rx) = tokio::sync::mpsc::channel::<()>(64);
+    let dp_tx_nft = dp_tx.clone();
+    match routerd_render::linux::events::EventStream::spawn(None) {
+        Ok(rx) => {
+            std::thread::Builder::new()
+                .name("routerd-events-bridge".into())
+                .spawn(move || {
+                    while rx.recv().is_ok() {
+                        // Coalesce bursts: a full queue already means "look again".
+                        let _ = dp_tx.try_send(());
+                    }
+                })?;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no netlink event stream; drift is repaired on resync only")
+        }
+    }
+
+    if let Err(e) = routerd_engine::nftwatch::spawn(dp_tx_nft) {
+        tracing::warn!(error = %e, "no nftables notifications; nft drift is repaired on resync only");
+    }
+
+    let listener = control::bind(&args.socket, group)
+        .with_context(|| format!("bind control socket {}", args.socket.display()))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut stop_ctl = stop_rx.clone();
+    let ctl = tokio::spawn(control::serve(
+        listener,
+        Arc::new(Handler(shared.clone())),
+        Access { group },
+        async move {
+            let _ = stop_ctl.wait_for(|s| *s).await;
+        },
+    ));
+    if let Some(addr) = args.metrics_listen {
+        let shared = shared.clone();
+        let mut stop_m = stop_rx.clone();
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("bind metrics {addr}"))?;
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let shared = shared.clone();
+                async move { shared.metrics().await }
+            }),
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_m.wait_for(|s| *s).await;
+                })
+                .await;
+        });
+    }
+
+    // SIGHUP reloads the configuration; SIGTERM/SIGINT drain and exit.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let reload_shared = shared.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading configuration");
+            reload_shared.trigger(Key::Reload);
+        }
+    });
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: draining"),
+            _ = int.recv() => tracing::info!("SIGINT: draining"),
+        }
+    };
+
+    // systemd: READY after the first step, WATCHDOG while the loop runs.
+    let ready = std::sync::atomic::AtomicBool::new(false);
+    let commit_shared = shared.clone();
+    let on_step = move |r: &routerd_engine::core::StepReport| {
+        if r.dataplane_error.is_none() && !ready.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+            let s = commit_shared.clone();
+            tokio::spawn(async move { daemon::commit_generation(&s).await });
+            tracing::info!("ready");
+        }
+    };
+    if let Some(timeout) = sd_notify::watchdog_enabled() {
+        let period = timeout / 2;
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(period);
+            loop {
+                t.tick().await;
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+        });
+    }
+
+    let _ = ReconcileOptions::default();
+    daemon::run(
+        shared.clone(),
+        dataplane,
+        KernelLinks,
+        RuntimeHealth::default(),
+        Some(dp_rx),
+        on_step,
+        shutdown,
+    )
+    .await;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), ctl).await;
+    let _ = std::fs::remove_file(&args.socket);
+    tracing::info!("stopped; kernel state left in place");
+    Ok(0)
+}

@@ -1,0 +1,61 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! End-to-end failover through `routerd demo`: a real daemon in a namespace
+//! lab, real probes, real kernel routes and nftables.
+
+use std::process::Command;
+
+fn run_demo(fault: &str, max_switch_ms: u64) -> (u64, u64) {
+    let out = Command::new(env!("CARGO_BIN_EXE_routerd"))
+        .args([
+            "demo",
+            "--fault",
+            fault,
+            "--max-switch-ms",
+            &max_switch_ms.to_string(),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "demo failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("switch: "))
+        .expect("summary line");
+    // "switch: 412 ms; failback: 3240 ms"
+    let nums: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    eprintln!("{fault}: {line}");
+    (nums[0], nums[1])
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn carrier_loss_fails_over_and_fails_back_after_the_hold_down() {
+    let (switch, failback) = run_demo("carrier", 2_000);
+    assert!(switch <= 2_000, "switch took {switch} ms");
+    // preemptDelay is 3 s: failback must not come earlier.
+    assert!(
+        failback >= 3_000,
+        "failback after {failback} ms ignores the 3 s hold-down"
+    );
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn silent_loss_fails_over_within_the_probe_budget() {
+    // Probes: interval 200 ms, timeout 200 ms, fall 2 -> about 0.6 s plus a step.
+    let (switch, failback) = run_demo("drop", 3_000);
+    assert!(switch <= 3_000, "switch took {switch} ms");
+    assert!(
+        failback >= 3_000,
+        "failback after {failback} ms ignores the 3 s hold-down"
+    );
+}

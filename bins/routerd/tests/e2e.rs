@@ -1,0 +1,306 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! End-to-end tests of `routerd serve` in a namespace lab (root only):
+//! drift repair, kill -9 during applies, clean shutdown.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use routerd_lab::{ChildId, ChildOutput, Lab, Node, wait_until};
+
+const DEMO: &str = include_str!("../../../examples/demo/config.yaml");
+
+struct Daemon<'a> {
+    lab: &'a Lab,
+    dir: PathBuf,
+    child: Option<ChildId>,
+}
+
+impl<'a> Daemon<'a> {
+    fn new(lab: &'a Lab, dir: &Path, extra: &str) -> Self {
+        std::fs::write(dir.join("config.yaml"), format!("{DEMO}{extra}")).unwrap();
+        Daemon {
+            lab,
+            dir: dir.to_path_buf(),
+            child: None,
+        }
+    }
+
+    fn start(&mut self) {
+        let d = &self.dir;
+        let id = self
+            .lab
+            .spawn(
+                Node::Router,
+                env!("CARGO_BIN_EXE_routerd"),
+                [
+                    "serve".as_ref(),
+                    "--config".as_ref(),
+                    d.join("config.yaml").as_os_str(),
+                    "--state-dir".as_ref(),
+                    d.join("state").as_os_str(),
+                    "--socket".as_ref(),
+                    d.join("routerd.sock").as_os_str(),
+                    "--resync".as_ref(),
+                    "30s".as_ref(),
+                ],
+                ChildOutput::File(d.join("routerd.log")),
+            )
+            .unwrap();
+        self.child = Some(id);
+    }
+
+    fn kill9(&mut self) {
+        if let Some(id) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(id.pid()).unwrap());
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = self.lab.stop_child(id, Duration::from_secs(2));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(id) = self.child.take() {
+            let st = self.lab.stop_child(id, Duration::from_secs(10)).unwrap();
+            assert!(
+                st.success(),
+                "routerd exited with {st} on SIGTERM; log:\n{}",
+                self.log()
+            );
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("routerd.log")).unwrap_or_default()
+    }
+}
+
+fn sh(lab: &Lab, prog: &str, args: &[&str]) -> String {
+    lab.exec(Node::Router, prog, args).unwrap_or_default()
+}
+
+fn owned_routes(lab: &Lab) -> Vec<String> {
+    let mut v: Vec<String> = sh(
+        lab,
+        "ip",
+        &["route", "show", "table", "all", "proto", "122"],
+    )
+    .lines()
+    .map(str::to_string)
+    .collect();
+    v.sort();
+    v
+}
+
+fn converged(lab: &Lab) -> bool {
+    let routes = sh(lab, "ip", &["route", "show", "table", "all"]);
+    let tables = sh(lab, "nft", &["list", "tables"]);
+    routes.contains("default via 198.18.1.2 dev wan1")
+        && routes.contains("table 110")
+        && tables.contains("routerd_nat")
+        && tables.contains("routerd_default_route")
+}
+
+fn lab() -> Lab {
+    let _ = routerd_lab::cleanup_stale("re2e");
+    Lab::build("re2e").unwrap()
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn drift_is_repaired_within_a_second_and_foreign_state_is_left_alone() {
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    // Foreign state that looks like ours must survive.
+    lab.ip(
+        Node::Router,
+        &[
+            "route",
+            "add",
+            "blackhole",
+            "198.51.100.0/24",
+            "proto",
+            "static",
+        ],
+    )
+    .unwrap();
+    lab.ip(
+        Node::Router,
+        &[
+            "rule", "add", "priority", "1500", "fwmark", "0x99", "table", "199",
+        ],
+    )
+    .unwrap();
+    lab.nft(Node::Router, "table ip foreign_fw {\n chain c {\n  type filter hook input priority 0; policy accept;\n }\n}\n").unwrap();
+    let mut d = Daemon::new(&lab, dir.path(), "");
+    d.start();
+    wait_until(
+        || converged(&lab),
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+    )
+    .unwrap_or_else(|_| panic!("no convergence; log:\n{}", d.log()));
+
+    // Someone deletes routerd's default route from its candidate table.
+    let t = Instant::now();
+    lab.ip(Node::Router, &["route", "del", "default", "table", "110"])
+        .unwrap();
+    let repaired = wait_until(
+        || sh(&lab, "ip", &["route", "show", "table", "110"]).contains("default via 198.18.1.2"),
+        Duration::from_secs(5),
+        Duration::from_millis(10),
+    );
+    let route_ms = t.elapsed().as_millis();
+    assert!(repaired.is_ok(), "route not repaired; log:\n{}", d.log());
+    assert!(route_ms <= 1000, "route repair took {route_ms} ms");
+
+    // Someone flushes routerd's NAT table.
+    let t = Instant::now();
+    lab.exec(Node::Router, "nft", ["flush", "table", "ip", "routerd_nat"])
+        .unwrap();
+    let repaired = wait_until(
+        || sh(&lab, "nft", &["list", "table", "ip", "routerd_nat"]).contains("masquerade"),
+        Duration::from_secs(5),
+        Duration::from_millis(10),
+    );
+    let nft_ms = t.elapsed().as_millis();
+    assert!(
+        repaired.is_ok(),
+        "nft table not repaired; log:\n{}",
+        d.log()
+    );
+    assert!(nft_ms <= 1000, "nft repair took {nft_ms} ms");
+    eprintln!("drift repaired: route {route_ms} ms, nft table {nft_ms} ms");
+
+    d.stop();
+    // Foreign state untouched; routerd's state left in place after SIGTERM.
+    assert!(sh(&lab, "ip", &["route", "show"]).contains("blackhole 198.51.100.0/24"));
+    assert!(sh(&lab, "ip", &["rule", "show"]).contains("fwmark 0x99 lookup 199"));
+    assert!(sh(&lab, "nft", &["list", "tables"]).contains("foreign_fw"));
+    assert!(
+        converged(&lab),
+        "SIGTERM must leave the kernel state in place"
+    );
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn kill_9_during_applies_twenty_times_converges_without_orphans_or_flaps() {
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    // Extra static routes make each apply take a while, so kills land mid-apply.
+    let mut extra = String::new();
+    for i in 0..300 {
+        extra.push_str(&format!(
+            "    - apiVersion: net.routerd.net/v1alpha1\n      kind: IPv4Route\n      metadata: {{name: bh-{i}}}\n      spec: {{type: blackhole, destination: 10.{}.{}.0/24}}\n",
+            i / 256,
+            i % 256
+        ));
+    }
+    let mut d = Daemon::new(&lab, dir.path(), &extra);
+    let mut monitor = None;
+    let mut reference: Option<Vec<String>> = None;
+    for round in 0..20u64 {
+        d.start();
+        std::thread::sleep(Duration::from_millis(60 + (round * 37) % 240));
+        d.kill9();
+        // The store must open and the kernel converge on restart.
+        d.start();
+        let ok = wait_until(
+            || {
+                converged(&lab)
+                    && owned_routes(&lab)
+                        .iter()
+                        .filter(|r| r.starts_with("blackhole 10."))
+                        .count()
+                        == 300
+            },
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+        );
+        assert!(
+            ok.is_ok(),
+            "round {round}: no convergence; log:\n{}",
+            d.log()
+        );
+        let owned = owned_routes(&lab);
+        match &reference {
+            None => {
+                reference = Some(owned.clone());
+                // From now on no owned route may be deleted.
+                monitor = Some(
+                    std::process::Command::new("ip")
+                        .args([
+                            "netns",
+                            "exec",
+                            lab.ns(Node::Router),
+                            "ip",
+                            "monitor",
+                            "route",
+                        ])
+                        .stdout(std::process::Stdio::piped())
+                        .spawn()
+                        .unwrap(),
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Some(r) => assert_eq!(
+                &owned, r,
+                "round {round}: owned routes differ (orphans or missing)"
+            ),
+        }
+        d.kill9();
+    }
+    let mut mon = monitor.unwrap();
+    let _ = mon.kill();
+    let out = mon.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let flaps: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("Deleted") && l.contains("blackhole 10."))
+        .collect();
+    assert!(
+        flaps.is_empty(),
+        "unchanged routes flapped across restarts: {flaps:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn the_control_socket_explains_the_running_router() {
+    use routerd_api::client::{Client, ClientError};
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(&lab, dir.path(), "");
+    d.start();
+    wait_until(
+        || converged(&lab),
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+    )
+    .unwrap_or_else(|_| panic!("no convergence; log:\n{}", d.log()));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let c = Client::new(dir.path().join("routerd.sock"));
+    let status: serde_json::Value = rt.block_on(c.get("/status")).unwrap();
+    assert_eq!(status["status"]["phase"], "Ready", "{status}");
+    let snap: serde_json::Value = rt.block_on(c.get("/get?subject=status")).unwrap();
+    let pol = &snap["net.routerd.net/v1alpha1/EgressRoutePolicy/ipv4-default"];
+    assert_eq!(pol["selectedCandidate"], "primary", "{pol}");
+    assert_eq!(
+        snap["net.routerd.net/v1alpha1/HealthCheck/internet-wan1"]["phase"],
+        "Healthy"
+    );
+    let ex: serde_json::Value = rt.block_on(c.get("/explain?policy=ipv4-default")).unwrap();
+    assert!(ex["decision"].is_object(), "{ex}");
+    let ev: serde_json::Value = rt.block_on(c.get("/events?since-id=0&limit=1000")).unwrap();
+    assert!(
+        ev["items"].as_array().is_some_and(|a| !a.is_empty()),
+        "{ev}"
+    );
+    match rt.block_on(c.get::<serde_json::Value>("/describe?target=IPv4Route%2Fnope")) {
+        Err(ClientError::Api { status: 404, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    d.stop();
+}
