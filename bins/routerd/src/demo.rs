@@ -27,6 +27,10 @@ pub(crate) struct Args {
     /// Fail (exit 1) when a switch takes longer than this many milliseconds.
     #[arg(long, default_value_t = 5000)]
     max_switch_ms: u64,
+    /// Probe every 100 ms with a 100 ms timeout and fall 3 (instead of the
+    /// config's 200 ms / 200 ms / fall 2), the detection budget.
+    #[arg(long)]
+    fast_probes: bool,
     /// How the primary fails: `carrier` (link down) or `drop` (silent loss).
     #[arg(long, default_value = "carrier", value_parser = ["carrier", "drop"])]
     fault: String,
@@ -55,7 +59,15 @@ pub(crate) fn run(args: Args) -> Result<i32> {
 fn demo(lab: &Lab, args: &Args) -> Result<i32> {
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("config.yaml");
-    std::fs::write(&config, DEMO_CONFIG)?;
+    let text = if args.fast_probes {
+        DEMO_CONFIG
+            .replace("interval: 200ms", "interval: 100ms")
+            .replace("timeout: 200ms", "timeout: 100ms")
+            .replace("unhealthyThreshold: 2", "unhealthyThreshold: 3")
+    } else {
+        DEMO_CONFIG.to_string()
+    };
+    std::fs::write(&config, text)?;
     let exe = std::env::current_exe()?;
     let log = dir.path().join("routerd.log");
     let mut tl = Timeline::new();
@@ -148,6 +160,16 @@ fn demo(lab: &Lab, args: &Args) -> Result<i32> {
     );
     let switch_ms = route_ms.unwrap_or(switch_ms);
 
+    // A flow opened on the backup must keep its path (and its conntrack
+    // entry) when new flows fail back to the primary.
+    let mut on_backup = lab
+        .open_long_flow(Duration::from_secs(2))
+        .context("open a flow on the backup")?;
+    let backup_port = on_backup.local_addr().port();
+    tl.record(format!(
+        "long-lived flow established through {:?}",
+        on_backup.report().upstream
+    ));
     std::thread::sleep(Duration::from_secs(1));
     let restored = Instant::now();
     lab.restore(Uplink::Wan1)?;
@@ -174,6 +196,24 @@ fn demo(lab: &Lab, args: &Args) -> Result<i32> {
             None
         }
     };
+    let backup_alive = on_backup.ping(Duration::from_secs(1)).is_ok();
+    let tracked = lab
+        .conntrack(Node::Router)
+        .map(|entries| {
+            entries
+                .iter()
+                .any(|e| e.original.sport == Some(backup_port))
+        })
+        .unwrap_or(false);
+    tl.record(format!(
+        "flow on the backup after failback: {}, conntrack entry {}",
+        if backup_alive {
+            "still working"
+        } else {
+            "BROKEN"
+        },
+        if tracked { "kept" } else { "GONE" }
+    ));
     let samples = traffic.stop();
     let failed = samples.iter().filter(|s| s.result.is_err()).count();
     let long_alive = long.ping(Duration::from_secs(1)).is_ok();
@@ -199,7 +239,11 @@ fn demo(lab: &Lab, args: &Args) -> Result<i32> {
         "switch: {switch_ms} ms; failback: {}",
         failback_ms.map_or("none".to_string(), |m| format!("{m} ms"))
     );
-    if switch_ms > u128::from(args.max_switch_ms) || failback_ms.is_none() {
+    if switch_ms > u128::from(args.max_switch_ms)
+        || failback_ms.is_none()
+        || !backup_alive
+        || !tracked
+    {
         dump_log(&log);
         return Ok(1);
     }

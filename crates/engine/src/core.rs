@@ -64,6 +64,10 @@ pub struct Core {
     pub last: Option<PlanDocument>,
     /// Reconcile options (ownership markers, verification retries).
     pub options: ReconcileOptions,
+    /// The last desired state the kernel verifiably matched: a failed
+    /// apply is rolled back to it (an nft table replaced before the failing
+    /// operation would otherwise stay new).
+    pub last_good: Option<routerd_render::DesiredState>,
 }
 
 impl Core {
@@ -120,6 +124,7 @@ impl Core {
             &self.options,
         ) {
             Ok(outcome) => {
+                self.last_good = Some(rendered.desired.clone());
                 report.applied_ops = outcome.plan.ops.len()
                     + outcome.retries.iter().map(|p| p.ops.len()).sum::<usize>();
                 if report.applied_ops > 0 {
@@ -130,6 +135,13 @@ impl Core {
                 }
             }
             Err(err) => {
+                if let Some(good) = self.last_good.clone() {
+                    if let Err(rollback) =
+                        reconcile(dataplane, &good, &mut self.ledger, &self.options)
+                    {
+                        tracing::error!(error = %rollback, "restoring the last good dataplane failed");
+                    }
+                }
                 let mut e = Event::info("routerd.dataplane.failed", ObjectRef::default(), now);
                 e.severity = "error".into();
                 e.reason = "DataplaneApplyFailed".into();
@@ -145,6 +157,17 @@ impl Core {
         // status` shows them and a restart resumes from them; identical
         // writes are skipped by the store.
         for (id, st) in &statuses {
+            // Probe history stays in memory (describe shows it); persisting
+            // it would rewrite every check's 20 records on every step.
+            let stripped;
+            let st = if st.contains_key("history") {
+                let mut s = st.clone();
+                s.remove("history");
+                stripped = s;
+                &stripped
+            } else {
+                st
+            };
             if w.save_status(id, st, Some(self.generation), now)? {
                 report.changed.push(id.clone());
             }

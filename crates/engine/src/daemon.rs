@@ -295,7 +295,9 @@ pub async fn run<D, L, H>(
                 shared.count(|c| c.health_updates += batch.len() as u64);
                 let mut core = shared.core.lock().await;
                 let mut events = Vec::new();
+                let mut relevant = false;
                 for o in batch {
+                    relevant |= selection_relevant(core.statuses.get(&o.id), &o.status);
                     core.statuses.insert(o.id, o.status);
                     events.extend(o.event);
                 }
@@ -310,7 +312,12 @@ pub async fn run<D, L, H>(
                     }
                     shared.events.notify_waiters();
                 }
-                shared.queue.add(Key::Step);
+                // A probe that only refreshes lastCheckedAt and history changes
+                // no selection; the fresh status is in memory for the next
+                // step and the periodic resync persists it.
+                if relevant {
+                    shared.queue.add(Key::Step);
+                }
             }
             Some(out) = plugin_rx.recv() => {
                 let now = shared.clock.now();
@@ -434,6 +441,16 @@ pub async fn run<D, L, H>(
     if let Err(e) = shared.store.flush() {
         tracing::error!(error = %e, "final store flush failed");
     }
+}
+
+/// Whether a new health status can change a selection: its phase, its
+/// failure count (the Failing grace) or its result changed. Freshness is
+/// covered by the periodic resync, well inside the 2 minute freshness floor.
+fn selection_relevant(old: Option<&routerd_model::Status>, new: &routerd_model::Status) -> bool {
+    let Some(old) = old else { return true };
+    ["phase", "consecutiveFailed", "lastResult"]
+        .iter()
+        .any(|k| old.get(*k) != new.get(*k))
 }
 
 /// Time until the next part expires (its masks lift, its resources go).

@@ -251,3 +251,70 @@ async fn an_invalid_config_file_falls_back_to_the_last_applied_generation() {
     let good = store.last_good_generation().unwrap().unwrap();
     assert!(good.config_yaml.contains("ipv4-default"));
 }
+
+#[test]
+fn a_failed_apply_leaves_the_last_good_dataplane_in_place() {
+    use routerd_engine::core::Core;
+    let old_route = "    - apiVersion: net.routerd.net/v1alpha1\n      kind: IPv4Route\n      metadata: {name: bh}\n      spec: {type: blackhole, destination: 10.9.0.0/16}\n";
+    let new_nat = "    - apiVersion: net.routerd.net/v1alpha1\n      kind: NAT44Rule\n      metadata: {name: lan2}\n      spec: {type: masquerade, egressInterface: wan2, sourceRanges: [192.168.60.0/24]}\n";
+    let store = Store::in_memory();
+    let mut core = Core {
+        startup: daemon::load_config("c", &format!("{CONFIG}{old_route}")).unwrap(),
+        ..Core::default()
+    };
+    let mut links = BTreeMap::new();
+    links.insert(
+        "wan1".to_string(),
+        LinkInfo {
+            index: 2,
+            up: true,
+            carrier: true,
+            ..Default::default()
+        },
+    );
+    links.insert(
+        "wan2".to_string(),
+        LinkInfo {
+            index: 3,
+            up: true,
+            carrier: true,
+            ..Default::default()
+        },
+    );
+    core.observe(routerd_engine::links::statuses(&core.startup, &links));
+    let mut dp = MemDataplane::new();
+    let now = Utc.with_ymd_and_hms(2026, 11, 21, 9, 0, 0).unwrap();
+    let r = core.step(&mut dp, &store, now).unwrap();
+    assert!(r.dataplane_error.is_none());
+    let good_routes = dp.routes.clone();
+    let good_nft = dp.nft_text();
+
+    // New config: the NAT table changes (replaced first) and the blackhole
+    // route goes (deleted after the tables); the delete fails.
+    core.startup = daemon::load_config("c", &format!("{CONFIG}{new_nat}")).unwrap();
+    dp.fail_at = Some(1);
+    let r = core.step(&mut dp, &store, now).unwrap();
+    assert!(
+        r.dataplane_error.is_some(),
+        "the injected failure must surface"
+    );
+    assert_eq!(dp.routes, good_routes, "routes must be the last good ones");
+    assert_eq!(
+        dp.nft_text(),
+        good_nft,
+        "the replaced nft table must be restored"
+    );
+    // The next step (no fault) converges on the new config.
+    let r = core.step(&mut dp, &store, now).unwrap();
+    assert!(r.dataplane_error.is_none());
+    assert!(
+        !dp.routes
+            .iter()
+            .any(|x| x.destination.to_string() == "10.9.0.0/16")
+    );
+    assert!(
+        dp.nft_text()
+            .iter()
+            .any(|(_, t)| t.contains("192.168.60.0/24"))
+    );
+}
