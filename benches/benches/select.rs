@@ -206,6 +206,8 @@ fn step(
 /// One op = toggle hc-000, then `PolicySet::on_change`: the candidates that
 /// read hc-000 are observed and assessed again (candidate-level reverse
 /// index), and only their policies are evaluated, statuses patched in place.
+/// `/terse` leaves the decision record to `PolicySet::decision`, which
+/// rebuilds the full record on demand (checked before timing).
 fn policy_set<M: Measurement>(cr: &mut Criterion<M>) {
     let mut g = cr.benchmark_group(group::<M>("select/policy_set_after_health_change"));
     for (c, terse) in [(2, false), (8, false), (8, true)] {
@@ -219,6 +221,25 @@ fn policy_set<M: Measurement>(cr: &mut Criterion<M>) {
         set.refresh(&mut state, &store, now(), opts);
         set.refresh(&mut state, &store, now(), opts);
         let hc0 = format!("{NET}/HealthCheck/hc-000");
+        if terse {
+            // The terse record is enough on the hot path because the full
+            // one can be rebuilt on demand: check it against a non-terse
+            // evaluation of the same two toggles.
+            let full = SelectOptions::default();
+            let mut shadow = set.new_state(&store);
+            set.refresh(&mut shadow, &store, now(), full);
+            set.refresh(&mut shadow, &store, now(), full);
+            for healthy in [false, true] {
+                store.insert(hc0.clone(), hc_status(healthy));
+                let want = set.on_change(&mut shadow, [hc0.as_str()], &store, now(), full);
+                let got = set.on_change(&mut state, [hc0.as_str()], &store, now(), opts);
+                assert_eq!(want.len(), got.len());
+                for (i, e) in &want {
+                    assert_eq!(set.decision(&state, *i).as_ref(), Some(&e.decision));
+                    assert_eq!(state.status(*i), shadow.status(*i));
+                }
+            }
+        }
         let affected = set.affected([hc0.as_str()]);
         let mut healthy = true;
         let mut events = None;
@@ -250,6 +271,12 @@ fn policy_set<M: Measurement>(cr: &mut Criterion<M>) {
         }
         if let Some(events) = events {
             assert_eq!(events, 32, "32 policies change selection per toggle");
+        }
+        if terse {
+            // What `routerctl explain` pays for one policy's full record.
+            g.bench_function("P=1000/C=8/decision-on-demand", |b| {
+                b.iter(|| set.decision(&state, black_box(0)))
+            });
         }
     }
     g.finish();

@@ -6,6 +6,8 @@
 //! (health phase and counters, stale health, source phase, unresolved device
 //! or gateway, disabled, held by hysteresis or hold-down).
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 /// A machine-readable code with a human explanation.
@@ -96,14 +98,15 @@ pub struct Member {
 pub struct Decision {
     /// Policy id (`apiVersion/Kind/name`).
     pub policy: String,
-    /// `advisory`, `priority`, `mark` or `hash`.
-    pub mode: String,
+    /// `advisory`, `priority`, `mark` or `hash` (borrowed for the known
+    /// values: the record is built on every evaluation).
+    pub mode: Cow<'static, str>,
     /// `highest-weight-ready` or `weighted-ecmp` (or the unsupported value).
-    pub selection: String,
+    pub selection: Cow<'static, str>,
     /// The evaluation instant.
     pub evaluated_at: String,
     /// Resulting phase (`Applied` or `Pending`).
-    pub phase: String,
+    pub phase: Cow<'static, str>,
     /// Pending reason, when Pending.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

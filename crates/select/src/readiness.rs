@@ -80,34 +80,123 @@ pub fn assess(
     naming: Naming,
     now: DateTime<Utc>,
 ) -> Assessment {
+    let mut a = Assessment::default();
+    assess_into(&mut a, c, index, obs, naming, now);
+    a
+}
+
+/// A candidate's status-entry values before [`reassess`], and which of its
+/// strings it changed: enough to patch the entry without keeping a copy.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Before {
+    /// `name`, `source`, `device`, `gateway`, `gatewaySource` changed.
+    pub(crate) moved: [bool; 5],
+    pub(crate) route_table: i64,
+    pub(crate) metric: i64,
+    pub(crate) weight: i64,
+    pub(crate) priority: i64,
+    pub(crate) targets: usize,
+    pub(crate) ready: bool,
+    pub(crate) disabled: bool,
+}
+
+/// Re-assesses `a` in place, reusing its buffers: the incremental path
+/// re-assesses a candidate on every health change, and allocating (and
+/// moving) a fresh assessment was a large part of that.
+pub(crate) fn reassess(
+    a: &mut Assessment,
+    c: &EgressCandidate,
+    index: usize,
+    obs: &CandidateObservation,
+    naming: Naming,
+    now: DateTime<Utc>,
+) -> Before {
+    let s = &a.state;
+    let mut before = Before {
+        moved: [false; 5],
+        route_table: s.route_table,
+        metric: s.metric,
+        weight: s.weight,
+        priority: s.priority,
+        targets: a.targets,
+        ready: s.ready,
+        disabled: s.disabled,
+    };
+    before.moved = assess_into(a, c, index, obs, naming, now);
+    before
+}
+
+/// Replaces `s` with `v`, keeping its buffer; returns whether it changed.
+fn set(s: &mut String, v: &str) -> bool {
+    let moved = s != v;
+    if moved {
+        s.clear();
+        s.push_str(v);
+    }
+    moved
+}
+
+/// Writes the status name of candidate `index` (see [`candidate_name`])
+/// without allocating when `buf` is large enough.
+fn write_name(buf: &mut String, c: &EgressCandidate, index: usize, naming: Naming) -> bool {
+    let by_name = non_empty(c.name.as_deref());
+    let named = match naming {
+        Naming::Advisory => by_name.or(non_empty(c.source.as_deref())),
+        Naming::PolicyRoute => by_name
+            .or(c.effective_interface())
+            .or(non_empty(c.source.as_deref())),
+    };
+    match named {
+        Some(n) => set(buf, n),
+        None => {
+            use std::fmt::Write;
+            let old = std::mem::take(buf);
+            let _ = write!(buf, "candidate-{index}");
+            *buf != old
+        }
+    }
+}
+
+/// [`assess`] into `a`, reusing its strings and vectors; returns which of
+/// `name`, `source`, `device`, `gateway`, `gatewaySource` changed.
+fn assess_into(
+    a: &mut Assessment,
+    c: &EgressCandidate,
+    index: usize,
+    obs: &CandidateObservation,
+    naming: Naming,
+    now: DateTime<Utc>,
+) -> [bool; 5] {
     let device = non_empty(obs.device_from.as_deref())
         .or(non_empty(c.device.as_deref()))
         .or(non_empty(obs.interface_device.as_deref()))
-        .unwrap_or("")
-        .to_string();
+        .unwrap_or("");
     let gateway = non_empty(obs.gateway_from.as_deref())
         .or(non_empty(c.gateway.as_deref()))
-        .unwrap_or("")
-        .to_string();
-    let mut a = Assessment {
-        state: CandidateState {
-            name: candidate_name(c, index, naming),
-            source: c.source.as_deref().unwrap_or("").trim().to_string(),
-            device,
-            gateway,
-            gateway_source: c.gateway_source().to_string(),
-            route_table: c.route_table(),
-            metric: c.metric(),
-            weight: c.weight.unwrap_or(0),
-            priority: c.priority.unwrap_or(0),
-            index,
-            ready: false,
-            disabled: false,
-        },
-        targets: c.targets.len(),
-        interface: c.effective_interface().unwrap_or("").to_string(),
-        ..Assessment::default()
+        .unwrap_or("");
+    let moved = {
+        let s = &mut a.state;
+        let moved = [
+            write_name(&mut s.name, c, index, naming),
+            set(&mut s.source, c.source.as_deref().unwrap_or("").trim()),
+            set(&mut s.device, device),
+            set(&mut s.gateway, gateway),
+            set(&mut s.gateway_source, c.gateway_source()),
+        ];
+        s.route_table = c.route_table();
+        s.metric = c.metric();
+        s.weight = c.weight.unwrap_or(0);
+        s.priority = c.priority.unwrap_or(0);
+        s.index = index;
+        s.ready = false;
+        s.disabled = false;
+        moved
     };
+    a.reasons.clear();
+    a.notes.clear();
+    a.targets = c.targets.len();
+    a.ready_targets = 0;
+    set(&mut a.interface, c.effective_interface().unwrap_or(""));
 
     // 1. Disabled.
     if !c.is_enabled() {
@@ -135,7 +224,7 @@ pub fn assess(
     }
     if !a.reasons.is_empty() {
         a.state.disabled = true;
-        return a;
+        return moved;
     }
 
     // 2. Health.
@@ -238,7 +327,7 @@ pub fn assess(
         }
     }
     a.state.ready = a.reasons.is_empty();
-    a
+    moved
 }
 
 /// §3.3: whether a HealthCheck vouches for its candidate at `now`.
@@ -306,4 +395,30 @@ pub fn health_ready(
         }
     }
     reasons.len() == before
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn written_names_match_candidate_name() {
+        let cases = [
+            serde_json::json!({"name": " a ", "source": "Link/x", "interface": "lan"}),
+            serde_json::json!({"source": " Link/x ", "interface": "lan"}),
+            serde_json::json!({"source": "Link/x", "device": "wan0"}),
+            serde_json::json!({"interface": " ", "source": " "}),
+            serde_json::json!({}),
+        ];
+        let mut buf = String::from("previous-name-with-capacity");
+        for v in cases {
+            let c: EgressCandidate = serde_json::from_value(v).unwrap();
+            for naming in [Naming::Advisory, Naming::PolicyRoute] {
+                write_name(&mut buf, &c, 7, naming);
+                assert_eq!(buf, candidate_name(&c, 7, naming));
+            }
+        }
+    }
 }

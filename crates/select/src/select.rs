@@ -14,6 +14,8 @@
 //!   only once it has been continuously ready for `preemptDelay`
 //!   (`readySince` in the candidate's status entry is that clock).
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use routerd_model::id::ObjectRef;
 use routerd_model::spec::EgressRoutePolicySpec;
@@ -23,9 +25,10 @@ use crate::ROUTE_CHANGED_EVENT;
 use crate::decision::{CandidateDecision, Decision, Hold, Member};
 use crate::observe::CandidateObservation;
 use crate::rank::{CandidateState, best_of, rank_cmp, tie_break};
-use crate::readiness::{Assessment, Naming, assess};
+use crate::readiness::{Assessment, Before, Naming, assess, reassess};
 use crate::status::{
-    Patch, Previous, Shape, patch_candidate, patch_destination_cidrs, patch_members,
+    Patch, Previous, Shape, patch_candidate, patch_candidate_delta, patch_destination_cidrs,
+    patch_members,
 };
 use crate::time::{add, format_rfc3339_nano, sub};
 
@@ -52,7 +55,8 @@ pub struct SelectOptions {
     pub dry_run: bool,
     /// Leave the per-candidate part and the explanation text of the
     /// decision record out. The record is deterministic, so a daemon can skip
-    /// it on the hot path and rebuild it on demand from the same inputs.
+    /// it on the hot path and rebuild it on demand from the same inputs
+    /// ([`crate::PolicySet::decision`] does that from a `SetState`).
     pub terse: bool,
 }
 
@@ -141,12 +145,21 @@ struct Ctx<'a> {
     delay: GoDuration,
     hysteresis: GoDuration,
     shape: Shape,
-    assessed: Vec<Assessment>,
+    /// Borrowed from the cache when a record is rebuilt on demand.
+    assessed: Cow<'a, [Assessment]>,
     prev: Previous,
-    ready_since: Vec<Option<DateTime<Utc>>>,
+    ready_since: Cow<'a, [Option<DateTime<Utc>>]>,
     holds: Vec<Option<Hold>>,
     /// Candidate entries that may differ from the status (None = all).
     touched: Option<Vec<bool>>,
+    /// Re-assessed candidates with what the status entry was written from,
+    /// so only the fields that moved are compared and written.
+    replaced: Vec<(usize, Before, Option<DateTime<Utc>>)>,
+    /// Whether a top-level key that [`Previous`] reads may have been
+    /// written, which makes a cached [`Previous`] stale.
+    top_written: std::cell::Cell<bool>,
+    /// Only the decision record is wanted (rebuilt on demand): no status.
+    record_only: bool,
 }
 
 impl Ctx<'_> {
@@ -254,6 +267,18 @@ pub(crate) struct CandidateCache {
     /// Candidates whose observations changed since the last evaluation.
     pub(crate) dirty: Vec<bool>,
     warm: bool,
+    /// The previous status as the last evaluation read it: reused by the
+    /// next one while `prev_current` (reading it back from the map costs
+    /// several allocations and a timestamp parse per evaluation), and the
+    /// input the decision record is rebuilt from on demand.
+    prev: Option<Previous>,
+    /// The status's top-level keys have not moved since `prev` was read.
+    prev_current: bool,
+    /// The instant and options of the last evaluation.
+    last: Option<(DateTime<Utc>, SelectOptions)>,
+    /// Scratch vectors of one evaluation, kept to save their allocations.
+    replaced_buf: Vec<(usize, Before, Option<DateTime<Utc>>)>,
+    touched_buf: Vec<bool>,
 }
 
 /// Until when a candidate's readiness can stay as assessed without new
@@ -293,14 +318,34 @@ pub(crate) fn select_core(
     let warm = cache.as_ref().is_some_and(|c| {
         c.warm && c.assessed.len() == n && c.ready_since.len() == n && c.dirty.len() == n
     }) && !status.is_empty();
-    let prev = Previous::read_with((!status.is_empty()).then_some(&*status), !warm);
+    let cached_prev = cache
+        .as_deref_mut()
+        .filter(|c| warm && c.prev_current)
+        .and_then(|c| c.prev.take());
+    let prev = match cached_prev {
+        Some(mut p) => {
+            // A warm read skips the candidate entries; so does the reuse.
+            p.ready.clear();
+            p
+        }
+        None => Previous::read_with((!status.is_empty()).then_some(&*status), !warm),
+    };
+    // Buffers kept by the cache between evaluations.
+    let (mut replaced, mut touched) = match cache.as_deref_mut() {
+        Some(c) => (
+            std::mem::take(&mut c.replaced_buf),
+            std::mem::take(&mut c.touched_buf),
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
     // Which candidate entries of the status need writing.
-    let mut touched = vec![true; n];
+    touched.clear();
+    touched.resize(n, true);
     let (assessed, ready_since) = match cache.as_deref_mut().filter(|_| warm) {
         Some(c) => {
             let mut assessed = std::mem::take(&mut c.assessed);
             let mut ready_since = std::mem::take(&mut c.ready_since);
-            for i in 0..n {
+            for (i, touch) in touched.iter_mut().enumerate() {
                 let expired = c
                     .valid_until
                     .get(i)
@@ -308,16 +353,25 @@ pub(crate) fn select_core(
                     .flatten()
                     .is_some_and(|t| now > t);
                 let redo = c.dirty.get(i).copied().unwrap_or(true) || expired;
-                touched[i] = redo;
-                if redo {
-                    let a = assess_one(i);
-                    ready_since[i] = match (a.state.ready, ready_since[i]) {
-                        (false, _) => None,
-                        (true, Some(t)) => Some(t),
-                        (true, None) => Some(now),
-                    };
-                    assessed[i] = a;
+                *touch = redo;
+                if !redo {
+                    continue;
                 }
+                let (Some(a), Some(cand), Some(since)) = (
+                    assessed.get_mut(i),
+                    spec.candidates.get(i),
+                    ready_since.get_mut(i),
+                ) else {
+                    continue;
+                };
+                let before = reassess(a, cand, i, obs_of(i), naming, now);
+                let old_since = *since;
+                *since = match (a.state.ready, old_since) {
+                    (false, _) => None,
+                    (true, Some(t)) => Some(t),
+                    (true, None) => Some(now),
+                };
+                replaced.push((i, before, old_since));
             }
             (assessed, ready_since)
         }
@@ -348,38 +402,16 @@ pub(crate) fn select_core(
         delay,
         hysteresis: spec.hysteresis(),
         shape,
-        assessed,
+        assessed: Cow::Owned(assessed),
         prev,
-        ready_since,
+        ready_since: Cow::Owned(ready_since),
         holds: Vec::new(),
         touched: warm.then_some(touched),
+        replaced,
+        top_written: std::cell::Cell::new(true),
+        record_only: false,
     };
-
-    let selection = spec.selection();
-    let e = if selection != HIGHEST_WEIGHT_READY && selection != WEIGHTED_ECMP {
-        let message = format!("selection \"{selection}\" is reserved but not implemented");
-        let explanation = format!("selection {selection:?} is not implemented");
-        finish_pending(
-            &ctx,
-            status,
-            Some(&message),
-            Rule::UnsupportedSelection,
-            explanation,
-        )
-    } else if ctx.ready().next().is_none() {
-        let explanation =
-            "no candidate is ready; downstream routes and NAT stay as they are (fail-static)"
-                .to_string();
-        finish_pending(&ctx, status, None, Rule::NoReadyCandidates, explanation)
-    } else {
-        let (chosen, members, rule, explanation) = if selection == WEIGHTED_ECMP {
-            choose_ecmp(&mut ctx)
-        } else {
-            let (c, r, e) = choose_one(&mut ctx);
-            (c, Vec::new(), r, e)
-        };
-        finish_applied(&ctx, status, chosen, members, rule, explanation)
-    };
+    let e = decide(&mut ctx, status);
     if let Some(c) = cache {
         match &ctx.touched {
             Some(t) if c.valid_until.len() == n => {
@@ -391,13 +423,96 @@ pub(crate) fn select_core(
             }
             _ => c.valid_until = (0..n).map(|i| valid_until(obs_of(i))).collect(),
         }
-        c.assessed = ctx.assessed;
-        c.ready_since = ctx.ready_since;
+        c.assessed = ctx.assessed.into_owned();
+        c.ready_since = ctx.ready_since.into_owned();
         c.dirty.clear();
         c.dirty.resize(n, false);
         c.warm = true;
+        let mut replaced = ctx.replaced;
+        replaced.clear();
+        c.replaced_buf = replaced;
+        if let Some(t) = ctx.touched {
+            c.touched_buf = t;
+        }
+        c.prev_current = !ctx.top_written.get();
+        c.prev = Some(ctx.prev);
+        c.last = Some((now, input.options));
     }
     e
+}
+
+/// The full decision record of the last evaluation that went through
+/// `cache`, as a non-terse evaluation would have written it. A terse hot
+/// path skips the record; the cache keeps everything it was made from (the
+/// assessments, `readySince` clocks, the previous status as read, the
+/// instant), so it can be rebuilt exactly when someone asks.
+pub(crate) fn rebuild_decision(
+    input: &PolicyInput<'_>,
+    cache: &CandidateCache,
+) -> Option<Decision> {
+    let (now, options) = cache.last?;
+    let prev = cache.prev.clone()?;
+    let spec = input.spec;
+    let input = PolicyInput {
+        now,
+        options: SelectOptions {
+            terse: false,
+            ..options
+        },
+        ..*input
+    };
+    let shape = if spec.mode().is_empty() {
+        Shape::Advisory
+    } else {
+        Shape::PolicyRoute
+    };
+    let mut ctx = Ctx {
+        input: &input,
+        delay: spec.preempt_delay(),
+        hysteresis: spec.hysteresis(),
+        shape,
+        assessed: Cow::Borrowed(&cache.assessed),
+        prev,
+        ready_since: Cow::Borrowed(&cache.ready_since),
+        holds: Vec::new(),
+        touched: None,
+        replaced: Vec::new(),
+        top_written: std::cell::Cell::new(true),
+        record_only: true,
+    };
+    // The record depends on the previous status only through `prev`.
+    let mut scratch = Status::new();
+    Some(decide(&mut ctx, &mut scratch).decision)
+}
+
+/// Chooses and writes the outcome of an assessed policy.
+fn decide(ctx: &mut Ctx<'_>, status: &mut Status) -> Evaluation {
+    let spec = ctx.input.spec;
+    let selection = spec.selection();
+    if selection != HIGHEST_WEIGHT_READY && selection != WEIGHTED_ECMP {
+        let message = format!("selection \"{selection}\" is reserved but not implemented");
+        let explanation = format!("selection {selection:?} is not implemented");
+        finish_pending(
+            ctx,
+            status,
+            Some(&message),
+            Rule::UnsupportedSelection,
+            explanation,
+        )
+    } else if ctx.ready().next().is_none() {
+        let explanation =
+            "no candidate is ready; downstream routes and NAT stay as they are (fail-static)"
+                .to_string();
+        finish_pending(ctx, status, None, Rule::NoReadyCandidates, explanation)
+    } else {
+        let (chosen, members, rule, explanation) = if selection == WEIGHTED_ECMP {
+            choose_ecmp(ctx)
+        } else {
+            let (c, r, e) = choose_one(ctx);
+            (c, Vec::new(), r, e)
+        };
+        finish_applied(ctx, status, chosen, members, rule, explanation)
+    }
 }
 
 fn choose_one(ctx: &mut Ctx<'_>) -> (usize, Rule, String) {
@@ -669,32 +784,35 @@ fn finish_pending(
 ) -> Evaluation {
     let policy_route = ctx.shape == Shape::PolicyRoute;
     let with_candidates = !policy_route && rule == Rule::NoReadyCandidates;
-    let mut p = Patch::new(status);
-    p.str("phase", "Pending");
-    p.str("reason", rule.code());
-    if let Some(m) = message {
-        p.str("message", m);
-    }
-    if with_candidates {
-        p.objects("candidates", ctx.assessed.len(), |i, e| {
-            if let Some(a) = ctx.assessed.get(i) {
-                patch_candidate(e, a, ctx.shape, None, None);
-            }
+    // Rebuilding a record leaves the status alone.
+    let status_changed = !ctx.record_only && {
+        let mut p = Patch::new(status);
+        p.str("phase", "Pending");
+        p.str("reason", rule.code());
+        if let Some(m) = message {
+            p.str("message", m);
+        }
+        if with_candidates {
+            p.objects("candidates", ctx.assessed.len(), |i, e| {
+                if let Some(a) = ctx.assessed.get(i) {
+                    patch_candidate(e, a, ctx.shape, None, None);
+                }
+            });
+        }
+        if policy_route {
+            p.bool("dryRun", ctx.input.options.dry_run);
+        }
+        p.retain(|k| {
+            PENDING_KEYS.contains(&k)
+                && (k != "message" || message.is_some())
+                && (k != "candidates" || with_candidates)
+                && (k != "dryRun" && k != "updatedAt" || policy_route)
         });
-    }
-    if policy_route {
-        p.bool("dryRun", ctx.input.options.dry_run);
-    }
-    p.retain(|k| {
-        PENDING_KEYS.contains(&k)
-            && (k != "message" || message.is_some())
-            && (k != "candidates" || with_candidates)
-            && (k != "dryRun" && k != "updatedAt" || policy_route)
-    });
-    if policy_route {
-        stamp_updated_at(&mut p, ctx.input.now);
-    }
-    let status_changed = p.changed;
+        if policy_route {
+            stamp_updated_at(&mut p, ctx.input.now);
+        }
+        p.changed
+    };
     let decision = decision(
         ctx,
         rule,
@@ -805,86 +923,100 @@ fn finish_applied(
         _ => format_rfc3339_nano(now),
     };
 
-    let mut p = Patch::new(status);
-    // Warm (incremental) and the selection did not change: the top-level
-    // keys this same spec wrote last time are still right.
-    let top_current = ctx.touched.is_some()
-        && !changed
-        && (ctx.shape == Shape::Advisory || p.is_bool("dryRun", input.options.dry_run));
-    if !top_current {
-        p.str("phase", "Applied");
-        p.str("family", spec.family());
-        match ctx.shape {
-            Shape::Advisory => patch_destination_cidrs(&mut p, spec),
-            Shape::PolicyRoute => {
-                p.int(
-                    "selectedTargets",
-                    i64::try_from(a.targets).unwrap_or(i64::MAX),
-                );
-                p.str("selectedInterface", &a.interface);
+    let status_changed = !ctx.record_only && {
+        let mut p = Patch::new(status);
+        // Warm (incremental) and the selection did not change: the top-level
+        // keys this same spec wrote last time are still right.
+        let top_current = ctx.touched.is_some()
+            && !changed
+            && (ctx.shape == Shape::Advisory || p.is_bool("dryRun", input.options.dry_run));
+        ctx.top_written.set(!top_current);
+        if !top_current {
+            p.str("phase", "Applied");
+            p.str("family", spec.family());
+            match ctx.shape {
+                Shape::Advisory => patch_destination_cidrs(&mut p, spec),
+                Shape::PolicyRoute => {
+                    p.int(
+                        "selectedTargets",
+                        i64::try_from(a.targets).unwrap_or(i64::MAX),
+                    );
+                    p.str("selectedInterface", &a.interface);
+                }
+            }
+            p.str("selectedCandidate", &s.name);
+            p.str("selectedSource", &s.source);
+            if !target_winner {
+                p.str("selectedDevice", &s.device);
+                p.str("selectedGateway", &s.gateway);
+                p.str("selectedGatewaySource", &s.gateway_source);
+                p.int("selectedRouteTable", s.route_table);
+                p.int("selectedMetric", s.metric);
+            }
+            p.int("selectedWeight", s.weight);
+            p.str("lastTransitionAt", &last_transition);
+            match ctx.shape {
+                Shape::Advisory => {
+                    p.str("hysteresis", &ctx.hysteresis.to_string());
+                    p.str("role", "advisory");
+                    p.bool("advisory", true);
+                }
+                Shape::PolicyRoute => p.bool("dryRun", input.options.dry_run),
+            }
+            if ecmp {
+                patch_members(&mut p, &members);
             }
         }
-        p.str("selectedCandidate", &s.name);
-        p.str("selectedSource", &s.source);
-        if !target_winner {
-            p.str("selectedDevice", &s.device);
-            p.str("selectedGateway", &s.gateway);
-            p.str("selectedGatewaySource", &s.gateway_source);
-            p.int("selectedRouteTable", s.route_table);
-            p.int("selectedMetric", s.metric);
+        p.objects_only(
+            "candidates",
+            ctx.assessed.len(),
+            ctx.touched.as_deref(),
+            |i, e, selective| {
+                if let Some(a) = ctx.assessed.get(i) {
+                    let since = ctx.ready_since[i];
+                    // A selectively visited entry was written from the
+                    // assessment this one replaced.
+                    let old = selective
+                        .then(|| ctx.replaced.iter().find(|r| r.0 == i))
+                        .flatten();
+                    if let Some((_, old, old_since)) = old
+                        && patch_candidate_delta(e, old, *old_since, a, since, ctx.shape)
+                    {
+                        return;
+                    }
+                    let known = ctx
+                        .prev
+                        .ready_entry(&a.state.name, i)
+                        .filter(|r| r.since.is_some() && r.since == since)
+                        .map(|r| r.since_raw.as_str());
+                    patch_candidate(e, a, ctx.shape, since, known);
+                }
+            },
+        );
+        let keys = match ctx.shape {
+            Shape::Advisory => ADVISORY_KEYS,
+            Shape::PolicyRoute => POLICY_ROUTE_KEYS,
+        };
+        if !top_current {
+            p.retain(|k| {
+                keys.contains(&k)
+                    && (k != "members" || ecmp)
+                    && !(target_winner
+                        && matches!(
+                            k,
+                            "selectedDevice"
+                                | "selectedGateway"
+                                | "selectedGatewaySource"
+                                | "selectedRouteTable"
+                                | "selectedMetric"
+                        ))
+            });
         }
-        p.int("selectedWeight", s.weight);
-        p.str("lastTransitionAt", &last_transition);
-        match ctx.shape {
-            Shape::Advisory => {
-                p.str("hysteresis", &ctx.hysteresis.to_string());
-                p.str("role", "advisory");
-                p.bool("advisory", true);
-            }
-            Shape::PolicyRoute => p.bool("dryRun", input.options.dry_run),
+        if ctx.shape == Shape::PolicyRoute {
+            stamp_updated_at(&mut p, now);
         }
-        if ecmp {
-            patch_members(&mut p, &members);
-        }
-    }
-    p.objects_only(
-        "candidates",
-        ctx.assessed.len(),
-        ctx.touched.as_deref(),
-        |i, e| {
-            if let Some(a) = ctx.assessed.get(i) {
-                let since = ctx.ready_since[i];
-                let known = ctx
-                    .prev
-                    .ready_entry(&a.state.name, i)
-                    .filter(|r| r.since.is_some() && r.since == since)
-                    .map(|r| r.since_raw.as_str());
-                patch_candidate(e, a, ctx.shape, since, known);
-            }
-        },
-    );
-    let keys = match ctx.shape {
-        Shape::Advisory => ADVISORY_KEYS,
-        Shape::PolicyRoute => POLICY_ROUTE_KEYS,
+        p.changed
     };
-    p.retain(|k| {
-        top_current
-            || keys.contains(&k)
-                && (k != "members" || ecmp)
-                && !(target_winner
-                    && matches!(
-                        k,
-                        "selectedDevice"
-                            | "selectedGateway"
-                            | "selectedGatewaySource"
-                            | "selectedRouteTable"
-                            | "selectedMetric"
-                    ))
-    });
-    if ctx.shape == Shape::PolicyRoute {
-        stamp_updated_at(&mut p, now);
-    }
-    let status_changed = p.changed;
 
     let mut events = Vec::new();
     if changed && ctx.shape == Shape::Advisory {
@@ -952,18 +1084,21 @@ fn decision(
         } else {
             format!("{}/EgressRoutePolicy/{}", input.api_version, input.name)
         },
-        mode: mode.to_string(),
-        selection: input.spec.selection().to_string(),
+        mode: intern(mode, &["advisory", "priority", "mark", "hash"]),
+        selection: intern(
+            input.spec.selection(),
+            &[HIGHEST_WEIGHT_READY, WEIGHTED_ECMP],
+        ),
         evaluated_at: if terse {
             String::new()
         } else {
             format_rfc3339_nano(input.now)
         },
-        phase: if pending_reason.is_some() {
-            "Pending".into()
+        phase: Cow::Borrowed(if pending_reason.is_some() {
+            "Pending"
         } else {
-            "Applied".into()
-        },
+            "Applied"
+        }),
         reason: pending_reason.map(str::to_string),
         rule: rule.code(),
         explanation,
@@ -974,6 +1109,14 @@ fn decision(
         members: members.to_vec(),
         candidates,
     }
+}
+
+/// `v` as one of the `known` static strings when it is one.
+fn intern(v: &str, known: &[&'static str]) -> Cow<'static, str> {
+    known
+        .iter()
+        .find(|k| **k == v)
+        .map_or_else(|| Cow::Owned(v.to_string()), |k| Cow::Borrowed(*k))
 }
 
 fn candidate_decisions(ctx: &Ctx<'_>) -> Vec<CandidateDecision> {

@@ -15,13 +15,14 @@ use routerd_model::spec::common::StatusValueSource;
 use routerd_model::spec::{EgressRoutePolicySpec, HealthCheckSpec};
 use routerd_model::{Kind, Resource, ResourceId, Status};
 
+use crate::decision::Decision;
 use crate::observe::{
     CandidateObservation, HealthObservation, HealthParams, SourceObservation, StatusSource,
     TargetObservation, first_value, intern_phase, observe_dependency, phase_of, reference_id,
 };
 use crate::select::{
-    CandidateCache, Evaluation, Outcome, PolicyInput, SelectOptions, select, select_core,
-    select_in_place,
+    CandidateCache, Evaluation, Outcome, PolicyInput, SelectOptions, rebuild_decision, select,
+    select_core, select_in_place,
 };
 
 /// The configuration facts selection and its followers look up by name.
@@ -112,6 +113,34 @@ impl FromRef {
             .map(|s| first_value(s, &self.field))
             .unwrap_or_default()
     }
+    /// [`FromRef::read`] into `out`, keeping its buffer when the value is a
+    /// plain string (the common case) so a re-observation allocates nothing.
+    fn read_into(&self, statuses: &dyn StatusSource, out: &mut Option<String>) {
+        let status = self.id.as_deref().and_then(|id| statuses.status(id));
+        let plain = match status.and_then(|s| s.get(&self.field)) {
+            Some(serde_json::Value::String(v)) if self.field != "phase" => {
+                let t = v.trim();
+                (!t.contains(',') && !t.starts_with('[')).then_some(t)
+            }
+            _ => None,
+        };
+        match (plain, out.as_mut()) {
+            (Some(v), Some(o)) => {
+                if o != v {
+                    o.clear();
+                    o.push_str(v);
+                }
+            }
+            (Some(v), None) => *out = Some(v.to_string()),
+            (None, _) => {
+                *out = Some(
+                    status
+                        .map(|s| first_value(s, &self.field))
+                        .unwrap_or_default(),
+                )
+            }
+        }
+    }
 }
 
 /// A HealthCheck: name, resource id and resolved spec values.
@@ -140,6 +169,27 @@ struct PolicyEntry {
 #[derive(Default)]
 struct Memo<'s> {
     health: HashMap<&'s str, HealthObservation>,
+    /// The id looked up last: a change to one HealthCheck looks the same id
+    /// up for every dependent candidate, and comparing it is cheaper than
+    /// hashing it.
+    last: Option<(&'s str, HealthObservation)>,
+}
+
+impl<'s> Memo<'s> {
+    fn health(&mut self, h: &'s HealthRef, statuses: &dyn StatusSource) -> HealthObservation {
+        if let Some((id, o)) = &self.last
+            && *id == h.1.as_str()
+        {
+            return o.clone();
+        }
+        let o = self
+            .health
+            .entry(h.1.as_str())
+            .or_insert_with(|| HealthObservation::read(h.0.clone(), h.2, statuses.status(&h.1)))
+            .clone();
+        self.last = Some((h.1.as_str(), o.clone()));
+        o
+    }
 }
 
 /// Incremental evaluation state of a [`PolicySet`]: the status of every
@@ -362,12 +412,7 @@ impl PolicySet {
         let p = self.policies.get(i)?;
         let c = p.spec.candidates.get(ci)?;
         let r = p.refs.get(ci)?;
-        let mut health = |h: &'s HealthRef| -> HealthObservation {
-            memo.health
-                .entry(h.1.as_str())
-                .or_insert_with(|| HealthObservation::read(h.0.clone(), h.2, statuses.status(&h.1)))
-                .clone()
-        };
+        let mut health = |h: &'s HealthRef| memo.health(h, statuses);
         Some(CandidateObservation {
             source: r.source.as_ref().map(|(reference, id, disabled)| {
                 let phase = intern_phase(
@@ -399,6 +444,57 @@ impl PolicySet {
                 })
                 .collect(),
         })
+    }
+
+    /// [`PolicySet::observe_candidate`] into the previous observation of
+    /// the candidate, reusing its buffers (a re-observation after a health
+    /// change then allocates nothing in the common case).
+    fn observe_candidate_into<'s>(
+        &'s self,
+        i: usize,
+        ci: usize,
+        statuses: &dyn StatusSource,
+        memo: &mut Memo<'s>,
+        out: &mut CandidateObservation,
+    ) -> Option<()> {
+        let p = self.policies.get(i)?;
+        let c = p.spec.candidates.get(ci)?;
+        let r = p.refs.get(ci)?;
+        out.source = r.source.as_ref().map(|(reference, id, disabled)| {
+            let phase = intern_phase(
+                id.as_deref()
+                    .and_then(|id| statuses.status(id))
+                    .map_or("", phase_of),
+            );
+            SourceObservation {
+                reference: reference.clone(),
+                phase,
+                spec_disabled: *disabled,
+            }
+        });
+        out.health = r.health.as_ref().map(|h| memo.health(h, statuses));
+        out.dependencies.clear();
+        out.dependencies
+            .extend(c.depends_on.iter().map(|d| observe_dependency(d, statuses)));
+        match &r.device_from {
+            Some(f) => f.read_into(statuses, &mut out.device_from),
+            None => out.device_from = None,
+        }
+        match &r.gateway_from {
+            Some(f) => f.read_into(statuses, &mut out.gateway_from),
+            None => out.gateway_from = None,
+        }
+        if out.interface_device != r.interface_device {
+            out.interface_device.clone_from(&r.interface_device);
+        }
+        out.targets.clear();
+        for (h, device) in &r.targets {
+            out.targets.push(TargetObservation {
+                health: h.as_ref().map(|h| memo.health(h, statuses)),
+                device: device.clone(),
+            });
+        }
+        Some(())
     }
 
     /// Starts incremental evaluation: the previous status of every policy
@@ -454,7 +550,7 @@ impl PolicySet {
         options: SelectOptions,
     ) -> Vec<(usize, Evaluation)> {
         let mut memo = Memo::default();
-        let mut policies = BTreeSet::new();
+        let mut policies = Vec::new();
         for id in changed {
             for &(p, c) in self.by_candidate.get(id).map_or(&[][..], Vec::as_slice) {
                 let Some(e) = state.entries.get_mut(p) else {
@@ -464,17 +560,19 @@ impl PolicySet {
                     // Never observed: observe the whole policy.
                     e.observations = self.observe_memo(p, statuses, &mut memo);
                     e.cache.dirty = vec![true; e.observations.len()];
-                } else if let Some(o) = self.observe_candidate(p, c, statuses, &mut memo) {
-                    if let Some(slot) = e.observations.get_mut(c) {
-                        *slot = o;
-                    }
-                    if let Some(d) = e.cache.dirty.get_mut(c) {
-                        *d = true;
-                    }
+                } else if let Some(slot) = e.observations.get_mut(c)
+                    && self
+                        .observe_candidate_into(p, c, statuses, &mut memo, slot)
+                        .is_some()
+                    && let Some(d) = e.cache.dirty.get_mut(c)
+                {
+                    *d = true;
                 }
-                policies.insert(p);
+                policies.push(p);
             }
         }
+        policies.sort_unstable();
+        policies.dedup();
         let mut out = Vec::with_capacity(policies.len());
         for i in policies {
             if let Some(e) = state.entries.get_mut(i)
@@ -504,6 +602,25 @@ impl PolicySet {
             options,
         };
         Some(select_core(&input, &mut e.status, Some(&mut e.cache)))
+    }
+
+    /// The full decision record of the last evaluation of policy `i` in
+    /// `state`, identical to the one a non-terse evaluation returns. Lets a
+    /// daemon evaluate with [`SelectOptions::terse`] on the hot path and
+    /// still answer `routerctl explain`; `None` before the first evaluation.
+    pub fn decision(&self, state: &SetState, i: usize) -> Option<Decision> {
+        let p = self.policies.get(i)?;
+        let e = state.entries.get(i)?;
+        let input = PolicyInput {
+            api_version: &p.api_version,
+            name: &p.name,
+            spec: &p.spec,
+            observations: &e.observations,
+            previous: None,
+            now: DateTime::<Utc>::UNIX_EPOCH,
+            options: SelectOptions::default(),
+        };
+        rebuild_decision(&input, &e.cache)
     }
 
     /// Evaluates policy `i` from given observations, patching `status` (its

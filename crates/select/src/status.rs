@@ -13,7 +13,7 @@ use routerd_model::Status;
 use serde_json::Value;
 
 use crate::decision::Member;
-use crate::readiness::Assessment;
+use crate::readiness::{Assessment, Before};
 use crate::time::{format_rfc3339_nano, parse_rfc3339};
 
 /// A candidate the previous status listed as ready.
@@ -255,6 +255,14 @@ impl<'m> Patch<'m> {
         }
     }
 
+    /// Drops key `k`, keeping the order of the others.
+    pub(crate) fn remove(&mut self, k: &str) {
+        if self.m.contains_key(k) {
+            self.m.retain(|x, _| x != k);
+            self.changed = true;
+        }
+    }
+
     /// Drops every key `keep` rejects (which must accept every key written).
     pub(crate) fn retain(&mut self, keep: impl Fn(&str) -> bool) {
         if self.m.len() <= self.written {
@@ -268,43 +276,57 @@ impl<'m> Patch<'m> {
     }
 
     /// Makes `k` an array of `n` objects and patches each with `f`.
-    pub(crate) fn objects(&mut self, k: &str, n: usize, f: impl FnMut(usize, &mut Patch<'_>)) {
-        self.objects_only(k, n, None, f);
+    pub(crate) fn objects(&mut self, k: &str, n: usize, mut f: impl FnMut(usize, &mut Patch<'_>)) {
+        self.objects_only(k, n, None, |i, p, _| f(i, p));
     }
 
     /// Like [`Patch::objects`], but when the array already has the right
     /// shape only the entries `only` marks are visited (the others are known
-    /// to be current).
+    /// to be current). `f` learns whether the visit is such a selective one,
+    /// where the entry still holds what the last evaluation wrote.
     pub(crate) fn objects_only(
         &mut self,
         k: &str,
         n: usize,
         only: Option<&[bool]>,
-        mut f: impl FnMut(usize, &mut Patch<'_>),
+        mut f: impl FnMut(usize, &mut Patch<'_>, bool),
     ) {
-        let fits = matches!(self.slot(k), Some(Value::Array(a))
-            if a.len() == n && a.iter().all(Value::is_object));
-        let only = if fits { only } else { None };
-        if !fits {
-            let arr = (0..n).map(|_| Value::Object(Status::new())).collect();
-            self.m.insert(k.to_string(), Value::Array(arr));
-            self.changed = true;
+        self.written += 1;
+        if let Some(Value::Array(a)) = self.m.get_mut(k)
+            && a.len() == n
+            && a.iter().all(Value::is_object)
+        {
+            self.changed |= visit_objects(a, only, &mut f);
+            return;
         }
-        let mut changed = false;
+        let arr = (0..n).map(|_| Value::Object(Status::new())).collect();
+        self.m.insert(k.to_string(), Value::Array(arr));
+        self.changed = true;
         if let Some(Value::Array(a)) = self.m.get_mut(k) {
-            for (i, v) in a.iter_mut().enumerate() {
-                if only.is_some_and(|w| !w.get(i).copied().unwrap_or(true)) {
-                    continue;
-                }
-                if let Value::Object(o) = v {
-                    let mut p = Patch::new(o);
-                    f(i, &mut p);
-                    changed |= p.changed;
-                }
-            }
+            visit_objects(a, None, &mut f);
         }
-        self.changed |= changed;
     }
+}
+
+/// Patches the objects of `a` (only those `only` marks, when given);
+/// returns whether any changed.
+fn visit_objects(
+    a: &mut [Value],
+    only: Option<&[bool]>,
+    f: &mut impl FnMut(usize, &mut Patch<'_>, bool),
+) -> bool {
+    let mut changed = false;
+    for (i, v) in a.iter_mut().enumerate() {
+        if only.is_some_and(|w| !w.get(i).copied().unwrap_or(true)) {
+            continue;
+        }
+        if let Value::Object(o) = v {
+            let mut p = Patch::new(o);
+            f(i, &mut p, only.is_some());
+            changed |= p.changed;
+        }
+    }
+    changed
 }
 
 pub(crate) fn patch_destination_cidrs(
@@ -389,6 +411,68 @@ pub(crate) fn patch_candidate(
     p.retain(|k| {
         keys.contains(&k) && (k != "readySince" || has_since) && (k != "device" || with_device)
     });
+}
+
+/// Patches a candidate entry known to have been written by
+/// [`patch_candidate`] before `a` was re-assessed (`before` says what it
+/// was written from), comparing typed values instead of the map: a health
+/// flip moves one or two fields, and looking every key up in the map was
+/// most of the cost of a warm evaluation. Returns `false`, having written
+/// nothing, when the set of keys would change; the caller then patches the
+/// entry in full.
+pub(crate) fn patch_candidate_delta(
+    p: &mut Patch<'_>,
+    before: &Before,
+    old_since: Option<DateTime<Utc>>,
+    a: &Assessment,
+    ready_since: Option<DateTime<Utc>>,
+    shape: Shape,
+) -> bool {
+    if before.targets != a.targets {
+        return false;
+    }
+    let s = &a.state;
+    let [name, source, device, gateway, gateway_source] = before.moved;
+    let with_device = shape == Shape::Advisory || a.targets == 0;
+    if name {
+        p.str("name", &s.name);
+    }
+    if source {
+        p.str("source", &s.source);
+    }
+    if with_device && device {
+        p.str("device", &s.device);
+    }
+    if gateway {
+        p.str("gateway", &s.gateway);
+    }
+    if gateway_source {
+        p.str("gatewaySource", &s.gateway_source);
+    }
+    if before.route_table != s.route_table {
+        p.int("routeTable", s.route_table);
+    }
+    if before.metric != s.metric {
+        p.int("metric", s.metric);
+    }
+    if before.weight != s.weight {
+        p.int("weight", s.weight);
+    }
+    if shape == Shape::PolicyRoute && before.priority != s.priority {
+        p.int("priority", s.priority);
+    }
+    if before.ready != s.ready {
+        p.bool("ready", s.ready);
+    }
+    if before.disabled != s.disabled {
+        p.bool("disabled", s.disabled);
+    }
+    match ready_since {
+        Some(t) if old_since != Some(t) => p.time("readySince", t, None),
+        Some(_) => {}
+        None => p.remove("readySince"),
+    }
+    true
 }
 
 pub(crate) fn patch_members(p: &mut Patch<'_>, members: &[Member]) {
