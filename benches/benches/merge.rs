@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use nix::time::{ClockId, clock_gettime};
+use routerd_benches::thread_cpu_ns as cpu_ns;
 use routerd_merge::{Change, Effective, PartState, Startup, synth};
 
 const SHAPES: &[(usize, usize, usize)] = &[
@@ -166,16 +166,6 @@ fn full_cpu(c: &mut Criterion) {
         })
     });
     g.finish();
-}
-
-/// On-CPU nanoseconds of this thread (`CLOCK_THREAD_CPUTIME_ID`).
-fn cpu_ns() -> u64 {
-    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
-        .map(|t| {
-            u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000_000
-                + u64::try_from(t.tv_nsec()).unwrap_or(0)
-        })
-        .unwrap_or(0)
 }
 
 criterion_group!(benches, full, startup_index, incremental, full_cpu);

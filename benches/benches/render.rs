@@ -9,9 +9,9 @@
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 
-use criterion::measurement::{Measurement, ValueFormatter};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use nix::time::{ClockId, clock_gettime};
+use criterion::measurement::Measurement;
+use criterion::{Criterion, criterion_group, criterion_main};
+use routerd_benches::CpuTime;
 use routerd_model::spec::net::{IPv4RouteSpec, NAT44RuleSpec};
 use routerd_model::{Resource, Spec, StateSnapshot};
 use routerd_render::dataplane::MemDataplane;
@@ -46,70 +46,11 @@ fn resources() -> Vec<Resource> {
     v
 }
 
-/// Thread CPU time (`CLOCK_THREAD_CPUTIME_ID`): on a shared 2-core machine
-/// wall time mostly measures the other tenants; CPU time measures us.
-struct ThreadCpu;
-
-fn cpu_ns() -> u64 {
-    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
-        .map(|t| {
-            u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000_000
-                + u64::try_from(t.tv_nsec()).unwrap_or(0)
-        })
-        .unwrap_or(0)
-}
-
-impl Measurement for ThreadCpu {
-    type Intermediate = u64;
-    type Value = u64;
-    fn start(&self) -> u64 {
-        cpu_ns()
-    }
-    fn end(&self, i: u64) -> u64 {
-        cpu_ns().saturating_sub(i)
-    }
-    fn add(&self, a: &u64, b: &u64) -> u64 {
-        a + b
-    }
-    fn zero(&self) -> u64 {
-        0
-    }
-    fn to_f64(&self, v: &u64) -> f64 {
-        *v as f64
-    }
-    fn formatter(&self) -> &dyn ValueFormatter {
-        &CpuFormatter
-    }
-}
-
-struct CpuFormatter;
-
-impl ValueFormatter for CpuFormatter {
-    fn scale_values(&self, typical: f64, values: &mut [f64]) -> &'static str {
-        let (d, unit) = if typical < 1e3 {
-            (1.0, "ns cpu")
-        } else if typical < 1e6 {
-            (1e3, "µs cpu")
-        } else {
-            (1e6, "ms cpu")
-        };
-        values.iter_mut().for_each(|v| *v /= d);
-        unit
-    }
-    fn scale_throughputs(&self, _t: f64, _th: &Throughput, values: &mut [f64]) -> &'static str {
-        values.iter_mut().for_each(|v| *v = 1e9 / *v);
-        "elem/s"
-    }
-    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
-        "ns"
-    }
-}
-
 fn benches(c: &mut Criterion) {
     run(c, "render");
 }
 
-fn cpu_benches(c: &mut Criterion<ThreadCpu>) {
+fn cpu_benches(c: &mut Criterion<CpuTime>) {
     run(c, "render_cpu");
 }
 
@@ -157,7 +98,7 @@ fn run<M: Measurement>(c: &mut Criterion<M>, group: &str) {
 criterion_group!(render_benches, benches);
 criterion_group! {
     name = render_cpu_benches;
-    config = Criterion::default().with_measurement(ThreadCpu);
+    config = Criterion::default().with_measurement(CpuTime);
     targets = cpu_benches
 }
 criterion_main!(render_benches, render_cpu_benches);

@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use std::hint::black_box;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use criterion::measurement::{Measurement, ValueFormatter};
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use nix::time::{ClockId, clock_gettime};
+use criterion::measurement::Measurement;
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use routerd_benches::CpuTime;
 use routerd_model::{Resource, Spec, Status};
 use routerd_select::time::format_rfc3339_nano;
 use routerd_select::{CandidateState, PolicySet, SelectOptions, best_ready};
@@ -329,12 +329,8 @@ fn policy_set<M: Measurement>(cr: &mut Criterion<M>) {
     g.finish();
 }
 
-/// CPU time of the benchmark thread (`CLOCK_THREAD_CPUTIME_ID`). The build
-/// machine is shared (2 vCPUs, load 10+), which inflates wall-clock numbers
-/// several times; time on CPU is what the code costs. Reported next to
-/// wall-clock, never instead of it.
-struct CpuTime;
-
+/// Whether `M` is the CPU-time measurement (reported next to wall-clock,
+/// never instead of it).
 fn is_cpu_time<M: Measurement>() -> bool {
     std::any::type_name::<M>().ends_with("CpuTime")
 }
@@ -346,62 +342,6 @@ fn group<M: Measurement>(name: &str) -> String {
         format!("cpu/{name}")
     } else {
         name.to_string()
-    }
-}
-
-fn thread_cpu_ns() -> u64 {
-    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
-        .map(|t| {
-            u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000_000
-                + u64::try_from(t.tv_nsec()).unwrap_or(0)
-        })
-        .unwrap_or(0)
-}
-
-impl Measurement for CpuTime {
-    type Intermediate = u64;
-    type Value = u64;
-    fn start(&self) -> u64 {
-        thread_cpu_ns()
-    }
-    fn end(&self, start: u64) -> u64 {
-        thread_cpu_ns().saturating_sub(start)
-    }
-    fn add(&self, a: &u64, b: &u64) -> u64 {
-        a + b
-    }
-    fn zero(&self) -> u64 {
-        0
-    }
-    fn to_f64(&self, v: &u64) -> f64 {
-        *v as f64
-    }
-    fn formatter(&self) -> &dyn ValueFormatter {
-        &CpuFormatter
-    }
-}
-
-struct CpuFormatter;
-
-impl ValueFormatter for CpuFormatter {
-    fn scale_values(&self, ns: f64, values: &mut [f64]) -> &'static str {
-        let (factor, unit) = if ns < 1e3 {
-            (1.0, "ns cpu")
-        } else if ns < 1e6 {
-            (1e-3, "µs cpu")
-        } else {
-            (1e-6, "ms cpu")
-        };
-        for v in values {
-            *v *= factor;
-        }
-        unit
-    }
-    fn scale_throughputs(&self, _: f64, _: &Throughput, _: &mut [f64]) -> &'static str {
-        "ns cpu"
-    }
-    fn scale_for_machines(&self, _: &mut [f64]) -> &'static str {
-        "ns"
     }
 }
 

@@ -135,12 +135,11 @@ impl Core {
                 }
             }
             Err(err) => {
-                if let Some(good) = self.last_good.clone() {
-                    if let Err(rollback) =
+                if let Some(good) = self.last_good.clone()
+                    && let Err(rollback) =
                         reconcile(dataplane, &good, &mut self.ledger, &self.options)
-                    {
-                        tracing::error!(error = %rollback, "restoring the last good dataplane failed");
-                    }
+                {
+                    tracing::error!(error = %rollback, "restoring the last good dataplane failed");
                 }
                 let mut e = Event::info("routerd.dataplane.failed", ObjectRef::default(), now);
                 e.severity = "error".into();

@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use routerd_health::runtime::{
-    IcmpMode, Jitter, NetProber, NetlinkLinks, NoLinks, Options, Scheduler, TokioClock, Update,
-    probe_with_timeout,
+    IcmpMode, Jitter, NetProber, NetlinkLinks, NetlinkRoutes, NoLinks, Options, RouteLookup,
+    Scheduler, TokioClock, Update, probe_with_timeout,
 };
 use routerd_health::{
     Binding, CheckConfig, Derivation, FailureKind, Outcome, Phase, ProbeSpec, Protocol, Thresholds,
@@ -367,6 +367,103 @@ fn pinned_probes_never_leave_through_another_path() {
         );
     }
     assert_eq!(mg3, mg0, "device-bound probe never used management");
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn route_evidence_follows_the_mark() {
+    let _serial = serial();
+    let lab = Arc::new(Lab::new("route"));
+    lab.serve_tcp();
+    let (marked, mark_only, unmarked_lookup, unmarked, no_such_dev) = lab.c.run(|| {
+        Box::pin(async {
+            let p = NetProber::new();
+            let marked = probe_with_timeout(&p, &tcp_spec(uplink(), Duration::from_secs(1))).await;
+            let mark_only = Binding {
+                mark: Some(0x10),
+                ..Binding::default()
+            };
+            let mark_only =
+                probe_with_timeout(&p, &tcp_spec(mark_only, Duration::from_secs(1))).await;
+            let unmarked_lookup = NetlinkRoutes::new()
+                .lookup(target(), &Binding::default())
+                .await
+                .unwrap();
+            let unmarked =
+                probe_with_timeout(&p, &tcp_spec(Binding::default(), Duration::from_secs(1))).await;
+            // A device that does not exist: the probe fails, the lookup
+            // fails too and only leaves the route fields empty.
+            let gone = Binding {
+                device: Some("nosuch0".into()),
+                ..uplink()
+            };
+            let no_such_dev = probe_with_timeout(&p, &tcp_spec(gone, Duration::from_secs(1))).await;
+            (marked, mark_only, unmarked_lookup, unmarked, no_such_dev)
+        })
+    });
+    // Marked (and bound): table 100's next hop and device.
+    assert_eq!(marked.outcome, Outcome::Passed, "{}", marked.message);
+    assert_eq!(marked.evidence.next_hop.as_deref(), Some("192.0.2.2"));
+    assert_eq!(marked.evidence.out_interface.as_deref(), Some("pa0"));
+    assert_eq!(marked.evidence.route_source.as_deref(), Some("192.0.2.1"));
+    // The mark alone selects table 100 too.
+    assert_eq!(mark_only.outcome, Outcome::Passed, "{}", mark_only.message);
+    assert_eq!(mark_only.evidence.next_hop.as_deref(), Some("192.0.2.2"));
+    assert_eq!(mark_only.evidence.out_interface.as_deref(), Some("pa0"));
+    // Without the mark the same target resolves through the main table.
+    assert_eq!(
+        unmarked_lookup.next_hop,
+        Some("198.18.0.2".parse::<IpAddr>().unwrap())
+    );
+    assert_eq!(unmarked_lookup.out_interface.as_deref(), Some("ma0"));
+    assert_eq!(
+        unmarked_lookup.source,
+        Some("198.18.0.1".parse::<IpAddr>().unwrap())
+    );
+    assert_eq!(unmarked.evidence.next_hop.as_deref(), Some("198.18.0.2"));
+    assert_eq!(unmarked.evidence.out_interface.as_deref(), Some("ma0"));
+    assert_ne!(no_such_dev.outcome, Outcome::Passed);
+    assert_eq!(no_such_dev.evidence.next_hop, None);
+    assert_eq!(no_such_dev.evidence.out_interface, None);
+    assert_eq!(no_such_dev.evidence.route_source, None);
+
+    // Through the scheduler: a timed-out probe still carries the route, and
+    // the status and the event show it.
+    lab.drop_uplink_input(true);
+    let (update, status) = lab.c.run(|| {
+        Box::pin(async {
+            let mut c = fast_check("wan", uplink());
+            c.thresholds.unhealthy = 1;
+            let (h, mut rx) = Scheduler::spawn(
+                Arc::new(NetProber::new()),
+                Arc::new(TokioClock::system()),
+                NoLinks,
+                vec![c],
+                Options {
+                    jitter: Jitter::none(),
+                    ..Options::default()
+                },
+            );
+            let u = wait_phase(&mut rx, Phase::Unhealthy, Duration::from_secs(5))
+                .await
+                .expect("unhealthy");
+            let snap = h.snapshot().await;
+            h.shutdown().await;
+            (u, snap)
+        })
+    });
+    lab.drop_uplink_input(false);
+    assert_eq!(update.report.outcome, Outcome::Timeout);
+    let ev = &update.event.as_ref().unwrap().attributes;
+    assert_eq!(ev["network.nexthop.address"], "192.0.2.2");
+    assert_eq!(ev["network.out.interface"], "pa0");
+    assert_eq!(ev["network.route.source"], "192.0.2.1");
+    let st = &status[0].1;
+    assert_eq!(st["lastEvidence"]["nextHop"], "192.0.2.2");
+    assert_eq!(st["lastEvidence"]["outInterface"], "pa0");
+    assert_eq!(st["lastEvidence"]["routeSource"], "192.0.2.1");
+    assert_eq!(st["lastEvidence"]["failureKind"], "timeout");
+    assert_eq!(st["history"][0]["evidence"]["nextHop"], "192.0.2.2");
 }
 
 #[test]

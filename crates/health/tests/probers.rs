@@ -12,8 +12,8 @@ use std::time::Duration;
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use routerd_health::runtime::{NetProber, probe_with_timeout};
-use routerd_health::{Binding, FailureKind, Outcome, ProbeSpec, Protocol, QueryType};
+use routerd_health::runtime::{NetProber, NoRoutes, Prober, RouteInfo, probe_with_timeout};
+use routerd_health::{Binding, FailureKind, Outcome, ProbeReport, ProbeSpec, Protocol, QueryType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 
@@ -287,4 +287,64 @@ async fn icmp_echo_to_loopback() {
     );
     let r = probe_with_timeout(&p, &s6).await;
     assert_eq!(r.outcome, Outcome::Passed, "{}", r.message);
+}
+
+#[tokio::test]
+async fn passed_and_failed_probes_carry_the_route() {
+    let (l, port) = tcp_server().await;
+    tokio::spawn(async move {
+        loop {
+            let _ = l.accept().await;
+        }
+    });
+    // A read-only RTM_GETROUTE for 127.0.0.1: the local table, device lo.
+    let r = probe_with_timeout(&NetProber::new(), &spec(Protocol::Tcp, port)).await;
+    assert_eq!(r.outcome, Outcome::Passed, "{}", r.message);
+    assert_eq!(r.evidence.out_interface.as_deref(), Some("lo"));
+    assert_eq!(r.evidence.route_source.as_deref(), Some("127.0.0.1"));
+    assert_eq!(r.evidence.next_hop, None);
+    let closed = {
+        let (l, port) = tcp_server().await;
+        drop(l);
+        port
+    };
+    let r = probe_with_timeout(&NetProber::new(), &spec(Protocol::Tcp, closed)).await;
+    assert_eq!(r.outcome, Outcome::Failed);
+    assert_eq!(r.evidence.out_interface.as_deref(), Some("lo"));
+    // Without lookups the route fields stay empty and nothing else changes.
+    let r = probe_with_timeout(
+        &NetProber::new().with_routes(NoRoutes),
+        &spec(Protocol::Tcp, port),
+    )
+    .await;
+    assert_eq!(r.outcome, Outcome::Passed, "{}", r.message);
+    assert_eq!(r.evidence.out_interface, None);
+    assert_eq!(r.evidence.route_source, None);
+}
+
+/// Hangs forever, knows its route.
+struct Hanging;
+
+impl Prober for Hanging {
+    async fn probe(&self, _spec: &ProbeSpec) -> ProbeReport {
+        std::future::pending().await
+    }
+
+    async fn route(&self, _spec: &ProbeSpec) -> Option<RouteInfo> {
+        Some(RouteInfo {
+            next_hop: Some("192.0.2.2".parse().unwrap()),
+            out_interface: Some("wan0".into()),
+            source: Some("192.0.2.1".parse().unwrap()),
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timed_out_probe_keeps_the_route_looked_up_before_it() {
+    let r = probe_with_timeout(&Hanging, &spec(Protocol::Tcp, 1)).await;
+    assert_eq!(r.outcome, Outcome::Timeout);
+    assert_eq!(r.evidence.failure_kind, Some(FailureKind::Timeout));
+    assert_eq!(r.evidence.next_hop.as_deref(), Some("192.0.2.2"));
+    assert_eq!(r.evidence.out_interface.as_deref(), Some("wan0"));
+    assert_eq!(r.evidence.route_source.as_deref(), Some("192.0.2.1"));
 }
