@@ -146,3 +146,44 @@ pub fn reason_codes(o: &Outcome, candidate: &str) -> Vec<&'static str> {
         .map(|c| c.reasons.iter().map(|r| r.code).collect())
         .unwrap_or_default()
 }
+
+/// Health checks in the generated worlds.
+pub const HCS: usize = 6;
+
+/// `policies` advisory policies of four candidates over `HCS` health
+/// checks, with `extra` merged into every policy spec.
+pub fn world(policies: usize, extra: &serde_json::Value) -> Vec<Resource> {
+    let mut rs: Vec<Resource> = (0..HCS)
+        .map(|h| {
+            Resource::new(
+                format!("hc-{h}"),
+                Spec::HealthCheck(hc_spec(json!({"interval": "10s", "timeout": "1s"}))),
+            )
+        })
+        .collect();
+    for p in 0..policies {
+        let cands: Vec<_> = (0..4)
+            .map(|j| {
+                json!({"name": format!("p{p}-c{j}"), "device": format!("wan{j}"),
+                       "weight": 10 * (4 - j), "healthCheck": format!("hc-{}", (p + j) % HCS)})
+            })
+            .collect();
+        let mut spec = json!({"candidates": cands});
+        for (k, v) in extra.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        rs.push(Resource::new(
+            format!("egress-{p}"),
+            Spec::EgressRoutePolicy(policy_spec(spec)),
+        ));
+    }
+    rs
+}
+
+/// A tiny deterministic generator for the proptests' event sequences.
+pub fn lcg(s: &mut u64) -> u64 {
+    *s = s
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    *s >> 33
+}
