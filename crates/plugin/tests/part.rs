@@ -3,42 +3,16 @@
 // Helpers outside #[test] functions are test code too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use chrono::{DateTime, TimeDelta, Utc};
-use routerd_model::Resource;
+use common::startup;
 use routerd_plugin::part::{MAX_TTL, digest, part_name};
 use routerd_plugin::{
     CheckError, PartError, PartInput, PartRules, SourceState, check_against_startup, decode_result,
     override_policies, part_from_result,
 };
 use serde_json::{Value, json};
-
-const STARTUP: &str = r#"
-- apiVersion: net.routerd.net/v1alpha1
-  kind: Interface
-  metadata: {name: wan}
-  spec: {ifname: ens18}
-- apiVersion: net.routerd.net/v1alpha1
-  kind: IPv4Route
-  metadata: {name: fallback}
-  spec: {destination: 10.20.0.0/16, device: ens18, gateway: 192.0.2.1}
-- apiVersion: net.routerd.net/v1alpha1
-  kind: IPv4Route
-  metadata: {name: pinned}
-  spec: {destination: 10.30.0.0/16, device: ens18, gateway: 192.0.2.1}
-- apiVersion: config.routerd.net/v1alpha1
-  kind: DynamicOverridePolicy
-  metadata: {name: cloud}
-  spec:
-    allow:
-      - source: Plugin/cloud
-        operations: [mask]
-        targets:
-          - {apiVersion: net.routerd.net/v1alpha1, kind: IPv4Route, name: fallback}
-"#;
-
-fn startup() -> Vec<Resource> {
-    serde_yaml::from_str(STARTUP).unwrap()
-}
 
 fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-05-01T12:00:00Z")
