@@ -11,4 +11,4 @@ pub mod client;
 pub mod control;
 pub mod plan;
 
-pub use plan::{PlanDocument, PlanError, PlanInputs, build_plan};
+pub use plan::{PlanDocument, PlanError, PlanInputs, build_plan, build_plan_with_desired};

@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use routerd_api::{PlanDocument, PlanInputs, build_plan};
+use routerd_api::{PlanDocument, PlanInputs, build_plan_with_desired};
 use routerd_model::{Event, ObjectRef, Resource, StateSnapshot};
-use routerd_render::{Dataplane, Ledger, ReconcileOptions, reconcile, render};
+use routerd_render::{Dataplane, Ledger, ReconcileOptions, reconcile};
 use routerd_store::{Store, StoreError};
 use serde_json::Value;
 
@@ -98,7 +98,7 @@ impl Core {
         store: &Store,
         now: DateTime<Utc>,
     ) -> Result<StepReport, StepError> {
-        let doc = build_plan(&PlanInputs {
+        let (doc, desired) = build_plan_with_desired(&PlanInputs {
             startup: self.startup.clone(),
             dynamic_parts: self.parts.clone(),
             state: self.statuses.clone(),
@@ -113,18 +113,12 @@ impl Core {
         let live: std::collections::HashSet<String> =
             doc.effective.iter().map(|r| r.id().to_string()).collect();
 
-        let rendered = render(&doc.effective, &statuses);
         let started = std::time::Instant::now();
         let before = self.ledger.clone();
         let mut events = doc.events.clone();
-        match reconcile(
-            dataplane,
-            &rendered.desired,
-            &mut self.ledger,
-            &self.options,
-        ) {
+        match reconcile(dataplane, &desired, &mut self.ledger, &self.options) {
             Ok(outcome) => {
-                self.last_good = Some(rendered.desired.clone());
+                self.last_good = Some(desired.clone());
                 report.applied_ops = outcome.plan.ops.len()
                     + outcome.retries.iter().map(|p| p.ops.len()).sum::<usize>();
                 if report.applied_ops > 0 {

@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use routerd_api::control::ApplyRequest;
-use routerd_model::validate::Context;
-use routerd_model::{Event, Loaded, ObjectRef, Resource, StateSnapshot};
+use routerd_model::{Event, ObjectRef, Resource, StateSnapshot};
 use routerd_render::Dataplane;
 use routerd_store::{EventQuery, PartRecord, Store};
 use serde_json::{Value, json};
@@ -137,27 +136,23 @@ impl std::fmt::Debug for Shared {
 
 /// Parses and validates configuration text as startup configuration.
 pub fn load_config(name: &str, text: &str) -> Result<Vec<Resource>, String> {
-    let mut l = Loaded::new();
-    l.add_file(name, text);
-    let diags = l.validate(Context::Startup);
+    let (loaded, diags) = routerd_model::load_and_validate(&[(name, text)]);
     let errors: Vec<String> = diags
         .iter()
         .filter(|d| d.is_error())
         .map(ToString::to_string)
         .collect();
     if errors.is_empty() {
-        Ok(l.resources)
+        Ok(loaded.resources)
     } else {
         Err(errors.join("\n"))
     }
 }
 
+/// Hex SHA-256 of the configuration text, as the generation record documents.
 fn config_hash(text: &str) -> String {
-    // A cheap, stable identity of the text for the generation table.
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut h);
-    format!("{:016x}", h.finish())
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
 }
 
 impl Shared {

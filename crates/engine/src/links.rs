@@ -81,37 +81,26 @@ impl LinkSource for KernelLinks {
     }
 }
 
+/// Addresses with prefix length per device, from `getifaddrs` (no process
+/// is spawned: this runs on every netlink event).
 fn interface_addresses() -> Vec<(String, String)> {
-    // `ip -j addr` would fork; /proc/net/if_inet6 has IPv6 only. The
-    // addresses are informative (status `addresses`), so a missing tool
-    // only leaves them empty.
-    let Ok(out) = std::process::Command::new("ip")
-        .args(["-j", "addr", "show"])
-        .output()
-    else {
-        return Vec::new();
-    };
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
         return Vec::new();
     };
     let mut res = Vec::new();
-    for link in v.as_array().into_iter().flatten() {
-        let Some(name) = link.get("ifname").and_then(|n| n.as_str()) else {
+    for a in addrs {
+        let (Some(addr), Some(mask)) = (a.address, a.netmask) else {
             continue;
         };
-        for a in link
-            .get("addr_info")
-            .and_then(|a| a.as_array())
-            .into_iter()
-            .flatten()
-        {
-            if let (Some(local), Some(len)) = (
-                a.get("local").and_then(|l| l.as_str()),
-                a.get("prefixlen").and_then(|p| p.as_u64()),
-            ) {
-                res.push((name.to_string(), format!("{local}/{len}")));
-            }
-        }
+        let text = if let (Some(ip), Some(m)) = (addr.as_sockaddr_in(), mask.as_sockaddr_in()) {
+            format!("{}/{}", ip.ip(), u32::from(m.ip()).count_ones())
+        } else if let (Some(ip), Some(m)) = (addr.as_sockaddr_in6(), mask.as_sockaddr_in6()) {
+            let bits: u32 = m.ip().octets().iter().map(|b| b.count_ones()).sum();
+            format!("{}/{bits}", ip.ip())
+        } else {
+            continue;
+        };
+        res.push((a.interface_name, text));
     }
     res
 }
@@ -200,6 +189,19 @@ pub fn statuses(resources: &[Resource], links: &BTreeMap<String, LinkInfo>) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_links_read_loopback_with_its_address() {
+        // Read-only look at this process's own namespace.
+        let links = KernelLinks.links();
+        let lo = links.get("lo").expect("every namespace has lo");
+        assert!(lo.up);
+        assert!(
+            lo.addresses.iter().any(|a| a == "127.0.0.1/8"),
+            "{:?}",
+            lo.addresses
+        );
+    }
 
     #[test]
     fn up_with_carrier_is_up_and_missing_is_down() {

@@ -94,9 +94,18 @@ pub enum PlanError {
 
 /// Computes the plan document. Pure: no I/O, no clock.
 pub fn build_plan(inputs: &PlanInputs) -> Result<PlanDocument, PlanError> {
+    build_plan_with_desired(inputs).map(|(doc, _)| doc)
+}
+
+/// [`build_plan`], also returning the typed desired dataplane the document's
+/// `dataplane` section was rendered from, so the daemon applies exactly what
+/// the plan shows without rendering it a second time.
+pub fn build_plan_with_desired(
+    inputs: &PlanInputs,
+) -> Result<(PlanDocument, routerd_render::DesiredState), PlanError> {
     let mut doc = PlanDocument::empty(inputs.now);
     merge_stage::run(inputs, &mut doc)?;
     select_stage::run(inputs, &mut doc)?;
-    render_stage::run(inputs, &mut doc)?;
-    Ok(doc)
+    let desired = render_stage::run(inputs, &mut doc)?;
+    Ok((doc, desired))
 }

@@ -6,7 +6,10 @@ use serde_json::json;
 
 use super::{PlanDocument, PlanError, PlanInputs};
 
-pub(super) fn run(inputs: &PlanInputs, doc: &mut PlanDocument) -> Result<(), PlanError> {
+pub(super) fn run(
+    inputs: &PlanInputs,
+    doc: &mut PlanDocument,
+) -> Result<routerd_render::DesiredState, PlanError> {
     // Statuses the plan computed win over the observed snapshot.
     let mut status = inputs.state.clone();
     status.extend(doc.status.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -37,7 +40,7 @@ pub(super) fn run(inputs: &PlanInputs, doc: &mut PlanDocument) -> Result<(), Pla
             })
         })
         .collect();
-    Ok(())
+    Ok(rendered.desired)
 }
 
 #[cfg(test)]
