@@ -452,9 +452,20 @@ impl HealthState {
         self.history.iter()
     }
 
-    /// The status map of spec §4.3, keys verbatim. Selection reads `phase`,
-    /// `consecutiveFailed` and `lastCheckedAt` (RFC3339Nano) from it.
+    /// The status map of spec §4.3, keys verbatim, `history[]` included.
     pub fn status(&self) -> Status {
+        let mut s = self.summary();
+        s.insert("history".into(), self.history_json());
+        s
+    }
+
+    /// [`HealthState::status`] without `history[]`: everything selection,
+    /// the store and metrics read (`phase`, `consecutiveFailed`,
+    /// `lastCheckedAt`, ...). A daemon carries this on every probe and asks
+    /// for the history only when someone looks at it: 20 records with their
+    /// evidence are most of a status's size, and copying them through the
+    /// loop for 1,000 checks per second cost hundreds of MiB of churn.
+    pub fn summary(&self) -> Status {
         let mut s = Status::new();
         let id = &self.identity;
         s.insert("phase".into(), json!(self.phase.as_str()));
@@ -475,27 +486,6 @@ impl HealthState {
         if let Some(ev) = &self.last_evidence {
             s.insert("lastEvidence".into(), ev.to_json());
         }
-        let history: Vec<Value> = self
-            .history
-            .iter()
-            .map(|h| {
-                let mut r = json!({
-                    "time": rfc3339_nano(h.time),
-                    "ok": h.outcome.is_ok(),
-                    "result": h.outcome.as_str(),
-                    "timeout": h.outcome == Outcome::Timeout,
-                    "message": h.message,
-                    "target": id.target,
-                    "protocol": id.protocol,
-                    "port": id.port,
-                });
-                if !h.evidence.is_empty() {
-                    r["evidence"] = h.evidence.to_json();
-                }
-                r
-            })
-            .collect();
-        s.insert("history".into(), Value::Array(history));
         // Provided fields other resources may reference (spec §1.1).
         if !id.role.is_empty() {
             s.insert("role".into(), json!(id.role));
@@ -517,6 +507,32 @@ impl HealthState {
             s.insert(k.into(), json!(v));
         }
         s
+    }
+
+    /// `history[]` of the status map, oldest first.
+    pub fn history_json(&self) -> Value {
+        let id = &self.identity;
+        let history: Vec<Value> = self
+            .history
+            .iter()
+            .map(|h| {
+                let mut r = json!({
+                    "time": rfc3339_nano(h.time),
+                    "ok": h.outcome.is_ok(),
+                    "result": h.outcome.as_str(),
+                    "timeout": h.outcome == Outcome::Timeout,
+                    "message": h.message,
+                    "target": id.target,
+                    "protocol": id.protocol,
+                    "port": id.port,
+                });
+                if !h.evidence.is_empty() {
+                    r["evidence"] = h.evidence.to_json();
+                }
+                r
+            })
+            .collect();
+        Value::Array(history)
     }
 
     fn network_attributes(&self) -> Vec<(&'static str, String)> {

@@ -148,6 +148,10 @@ pub struct Update {
     pub transition: Transition,
     /// The event to publish, when phase or result changed.
     pub event: Option<Event>,
+    /// The check's status after the result, without `history[]`
+    /// ([`HealthState::summary`]); [`SchedulerHandle::statuses`] has the
+    /// full map.
+    pub status: Status,
 }
 
 /// Counters, for the performance budget ("no missed ticks") and debugging.
@@ -179,6 +183,7 @@ pub struct Stats {
 
 enum Command {
     Snapshot(oneshot::Sender<Vec<(String, Status)>>),
+    Statuses(Vec<String>, oneshot::Sender<Vec<(String, Status)>>),
     Stats(oneshot::Sender<Stats>),
     ProbeNow(String),
     Shutdown,
@@ -201,6 +206,16 @@ impl SchedulerHandle {
         rx.await.unwrap_or_default()
     }
 
+    /// The full status maps (history included) of the named checks that
+    /// exist, in the order asked.
+    pub async fn statuses(&self, names: Vec<String>) -> Vec<(String, Status)> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Statuses(names, tx)).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
     /// Counters.
     pub async fn stats(&self) -> Stats {
         let (tx, rx) = oneshot::channel();
@@ -213,6 +228,12 @@ impl SchedulerHandle {
     /// Probes `check` (and its group) now (routerd's `renew` command).
     pub fn probe_now(&self, check: &str) {
         let _ = self.tx.send(Command::ProbeNow(check.to_string()));
+    }
+
+    /// Asks the scheduler to stop without waiting for it (other holders of
+    /// the handle may still ask it for statuses; they get none).
+    pub fn request_shutdown(&self) {
+        let _ = self.tx.send(Command::Shutdown);
     }
 
     /// Stops the scheduler and waits for it.
@@ -410,6 +431,17 @@ impl<P: Prober, L: LinkEvents> Scheduler<P, L> {
                 );
                 let _ = tx.send(v);
             }
+            Command::Statuses(names, tx) => {
+                let v = names
+                    .into_iter()
+                    .filter_map(|n| {
+                        let slot = self.slots.iter().find(|s| s.cfg.name == n)?;
+                        let st = slot.state.status();
+                        Some((n, st))
+                    })
+                    .collect();
+                let _ = tx.send(v);
+            }
             Command::Stats(tx) => {
                 let mut s = self.stats.clone();
                 s.in_flight = self.in_flight();
@@ -539,6 +571,7 @@ impl<P: Prober, L: LinkEvents> Scheduler<P, L> {
                 report: report.clone(),
                 transition,
                 event,
+                status: slot.state.summary(),
             };
             if self.updates.try_send(update).is_err() {
                 self.stats.dropped_updates += 1;
