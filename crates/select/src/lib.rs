@@ -36,7 +36,7 @@ pub use observe::{
 };
 pub use rank::{CandidateState, best_ready, rank_cmp};
 pub use select::{Evaluation, Outcome, PolicyInput, SelectOptions, select, select_in_place};
-pub use set::{PolicySet, SetState};
+pub use set::{PolicySet, SetState, World};
 
 /// The event topic of an advisory selection change.
 pub const ROUTE_CHANGED_EVENT: &str = "routerd.lan.route.changed";

@@ -94,6 +94,11 @@ pub struct Outcome {
     pub events: Vec<Event>,
     /// Why.
     pub decision: Decision,
+    /// The earliest instant this evaluation can come out differently with
+    /// no new observation: a hold (hysteresis, preemptDelay) ends or a
+    /// candidate's health goes stale. A daemon re-evaluates the policy then
+    /// instead of polling; `None` when only new observations matter.
+    pub wake_at: Option<DateTime<Utc>>,
 }
 
 /// What [`select_in_place`] produces besides the patched status.
@@ -107,6 +112,8 @@ pub struct Evaluation {
     pub events: Vec<Event>,
     /// Why.
     pub decision: Decision,
+    /// See [`Outcome::wake_at`].
+    pub wake_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,6 +167,8 @@ struct Ctx<'a> {
     top_written: std::cell::Cell<bool>,
     /// Only the decision record is wanted (rebuilt on demand): no status.
     record_only: bool,
+    /// The earliest end of a hold set in this evaluation.
+    wake: Option<DateTime<Utc>>,
 }
 
 impl Ctx<'_> {
@@ -192,10 +201,16 @@ impl Ctx<'_> {
             *slot = Some(hold);
         }
     }
+    fn note_wake(&mut self, at: DateTime<Utc>) {
+        if at > self.input.now && self.wake.is_none_or(|w| at < w) {
+            self.wake = Some(at);
+        }
+    }
     fn hold_by_delay(&mut self, i: usize) {
         let delay = self.delay;
         let since = self.ready_since[i].unwrap_or(self.input.now);
         let until = add(since, delay);
+        self.note_wake(until);
         self.set_hold(
             i,
             Hold {
@@ -221,6 +236,7 @@ impl Ctx<'_> {
         );
     }
     fn hold_by_hysteresis(&mut self, i: usize, until: DateTime<Utc>) {
+        self.note_wake(until);
         self.set_hold(
             i,
             Hold {
@@ -247,6 +263,7 @@ pub fn select(input: &PolicyInput<'_>) -> Outcome {
         selection_changed: e.selection_changed,
         events: e.events,
         decision: e.decision,
+        wake_at: e.wake_at,
     }
 }
 
@@ -410,8 +427,17 @@ pub(crate) fn select_core(
         replaced,
         top_written: std::cell::Cell::new(true),
         record_only: false,
+        wake: None,
     };
-    let e = decide(&mut ctx, status);
+    let mut e = decide(&mut ctx, status);
+    let stale = (0..n)
+        .filter_map(|i| valid_until(obs_of(i)))
+        .filter(|t| *t > now)
+        .min();
+    e.wake_at = match (ctx.wake, stale) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     if let Some(c) = cache {
         match &ctx.touched {
             Some(t) if c.valid_until.len() == n => {
@@ -479,6 +505,7 @@ pub(crate) fn rebuild_decision(
         replaced: Vec::new(),
         top_written: std::cell::Cell::new(true),
         record_only: true,
+        wake: None,
     };
     // The record depends on the previous status only through `prev`.
     let mut scratch = Status::new();
@@ -828,6 +855,7 @@ fn finish_pending(
         selection_changed: false,
         events: Vec::new(),
         decision,
+        wake_at: None,
     }
 }
 
@@ -1050,6 +1078,7 @@ fn finish_applied(
         selection_changed: changed,
         events,
         decision,
+        wake_at: None,
     }
 }
 

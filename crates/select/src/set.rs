@@ -524,9 +524,29 @@ impl PolicySet {
         options: SelectOptions,
     ) -> Vec<(usize, Evaluation)> {
         let all: Vec<usize> = (0..self.policies.len()).collect();
-        let observed = self.observe_many(&all, statuses);
-        let mut out = Vec::with_capacity(all.len());
-        for (i, obs) in all.into_iter().zip(observed) {
+        self.refresh_some(state, &all, statuses, now, options)
+    }
+
+    /// [`PolicySet::refresh`] for the policies in `which` only: each is
+    /// observed afresh and evaluated. A daemon calls it for the policies
+    /// whose [`Evaluation::wake_at`] has come (a hold ended, health went
+    /// stale), so time-based changes need no periodic full evaluation.
+    pub fn refresh_some(
+        &self,
+        state: &mut SetState,
+        which: &[usize],
+        statuses: &dyn StatusSource,
+        now: DateTime<Utc>,
+        options: SelectOptions,
+    ) -> Vec<(usize, Evaluation)> {
+        let which: Vec<usize> = which
+            .iter()
+            .copied()
+            .filter(|&i| i < self.policies.len())
+            .collect();
+        let observed = self.observe_many(&which, statuses);
+        let mut out = Vec::with_capacity(which.len());
+        for (i, obs) in which.into_iter().zip(observed) {
             if let Some(e) = state.entries.get_mut(i) {
                 e.observations = obs;
                 e.cache.dirty = vec![true; e.observations.len()];
@@ -536,6 +556,11 @@ impl PolicySet {
             }
         }
         out
+    }
+
+    /// The index of the policy with resource id `id`.
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.policies.iter().position(|p| p.id == id)
     }
 
     /// Re-evaluates after the statuses of `changed` changed: only the
