@@ -11,4 +11,7 @@ pub mod client;
 pub mod control;
 pub mod plan;
 
-pub use plan::{PlanDocument, PlanError, PlanInputs, build_plan, build_plan_with_desired};
+pub use plan::{
+    DataplaneView, MergeView, PlanDocument, PlanError, PlanInputs, build_plan,
+    build_plan_with_desired, dataplane_view, follow_all, merge_view,
+};

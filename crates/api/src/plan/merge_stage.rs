@@ -3,26 +3,53 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use routerd_merge::{Effective, Part, Startup};
+use routerd_model::Resource;
 
 use super::{PlanDocument, PlanError, PlanInputs};
 
 pub(super) fn run(inputs: &PlanInputs, doc: &mut PlanDocument) -> Result<(), PlanError> {
-    let parts = inputs
-        .dynamic_parts
+    let view = merge_view(&inputs.startup, &inputs.dynamic_parts, inputs.now)?;
+    doc.effective = view.effective;
+    doc.suppressed = view.suppressed;
+    doc.dynamic_parts = view.dynamic_parts;
+    Ok(())
+}
+
+/// The merge stage's result: what the plan document shows and the daemon
+/// keeps between steps.
+#[derive(Debug, Clone, Default)]
+pub struct MergeView {
+    /// Effective resources, sorted by id; dynamic ones carry their
+    /// provenance as annotations.
+    pub effective: Vec<Resource>,
+    /// Startup resources suppressed by dynamic masks.
+    pub suppressed: Vec<serde_json::Value>,
+    /// Every dynamic part with its state and reason.
+    pub dynamic_parts: Vec<serde_json::Value>,
+}
+
+/// Startup + active parts − allowed masks at `now`.
+pub fn merge_view(
+    startup: &[Resource],
+    dynamic_parts: &[Resource],
+    now: DateTime<Utc>,
+) -> Result<MergeView, PlanError> {
+    let parts = dynamic_parts
         .iter()
         .cloned()
         .map(Part::from_resource)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| PlanError::Invalid(e.to_string()))?;
-    let startup = Arc::new(Startup::new(inputs.startup.clone()));
-    let merged = Effective::build(startup, parts, inputs.now)
-        .map_err(|e| PlanError::Invalid(e.to_string()))?;
-    // Dynamic resources carry their provenance as annotations.
-    doc.effective = merged.iter().map(|e| e.annotated()).collect();
-    doc.suppressed = merged.suppressed().iter().map(json).collect();
-    doc.dynamic_parts = merged.parts().iter().map(json).collect();
-    Ok(())
+    let startup = Arc::new(Startup::new(startup.to_vec()));
+    let merged =
+        Effective::build(startup, parts, now).map_err(|e| PlanError::Invalid(e.to_string()))?;
+    Ok(MergeView {
+        effective: merged.iter().map(|e| e.annotated()).collect(),
+        suppressed: merged.suppressed().iter().map(json).collect(),
+        dynamic_parts: merged.parts().iter().map(json).collect(),
+    })
 }
 
 /// The document keeps these lists as JSON values. Our report structs are

@@ -9,6 +9,10 @@ mod merge_stage;
 mod render_stage;
 mod select_stage;
 
+pub use merge_stage::{MergeView, merge_view};
+pub use render_stage::dataplane_view;
+pub use select_stage::follow_all;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};

@@ -4,7 +4,7 @@
 use routerd_render::{nft_text, render};
 use serde_json::json;
 
-use super::{PlanDocument, PlanError, PlanInputs};
+use super::{DataplaneView, PlanDocument, PlanError, PlanInputs};
 
 pub(super) fn run(
     inputs: &PlanInputs,
@@ -14,33 +14,39 @@ pub(super) fn run(
     let mut status = inputs.state.clone();
     status.extend(doc.status.iter().map(|(k, v)| (k.clone(), v.clone())));
     let rendered = render(&doc.effective, &status);
-    let d = &rendered.desired;
+    doc.dataplane = dataplane_view(&rendered.desired)?;
+    Ok(rendered.desired)
+}
+
+/// The plan document's `dataplane` section for a desired state.
+pub fn dataplane_view(d: &routerd_render::DesiredState) -> Result<DataplaneView, PlanError> {
     let to_value = |v: serde_json::Result<serde_json::Value>| {
         v.map_err(|e| PlanError::Invalid(format!("dataplane: {e}")))
     };
-    doc.dataplane.routes = d
-        .routes
-        .iter()
-        .map(|r| to_value(serde_json::to_value(r)))
-        .collect::<Result<_, _>>()?;
-    doc.dataplane.rules = d
-        .rules
-        .iter()
-        .map(|r| to_value(serde_json::to_value(r)))
-        .collect::<Result<_, _>>()?;
-    doc.dataplane.nftables = d
-        .nft
-        .iter()
-        .map(|t| {
-            json!({
-                "family": t.family.as_str(),
-                "name": t.name,
-                "owners": t.owners,
-                "text": nft_text::table_batch(t),
+    Ok(DataplaneView {
+        routes: d
+            .routes
+            .iter()
+            .map(|r| to_value(serde_json::to_value(r)))
+            .collect::<Result<_, _>>()?,
+        rules: d
+            .rules
+            .iter()
+            .map(|r| to_value(serde_json::to_value(r)))
+            .collect::<Result<_, _>>()?,
+        nftables: d
+            .nft
+            .iter()
+            .map(|t| {
+                json!({
+                    "family": t.family.as_str(),
+                    "name": t.name,
+                    "owners": t.owners,
+                    "text": nft_text::table_batch(t),
+                })
             })
-        })
-        .collect();
-    Ok(rendered.desired)
+            .collect(),
+    })
 }
 
 #[cfg(test)]

@@ -6,9 +6,10 @@
 //! back to a `status` written in the config file), so replaying a live
 //! router's state offline shows its next step, holds and dwell included.
 
-use routerd_model::{Kind, StateSnapshot};
-use routerd_select::follow::{FollowOptions, Subject, ipv4_route, nat44};
-use routerd_select::{PolicySet, SelectOptions};
+use chrono::{DateTime, Utc};
+use routerd_model::{Kind, Resource, StateSnapshot};
+use routerd_select::follow::{FollowOptions, FollowOutcome, Subject, ipv4_route, nat44};
+use routerd_select::{PolicySet, SelectOptions, StatusSource, World};
 
 use super::{PlanDocument, PlanError, PlanInputs};
 
@@ -40,34 +41,48 @@ pub(super) fn run(inputs: &PlanInputs, doc: &mut PlanDocument) -> Result<(), Pla
         doc.status.insert(id.to_string(), outcome.status);
     }
 
+    for (id, o) in follow_all(&doc.effective, set.world(), &current, &previous, now) {
+        doc.events.extend(o.events);
+        doc.status.insert(id, o.status);
+    }
+    Ok(())
+}
+
+/// Evaluates every IPv4Route and NAT44Rule of `effective` against the
+/// statuses selection left in `current` (their own previous status is read
+/// from `previous`), in configuration order. The plan and the daemon's step
+/// both call this, so they follow selections the same way.
+pub fn follow_all(
+    effective: &[Resource],
+    world: &World,
+    current: &dyn StatusSource,
+    previous: &dyn StatusSource,
+    now: DateTime<Utc>,
+) -> Vec<(String, FollowOutcome)> {
     let follow = FollowOptions::default();
-    for r in &doc.effective {
+    let mut out = Vec::new();
+    for r in effective {
+        if !matches!(r.kind(), Kind::IPv4Route | Kind::NAT44Rule) {
+            continue;
+        }
         let id = r.id().to_string();
         let who = Subject {
             api_version: &r.api_version,
             name: r.name(),
         };
-        let out = match r.kind() {
+        let prev = previous.status(&id);
+        let o = match r.kind() {
             Kind::IPv4Route => r
                 .as_ipv4_route()
-                .map(|s| ipv4_route(who, s, &current, previous.get(&id), now, &follow)),
-            Kind::NAT44Rule => r.as_nat44().map(|s| {
-                nat44(
-                    who,
-                    s,
-                    set.world(),
-                    &current,
-                    previous.get(&id),
-                    now,
-                    &follow,
-                )
-            }),
+                .map(|s| ipv4_route(who, s, current, prev, now, &follow)),
+            Kind::NAT44Rule => r
+                .as_nat44()
+                .map(|s| nat44(who, s, world, current, prev, now, &follow)),
             _ => None,
         };
-        if let Some(o) = out {
-            doc.events.extend(o.events);
-            doc.status.insert(id, o.status);
+        if let Some(o) = o {
+            out.push((id, o));
         }
     }
-    Ok(())
+    out
 }
