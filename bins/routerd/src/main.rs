@@ -3,6 +3,7 @@
 
 mod apply;
 mod demo;
+mod memory;
 mod serve;
 
 use clap::{Parser, Subcommand};

@@ -104,6 +104,7 @@ async fn serve(args: Args, resync: Duration, group: Option<u32>) -> Result<i32> 
         resync,
     };
     let shared = Shared::new(options, store, Arc::new(SystemClock))?;
+    crate::memory::release_free_heap();
 
     let ownership = Ownership::default();
     let dataplane = LinuxDataplane::new(crate::apply::backends(), ownership.clone())
@@ -189,6 +190,9 @@ async fn serve(args: Args, resync: Duration, group: Option<u32>) -> Result<i32> 
     let ready = std::sync::atomic::AtomicBool::new(false);
     let commit_shared = shared.clone();
     let on_step = move |r: &routerd_engine::core::StepReport| {
+        if r.full {
+            crate::memory::release_free_heap();
+        }
         if r.dataplane_error.is_none() && !ready.swap(true, std::sync::atomic::Ordering::SeqCst) {
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
             let s = commit_shared.clone();

@@ -2,80 +2,12 @@
 //! End-to-end tests of `routerd serve` in a namespace lab (root only):
 //! drift repair, kill -9 during applies, clean shutdown.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::time::{Duration, Instant};
 
-use routerd_lab::{ChildId, ChildOutput, Lab, Node, wait_until};
-
-const DEMO: &str = include_str!("../../../examples/demo/config.yaml");
-
-struct Daemon<'a> {
-    lab: &'a Lab,
-    dir: PathBuf,
-    child: Option<ChildId>,
-}
-
-impl<'a> Daemon<'a> {
-    fn new(lab: &'a Lab, dir: &Path, extra: &str) -> Self {
-        std::fs::write(dir.join("config.yaml"), format!("{DEMO}{extra}")).unwrap();
-        Daemon {
-            lab,
-            dir: dir.to_path_buf(),
-            child: None,
-        }
-    }
-
-    fn start(&mut self) {
-        let d = &self.dir;
-        let id = self
-            .lab
-            .spawn(
-                Node::Router,
-                env!("CARGO_BIN_EXE_routerd"),
-                [
-                    "serve".as_ref(),
-                    "--config".as_ref(),
-                    d.join("config.yaml").as_os_str(),
-                    "--state-dir".as_ref(),
-                    d.join("state").as_os_str(),
-                    "--socket".as_ref(),
-                    d.join("routerd.sock").as_os_str(),
-                    "--resync".as_ref(),
-                    "30s".as_ref(),
-                ],
-                ChildOutput::File(d.join("routerd.log")),
-            )
-            .unwrap();
-        self.child = Some(id);
-    }
-
-    fn kill9(&mut self) {
-        if let Some(id) = self.child.take() {
-            let pid = nix::unistd::Pid::from_raw(i32::try_from(id.pid()).unwrap());
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            let _ = self.lab.stop_child(id, Duration::from_secs(2));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(id) = self.child.take() {
-            let st = self.lab.stop_child(id, Duration::from_secs(10)).unwrap();
-            assert!(
-                st.success(),
-                "routerd exited with {st} on SIGTERM; log:\n{}",
-                self.log()
-            );
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("routerd.log")).unwrap_or_default()
-    }
-}
-
-fn sh(lab: &Lab, prog: &str, args: &[&str]) -> String {
-    lab.exec(Node::Router, prog, args).unwrap_or_default()
-}
+use common::{Daemon, sh};
+use routerd_lab::{Lab, Node, wait_until};
 
 fn owned_routes(lab: &Lab) -> Vec<String> {
     let mut v: Vec<String> = sh(
@@ -100,8 +32,7 @@ fn converged(lab: &Lab) -> bool {
 }
 
 fn lab() -> Lab {
-    let _ = routerd_lab::cleanup_stale("re2e");
-    Lab::build("re2e").unwrap()
+    common::lab("re2e")
 }
 
 #[test]

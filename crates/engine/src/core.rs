@@ -3,15 +3,22 @@
 //! and follower statuses → desired dataplane → diff and apply → statuses and
 //! events persisted in one batch, flushed at the commit point.
 //!
-//! The step is the same pipeline `routerctl plan` runs (routerd-api's
-//! `build_plan`), so what the plan shows is what the daemon does.
+//! The stages are the ones `routerctl plan` runs (routerd-api's
+//! [`merge_view`], [`follow_all`], `render`), so what the plan shows is what
+//! the daemon does. Unlike the plan, the step is incremental: the effective
+//! configuration and the selection index are kept between steps and rebuilt
+//! only when the configuration or the dynamic parts change; a health or
+//! link change re-evaluates only the policies that read it (the selection
+//! reverse index), and a step in which no status moved touches neither the
+//! dataplane nor the store. Statuses live in one map, never copied whole.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
-use routerd_api::{PlanDocument, PlanInputs, build_plan_with_desired};
-use routerd_model::{Event, ObjectRef, Resource, StateSnapshot};
-use routerd_render::{Dataplane, Ledger, ReconcileOptions, reconcile};
+use routerd_api::{MergeView, follow_all, merge_view};
+use routerd_model::{Event, ObjectRef, Resource, StateSnapshot, Status};
+use routerd_render::{Dataplane, DesiredState, Ledger, ReconcileOptions, reconcile, render};
+use routerd_select::{Evaluation, PolicySet, SelectOptions, SetState};
 use routerd_store::{Store, StoreError};
 use serde_json::Value;
 
@@ -35,7 +42,7 @@ pub enum StepError {
 pub struct StepReport {
     /// Events published (with store ids).
     pub events: Vec<Event>,
-    /// Resource ids whose status changed.
+    /// Resource ids whose stored status changed.
     pub changed: Vec<String>,
     /// Dataplane operations carried out.
     pub applied_ops: usize,
@@ -43,34 +50,62 @@ pub struct StepReport {
     pub dataplane_error: Option<String>,
     /// How long the dataplane part took.
     pub apply_duration: std::time::Duration,
+    /// Whether the step rebuilt the effective configuration and evaluated
+    /// everything (configuration change, first step, resync).
+    pub full: bool,
+    /// Policies evaluated.
+    pub evaluated: usize,
+    /// Whether the dataplane was reconciled at all.
+    pub reconciled: bool,
+}
+
+/// What the step keeps between runs for one effective configuration.
+#[derive(Debug, Default)]
+struct View {
+    merged: MergeView,
+    set: PolicySet,
+    state: SetState,
+    /// Per policy: when its evaluation can change without new observations.
+    wake: Vec<Option<DateTime<Utc>>>,
 }
 
 /// The daemon's in-memory state between steps.
 #[derive(Debug, Default)]
 pub struct Core {
-    /// Validated startup resources (the applied configuration).
-    pub startup: Vec<Resource>,
-    /// Config generation they belong to.
+    startup: Vec<Resource>,
+    /// Config generation the startup resources belong to.
     pub generation: u64,
-    /// Dynamic parts to merge (every stored generation; the merge decides).
-    pub parts: Vec<Resource>,
-    /// Every known status: observed (links, health) and computed.
+    parts: Vec<Resource>,
+    /// Every known status: observed (links, health) and computed. The step
+    /// updates it in place.
     pub statuses: StateSnapshot,
     /// What routerd created in the kernel.
     pub ledger: Ledger,
-    /// Selection decision records by policy id.
-    pub decisions: BTreeMap<String, Value>,
-    /// The last plan document.
-    pub last: Option<PlanDocument>,
     /// Reconcile options (ownership markers, verification retries).
     pub options: ReconcileOptions,
     /// The last desired state the kernel verifiably matched: a failed
     /// apply is rolled back to it (an nft table replaced before the failing
     /// operation would otherwise stay new).
-    pub last_good: Option<routerd_render::DesiredState>,
+    pub last_good: Option<DesiredState>,
+    view: Option<View>,
+    /// Observed statuses that changed since the last step.
+    changed: BTreeSet<String>,
+    /// The next step must rebuild, evaluate and reconcile everything.
+    full: bool,
+    /// The last step's dataplane apply failed: retry it even if nothing moved.
+    dataplane_pending: bool,
+    /// Parts found expired, reported once by the merge, dropped next time.
+    expired: HashSet<String>,
 }
 
 impl Core {
+    /// A core for `startup` resources.
+    pub fn new(startup: Vec<Resource>) -> Core {
+        let mut c = Core::default();
+        c.set_startup(startup);
+        c
+    }
+
     /// Restores statuses and the ledger from the store, so a restarted daemon
     /// continues where it stopped (dwell and hold-down timers included) and
     /// adopts the kernel state it owns instead of re-creating it.
@@ -83,12 +118,86 @@ impl Core {
                 self.ledger = l;
             }
         }
+        self.view = None;
         Ok(())
     }
 
-    /// Records observed statuses (links, health checks).
+    /// The validated startup resources (the applied configuration).
+    pub fn startup(&self) -> &[Resource] {
+        &self.startup
+    }
+
+    /// Replaces the startup configuration; the next step rebuilds.
+    pub fn set_startup(&mut self, startup: Vec<Resource>) {
+        self.startup = startup;
+        self.view = None;
+    }
+
+    /// The dynamic parts the merge considers.
+    pub fn parts(&self) -> &[Resource] {
+        &self.parts
+    }
+
+    /// Replaces the dynamic parts; the next step rebuilds.
+    pub fn set_parts(&mut self, parts: Vec<Resource>) {
+        self.parts = parts;
+        self.view = None;
+    }
+
+    /// Adds a dynamic part, replacing one of the same name.
+    pub fn upsert_part(&mut self, part: Resource) {
+        self.parts.retain(|p| p.name() != part.name());
+        self.parts.push(part);
+        self.view = None;
+    }
+
+    /// Handles parts expired at `now`: a newly expired part stays for one
+    /// more rebuild, so the merge reports it `expired` (its masks lift, its
+    /// resources go) and `dynamic list` says so; the call after that drops
+    /// it from memory. The store keeps every generation.
+    pub fn expire_parts(&mut self, now: DateTime<Utc>) {
+        let reported = std::mem::take(&mut self.expired);
+        self.parts.retain(|p| !reported.contains(p.name()));
+        for p in &self.parts {
+            if p.as_dynamic_part().is_some_and(|d| d.is_expired(now)) {
+                self.expired.insert(p.name().to_string());
+                self.view = None;
+            }
+        }
+    }
+
+    /// Makes the next step evaluate and reconcile everything (the periodic
+    /// resync, dataplane drift).
+    pub fn request_full(&mut self) {
+        self.full = true;
+    }
+
+    /// Records observed statuses (links, health checks); the next step
+    /// re-evaluates what reads the ones that changed.
     pub fn observe(&mut self, statuses: StateSnapshot) {
-        self.statuses.extend(statuses);
+        for (id, st) in statuses {
+            self.observe_one(id, st);
+        }
+    }
+
+    /// [`Core::observe`] for one status.
+    pub fn observe_one(&mut self, id: String, status: Status) {
+        if self.statuses.get(&id) != Some(&status) {
+            self.changed.insert(id.clone());
+            self.statuses.insert(id, status);
+        }
+    }
+
+    /// Records a status that moves on every probe without changing any
+    /// selection (`lastCheckedAt`, counters): kept for readers, no step.
+    pub fn refresh_quietly(&mut self, id: String, status: Status) {
+        self.statuses.insert(id, status);
+    }
+
+    /// When a policy's selection can next change without new observations
+    /// (a hold ends, health goes stale): the daemon schedules a step then.
+    pub fn next_wake(&self) -> Option<DateTime<Utc>> {
+        self.view.as_ref()?.wake.iter().flatten().min().copied()
     }
 
     /// Runs one step at `now`.
@@ -98,103 +207,200 @@ impl Core {
         store: &Store,
         now: DateTime<Utc>,
     ) -> Result<StepReport, StepError> {
-        let (doc, desired) = build_plan_with_desired(&PlanInputs {
-            startup: self.startup.clone(),
-            dynamic_parts: self.parts.clone(),
-            state: self.statuses.clone(),
-            now,
-        })
-        .map_err(|e| StepError::Plan(e.to_string()))?;
-
         let mut report = StepReport::default();
-        let mut statuses = self.statuses.clone();
-        statuses.extend(doc.status.iter().map(|(k, v)| (k.clone(), v.clone())));
-        // Statuses of resources that left the effective config go away.
-        let live: std::collections::HashSet<String> =
-            doc.effective.iter().map(|r| r.id().to_string()).collect();
+        let mut events: Vec<Event> = Vec::new();
+        let rebuilt = self.view.is_none();
+        let full = rebuilt || std::mem::take(&mut self.full);
+        report.full = full;
+        if rebuilt {
+            let merged = merge_view(&self.startup, &self.parts, now)
+                .map_err(|e| StepError::Plan(e.to_string()))?;
+            let set = PolicySet::new(&merged.effective);
+            let state = set.new_state(&self.statuses);
+            let wake = vec![None; set.len()];
+            self.view = Some(View {
+                merged,
+                set,
+                state,
+                wake,
+            });
+        }
+        let changed_observed = std::mem::take(&mut self.changed);
+        let Some(view) = self.view.as_mut() else {
+            return Err(StepError::Plan("no effective configuration".into()));
+        };
+        let options = SelectOptions {
+            terse: true,
+            ..SelectOptions::default()
+        };
 
-        let started = std::time::Instant::now();
-        let before = self.ledger.clone();
-        let mut events = doc.events.clone();
-        match reconcile(dataplane, &desired, &mut self.ledger, &self.options) {
-            Ok(outcome) => {
-                self.last_good = Some(desired.clone());
-                report.applied_ops = outcome.plan.ops.len()
-                    + outcome.retries.iter().map(|p| p.ops.len()).sum::<usize>();
-                if report.applied_ops > 0 {
-                    let mut e = Event::info("routerd.dataplane.applied", ObjectRef::default(), now);
-                    e.message = format!("{} operation(s)", report.applied_ops);
-                    e.reason = "DataplaneApplied".into();
-                    events.push(e.attr("operations", report.applied_ops.to_string()));
+        // Selection: everything, or what changed plus the policies whose
+        // holds ended or whose health went stale.
+        let evaluations: Vec<(usize, Evaluation)> = if full {
+            view.set
+                .refresh(&mut view.state, &self.statuses, now, options)
+        } else {
+            let due: Vec<usize> = (0..view.wake.len())
+                .filter(|&i| view.wake[i].is_some_and(|t| t <= now))
+                .collect();
+            let mut out =
+                view.set
+                    .refresh_some(&mut view.state, &due, &self.statuses, now, options);
+            out.extend(view.set.on_change(
+                &mut view.state,
+                changed_observed.iter().map(String::as_str),
+                &self.statuses,
+                now,
+                options,
+            ));
+            out
+        };
+        report.evaluated = evaluations.len();
+        let mut moved: BTreeSet<String> = changed_observed;
+        for (i, ev) in evaluations {
+            if let Some(w) = view.wake.get_mut(i) {
+                *w = ev.wake_at;
+            }
+            events.extend(ev.events);
+            let (Some(id), Some(st)) = (view.set.id(i), view.state.status(i)) else {
+                continue;
+            };
+            if ev.status_changed || self.statuses.get(id) != Some(st) {
+                self.statuses.insert(id.to_string(), st.clone());
+                moved.insert(id.to_string());
+            }
+        }
+
+        // Followers read policy, interface and other statuses; there are
+        // few of them and they are cheap, so all are evaluated whenever
+        // anything moved.
+        if full || !moved.is_empty() {
+            for (id, o) in follow_all(
+                &view.merged.effective,
+                view.set.world(),
+                &self.statuses,
+                &self.statuses,
+                now,
+            ) {
+                events.extend(o.events);
+                if self.statuses.get(&id) != Some(&o.status) {
+                    self.statuses.insert(id.clone(), o.status);
+                    moved.insert(id);
                 }
             }
-            Err(err) => {
-                if let Some(good) = self.last_good.clone()
-                    && let Err(rollback) =
-                        reconcile(dataplane, &good, &mut self.ledger, &self.options)
-                {
-                    tracing::error!(error = %rollback, "restoring the last good dataplane failed");
+        }
+
+        // Dataplane: only when a status moved, on a full step, or to retry.
+        let started = std::time::Instant::now();
+        let before = self.ledger.clone();
+        if full || !moved.is_empty() || self.dataplane_pending {
+            report.reconciled = true;
+            let desired = render(&view.merged.effective, &self.statuses).desired;
+            match reconcile(dataplane, &desired, &mut self.ledger, &self.options) {
+                Ok(outcome) => {
+                    self.dataplane_pending = false;
+                    self.last_good = Some(desired);
+                    report.applied_ops = outcome.plan.ops.len()
+                        + outcome.retries.iter().map(|p| p.ops.len()).sum::<usize>();
+                    if report.applied_ops > 0 {
+                        let mut e =
+                            Event::info("routerd.dataplane.applied", ObjectRef::default(), now);
+                        e.message = format!("{} operation(s)", report.applied_ops);
+                        e.reason = "DataplaneApplied".into();
+                        events.push(e.attr("operations", report.applied_ops.to_string()));
+                    }
                 }
-                let mut e = Event::info("routerd.dataplane.failed", ObjectRef::default(), now);
-                e.severity = "error".into();
-                e.reason = "DataplaneApplyFailed".into();
-                e.message = err.to_string();
-                events.push(e);
-                report.dataplane_error = Some(err.to_string());
+                Err(err) => {
+                    self.dataplane_pending = true;
+                    if let Some(good) = &self.last_good
+                        && let Err(rollback) =
+                            reconcile(dataplane, good, &mut self.ledger, &self.options)
+                    {
+                        tracing::error!(error = %rollback, "restoring the last good dataplane failed");
+                    }
+                    let mut e = Event::info("routerd.dataplane.failed", ObjectRef::default(), now);
+                    e.severity = "error".into();
+                    e.reason = "DataplaneApplyFailed".into();
+                    e.message = err.to_string();
+                    events.push(e);
+                    report.dataplane_error = Some(err.to_string());
+                }
             }
         }
         report.apply_duration = started.elapsed();
 
+        // Persist: every status on a full step (the store skips identical
+        // ones), else only what moved.
         let mut w = store.writer();
-        // Observed statuses (links, health) are persisted too, so `get
-        // status` shows them and a restart resumes from them; identical
-        // writes are skipped by the store.
-        for (id, st) in &statuses {
-            // Probe history stays in memory (describe shows it); persisting
-            // it would rewrite every check's 20 records on every step.
-            let stripped;
-            let st = if st.contains_key("history") {
-                let mut s = st.clone();
-                s.remove("history");
-                stripped = s;
-                &stripped
-            } else {
-                st
-            };
-            if w.save_status(id, st, Some(self.generation), now)? {
+        let to_save: Vec<&String> = if full {
+            self.statuses.keys().collect()
+        } else {
+            moved.iter().collect()
+        };
+        for id in to_save {
+            if let Some(st) = self.statuses.get(id)
+                && w.save_status(id, st, Some(self.generation), now)?
+            {
                 report.changed.push(id.clone());
             }
         }
-        let stale: Vec<String> = self
-            .statuses
-            .keys()
-            .filter(|id| !live.contains(*id) && !doc.status.contains_key(*id) && is_computed(id))
-            .cloned()
-            .collect();
-        for id in &stale {
-            w.delete_status(id);
-            statuses.remove(id);
+        if rebuilt {
+            // Statuses of resources that left the effective config go away.
+            let live: HashSet<String> = view
+                .merged
+                .effective
+                .iter()
+                .map(|r| r.id().to_string())
+                .collect();
+            let stale: Vec<String> = self
+                .statuses
+                .keys()
+                .filter(|id| !live.contains(*id) && is_computed(id))
+                .cloned()
+                .collect();
+            for id in &stale {
+                w.delete_status(id);
+                self.statuses.remove(id);
+            }
         }
         if self.ledger != before {
             let v = serde_json::to_value(&self.ledger)
                 .map_err(|e| StepError::Plan(format!("ledger: {e}")))?;
             w.ledger_put(LEDGER_KEY, &v)?;
         }
+        let dirty = !report.changed.is_empty() || !events.is_empty() || self.ledger != before;
         for e in events {
             w.append_event(e);
         }
         report.events = w.commit()?;
-        store.flush()?;
-
-        self.statuses = statuses;
-        self.decisions = doc.decisions.clone();
-        self.last = Some(doc);
+        if dirty || full {
+            store.flush()?;
+        }
         Ok(report)
     }
 
     /// The effective resources of the last step.
     pub fn effective(&self) -> &[Resource] {
-        self.last.as_ref().map_or(&[], |d| d.effective.as_slice())
+        self.view
+            .as_ref()
+            .map_or(&[], |v| v.merged.effective.as_slice())
+    }
+
+    /// Every dynamic part with the merge's verdict (state and reason), as
+    /// of the last step.
+    pub fn part_reports(&self) -> &[Value] {
+        self.view
+            .as_ref()
+            .map_or(&[], |v| v.merged.dynamic_parts.as_slice())
+    }
+
+    /// The decision record of policy `id` as of its last evaluation, built
+    /// on demand (the step evaluates tersely).
+    pub fn decision(&self, id: &str) -> Option<Value> {
+        let v = self.view.as_ref()?;
+        let i = v.set.index_of(id)?;
+        let d = v.set.decision(&v.state, i)?;
+        serde_json::to_value(d).ok()
     }
 }
 

@@ -73,7 +73,24 @@ pub trait HealthDriver: Send + 'static {
         previous: &StateSnapshot,
         updates: mpsc::Sender<Observation>,
     );
+
+    /// Where full statuses (probe history) come from, once configured.
+    fn detail(&self) -> Option<Arc<dyn HealthDetail>> {
+        None
+    }
 }
+
+/// Full health statuses, probe history included, fetched when someone
+/// looks (describe, `get status`); the loop only carries summaries.
+pub trait HealthDetail: Send + Sync {
+    /// The full status maps of the named checks that exist.
+    fn statuses(&self, names: Vec<String>) -> StatusesFuture<'_>;
+}
+
+/// What [`HealthDetail::statuses`] returns.
+pub type StatusesFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Vec<(String, routerd_model::Status)>> + Send + 'a>,
+>;
 
 /// A health driver that runs nothing (tests, or checks fed from outside).
 #[derive(Debug, Default)]
@@ -126,6 +143,7 @@ pub struct Shared {
     last_step: Mutex<Option<(DateTime<Utc>, Option<String>)>>,
     plugin_tx: std::sync::Mutex<Option<mpsc::Sender<PluginOutput>>>,
     counters: std::sync::Mutex<crate::metrics::Counters>,
+    health_detail: std::sync::Mutex<Option<Arc<dyn HealthDetail>>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -166,7 +184,7 @@ impl Shared {
     ) -> Result<Arc<Shared>, DaemonError> {
         let mut core = Core::default();
         core.restore(&store)?;
-        core.parts = store.parts()?.into_iter().map(|p| p.part).collect();
+        core.set_parts(store.parts()?.into_iter().map(|p| p.part).collect());
         let file = std::fs::read_to_string(&options.config_path);
         let name = options.config_path.display().to_string();
         let (text, resources) = match file
@@ -184,7 +202,7 @@ impl Shared {
                 None => return Err(DaemonError::Config(err)),
             },
         };
-        core.startup = resources;
+        core.set_startup(resources);
         let now = clock.now();
         let mut w = store.writer();
         core.generation = w.begin_generation(&config_hash(&text), &text, now)?;
@@ -201,6 +219,7 @@ impl Shared {
             last_step: Mutex::new(None),
             plugin_tx: std::sync::Mutex::new(None),
             counters: std::sync::Mutex::new(crate::metrics::Counters::default()),
+            health_detail: std::sync::Mutex::new(None),
         }))
     }
 
@@ -220,6 +239,35 @@ impl Shared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut c);
+    }
+
+    /// Puts the full status (probe history included) into listed
+    /// HealthCheck items; the loop's statuses carry no history.
+    async fn add_history(&self, items: &mut [Value]) {
+        let detail = self
+            .health_detail
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let Some(detail) = detail else { return };
+        let names: Vec<String> = items
+            .iter()
+            .filter(|i| i.get("kind").and_then(Value::as_str) == Some("HealthCheck"))
+            .filter_map(|i| i.get("name").and_then(Value::as_str).map(str::to_string))
+            .collect();
+        if names.is_empty() {
+            return;
+        }
+        let full: std::collections::HashMap<String, routerd_model::Status> =
+            detail.statuses(names).await.into_iter().collect();
+        for item in items.iter_mut() {
+            let name = item.get("name").and_then(Value::as_str).unwrap_or_default();
+            if item.get("kind").and_then(Value::as_str) == Some("HealthCheck")
+                && let Some(st) = full.get(name)
+            {
+                item["status"] = serde_json::to_value(st).unwrap_or_default();
+            }
+        }
     }
 
     /// Prometheus exposition of the current state.
@@ -279,6 +327,7 @@ pub async fn run<D, L, H>(
         tokio::select! {
             _ = &mut shutdown => break,
             _ = resync.tick() => {
+                shared.core.lock().await.request_full();
                 shared.queue.add(Key::Links);
                 shared.queue.add(Key::Step);
             }
@@ -292,8 +341,12 @@ pub async fn run<D, L, H>(
                 let mut events = Vec::new();
                 let mut relevant = false;
                 for o in batch {
-                    relevant |= selection_relevant(core.statuses.get(&o.id), &o.status);
-                    core.statuses.insert(o.id, o.status);
+                    if selection_relevant(core.statuses.get(&o.id), &o.status) {
+                        relevant = true;
+                        core.observe_one(o.id, o.status);
+                    } else {
+                        core.refresh_quietly(o.id, o.status);
+                    }
                     events.extend(o.event);
                 }
                 drop(core);
@@ -336,10 +389,7 @@ pub async fn run<D, L, H>(
                     Err(e) => tracing::warn!(error = %e, "storing plugin results failed"),
                 }
                 if let Some(part) = out.part {
-                    let mut core = shared.core.lock().await;
-                    core.parts.retain(|p| p.name() != part.name());
-                    core.parts.push(part);
-                    drop(core);
+                    shared.core.lock().await.upsert_part(part);
                     shared.queue.add(Key::Step);
                 }
             }
@@ -349,6 +399,7 @@ pub async fn run<D, L, H>(
                     None => std::future::pending().await,
                 }
             } => {
+                shared.core.lock().await.request_full();
                 shared.queue.add(Key::Links);
                 shared.queue.add(Key::Step);
             }
@@ -357,7 +408,7 @@ pub async fn run<D, L, H>(
                     Key::Reload => reload(&shared).await,
                     Key::Links => {
                         let mut core = shared.core.lock().await;
-                        let observed = crate::links::statuses(&core.startup, &links.links());
+                        let observed = crate::links::statuses(core.startup(), &links.links());
                         let changed = observed.iter().any(|(k, v)| core.statuses.get(k) != Some(v));
                         core.observe(observed);
                         drop(core);
@@ -373,25 +424,33 @@ pub async fn run<D, L, H>(
                             plugins_generation = core.generation;
                             let store = shared.store.clone();
                             plugins = Plugins::start(
-                                &core.startup,
+                                core.startup(),
                                 move |src| store.max_generation(src).unwrap_or(0),
                                 plugin_tx.clone(),
                             );
                         }
                         // Expired parts contribute nothing; the store keeps them.
-                        core.parts.retain(|p| !p.as_dynamic_part().is_some_and(|d| d.is_expired(now)));
+                        core.expire_parts(now);
                         let res = core.step(&mut dataplane, &shared.store, now);
-                        if let Some(next) = next_expiry(&core.parts, now) {
+                        let wake = [
+                            next_expiry(core.parts(), now),
+                            core.next_wake().and_then(|t| (t - now).to_std().ok()),
+                        ];
+                        if let Some(next) = wake.into_iter().flatten().min() {
                             shared.queue.add_after(Key::Step, next);
                         }
-                        if let Some(doc) = &core.last {
-                            record_part_states(&shared.store, &doc.dynamic_parts, now);
-                        }
-                        let effective: Vec<routerd_model::ResourceId> =
-                            core.effective().iter().map(Resource::id).collect();
-                        if effective != last_effective {
-                            health.configure(core.effective(), &core.statuses, obs_tx.clone());
-                            last_effective = effective;
+                        if res.as_ref().is_ok_and(|r| r.full) {
+                            record_part_states(&shared.store, core.part_reports(), now);
+                            let effective: Vec<routerd_model::ResourceId> =
+                                core.effective().iter().map(Resource::id).collect();
+                            if effective != last_effective {
+                                health.configure(core.effective(), &core.statuses, obs_tx.clone());
+                                *shared
+                                    .health_detail
+                                    .lock()
+                                    .unwrap_or_else(std::sync::PoisonError::into_inner) = health.detail();
+                                last_effective = effective;
+                            }
                         }
                         drop(core);
                         shared.count(|c| c.steps += 1);
@@ -438,14 +497,20 @@ pub async fn run<D, L, H>(
     }
 }
 
-/// Whether a new health status can change a selection: its phase, its
-/// failure count (the Failing grace) or its result changed. Freshness is
-/// covered by the periodic resync, well inside the 2 minute freshness floor.
-fn selection_relevant(old: Option<&routerd_model::Status>, new: &routerd_model::Status) -> bool {
+/// Whether a new health status can change a selection: its phase or its
+/// result changed, or its failure count moved while the phase is Failing
+/// (the grace below unhealthyThreshold). Freshness (`lastCheckedAt`) is
+/// covered by the heartbeat and the step's wake-up when health goes stale.
+pub(crate) fn selection_relevant(
+    old: Option<&routerd_model::Status>,
+    new: &routerd_model::Status,
+) -> bool {
     let Some(old) = old else { return true };
-    ["phase", "consecutiveFailed", "lastResult"]
-        .iter()
-        .any(|k| old.get(*k) != new.get(*k))
+    let moved = |k: &str| old.get(k) != new.get(k);
+    moved("phase")
+        || moved("lastResult")
+        || (new.get("phase").and_then(Value::as_str) == Some("Failing")
+            && moved("consecutiveFailed"))
 }
 
 /// Time until the next part expires (its masks lift, its resources go).
@@ -526,7 +591,7 @@ async fn apply_text(shared: &Shared, name: &str, text: String) -> Result<u64, Ap
     w.commit().map_err(|e| ApiError::internal(e.to_string()))?;
     {
         let mut core = shared.core.lock().await;
-        core.startup = resources;
+        core.set_startup(resources);
         core.generation = generation;
     }
     *shared.config_text.lock().await = text;
@@ -642,10 +707,12 @@ impl ControlHandler for Handler {
                         Ok(json!({"items": parts}))
                     }
                     other => {
-                        let list = items(core.effective(), &core.statuses, other);
+                        let mut list = items(core.effective(), &core.statuses, other);
+                        drop(core);
                         if list.is_empty() && other.contains('/') {
                             return Err(ApiError::not_found(format!("{other} not found")));
                         }
+                        s.add_history(&mut list).await;
                         Ok(json!({"items": list}))
                     }
                 }
@@ -655,8 +722,10 @@ impl ControlHandler for Handler {
                 events_limit,
             } => {
                 let core = s.core.lock().await;
-                let list = items(core.effective(), &core.statuses, &target);
+                let mut list = items(core.effective(), &core.statuses, &target);
                 drop(core);
+                list.truncate(1);
+                s.add_history(&mut list).await;
                 let Some(item) = list.into_iter().next() else {
                     return Err(ApiError::not_found(format!("{target} not found")));
                 };
@@ -673,7 +742,7 @@ impl ControlHandler for Handler {
             ControlRequest::Explain { policy } => {
                 let core = s.core.lock().await;
                 let id = format!("{}/EgressRoutePolicy/{policy}", routerd_model::id::NET_API);
-                match core.decisions.get(&id) {
+                match core.decision(&id) {
                     Some(d) => {
                         Ok(json!({"policy": id, "decision": d, "status": core.statuses.get(&id)}))
                     }
@@ -734,8 +803,8 @@ impl ControlHandler for Handler {
                 let (startup, parts, state) = {
                     let core = s.core.lock().await;
                     (
-                        core.startup.clone(),
-                        core.parts.clone(),
+                        core.startup().to_vec(),
+                        core.parts().to_vec(),
                         core.statuses.clone(),
                     )
                 };
@@ -858,7 +927,7 @@ async fn apply(s: &Shared, req: ApplyRequest) -> Result<Value, ApiError> {
 /// triggered run.
 async fn run_plugin(s: &Shared, name: &str) -> Result<Value, ApiError> {
     use routerd_plugin::invoke::{Invocation, invoke};
-    let startup = s.core.lock().await.startup.clone();
+    let startup = s.core.lock().await.startup().to_vec();
     let spec = startup
         .iter()
         .find(|r| r.kind() == routerd_model::Kind::Plugin && r.name() == name)

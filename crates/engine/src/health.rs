@@ -2,27 +2,43 @@
 //! every HealthCheck of the effective configuration, with probes pinned to
 //! their candidates' paths and carrier loss from netlink.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use routerd_health::runtime::{
     NetProber, NetlinkLinks, NoLinks, Options, Scheduler, SchedulerHandle, TokioClock,
 };
 use routerd_health::{BindingOverride, CheckConfig};
-use routerd_model::{Kind, Resource, ResourceId};
+use routerd_model::{Kind, Resource, ResourceId, Status};
 use tokio::sync::mpsc;
 
-use crate::daemon::{HealthDriver, Observation};
+use crate::daemon::{HealthDetail, HealthDriver, Observation, StatusesFuture, selection_relevant};
+
+/// How often an unchanged check's status still reaches the loop. Far
+/// inside the freshness window selection applies (at least 2 minutes), so
+/// a healthy check never goes stale for want of a heartbeat.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Runs the checks; reconfiguring replaces the scheduler (check state
-/// restarts from the stored status on the next results).
+/// resumes from the last known status). Observations carry statuses
+/// without probe history; [`HealthDriver::detail`] serves the history.
 #[derive(Debug, Default)]
 pub struct RuntimeHealth {
     handle: Option<Arc<SchedulerHandle>>,
     forward: Option<tokio::task::JoinHandle<()>>,
 }
 
+impl HealthDetail for SchedulerHandle {
+    fn statuses(&self, names: Vec<String>) -> StatusesFuture<'_> {
+        Box::pin(SchedulerHandle::statuses(self, names))
+    }
+}
+
 impl HealthDriver for RuntimeHealth {
+    fn detail(&self) -> Option<Arc<dyn HealthDetail>> {
+        self.handle.clone().map(|h| h as Arc<dyn HealthDetail>)
+    }
+
     fn configure(
         &mut self,
         effective: &[Resource],
@@ -32,10 +48,8 @@ impl HealthDriver for RuntimeHealth {
         if let Some(f) = self.forward.take() {
             f.abort();
         }
-        if let Some(h) = self.handle.take()
-            && let Ok(h) = Arc::try_unwrap(h)
-        {
-            tokio::spawn(h.shutdown());
+        if let Some(h) = self.handle.take() {
+            h.request_shutdown();
         }
         let mut checks = Vec::new();
         for r in effective.iter().filter(|r| r.kind() == Kind::HealthCheck) {
@@ -66,49 +80,47 @@ impl HealthDriver for RuntimeHealth {
             }
         };
         let handle = Arc::new(handle);
-        let h2 = handle.clone();
         self.forward = Some(tokio::spawn(async move {
+            let mut forwarded: HashMap<String, (tokio::time::Instant, Status)> = HashMap::new();
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
                 while let Ok(u) = rx.try_recv() {
                     batch.push(u);
                 }
-                let names: HashSet<String> = batch.iter().map(|u| u.check.clone()).collect();
-                let mut events: std::collections::HashMap<String, Vec<routerd_model::Event>> =
-                    Default::default();
-                for u in batch {
-                    if let Some(e) = u.event {
-                        events.entry(u.check).or_default().push(e);
-                    }
+                // Per check: every event in order, and only its last status.
+                let mut last: HashMap<String, usize> = HashMap::new();
+                for (i, u) in batch.iter().enumerate() {
+                    last.insert(u.check.clone(), i);
                 }
-                for (name, status) in h2.snapshot().await {
-                    if !names.contains(&name) {
+                let now = tokio::time::Instant::now();
+                for (i, u) in batch.into_iter().enumerate() {
+                    let final_one = last.get(&u.check) == Some(&i);
+                    if u.event.is_none() && !final_one {
                         continue;
                     }
-                    let id = ResourceId::of(Kind::HealthCheck, &name).to_string();
-                    let evs = events.remove(&name).unwrap_or_default();
-                    let mut first = true;
-                    for e in evs {
-                        let o = Observation {
-                            id: id.clone(),
-                            status: status.clone(),
-                            event: Some(e),
-                        };
-                        if updates.send(o).await.is_err() {
-                            return;
+                    // A result that moves nothing selection reads is passed
+                    // on only as a periodic heartbeat that keeps
+                    // `lastCheckedAt` fresh: 1,000 checks probing every
+                    // second would otherwise push 1,000 statuses a second
+                    // through the loop for nothing.
+                    let due = match forwarded.get(&u.check) {
+                        None => true,
+                        Some((at, prev)) => {
+                            u.event.is_some()
+                                || selection_relevant(Some(prev), &u.status)
+                                || now.duration_since(*at) >= HEARTBEAT
                         }
-                        first = false;
+                    };
+                    if !due {
+                        continue;
                     }
-                    if first
-                        && updates
-                            .send(Observation {
-                                id,
-                                status,
-                                event: None,
-                            })
-                            .await
-                            .is_err()
-                    {
+                    forwarded.insert(u.check.clone(), (now, u.status.clone()));
+                    let o = Observation {
+                        id: ResourceId::of(Kind::HealthCheck, &u.check).to_string(),
+                        status: u.status,
+                        event: u.event,
+                    };
+                    if updates.send(o).await.is_err() {
                         return;
                     }
                 }

@@ -103,12 +103,27 @@ impl<K: Clone + Eq + Hash + Ord + std::fmt::Debug> WorkQueue<K> {
         }
     }
 
-    /// Queues `key` after `delay` (expiry timers, retries).
+    /// Queues `key` after `delay` (expiry timers, holds ending, retries).
+    /// A key has at most one timer, the earliest asked for: a daemon that
+    /// re-arms its next wake on every step keeps one entry, not one per step.
     pub fn add_after(&self, key: K, delay: Duration) {
+        let at = Instant::now() + delay;
         let mut s = self.lock();
+        let existing = s
+            .delayed
+            .iter()
+            .find(|(_, k)| **k == key)
+            .map(|(slot, _)| *slot);
+        match existing {
+            Some((t, _)) if t <= at => return,
+            Some(slot) => {
+                s.delayed.remove(&slot);
+            }
+            None => {}
+        }
         s.seq += 1;
         let seq = s.seq;
-        s.delayed.insert((Instant::now() + delay, seq), key);
+        s.delayed.insert((at, seq), key);
         drop(s);
         self.notify.notify_one();
     }
@@ -258,5 +273,19 @@ mod tests {
         assert_eq!(q.next().await, "now");
         assert_eq!(q.next().await, "late");
         assert_eq!((Instant::now() - t0).as_secs(), 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_key_keeps_only_its_earliest_timer() {
+        let q: WorkQueue<&str> = WorkQueue::new(Backoff::default());
+        q.add_after("step", Duration::from_secs(10));
+        q.add_after("step", Duration::from_secs(20));
+        q.add_after("step", Duration::from_secs(5));
+        assert_eq!(q.len(), 1, "one timer per key");
+        let start = Instant::now();
+        assert_eq!(q.next().await, "step");
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+        q.done("step", Outcome::Done);
+        assert!(q.is_empty(), "the later timers were folded into the first");
     }
 }

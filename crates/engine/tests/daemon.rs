@@ -258,10 +258,7 @@ fn a_failed_apply_leaves_the_last_good_dataplane_in_place() {
     let old_route = "    - apiVersion: net.routerd.net/v1alpha1\n      kind: IPv4Route\n      metadata: {name: bh}\n      spec: {type: blackhole, destination: 10.9.0.0/16}\n";
     let new_nat = "    - apiVersion: net.routerd.net/v1alpha1\n      kind: NAT44Rule\n      metadata: {name: lan2}\n      spec: {type: masquerade, egressInterface: wan2, sourceRanges: [192.168.60.0/24]}\n";
     let store = Store::in_memory();
-    let mut core = Core {
-        startup: daemon::load_config("c", &format!("{CONFIG}{old_route}")).unwrap(),
-        ..Core::default()
-    };
+    let mut core = Core::new(daemon::load_config("c", &format!("{CONFIG}{old_route}")).unwrap());
     let mut links = BTreeMap::new();
     links.insert(
         "wan1".to_string(),
@@ -281,7 +278,7 @@ fn a_failed_apply_leaves_the_last_good_dataplane_in_place() {
             ..Default::default()
         },
     );
-    core.observe(routerd_engine::links::statuses(&core.startup, &links));
+    core.observe(routerd_engine::links::statuses(core.startup(), &links));
     let mut dp = MemDataplane::new();
     let now = Utc.with_ymd_and_hms(2026, 11, 21, 9, 0, 0).unwrap();
     let r = core.step(&mut dp, &store, now).unwrap();
@@ -291,7 +288,7 @@ fn a_failed_apply_leaves_the_last_good_dataplane_in_place() {
 
     // New config: the NAT table changes (replaced first) and the blackhole
     // route goes (deleted after the tables); the delete fails.
-    core.startup = daemon::load_config("c", &format!("{CONFIG}{new_nat}")).unwrap();
+    core.set_startup(daemon::load_config("c", &format!("{CONFIG}{new_nat}")).unwrap());
     dp.fail_at = Some(1);
     let r = core.step(&mut dp, &store, now).unwrap();
     assert!(

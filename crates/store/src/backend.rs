@@ -166,7 +166,7 @@ mod sled_backend {
                 .flush_every_ms(Some(500))
                 // sled's default page cache is 1 GiB; routerd's working set
                 // is statuses and a bounded event ring.
-                .cache_capacity(16 * 1024 * 1024)
+                .cache_capacity(4 * 1024 * 1024)
                 .open()
                 .map_err(|e| {
                     StoreError::Backend(format!("open state store {}: {e}", dir.display()))

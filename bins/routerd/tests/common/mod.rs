@@ -1,0 +1,106 @@
+//! Helpers shared by the namespace end-to-end tests (`e2e.rs`,
+//! `e2e_plugin.rs`): the `routerd serve` process inside the lab's router
+//! namespace, and commands run there.
+// Each test crate uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use routerd_lab::{ChildId, ChildOutput, Lab, Node};
+
+/// The demo configuration (`examples/demo/config.yaml`); tests append resources to it.
+pub(crate) const DEMO: &str = include_str!("../../../../examples/demo/config.yaml");
+
+/// `routerd serve` in the lab's router namespace, with its config, state
+/// directory, control socket and log in `dir`.
+///
+/// Dropping it SIGKILLs a daemon that is still running (a failed test); the
+/// lab's own teardown would kill it too, this only makes it happen first.
+pub(crate) struct Daemon<'a> {
+    lab: &'a Lab,
+    dir: PathBuf,
+    child: Option<ChildId>,
+}
+
+impl<'a> Daemon<'a> {
+    /// Writes `dir/config.yaml`: the demo configuration followed by `extra`
+    /// (more resources, indented as list items of `spec.resources`).
+    pub(crate) fn new(lab: &'a Lab, dir: &Path, extra: &str) -> Self {
+        std::fs::write(dir.join("config.yaml"), format!("{DEMO}{extra}")).unwrap();
+        Daemon {
+            lab,
+            dir: dir.to_path_buf(),
+            child: None,
+        }
+    }
+
+    pub(crate) fn start(&mut self) {
+        let d = &self.dir;
+        let id = self
+            .lab
+            .spawn(
+                Node::Router,
+                env!("CARGO_BIN_EXE_routerd"),
+                [
+                    "serve".as_ref(),
+                    "--config".as_ref(),
+                    d.join("config.yaml").as_os_str(),
+                    "--state-dir".as_ref(),
+                    d.join("state").as_os_str(),
+                    "--socket".as_ref(),
+                    d.join("routerd.sock").as_os_str(),
+                    "--resync".as_ref(),
+                    "30s".as_ref(),
+                ],
+                ChildOutput::File(d.join("routerd.log")),
+            )
+            .unwrap();
+        self.child = Some(id);
+    }
+
+    pub(crate) fn kill9(&mut self) {
+        if let Some(id) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(id.pid()).unwrap());
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = self.lab.stop_child(id, Duration::from_secs(2));
+        }
+    }
+
+    pub(crate) fn stop(&mut self) {
+        if let Some(id) = self.child.take() {
+            let st = self.lab.stop_child(id, Duration::from_secs(10)).unwrap();
+            assert!(
+                st.success(),
+                "routerd exited with {st} on SIGTERM; log:\n{}",
+                self.log()
+            );
+        }
+    }
+
+    pub(crate) fn socket(&self) -> PathBuf {
+        self.dir.join("routerd.sock")
+    }
+
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("routerd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon<'_> {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// `prog args` in the router namespace; empty output when it fails.
+pub(crate) fn sh(lab: &Lab, prog: &str, args: &[&str]) -> String {
+    lab.exec(Node::Router, prog, args).unwrap_or_default()
+}
+
+/// A fresh lab with namespaces named `PREFIX-...`, after removing what a
+/// crashed earlier run with the same prefix left behind.
+pub(crate) fn lab(prefix: &str) -> Lab {
+    let _ = routerd_lab::cleanup_stale(prefix);
+    Lab::build(prefix).unwrap()
+}
