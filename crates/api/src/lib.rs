@@ -13,5 +13,5 @@ pub mod plan;
 
 pub use plan::{
     DataplaneView, MergeView, PlanDocument, PlanError, PlanInputs, build_plan,
-    build_plan_with_desired, dataplane_view, follow_all, merge_view,
+    build_plan_with_desired, dataplane_view, follow_all, merge_view, view_of,
 };

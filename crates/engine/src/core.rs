@@ -15,7 +15,10 @@
 use std::collections::{BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
-use routerd_api::{MergeView, follow_all, merge_view};
+use std::sync::Arc;
+
+use routerd_api::{MergeView, follow_all, view_of};
+use routerd_merge::{Change, ChangeSet, Effective, Part, Startup};
 use routerd_model::{Event, ObjectRef, Resource, StateSnapshot, Status};
 use routerd_render::{Dataplane, DesiredState, Ledger, ReconcileOptions, reconcile, render};
 use routerd_select::{Evaluation, PolicySet, SelectOptions, SetState};
@@ -57,16 +60,40 @@ pub struct StepReport {
     pub evaluated: usize,
     /// Whether the dataplane was reconciled at all.
     pub reconciled: bool,
+    /// Whether the dynamic parts' states (active, expired, superseded,
+    /// rejected) may have changed, so the daemon records them.
+    pub parts_changed: bool,
+    /// What the merge changed in the effective configuration (part
+    /// arrivals and expiries applied incrementally).
+    pub merge_changes: ChangeSet,
 }
 
 /// What the step keeps between runs for one effective configuration.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct View {
+    /// The merge, kept so part arrivals and expiries apply incrementally.
+    effective: Effective,
     merged: MergeView,
     set: PolicySet,
     state: SetState,
     /// Per policy: when its evaluation can change without new observations.
     wake: Vec<Option<DateTime<Utc>>>,
+}
+
+impl View {
+    fn new(effective: Effective, statuses: &StateSnapshot) -> View {
+        let merged = view_of(&effective);
+        let set = PolicySet::new(&merged.effective);
+        let state = set.new_state(statuses);
+        let wake = vec![None; set.len()];
+        View {
+            effective,
+            merged,
+            set,
+            state,
+            wake,
+        }
+    }
 }
 
 /// The daemon's in-memory state between steps.
@@ -94,8 +121,8 @@ pub struct Core {
     full: bool,
     /// The last step's dataplane apply failed: retry it even if nothing moved.
     dataplane_pending: bool,
-    /// Parts found expired, reported once by the merge, dropped next time.
-    expired: HashSet<String>,
+    /// Part changes not yet applied to the merge.
+    pending: Vec<Change>,
 }
 
 impl Core {
@@ -144,25 +171,33 @@ impl Core {
         self.view = None;
     }
 
-    /// Adds a dynamic part, replacing one of the same name.
+    /// Adds a dynamic part, replacing one of the same name. The next step
+    /// applies it to the kept merge and acts on its change set only.
     pub fn upsert_part(&mut self, part: Resource) {
-        self.parts.retain(|p| p.name() != part.name());
-        self.parts.push(part);
-        self.view = None;
+        match Part::from_resource(part.clone()) {
+            Ok(p) => {
+                self.parts.retain(|x| x.name() != part.name());
+                self.parts.push(part);
+                self.pending.push(Change::Upsert(p));
+            }
+            Err(e) => tracing::warn!(part = part.name(), error = %e, "dynamic part ignored"),
+        }
     }
 
-    /// Handles parts expired at `now`: a newly expired part stays for one
-    /// more rebuild, so the merge reports it `expired` (its masks lift, its
-    /// resources go) and `dynamic list` says so; the call after that drops
-    /// it from memory. The store keeps every generation.
+    /// Lets parts whose `expiresAt` passed expire at the next step (their
+    /// masks lift, their resources go; the merge reports them `expired`, so
+    /// `dynamic list` says so). The store keeps every generation.
     pub fn expire_parts(&mut self, now: DateTime<Utc>) {
-        let reported = std::mem::take(&mut self.expired);
-        self.parts.retain(|p| !reported.contains(p.name()));
-        for p in &self.parts {
-            if p.as_dynamic_part().is_some_and(|d| d.is_expired(now)) {
-                self.expired.insert(p.name().to_string());
-                self.view = None;
-            }
+        let due = self
+            .parts
+            .iter()
+            .filter_map(|p| p.as_dynamic_part().and_then(|d| d.expires_at))
+            .any(|t| t <= now);
+        if due {
+            self.pending.push(Change::Tick(now));
+            // Expired parts leave memory once the merge has reported them.
+            self.parts
+                .retain(|p| !p.as_dynamic_part().is_some_and(|d| d.is_expired(now)));
         }
     }
 
@@ -210,21 +245,66 @@ impl Core {
         let mut report = StepReport::default();
         let mut events: Vec<Event> = Vec::new();
         let rebuilt = self.view.is_none();
-        let full = rebuilt || std::mem::take(&mut self.full);
-        report.full = full;
+        let mut full = rebuilt || std::mem::take(&mut self.full);
+        let mut moved: BTreeSet<String> = BTreeSet::new();
         if rebuilt {
-            let merged = merge_view(&self.startup, &self.parts, now)
+            self.pending.clear();
+            let parts = self
+                .parts
+                .iter()
+                .cloned()
+                .map(Part::from_resource)
+                .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| StepError::Plan(e.to_string()))?;
-            let set = PolicySet::new(&merged.effective);
-            let state = set.new_state(&self.statuses);
-            let wake = vec![None; set.len()];
-            self.view = Some(View {
-                merged,
-                set,
-                state,
-                wake,
-            });
+            let effective =
+                Effective::build(Arc::new(Startup::new(self.startup.clone())), parts, now)
+                    .map_err(|e| StepError::Plan(e.to_string()))?;
+            self.view = Some(View::new(effective, &self.statuses));
+            report.parts_changed = true;
+        } else if !self.pending.is_empty()
+            && let Some(view) = self.view.as_mut()
+        {
+            // Part arrivals and expiries: apply them to the kept merge and
+            // act on the change set. Routes and NAT rules that came or went
+            // only need the followers and the render; anything selection
+            // indexes (policies, health checks, interfaces, ...) rebuilds
+            // the selection index.
+            let mut cs = ChangeSet::default();
+            for change in std::mem::take(&mut self.pending) {
+                match view.effective.apply(change) {
+                    Ok(c) => {
+                        cs.added.extend(c.added);
+                        cs.removed.extend(c.removed);
+                        cs.changed.extend(c.changed);
+                        cs.provenance_changed.extend(c.provenance_changed);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "dynamic part change rejected"),
+                }
+            }
+            report.parts_changed = true;
+            view.merged = view_of(&view.effective);
+            let touched: Vec<String> = cs
+                .added
+                .iter()
+                .chain(&cs.removed)
+                .chain(&cs.changed)
+                .map(ToString::to_string)
+                .collect();
+            let selection_neutral = touched
+                .iter()
+                .all(|id| id.contains("/IPv4Route/") || id.contains("/NAT44Rule/"));
+            if !selection_neutral {
+                let effective = std::mem::replace(
+                    &mut view.effective,
+                    Effective::new(Arc::new(Startup::new(Vec::new())), now),
+                );
+                *view = View::new(effective, &self.statuses);
+                full = true;
+            }
+            moved.extend(touched);
+            report.merge_changes = cs;
         }
+        report.full = full;
         let changed_observed = std::mem::take(&mut self.changed);
         let Some(view) = self.view.as_mut() else {
             return Err(StepError::Plan("no effective configuration".into()));
@@ -256,7 +336,7 @@ impl Core {
             out
         };
         report.evaluated = evaluations.len();
-        let mut moved: BTreeSet<String> = changed_observed;
+        moved.extend(changed_observed);
         for (i, ev) in evaluations {
             if let Some(w) = view.wake.get_mut(i) {
                 *w = ev.wake_at;
@@ -344,7 +424,7 @@ impl Core {
                 report.changed.push(id.clone());
             }
         }
-        if rebuilt {
+        if rebuilt || !report.merge_changes.removed.is_empty() {
             // Statuses of resources that left the effective config go away.
             let live: HashSet<String> = view
                 .merged

@@ -439,8 +439,10 @@ pub async fn run<D, L, H>(
                         if let Some(next) = wake.into_iter().flatten().min() {
                             shared.queue.add_after(Key::Step, next);
                         }
-                        if res.as_ref().is_ok_and(|r| r.full) {
+                        if res.as_ref().is_ok_and(|r| r.parts_changed) {
                             record_part_states(&shared.store, core.part_reports(), now);
+                        }
+                        if res.as_ref().is_ok_and(|r| r.full) {
                             let effective: Vec<routerd_model::ResourceId> =
                                 core.effective().iter().map(Resource::id).collect();
                             if effective != last_effective {

@@ -115,7 +115,10 @@ fn a_health_change_wakes_only_its_policy_and_holds_end_by_themselves() {
     assert_eq!(r.evaluated, POLICIES);
     assert!(r.dataplane_error.is_none(), "{:?}", r.dataplane_error);
     for i in 0..POLICIES {
-        assert_eq!(route_device(&dp, &format!("10.{i}.0.0/16")).as_deref(), Some("wan1"));
+        assert_eq!(
+            route_device(&dp, &format!("10.{i}.0.0/16")).as_deref(),
+            Some("wan1")
+        );
     }
 
     // Nothing changed: nothing evaluated, no dataplane pass, no writes.
@@ -131,9 +134,17 @@ fn a_health_change_wakes_only_its_policy_and_holds_end_by_themselves() {
     assert_eq!(r.evaluated, 1, "only p7 reads hc-7-a");
     assert_eq!(route_device(&dp, "10.7.0.0/16").as_deref(), Some("wan2"));
     assert_eq!(route_device(&dp, "10.8.0.0/16").as_deref(), Some("wan1"));
-    assert!(r.changed.iter().any(|id| id.ends_with("/EgressRoutePolicy/p7")));
+    assert!(
+        r.changed
+            .iter()
+            .any(|id| id.ends_with("/EgressRoutePolicy/p7"))
+    );
     assert!(r.changed.iter().any(|id| id.ends_with("/IPv4Route/r7")));
-    assert!(!r.changed.iter().any(|id| id.ends_with("/EgressRoutePolicy/p8")));
+    assert!(
+        !r.changed
+            .iter()
+            .any(|id| id.ends_with("/EgressRoutePolicy/p8"))
+    );
     let stored = store.status_snapshot().unwrap();
     assert_eq!(
         stored[&"net.routerd.net/v1alpha1/EgressRoutePolicy/p7".to_string()]["selectedCandidate"],
@@ -145,8 +156,16 @@ fn a_health_change_wakes_only_its_policy_and_holds_end_by_themselves() {
     core.observe_one(hc_id("hc-7-a"), hc("Healthy", 0, t(10)));
     let r = core.step(&mut dp, &store, t(10)).unwrap();
     assert_eq!(r.evaluated, 1);
-    assert_eq!(route_device(&dp, "10.7.0.0/16").as_deref(), Some("wan2"), "held");
-    assert_eq!(core.next_wake(), Some(t(40)), "ready at 10 s + preemptDelay 30 s");
+    assert_eq!(
+        route_device(&dp, "10.7.0.0/16").as_deref(),
+        Some("wan2"),
+        "held"
+    );
+    assert_eq!(
+        core.next_wake(),
+        Some(t(40)),
+        "ready at 10 s + preemptDelay 30 s"
+    );
 
     // No new observation; stepping at the wake-up fails back.
     let r = core.step(&mut dp, &store, t(39)).unwrap();
@@ -191,4 +210,123 @@ fn a_health_change_wakes_only_its_policy_and_holds_end_by_themselves() {
     for p in &planned {
         assert!(applied.contains(p), "{p:?} not applied");
     }
+}
+
+/// A plugin part is applied to the kept merge: a part that only adds and
+/// masks routes re-evaluates no policy, its change set names exactly what
+/// moved, and when it expires the masked route returns and the part is
+/// reported `expired`.
+#[test]
+fn a_part_applies_through_the_merge_change_set_and_expires() {
+    let extra = "    - apiVersion: net.routerd.net/v1alpha1
+      kind: IPv4Route
+      metadata: {name: fallback}
+      spec: {destination: 10.200.0.0/16, device: wan2, gateway: 198.51.100.1, metric: 200}
+    - apiVersion: config.routerd.net/v1alpha1
+      kind: DynamicOverridePolicy
+      metadata: {name: cloud}
+      spec:
+        allow:
+          - source: Plugin/cloud
+            operations: [mask]
+            targets:
+              - {apiVersion: net.routerd.net/v1alpha1, kind: IPv4Route, name: fallback}
+";
+    let store = Store::in_memory();
+    let mut core = Core::new(load_config("c.yaml", &format!("{}{extra}", config())).unwrap());
+    core.observe(link_statuses(core.startup(), &up_links()));
+    let mut dp = MemDataplane::new();
+    let r = core.step(&mut dp, &store, t(0)).unwrap();
+    assert!(r.full);
+    assert_eq!(route_device(&dp, "10.200.0.0/16").as_deref(), Some("wan2"));
+
+    let part = format!(
+        "apiVersion: config.routerd.net/v1alpha1
+kind: DynamicConfigPart
+metadata: {{name: Plugin-cloud-1}}
+spec:
+  source: Plugin/cloud
+  generation: 1
+  observedAt: \"{}\"
+  expiresAt: \"{}\"
+  resources:
+    - apiVersion: net.routerd.net/v1alpha1
+      kind: IPv4Route
+      metadata: {{name: cloud-vpc}}
+      spec: {{destination: 10.200.0.0/16, device: wan1, gateway: 192.0.2.9, metric: 50}}
+  directives:
+    - op: mask
+      target: {{apiVersion: net.routerd.net/v1alpha1, kind: IPv4Route, name: fallback}}
+      reason: the VPC is reachable directly
+",
+        t(10).to_rfc3339(),
+        t(100).to_rfc3339()
+    );
+    let mut loaded = routerd_model::Loaded::new();
+    loaded.add_file("part.yaml", &part);
+    assert!(
+        loaded.diagnostics.iter().all(|d| !d.is_error()),
+        "{:?}",
+        loaded.diagnostics
+    );
+    let part = loaded.resources.remove(0);
+    core.upsert_part(part);
+    let r = core.step(&mut dp, &store, t(10)).unwrap();
+    assert!(!r.full, "routes only: no selection rebuild");
+    assert_eq!(r.evaluated, 0);
+    assert!(r.parts_changed);
+    let added: Vec<String> = r
+        .merge_changes
+        .added
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let removed: Vec<String> = r
+        .merge_changes
+        .removed
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(added, ["net.routerd.net/v1alpha1/IPv4Route/cloud-vpc"]);
+    assert_eq!(removed, ["net.routerd.net/v1alpha1/IPv4Route/fallback"]);
+    let vpc: Vec<_> = dp
+        .routes
+        .iter()
+        .filter(|r| r.destination.to_string() == "10.200.0.0/16")
+        .map(|r| (r.device.clone(), r.metric))
+        .collect();
+    assert_eq!(
+        vpc,
+        [(Some("wan1".to_string()), 50)],
+        "the fallback is masked"
+    );
+    assert_eq!(core.part_reports()[0]["state"], "active");
+
+    // Expiry: the mask lifts, the fallback returns, the part says expired.
+    core.expire_parts(t(99));
+    let r = core.step(&mut dp, &store, t(99)).unwrap();
+    assert!(!r.parts_changed, "nothing due before expiresAt");
+    core.expire_parts(t(100));
+    let r = core.step(&mut dp, &store, t(100)).unwrap();
+    assert!(r.parts_changed && !r.full);
+    let vpc: Vec<_> = dp
+        .routes
+        .iter()
+        .filter(|r| r.destination.to_string() == "10.200.0.0/16")
+        .map(|r| (r.device.clone(), r.metric))
+        .collect();
+    assert_eq!(vpc, [(Some("wan2".to_string()), 200)]);
+    assert_eq!(
+        core.part_reports()[0]["state"],
+        "expired",
+        "{:?}",
+        core.part_reports()
+    );
+    assert!(
+        !store
+            .status_snapshot()
+            .unwrap()
+            .contains_key("net.routerd.net/v1alpha1/IPv4Route/cloud-vpc"),
+        "the expired route's status goes"
+    );
 }

@@ -84,9 +84,17 @@ fn a_preempt_delay_wakes_the_policy_when_it_ends() {
     sim.healthy("hc-primary", at(20));
     let o = sim.step(at(20));
     assert_eq!(selected(&o), Some("backup"), "held by preemptDelay");
-    assert_eq!(o.wake_at, Some(at(50)), "the hold ends 30 s after primary is ready again");
+    assert_eq!(
+        o.wake_at,
+        Some(at(50)),
+        "the hold ends 30 s after primary is ready again"
+    );
     sim.healthy("hc-primary", at(50));
     sim.healthy("hc-backup", at(50));
     let o = sim.step(at(50));
-    assert_eq!(selected(&o), Some("primary"), "preempts once the delay is served");
+    assert_eq!(
+        selected(&o),
+        Some("primary"),
+        "preempts once the delay is served"
+    );
 }

@@ -45,11 +45,17 @@ pub fn merge_view(
     let startup = Arc::new(Startup::new(startup.to_vec()));
     let merged =
         Effective::build(startup, parts, now).map_err(|e| PlanError::Invalid(e.to_string()))?;
-    Ok(MergeView {
+    Ok(view_of(&merged))
+}
+
+/// The [`MergeView`] of a merge result (the daemon keeps an [`Effective`]
+/// and applies part changes to it incrementally).
+pub fn view_of(merged: &Effective) -> MergeView {
+    MergeView {
         effective: merged.iter().map(|e| e.annotated()).collect(),
         suppressed: merged.suppressed().iter().map(json).collect(),
         dynamic_parts: merged.parts().iter().map(json).collect(),
-    })
+    }
 }
 
 /// The document keeps these lists as JSON values. Our report structs are
