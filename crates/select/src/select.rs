@@ -430,15 +430,8 @@ pub(crate) fn select_core(
         wake: None,
     };
     let mut e = decide(&mut ctx, status);
-    let stale = (0..n)
-        .filter_map(|i| valid_until(obs_of(i)))
-        .filter(|t| *t > now)
-        .min();
-    e.wake_at = match (ctx.wake, stale) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    if let Some(c) = cache {
+    let wake = ctx.wake;
+    let stale = if let Some(c) = cache {
         match &ctx.touched {
             Some(t) if c.valid_until.len() == n => {
                 for (i, v) in c.valid_until.iter_mut().enumerate() {
@@ -463,7 +456,23 @@ pub(crate) fn select_core(
         c.prev_current = !ctx.top_written.get();
         c.prev = Some(ctx.prev);
         c.last = Some((now, input.options));
-    }
+        // The cache already holds every candidate's freshness limit.
+        c.valid_until
+            .iter()
+            .flatten()
+            .filter(|t| **t > now)
+            .min()
+            .copied()
+    } else {
+        (0..n)
+            .filter_map(|i| valid_until(obs_of(i)))
+            .filter(|t| *t > now)
+            .min()
+    };
+    e.wake_at = match (wake, stale) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     e
 }
 
