@@ -12,6 +12,6 @@ pub mod control;
 pub mod plan;
 
 pub use plan::{
-    DataplaneView, MergeView, PlanDocument, PlanError, PlanInputs, build_plan,
+    DataplaneView, MergeView, PlanDocument, PlanError, PlanInputs, build_effective, build_plan,
     build_plan_with_desired, dataplane_view, follow_all, merge_view, view_of,
 };

@@ -15,11 +15,10 @@
 use std::collections::{BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
-use std::sync::Arc;
 
-use routerd_api::{MergeView, follow_all, view_of};
-use routerd_merge::{Change, ChangeSet, Effective, Part, Startup};
-use routerd_model::{Event, ObjectRef, Resource, StateSnapshot, Status};
+use routerd_api::{MergeView, build_effective, follow_all, view_of};
+use routerd_merge::{Change, ChangeSet, Effective, Part};
+use routerd_model::{Event, Kind, ObjectRef, Resource, StateSnapshot, Status};
 use routerd_render::{Dataplane, DesiredState, Ledger, ReconcileOptions, reconcile, render};
 use routerd_select::{Evaluation, PolicySet, SelectOptions, SetState};
 use routerd_store::{Store, StoreError};
@@ -82,17 +81,23 @@ struct View {
 
 impl View {
     fn new(effective: Effective, statuses: &StateSnapshot) -> View {
-        let merged = view_of(&effective);
-        let set = PolicySet::new(&merged.effective);
-        let state = set.new_state(statuses);
-        let wake = vec![None; set.len()];
-        View {
+        let mut v = View {
+            merged: view_of(&effective),
             effective,
-            merged,
-            set,
-            state,
-            wake,
-        }
+            set: PolicySet::default(),
+            state: SetState::default(),
+            wake: Vec::new(),
+        };
+        v.reindex(statuses);
+        v
+    }
+
+    /// Rebuilds the selection index over `merged` (after a change to what
+    /// selection reads); previous policy statuses come from `statuses`.
+    fn reindex(&mut self, statuses: &StateSnapshot) {
+        self.set = PolicySet::new(&self.merged.effective);
+        self.state = self.set.new_state(statuses);
+        self.wake = vec![None; self.set.len()];
     }
 }
 
@@ -188,16 +193,13 @@ impl Core {
     /// masks lift, their resources go; the merge reports them `expired`, so
     /// `dynamic list` says so). The store keeps every generation.
     pub fn expire_parts(&mut self, now: DateTime<Utc>) {
-        let due = self
-            .parts
-            .iter()
-            .filter_map(|p| p.as_dynamic_part().and_then(|d| d.expires_at))
-            .any(|t| t <= now);
-        if due {
+        // The merge keeps and reports the expired parts; this list (what a
+        // rebuild starts from) drops them.
+        let before = self.parts.len();
+        self.parts
+            .retain(|p| !p.as_dynamic_part().is_some_and(|d| d.is_expired(now)));
+        if self.parts.len() != before {
             self.pending.push(Change::Tick(now));
-            // Expired parts leave memory once the merge has reported them.
-            self.parts
-                .retain(|p| !p.as_dynamic_part().is_some_and(|d| d.is_expired(now)));
         }
     }
 
@@ -229,10 +231,16 @@ impl Core {
         self.statuses.insert(id, status);
     }
 
-    /// When a policy's selection can next change without new observations
-    /// (a hold ends, health goes stale): the daemon schedules a step then.
+    /// When the next step is due without new observations: a policy's
+    /// hold ends or its health goes stale, or a dynamic part expires.
     pub fn next_wake(&self) -> Option<DateTime<Utc>> {
-        self.view.as_ref()?.wake.iter().flatten().min().copied()
+        let v = self.view.as_ref()?;
+        v.wake
+            .iter()
+            .flatten()
+            .copied()
+            .chain(v.effective.next_expiry())
+            .min()
     }
 
     /// Runs one step at `now`.
@@ -249,16 +257,8 @@ impl Core {
         let mut moved: BTreeSet<String> = BTreeSet::new();
         if rebuilt {
             self.pending.clear();
-            let parts = self
-                .parts
-                .iter()
-                .cloned()
-                .map(Part::from_resource)
-                .collect::<Result<Vec<_>, _>>()
+            let effective = build_effective(&self.startup, &self.parts, now)
                 .map_err(|e| StepError::Plan(e.to_string()))?;
-            let effective =
-                Effective::build(Arc::new(Startup::new(self.startup.clone())), parts, now)
-                    .map_err(|e| StepError::Plan(e.to_string()))?;
             self.view = Some(View::new(effective, &self.statuses));
             report.parts_changed = true;
         } else if !self.pending.is_empty()
@@ -272,36 +272,21 @@ impl Core {
             let mut cs = ChangeSet::default();
             for change in std::mem::take(&mut self.pending) {
                 match view.effective.apply(change) {
-                    Ok(c) => {
-                        cs.added.extend(c.added);
-                        cs.removed.extend(c.removed);
-                        cs.changed.extend(c.changed);
-                        cs.provenance_changed.extend(c.provenance_changed);
-                    }
+                    Ok(c) => cs.absorb(c),
                     Err(e) => tracing::warn!(error = %e, "dynamic part change rejected"),
                 }
             }
             report.parts_changed = true;
             view.merged = view_of(&view.effective);
-            let touched: Vec<String> = cs
-                .added
-                .iter()
-                .chain(&cs.removed)
-                .chain(&cs.changed)
-                .map(ToString::to_string)
-                .collect();
-            let selection_neutral = touched
-                .iter()
-                .all(|id| id.contains("/IPv4Route/") || id.contains("/NAT44Rule/"));
+            let touched = || cs.added.iter().chain(&cs.removed).chain(&cs.changed);
+            let selection_neutral = touched().all(|id| {
+                id.kind == Kind::IPv4Route.as_str() || id.kind == Kind::NAT44Rule.as_str()
+            });
             if !selection_neutral {
-                let effective = std::mem::replace(
-                    &mut view.effective,
-                    Effective::new(Arc::new(Startup::new(Vec::new())), now),
-                );
-                *view = View::new(effective, &self.statuses);
+                view.reindex(&self.statuses);
                 full = true;
             }
-            moved.extend(touched);
+            moved.extend(touched().map(ToString::to_string));
             report.merge_changes = cs;
         }
         report.full = full;

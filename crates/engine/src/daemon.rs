@@ -432,11 +432,7 @@ pub async fn run<D, L, H>(
                         // Expired parts contribute nothing; the store keeps them.
                         core.expire_parts(now);
                         let res = core.step(&mut dataplane, &shared.store, now);
-                        let wake = [
-                            next_expiry(core.parts(), now),
-                            core.next_wake().and_then(|t| (t - now).to_std().ok()),
-                        ];
-                        if let Some(next) = wake.into_iter().flatten().min() {
+                        if let Some(next) = core.next_wake().and_then(|t| (t - now).to_std().ok()) {
                             shared.queue.add_after(Key::Step, next);
                         }
                         if res.as_ref().is_ok_and(|r| r.parts_changed) {
@@ -499,30 +495,28 @@ pub async fn run<D, L, H>(
     }
 }
 
-/// Whether a new health status can change a selection: its phase or its
-/// result changed, or its failure count moved while the phase is Failing
-/// (the grace below unhealthyThreshold). Freshness (`lastCheckedAt`) is
-/// covered by the heartbeat and the step's wake-up when health goes stale.
+/// What of a health status selection reads, freshness aside: its phase,
+/// its result, and its failure count while Failing (the grace below
+/// unhealthyThreshold). `lastCheckedAt` is covered by the heartbeat and the
+/// step's wake-up when health goes stale.
+pub(crate) type SelectionKey = [Option<Value>; 3];
+
+/// The [`SelectionKey`] of a health status.
+pub(crate) fn selection_key(s: &routerd_model::Status) -> SelectionKey {
+    let failing = s.get("phase").and_then(Value::as_str) == Some("Failing");
+    [
+        s.get("phase").cloned(),
+        s.get("lastResult").cloned(),
+        s.get("consecutiveFailed").filter(|_| failing).cloned(),
+    ]
+}
+
+/// Whether a new health status can change a selection.
 pub(crate) fn selection_relevant(
     old: Option<&routerd_model::Status>,
     new: &routerd_model::Status,
 ) -> bool {
-    let Some(old) = old else { return true };
-    let moved = |k: &str| old.get(k) != new.get(k);
-    moved("phase")
-        || moved("lastResult")
-        || (new.get("phase").and_then(Value::as_str) == Some("Failing")
-            && moved("consecutiveFailed"))
-}
-
-/// Time until the next part expires (its masks lift, its resources go).
-fn next_expiry(parts: &[Resource], now: DateTime<Utc>) -> Option<Duration> {
-    parts
-        .iter()
-        .filter_map(|p| p.as_dynamic_part().and_then(|d| d.expires_at))
-        .filter(|t| *t > now)
-        .min()
-        .and_then(|t| (t - now).to_std().ok())
+    old.is_none_or(|old| selection_key(old) != selection_key(new))
 }
 
 /// Writes the merge's verdict (active, expired, superseded, rejected and

@@ -9,10 +9,12 @@ use routerd_health::runtime::{
     NetProber, NetlinkLinks, NoLinks, Options, Scheduler, SchedulerHandle, TokioClock,
 };
 use routerd_health::{BindingOverride, CheckConfig};
-use routerd_model::{Kind, Resource, ResourceId, Status};
+use routerd_model::{Kind, Resource, ResourceId};
 use tokio::sync::mpsc;
 
-use crate::daemon::{HealthDetail, HealthDriver, Observation, StatusesFuture, selection_relevant};
+use crate::daemon::{
+    HealthDetail, HealthDriver, Observation, SelectionKey, StatusesFuture, selection_key,
+};
 
 /// How often an unchanged check's status still reaches the loop. Far
 /// inside the freshness window selection applies (at least 2 minutes), so
@@ -81,48 +83,34 @@ impl HealthDriver for RuntimeHealth {
         };
         let handle = Arc::new(handle);
         self.forward = Some(tokio::spawn(async move {
-            let mut forwarded: HashMap<String, (tokio::time::Instant, Status)> = HashMap::new();
-            while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                while let Ok(u) = rx.try_recv() {
-                    batch.push(u);
-                }
-                // Per check: every event in order, and only its last status.
-                let mut last: HashMap<String, usize> = HashMap::new();
-                for (i, u) in batch.iter().enumerate() {
-                    last.insert(u.check.clone(), i);
-                }
+            // Per check: when its status last went to the loop, and what
+            // selection read in it.
+            let mut forwarded: HashMap<String, (tokio::time::Instant, SelectionKey)> =
+                HashMap::new();
+            while let Some(u) = rx.recv().await {
+                // A result that moves nothing selection reads is passed on
+                // only as a periodic heartbeat that keeps `lastCheckedAt`
+                // fresh: 1,000 checks probing every second would otherwise
+                // push 1,000 statuses a second through the loop for nothing.
                 let now = tokio::time::Instant::now();
-                for (i, u) in batch.into_iter().enumerate() {
-                    let final_one = last.get(&u.check) == Some(&i);
-                    if u.event.is_none() && !final_one {
-                        continue;
+                let key = selection_key(&u.status);
+                let due = match forwarded.get(&u.check) {
+                    None => true,
+                    Some((at, prev)) => {
+                        u.event.is_some() || *prev != key || now.duration_since(*at) >= HEARTBEAT
                     }
-                    // A result that moves nothing selection reads is passed
-                    // on only as a periodic heartbeat that keeps
-                    // `lastCheckedAt` fresh: 1,000 checks probing every
-                    // second would otherwise push 1,000 statuses a second
-                    // through the loop for nothing.
-                    let due = match forwarded.get(&u.check) {
-                        None => true,
-                        Some((at, prev)) => {
-                            u.event.is_some()
-                                || selection_relevant(Some(prev), &u.status)
-                                || now.duration_since(*at) >= HEARTBEAT
-                        }
-                    };
-                    if !due {
-                        continue;
-                    }
-                    forwarded.insert(u.check.clone(), (now, u.status.clone()));
-                    let o = Observation {
-                        id: ResourceId::of(Kind::HealthCheck, &u.check).to_string(),
-                        status: u.status,
-                        event: u.event,
-                    };
-                    if updates.send(o).await.is_err() {
-                        return;
-                    }
+                };
+                if !due {
+                    continue;
+                }
+                forwarded.insert(u.check.clone(), (now, key));
+                let o = Observation {
+                    id: ResourceId::of(Kind::HealthCheck, &u.check).to_string(),
+                    status: u.status,
+                    event: u.event,
+                };
+                if updates.send(o).await.is_err() {
+                    return;
                 }
             }
         }));

@@ -53,6 +53,15 @@ pub struct ChangeSet {
 }
 
 impl ChangeSet {
+    /// Adds the changes of a later [`Effective::apply`] to these (a caller
+    /// that applies several changes before acting on them).
+    pub fn absorb(&mut self, later: ChangeSet) {
+        self.added.extend(later.added);
+        self.removed.extend(later.removed);
+        self.changed.extend(later.changed);
+        self.provenance_changed.extend(later.provenance_changed);
+    }
+
     /// Whether nothing effective changed.
     pub fn is_empty(&self) -> bool {
         self.added.is_empty()

@@ -36,6 +36,16 @@ pub fn merge_view(
     dynamic_parts: &[Resource],
     now: DateTime<Utc>,
 ) -> Result<MergeView, PlanError> {
+    build_effective(startup, dynamic_parts, now).map(|merged| view_of(&merged))
+}
+
+/// The merge result itself, for a caller that keeps it and applies part
+/// changes to it incrementally (the daemon).
+pub fn build_effective(
+    startup: &[Resource],
+    dynamic_parts: &[Resource],
+    now: DateTime<Utc>,
+) -> Result<Effective, PlanError> {
     let parts = dynamic_parts
         .iter()
         .cloned()
@@ -43,9 +53,7 @@ pub fn merge_view(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| PlanError::Invalid(e.to_string()))?;
     let startup = Arc::new(Startup::new(startup.to_vec()));
-    let merged =
-        Effective::build(startup, parts, now).map_err(|e| PlanError::Invalid(e.to_string()))?;
-    Ok(view_of(&merged))
+    Effective::build(startup, parts, now).map_err(|e| PlanError::Invalid(e.to_string()))
 }
 
 /// The [`MergeView`] of a merge result (the daemon keeps an [`Effective`]

@@ -9,7 +9,7 @@ mod merge_stage;
 mod render_stage;
 mod select_stage;
 
-pub use merge_stage::{MergeView, merge_view, view_of};
+pub use merge_stage::{MergeView, build_effective, merge_view, view_of};
 pub use render_stage::dataplane_view;
 pub use select_stage::follow_all;
 

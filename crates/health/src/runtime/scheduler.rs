@@ -207,7 +207,7 @@ impl SchedulerHandle {
     }
 
     /// The full status maps (history included) of the named checks that
-    /// exist, in the order asked.
+    /// exist, in configuration order.
     pub async fn statuses(&self, names: Vec<String>) -> Vec<(String, Status)> {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Command::Statuses(names, tx)).is_err() {
@@ -432,13 +432,12 @@ impl<P: Prober, L: LinkEvents> Scheduler<P, L> {
                 let _ = tx.send(v);
             }
             Command::Statuses(names, tx) => {
-                let v = names
-                    .into_iter()
-                    .filter_map(|n| {
-                        let slot = self.slots.iter().find(|s| s.cfg.name == n)?;
-                        let st = slot.state.status();
-                        Some((n, st))
-                    })
+                let names: HashSet<String> = names.into_iter().collect();
+                let v = self
+                    .slots
+                    .iter()
+                    .filter(|s| names.contains(&s.cfg.name))
+                    .map(|s| (s.cfg.name.clone(), s.state.status()))
                     .collect();
                 let _ = tx.send(v);
             }
