@@ -50,6 +50,9 @@ pub struct StepReport {
     pub applied_ops: usize,
     /// The dataplane error, if the apply failed (statuses still persisted).
     pub dataplane_error: Option<String>,
+    /// Owners whose kernel state is not what they asked for after this
+    /// step (rejected operations, missing devices, foreign conflicts).
+    pub faults: Vec<routerd_render::Fault>,
     /// How long the dataplane part took.
     pub apply_duration: std::time::Duration,
     /// Whether the step rebuilt the effective configuration and evaluated

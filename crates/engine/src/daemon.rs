@@ -130,6 +130,23 @@ pub enum DaemonError {
     Store(#[from] routerd_store::StoreError),
 }
 
+/// What the last reconcile step did, published after every step so that
+/// `apply` can wait for the step that carries its generation and report
+/// the owners the kernel refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepSummary {
+    /// Counts steps since start (0: none yet).
+    pub seq: u64,
+    /// The configuration generation the step ran with.
+    pub generation: u64,
+    /// When it ran.
+    pub at: Option<DateTime<Utc>>,
+    /// Why the step failed as a whole (plan or store), if it did.
+    pub error: Option<String>,
+    /// Owners whose kernel state is not what they asked for.
+    pub faults: Vec<routerd_render::Fault>,
+}
+
 /// State shared between the loop and the control handler.
 pub struct Shared {
     core: Mutex<Core>,
@@ -140,7 +157,7 @@ pub struct Shared {
     options: Options,
     config_text: Mutex<String>,
     started: DateTime<Utc>,
-    last_step: Mutex<Option<(DateTime<Utc>, Option<String>)>>,
+    steps: tokio::sync::watch::Sender<StepSummary>,
     plugin_tx: std::sync::Mutex<Option<mpsc::Sender<PluginOutput>>>,
     counters: std::sync::Mutex<crate::metrics::Counters>,
     health_detail: std::sync::Mutex<Option<Arc<dyn HealthDetail>>>,
@@ -216,7 +233,7 @@ impl Shared {
             options,
             config_text: Mutex::new(text),
             started: now,
-            last_step: Mutex::new(None),
+            steps: tokio::sync::watch::Sender::new(StepSummary::default()),
             plugin_tx: std::sync::Mutex::new(None),
             counters: std::sync::Mutex::new(crate::metrics::Counters::default()),
             health_detail: std::sync::Mutex::new(None),
@@ -226,6 +243,27 @@ impl Shared {
     /// Queues work (for signal handlers and event sources).
     pub fn trigger(&self, key: Key) {
         self.queue.add(key);
+    }
+
+    /// Follows the summaries of finished steps.
+    pub fn steps(&self) -> tokio::sync::watch::Receiver<StepSummary> {
+        self.steps.subscribe()
+    }
+
+    fn publish_step(
+        &self,
+        generation: u64,
+        at: DateTime<Utc>,
+        error: Option<String>,
+        faults: Vec<routerd_render::Fault>,
+    ) {
+        self.steps.send_modify(|s| {
+            s.seq += 1;
+            s.generation = generation;
+            s.at = Some(at);
+            s.error = error;
+            s.faults = faults;
+        });
     }
 
     /// The store.
@@ -450,6 +488,7 @@ pub async fn run<D, L, H>(
                                 last_effective = effective;
                             }
                         }
+                        let generation = core.generation;
                         drop(core);
                         shared.count(|c| c.steps += 1);
                         match res {
@@ -465,7 +504,7 @@ pub async fn run<D, L, H>(
                                     }
                                 });
                                 let failed = report.dataplane_error.clone();
-                                *shared.last_step.lock().await = Some((now, failed.clone()));
+                                shared.publish_step(generation, now, failed.clone(), report.faults.clone());
                                 if !report.events.is_empty() {
                                     shared.events.notify_waiters();
                                 }
@@ -480,7 +519,7 @@ pub async fn run<D, L, H>(
                             Err(e) => {
                                 shared.count(|c| c.step_failures += 1);
                                 tracing::error!(error = %e, "reconcile step failed");
-                                *shared.last_step.lock().await = Some((now, Some(e.to_string())));
+                                shared.publish_step(generation, now, Some(e.to_string()), Vec::new());
                                 Outcome::Retry
                             }
                         }
@@ -645,7 +684,7 @@ impl ControlHandler for Handler {
         match req {
             ControlRequest::Status => {
                 let core = s.core.lock().await;
-                let last = s.last_step.lock().await.clone();
+                let last = s.steps.borrow().clone();
                 let issues: Vec<Value> = core
                     .statuses
                     .iter()
@@ -654,10 +693,12 @@ impl ControlHandler for Handler {
                     })
                     .map(|(id, st)| json!({"id": id, "phase": st.get("phase"), "reason": st.get("reason")}))
                     .collect();
-                let phase = match &last {
-                    None => "Starting",
-                    Some((_, Some(_))) => "Degraded",
-                    Some((_, None)) => "Ready",
+                let phase = if last.seq == 0 {
+                    "Starting"
+                } else if last.error.is_some() || !last.faults.is_empty() {
+                    "Degraded"
+                } else {
+                    "Ready"
                 };
                 Ok(json!({
                     "apiVersion": routerd_model::id::CONTROL_API,
@@ -666,8 +707,9 @@ impl ControlHandler for Handler {
                         "phase": phase,
                         "generation": core.generation,
                         "startedAt": s.started,
-                        "lastApplyTime": last.as_ref().map(|l| l.0),
-                        "lastError": last.and_then(|l| l.1),
+                        "lastApplyTime": last.at,
+                        "lastError": last.error,
+                        "faults": last.faults,
                         "resourceCount": core.effective().len(),
                         "resourcePhaseIssues": issues,
                         "queue": s.queue.len(),

@@ -24,6 +24,20 @@ impl Default for ReconcileOptions {
     }
 }
 
+/// Why one owner's part of the dataplane is not what it asked for. The
+/// step turns each into the owner's status (phase, reason, the kernel's
+/// message) and an event; every other owner's operations still apply.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fault {
+    /// Resource id of the owner (`apiVersion/Kind/name`).
+    pub owner: String,
+    /// routerd-style reason: `ApplyFailed`, `DeviceNotReady`, `Conflict`, ...
+    pub reason: String,
+    /// What the kernel (or the check that kept the operation back) said.
+    pub message: String,
+}
+
 /// A successful reconcile.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
