@@ -10,7 +10,7 @@ use routerd_model::{Loaded, StateSnapshot};
 use routerd_render::linux::{LinuxDataplane, netns};
 use routerd_render::nft_backend::NftBackend;
 use routerd_render::{
-    Dataplane, Ledger, Ownership, ReconcileError, ReconcileOptions, diff_with, reconcile, render,
+    Dataplane, Ledger, Ownership, ReconcileOptions, diff_with, reconcile, render,
 };
 
 /// Arguments of `routerd apply`.
@@ -151,11 +151,11 @@ pub(crate) fn run(args: &Args) -> Result<i32> {
                 println!("# verification retry");
                 print!("{retry}");
             }
-            Ok(0)
-        }
-        Err(ReconcileError::Apply(f)) => {
-            print!("{}", f.plan);
-            Err(anyhow::Error::new(ReconcileError::Apply(f)))
+            for f in &out.faults {
+                eprintln!("{}: {}: {}", f.owner, f.reason, f.message);
+            }
+            // Everything else applied; the refused owners make it exit 1.
+            Ok(if out.faults.is_empty() { 0 } else { 1 })
         }
         Err(e) => Err(e.into()),
     }

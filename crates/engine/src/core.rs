@@ -11,15 +11,20 @@
 //! link change re-evaluates only the policies that read it (the selection
 //! reverse index), and a step in which no status moved touches neither the
 //! dataplane nor the store. Statuses live in one map, never copied whole.
+//!
+//! The kernel decides per owner: an operation it refuses, a route whose
+//! device is absent, or an object held by a foreign one becomes a fault of
+//! its owner only (reported over its status, with an event), and every
+//! other owner's operations apply in the same step.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
 
 use routerd_api::{MergeView, build_effective, follow_all, view_of};
 use routerd_merge::{Change, ChangeSet, Effective, Part};
 use routerd_model::{Event, Kind, ObjectRef, Resource, StateSnapshot, Status};
-use routerd_render::{Dataplane, DesiredState, Ledger, ReconcileOptions, reconcile, render};
+use routerd_render::{Dataplane, Fault, Ledger, Plan, ReconcileOptions, reconcile_with, render};
 use routerd_select::{Evaluation, PolicySet, SelectOptions, SetState};
 use routerd_store::{Store, StoreError};
 use serde_json::Value;
@@ -70,6 +75,42 @@ pub struct StepReport {
     pub merge_changes: ChangeSet,
 }
 
+/// Store key of the intent: the objects a step is about to create, written
+/// before the kernel is touched and cleared with the ledger commit.
+pub const INTENT_KEY: &str = "intent";
+
+/// Owner recorded for orphans an operator asked to remove.
+pub const ORPHAN_OWNER: &str = "routerd/orphan";
+
+/// What the stages of one step hand each other.
+#[derive(Default)]
+struct StepState {
+    report: StepReport,
+    events: Vec<Event>,
+    /// Resource ids whose status (intended or reported) moved.
+    moved: BTreeSet<String>,
+    /// The effective configuration was rebuilt.
+    rebuilt: bool,
+    ledger_before: Option<Ledger>,
+    /// An intent may be in the store and is cleared with this commit.
+    intent_written: bool,
+}
+
+/// Records, durably and before anything is sent, which objects a plan is
+/// about to create and for whom.
+fn write_intent(store: &Store, plan: &Plan) -> Result<(), String> {
+    let mut intent = Ledger::default();
+    intent.record_ops(&plan.ops);
+    if intent.is_empty() {
+        return Ok(());
+    }
+    let v = serde_json::to_value(&intent).map_err(|e| e.to_string())?;
+    let mut w = store.writer();
+    w.ledger_put(INTENT_KEY, &v).map_err(|e| e.to_string())?;
+    w.commit().map_err(|e| e.to_string())?;
+    store.flush().map_err(|e| e.to_string())
+}
+
 /// What the step keeps between runs for one effective configuration.
 #[derive(Debug)]
 struct View {
@@ -118,10 +159,13 @@ pub struct Core {
     pub ledger: Ledger,
     /// Reconcile options (ownership markers, verification retries).
     pub options: ReconcileOptions,
-    /// The last desired state the kernel verifiably matched: a failed
-    /// apply is rolled back to it (an nft table replaced before the failing
-    /// operation would otherwise stay new).
-    pub last_good: Option<DesiredState>,
+    /// Owners whose kernel state is not what they asked for, as of the
+    /// last reconcile (laid over their statuses when reported).
+    faults: BTreeMap<String, Fault>,
+    /// Objects with routerd's markers that nobody claims (last reconcile).
+    pub orphans: Ledger,
+    /// `spec.reconcile.protectedInterfaces` as configured.
+    protected: Vec<String>,
     view: Option<View>,
     /// Observed statuses that changed since the last step.
     changed: BTreeSet<String>,
@@ -144,14 +188,30 @@ impl Core {
     /// Restores statuses and the ledger from the store, so a restarted daemon
     /// continues where it stopped (dwell and hold-down timers included) and
     /// adopts the kernel state it owns instead of re-creating it.
+    ///
+    /// An intent left by a step that crashed between the kernel change and
+    /// the ledger commit is folded into the ledger: what it names and the
+    /// kernel holds is owned again, so the first step keeps it if desired
+    /// and removes it if not, instead of leaving an orphan.
     pub fn restore(&mut self, store: &Store) -> Result<(), StoreError> {
-        self.statuses = store.status_snapshot()?;
+        self.statuses = store
+            .status_snapshot()?
+            .into_iter()
+            .map(|(id, st)| (id, crate::faults::strip(st)))
+            .collect();
+        let mut intent = None;
         for (k, v) in store.ledger()? {
+            let parsed = || serde_json::from_value::<Ledger>(v.clone()).ok();
             if k == LEDGER_KEY
-                && let Ok(l) = serde_json::from_value::<Ledger>(v)
+                && let Some(l) = parsed()
             {
                 self.ledger = l;
+            } else if k == INTENT_KEY && !v.is_null() {
+                intent = parsed();
             }
+        }
+        if let Some(intent) = intent {
+            self.ledger.absorb(intent);
         }
         self.view = None;
         Ok(())
@@ -246,32 +306,41 @@ impl Core {
             .min()
     }
 
-    /// Runs one step at `now`.
+    /// Runs one step at `now`: the named stages in order. A new kind
+    /// plugs in as a follower (in `follow_all`) and a render module; the
+    /// stages themselves stay as they are.
     pub fn step<D: Dataplane + ?Sized>(
         &mut self,
         dataplane: &mut D,
         store: &Store,
         now: DateTime<Utc>,
     ) -> Result<StepReport, StepError> {
-        let mut report = StepReport::default();
-        let mut events: Vec<Event> = Vec::new();
-        let rebuilt = self.view.is_none();
-        let mut full = rebuilt || std::mem::take(&mut self.full);
-        let mut moved: BTreeSet<String> = BTreeSet::new();
-        if rebuilt {
+        let mut st = StepState::default();
+        self.merge_stage(now, &mut st)?;
+        self.select_stage(now, &mut st);
+        self.follow_stage(now, &mut st);
+        self.dataplane_stage(dataplane, store, now, &mut st)?;
+        self.persist_stage(store, now, st)
+    }
+
+    /// Merge: rebuilds the effective configuration, or applies part
+    /// arrivals and expiries to the kept merge and acts on its change set.
+    fn merge_stage(&mut self, now: DateTime<Utc>, st: &mut StepState) -> Result<(), StepError> {
+        st.rebuilt = self.view.is_none();
+        st.report.full = st.rebuilt || std::mem::take(&mut self.full);
+        if st.rebuilt {
             self.pending.clear();
             let effective = build_effective(&self.startup, &self.parts, now)
                 .map_err(|e| StepError::Plan(e.to_string()))?;
             self.view = Some(View::new(effective, &self.statuses));
-            report.parts_changed = true;
+            st.report.parts_changed = true;
         } else if !self.pending.is_empty()
             && let Some(view) = self.view.as_mut()
         {
-            // Part arrivals and expiries: apply them to the kept merge and
-            // act on the change set. Routes and NAT rules that came or went
-            // only need the followers and the render; anything selection
-            // indexes (policies, health checks, interfaces, ...) rebuilds
-            // the selection index.
+            // Routes and NAT rules that came or went only need the
+            // followers and the render; anything selection indexes
+            // (policies, health checks, interfaces, ...) rebuilds the
+            // selection index.
             let mut cs = ChangeSet::default();
             for change in std::mem::take(&mut self.pending) {
                 match view.effective.apply(change) {
@@ -279,7 +348,7 @@ impl Core {
                     Err(e) => tracing::warn!(error = %e, "dynamic part change rejected"),
                 }
             }
-            report.parts_changed = true;
+            st.report.parts_changed = true;
             view.merged = view_of(&view.effective);
             let touched = || cs.added.iter().chain(&cs.removed).chain(&cs.changed);
             let selection_neutral = touched().all(|id| {
@@ -287,24 +356,27 @@ impl Core {
             });
             if !selection_neutral {
                 view.reindex(&self.statuses);
-                full = true;
+                st.report.full = true;
             }
-            moved.extend(touched().map(ToString::to_string));
-            report.merge_changes = cs;
+            st.moved.extend(touched().map(ToString::to_string));
+            st.report.merge_changes = cs;
         }
-        report.full = full;
+        Ok(())
+    }
+
+    /// Selection: everything on a full step, else what read a changed
+    /// observation plus the policies whose holds ended or whose health
+    /// went stale.
+    fn select_stage(&mut self, now: DateTime<Utc>, st: &mut StepState) {
         let changed_observed = std::mem::take(&mut self.changed);
         let Some(view) = self.view.as_mut() else {
-            return Err(StepError::Plan("no effective configuration".into()));
+            return;
         };
         let options = SelectOptions {
             terse: true,
             ..SelectOptions::default()
         };
-
-        // Selection: everything, or what changed plus the policies whose
-        // holds ended or whose health went stale.
-        let evaluations: Vec<(usize, Evaluation)> = if full {
+        let evaluations: Vec<(usize, Evaluation)> = if st.report.full {
             view.set
                 .refresh(&mut view.state, &self.statuses, now, options)
         } else {
@@ -323,100 +395,161 @@ impl Core {
             ));
             out
         };
-        report.evaluated = evaluations.len();
-        moved.extend(changed_observed);
+        st.report.evaluated = evaluations.len();
+        st.moved.extend(changed_observed);
         for (i, ev) in evaluations {
             if let Some(w) = view.wake.get_mut(i) {
                 *w = ev.wake_at;
             }
-            events.extend(ev.events);
-            let (Some(id), Some(st)) = (view.set.id(i), view.state.status(i)) else {
+            st.events.extend(ev.events);
+            let (Some(id), Some(status)) = (view.set.id(i), view.state.status(i)) else {
                 continue;
             };
-            if ev.status_changed || self.statuses.get(id) != Some(st) {
-                self.statuses.insert(id.to_string(), st.clone());
-                moved.insert(id.to_string());
+            if ev.status_changed || self.statuses.get(id) != Some(status) {
+                self.statuses.insert(id.to_string(), status.clone());
+                st.moved.insert(id.to_string());
             }
         }
+    }
 
-        // Followers read policy, interface and other statuses; there are
-        // few of them and they are cheap, so all are evaluated whenever
-        // anything moved.
-        if full || !moved.is_empty() {
-            for (id, o) in follow_all(
-                &view.merged.effective,
-                view.set.world(),
-                &self.statuses,
-                &self.statuses,
-                now,
-            ) {
-                events.extend(o.events);
-                if self.statuses.get(&id) != Some(&o.status) {
-                    self.statuses.insert(id.clone(), o.status);
-                    moved.insert(id);
-                }
+    /// Followers (IPv4Route, NAT44Rule, ...) read policy, interface and
+    /// other statuses; there are few of them and they are cheap, so all
+    /// are evaluated whenever anything moved.
+    fn follow_stage(&mut self, now: DateTime<Utc>, st: &mut StepState) {
+        if !st.report.full && st.moved.is_empty() {
+            return;
+        }
+        let Some(view) = self.view.as_ref() else {
+            return;
+        };
+        for (id, o) in follow_all(
+            &view.merged.effective,
+            view.set.world(),
+            &self.statuses,
+            &self.statuses,
+            now,
+        ) {
+            st.events.extend(o.events);
+            if self.statuses.get(&id) != Some(&o.status) {
+                self.statuses.insert(id.clone(), o.status);
+                st.moved.insert(id);
             }
         }
+    }
 
-        // Dataplane: only when a status moved, on a full step, or to retry.
+    /// Render and reconcile, only when a status moved, on a full step, or
+    /// to retry. Each owner gets what the kernel accepted; what it refused
+    /// or what had to wait becomes that owner's fault, and everyone else's
+    /// operations still apply.
+    fn dataplane_stage<D: Dataplane + ?Sized>(
+        &mut self,
+        dataplane: &mut D,
+        store: &Store,
+        now: DateTime<Utc>,
+        st: &mut StepState,
+    ) -> Result<(), StepError> {
+        st.ledger_before = Some(self.ledger.clone());
+        if !st.report.full && st.moved.is_empty() && !self.dataplane_pending {
+            return Ok(());
+        }
+        let Some(view) = self.view.as_ref() else {
+            return Ok(());
+        };
         let started = std::time::Instant::now();
-        let before = self.ledger.clone();
-        if full || !moved.is_empty() || self.dataplane_pending {
-            report.reconciled = true;
-            let desired = render(&view.merged.effective, &self.statuses).desired;
-            match reconcile(dataplane, &desired, &mut self.ledger, &self.options) {
-                Ok(outcome) => {
-                    self.dataplane_pending = false;
-                    self.last_good = Some(desired);
-                    report.applied_ops = outcome.plan.ops.len()
-                        + outcome.retries.iter().map(|p| p.ops.len()).sum::<usize>();
-                    if report.applied_ops > 0 {
-                        let mut e =
-                            Event::info("routerd.dataplane.applied", ObjectRef::default(), now);
-                        e.message = format!("{} operation(s)", report.applied_ops);
-                        e.reason = "DataplaneApplied".into();
-                        events.push(e.attr("operations", report.applied_ops.to_string()));
+        st.report.reconciled = true;
+        let rendered = render(&view.merged.effective, &self.statuses);
+        let mut options = self.options.clone();
+        options.ownership.protected_devices = self.protected_devices(&view.merged.effective);
+        let mut record_intent = |plan: &Plan| write_intent(store, plan);
+        match reconcile_with(
+            dataplane,
+            &rendered.desired,
+            &mut self.ledger,
+            &options,
+            &mut record_intent,
+        ) {
+            Ok(outcome) => {
+                st.report.applied_ops = outcome.ops_sent();
+                if st.report.applied_ops > 0 {
+                    let mut e = Event::info("routerd.dataplane.applied", ObjectRef::default(), now);
+                    e.message = format!("{} operation(s)", st.report.applied_ops);
+                    e.reason = "DataplaneApplied".into();
+                    st.events
+                        .push(e.attr("operations", st.report.applied_ops.to_string()));
+                }
+                let mut faults: BTreeMap<String, Fault> = BTreeMap::new();
+                for p in rendered.problems {
+                    faults.entry(p.owner.clone()).or_insert(Fault {
+                        owner: p.owner,
+                        reason: p.reason,
+                        message: p.message,
+                    });
+                }
+                for f in outcome.faults {
+                    faults.entry(f.owner.clone()).or_insert(f);
+                }
+                st.events
+                    .extend(crate::faults::transitions(&self.faults, &faults, now));
+                for owner in self.faults.keys().chain(faults.keys()) {
+                    if self.faults.get(owner) != faults.get(owner) {
+                        st.moved.insert(owner.clone());
                     }
                 }
-                Err(err) => {
-                    self.dataplane_pending = true;
-                    if let Some(good) = &self.last_good
-                        && let Err(rollback) =
-                            reconcile(dataplane, good, &mut self.ledger, &self.options)
-                    {
-                        tracing::error!(error = %rollback, "restoring the last good dataplane failed");
-                    }
-                    let mut e = Event::info("routerd.dataplane.failed", ObjectRef::default(), now);
-                    e.severity = "error".into();
-                    e.reason = "DataplaneApplyFailed".into();
-                    e.message = err.to_string();
-                    events.push(e);
-                    report.dataplane_error = Some(err.to_string());
-                }
+                // Kernel refusals and devices that may appear are retried
+                // (with the queue's backoff); a conflict or a protected
+                // interface waits for a configuration change.
+                self.dataplane_pending = faults.values().any(|f| {
+                    matches!(
+                        f.reason.as_str(),
+                        "ApplyFailed" | "VerifyFailed" | "DeviceNotReady"
+                    )
+                });
+                self.faults = faults;
+                self.orphans = outcome.orphans;
+                st.intent_written = true;
+            }
+            Err(err) => {
+                self.dataplane_pending = true;
+                let mut e = Event::info("routerd.dataplane.failed", ObjectRef::default(), now);
+                e.severity = "error".into();
+                e.reason = "DataplaneApplyFailed".into();
+                e.message = err.to_string();
+                st.events.push(e);
+                st.report.dataplane_error = Some(err.to_string());
             }
         }
-        report.apply_duration = started.elapsed();
+        st.report.apply_duration = started.elapsed();
+        Ok(())
+    }
 
-        // Persist: every status on a full step (the store skips identical
-        // ones), else only what moved.
+    /// Persist: statuses as reported (faults laid over), events, and the
+    /// ledger, in one batch; the intent is cleared in the same batch, so
+    /// after a crash either the ledger or the intent names every object
+    /// routerd created.
+    fn persist_stage(
+        &mut self,
+        store: &Store,
+        now: DateTime<Utc>,
+        mut st: StepState,
+    ) -> Result<StepReport, StepError> {
         let mut w = store.writer();
-        let to_save: Vec<&String> = if full {
-            self.statuses.keys().collect()
+        let full = st.report.full;
+        let to_save: Vec<String> = if full {
+            self.statuses.keys().cloned().collect()
         } else {
-            moved.iter().collect()
+            st.moved.iter().cloned().collect()
         };
         for id in to_save {
-            if let Some(st) = self.statuses.get(id)
-                && w.save_status(id, st, Some(self.generation), now)?
+            if let Some(status) = self.reported_status(&id)
+                && w.save_status(&id, &status, Some(self.generation), now)?
             {
-                report.changed.push(id.clone());
+                st.report.changed.push(id);
             }
         }
-        if rebuilt || !report.merge_changes.removed.is_empty() {
+        if st.rebuilt || !st.report.merge_changes.removed.is_empty() {
             // Statuses of resources that left the effective config go away.
-            let live: HashSet<String> = view
-                .merged
-                .effective
+            let live: HashSet<String> = self
+                .effective()
                 .iter()
                 .map(|r| r.id().to_string())
                 .collect();
@@ -431,20 +564,97 @@ impl Core {
                 self.statuses.remove(id);
             }
         }
-        if self.ledger != before {
+        let ledger_moved = st.ledger_before.as_ref() != Some(&self.ledger);
+        if ledger_moved {
             let v = serde_json::to_value(&self.ledger)
                 .map_err(|e| StepError::Plan(format!("ledger: {e}")))?;
             w.ledger_put(LEDGER_KEY, &v)?;
         }
-        let dirty = !report.changed.is_empty() || !events.is_empty() || self.ledger != before;
-        for e in events {
+        if st.intent_written {
+            w.ledger_put(INTENT_KEY, &Value::Null)?;
+        }
+        let dirty = !st.report.changed.is_empty() || !st.events.is_empty() || ledger_moved;
+        for e in st.events {
             w.append_event(e);
         }
-        report.events = w.commit()?;
+        st.report.events = w.commit()?;
         if dirty || full {
             store.flush()?;
         }
-        Ok(report)
+        st.report.faults = self.faults.values().cloned().collect();
+        Ok(st.report)
+    }
+
+    /// Kernel names of `spec.reconcile.protectedInterfaces` (an Interface
+    /// resource's name stands for its `ifname`).
+    fn protected_devices(&self, effective: &[Resource]) -> BTreeSet<String> {
+        self.protected
+            .iter()
+            .map(|name| {
+                effective
+                    .iter()
+                    .find(|r| r.kind() == Kind::Interface && r.name() == name)
+                    .and_then(Resource::as_interface)
+                    .map(|i| i.ifname.trim().to_string())
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| name.clone())
+            })
+            .collect()
+    }
+
+    /// Sets `spec.reconcile.protectedInterfaces`; the next step rebuilds.
+    pub fn set_protected(&mut self, names: Vec<String>) {
+        if self.protected != names {
+            self.protected = names;
+            self.full = true;
+        }
+    }
+
+    /// The status of `id` as reported: the intended one with its fault, if
+    /// any, laid over.
+    pub fn reported_status(&self, id: &str) -> Option<Status> {
+        let st = self.statuses.get(id)?;
+        Some(match self.faults.get(id) {
+            Some(f) => crate::faults::overlay(st, f),
+            None => st.clone(),
+        })
+    }
+
+    /// Every status as reported (see [`Core::reported_status`]).
+    pub fn reported_statuses(&self) -> StateSnapshot {
+        let mut out = self.statuses.clone();
+        for (id, f) in &self.faults {
+            if let Some(st) = out.get_mut(id) {
+                *st = crate::faults::overlay(st, f);
+            }
+        }
+        out
+    }
+
+    /// Owners whose kernel state is not what they asked for.
+    pub fn faults(&self) -> impl Iterator<Item = &Fault> {
+        self.faults.values()
+    }
+
+    /// Marks every orphan (a marked kernel object nobody claims) for
+    /// removal by the next step; returns how many.
+    pub fn remove_orphans(&mut self) -> usize {
+        let mut claimed = std::mem::take(&mut self.orphans);
+        claimed
+            .routes
+            .values_mut()
+            .for_each(|o| *o = ORPHAN_OWNER.into());
+        claimed
+            .rules
+            .values_mut()
+            .for_each(|o| *o = ORPHAN_OWNER.into());
+        for e in claimed.nft.values_mut() {
+            e.owners = [ORPHAN_OWNER.to_string()].into();
+        }
+        let n = claimed.describe().len();
+        self.ledger.absorb(claimed);
+        self.full = true;
+        n
     }
 
     /// The effective resources of the last step.

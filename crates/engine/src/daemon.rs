@@ -184,6 +184,18 @@ pub fn load_config(name: &str, text: &str) -> Result<Vec<Resource>, String> {
     }
 }
 
+/// `spec.reconcile.protectedInterfaces` of configuration text (of every
+/// `Router` document in it).
+pub fn protected_interfaces(name: &str, text: &str) -> Vec<String> {
+    let mut loaded = routerd_model::Loaded::new();
+    loaded.add_file(name, text);
+    loaded
+        .routers
+        .into_iter()
+        .flat_map(|r| r.protected_interfaces)
+        .collect()
+}
+
 /// Hex SHA-256 of the configuration text, as the generation record documents.
 fn config_hash(text: &str) -> String {
     use sha2::Digest as _;
@@ -220,6 +232,7 @@ impl Shared {
             },
         };
         core.set_startup(resources);
+        core.set_protected(protected_interfaces(&name, &text));
         let now = clock.now();
         let mut w = store.writer();
         core.generation = w.begin_generation(&config_hash(&text), &text, now)?;
@@ -627,6 +640,7 @@ async fn apply_text(shared: &Shared, name: &str, text: String) -> Result<u64, Ap
     {
         let mut core = shared.core.lock().await;
         core.set_startup(resources);
+        core.set_protected(protected_interfaces(name, &text));
         core.generation = generation;
     }
     *shared.config_text.lock().await = text;

@@ -7,6 +7,7 @@
 pub mod control;
 pub mod core;
 pub mod daemon;
+pub mod faults;
 pub mod health;
 pub mod links;
 pub mod metrics;

@@ -252,66 +252,285 @@ async fn an_invalid_config_file_falls_back_to_the_last_applied_generation() {
     assert!(good.config_yaml.contains("ipv4-default"));
 }
 
-#[test]
-fn a_failed_apply_leaves_the_last_good_dataplane_in_place() {
-    use routerd_engine::core::Core;
-    let old_route = "    - apiVersion: net.routerd.net/v1alpha1\n      kind: IPv4Route\n      metadata: {name: bh}\n      spec: {type: blackhole, destination: 10.9.0.0/16}\n";
-    let new_nat = "    - apiVersion: net.routerd.net/v1alpha1\n      kind: NAT44Rule\n      metadata: {name: lan2}\n      spec: {type: masquerade, egressInterface: wan2, sourceRanges: [192.168.60.0/24]}\n";
-    let store = Store::in_memory();
-    let mut core = Core::new(daemon::load_config("c", &format!("{CONFIG}{old_route}")).unwrap());
+fn wan_links(wan1_carrier: bool) -> BTreeMap<String, LinkInfo> {
     let mut links = BTreeMap::new();
-    links.insert(
-        "wan1".to_string(),
-        LinkInfo {
-            index: 2,
-            up: true,
-            carrier: true,
-            ..Default::default()
-        },
-    );
-    links.insert(
-        "wan2".to_string(),
-        LinkInfo {
-            index: 3,
-            up: true,
-            carrier: true,
-            ..Default::default()
-        },
-    );
-    core.observe(routerd_engine::links::statuses(core.startup(), &links));
+    for (name, index, carrier) in [("wan1", 2, wan1_carrier), ("wan2", 3, true)] {
+        links.insert(
+            name.to_string(),
+            LinkInfo {
+                index,
+                up: true,
+                carrier,
+                ..Default::default()
+            },
+        );
+    }
+    links
+}
+
+const BROKEN: &str = "    - apiVersion: net.routerd.net/v1alpha1
+      kind: IPv4Route
+      metadata: {name: no-device}
+      spec: {destination: 10.9.0.0/16, device: wg0}
+    - apiVersion: net.routerd.net/v1alpha1
+      kind: IPv4Route
+      metadata: {name: refused}
+      spec: {destination: 10.8.0.0/16, device: wan2, gateway: 203.0.113.9}
+";
+
+const NO_DEVICE: &str = "net.routerd.net/v1alpha1/IPv4Route/no-device";
+const REFUSED: &str = "net.routerd.net/v1alpha1/IPv4Route/refused";
+const POLICY: &str = "net.routerd.net/v1alpha1/EgressRoutePolicy/ipv4-default";
+
+#[test]
+fn broken_owners_fail_alone_and_failover_still_works() {
+    use routerd_engine::core::Core;
+    let store = Store::in_memory();
+    let mut core = Core::new(daemon::load_config("c", &format!("{CONFIG}{BROKEN}")).unwrap());
+    core.observe(routerd_engine::links::statuses(
+        core.startup(),
+        &wan_links(true),
+    ));
     let mut dp = MemDataplane::new();
+    dp.links = Some(["wan1".to_string(), "wan2".to_string()].into());
+    // A gateway that is not on-link: the kernel refuses the route.
+    dp.refuse = vec!["10.8.0.0/16 via 203.0.113.9".into()];
     let now = Utc.with_ymd_and_hms(2026, 11, 21, 9, 0, 0).unwrap();
     let r = core.step(&mut dp, &store, now).unwrap();
-    assert!(r.dataplane_error.is_none());
-    let good_routes = dp.routes.clone();
-    let good_nft = dp.nft_text();
-
-    // New config: the NAT table changes (replaced first) and the blackhole
-    // route goes (deleted after the tables); the delete fails.
-    core.set_startup(daemon::load_config("c", &format!("{CONFIG}{new_nat}")).unwrap());
-    dp.fail_at = Some(1);
-    let r = core.step(&mut dp, &store, now).unwrap();
-    assert!(
-        r.dataplane_error.is_some(),
-        "the injected failure must surface"
-    );
-    assert_eq!(dp.routes, good_routes, "routes must be the last good ones");
+    assert!(r.dataplane_error.is_none(), "{:?}", r.dataplane_error);
+    let faults: Vec<(&str, &str)> = r
+        .faults
+        .iter()
+        .map(|f| (f.owner.as_str(), f.reason.as_str()))
+        .collect();
     assert_eq!(
-        dp.nft_text(),
-        good_nft,
-        "the replaced nft table must be restored"
+        faults,
+        [(NO_DEVICE, "DeviceNotReady"), (REFUSED, "ApplyFailed")]
     );
-    // The next step (no fault) converges on the new config.
-    let r = core.step(&mut dp, &store, now).unwrap();
-    assert!(r.dataplane_error.is_none());
+    // Everyone else is installed.
+    let default_via = |dp: &MemDataplane| {
+        dp.routes
+            .iter()
+            .find(|x| x.destination.prefix_len() == 0 && x.table == 254)
+            .and_then(|x| x.device.clone())
+    };
+    assert_eq!(default_via(&dp).as_deref(), Some("wan1"));
+    assert!(!dp.nft.is_empty());
+    // Reported statuses tell the truth, with the kernel's message.
+    let snap = store.status_snapshot().unwrap();
+    assert_eq!(snap[NO_DEVICE]["phase"], "Pending");
+    assert_eq!(snap[NO_DEVICE]["reason"], "DeviceNotReady");
+    assert_eq!(snap[REFUSED]["phase"], "Error");
+    assert_eq!(snap[REFUSED]["reason"], "ApplyFailed");
     assert!(
-        !dp.routes
+        snap[REFUSED]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Invalid argument"),
+        "{:?}",
+        snap[REFUSED]
+    );
+    assert_eq!(snap[REFUSED]["dataplane"]["intended"]["phase"], "Installed");
+    assert_eq!(snap[POLICY]["phase"], "Applied");
+    let failed: Vec<_> = r
+        .events
+        .iter()
+        .filter(|e| e.type_ == "routerd.dataplane.owner.failed")
+        .map(|e| e.resource.name.clone())
+        .collect();
+    assert_eq!(failed, ["no-device", "refused"]);
+
+    // Failover while both stay broken: the primary loses carrier.
+    core.observe(routerd_engine::links::statuses(
+        core.startup(),
+        &wan_links(false),
+    ));
+    let r = core
+        .step(&mut dp, &store, now + chrono::Duration::seconds(1))
+        .unwrap();
+    assert_eq!(default_via(&dp).as_deref(), Some("wan2"), "{:?}", r.faults);
+    assert_eq!(r.faults.len(), 2);
+    // No new events for faults that did not change.
+    assert!(
+        !r.events
+            .iter()
+            .any(|e| e.type_ == "routerd.dataplane.owner.failed")
+    );
+
+    // The device appears and the kernel accepts: both recover.
+    dp.links = Some(["wan1".to_string(), "wan2".to_string(), "wg0".to_string()].into());
+    dp.refuse.clear();
+    let r = core
+        .step(&mut dp, &store, now + chrono::Duration::seconds(2))
+        .unwrap();
+    assert!(r.faults.is_empty(), "{:?}", r.faults);
+    let recovered = r
+        .events
+        .iter()
+        .filter(|e| e.type_ == "routerd.dataplane.owner.recovered")
+        .count();
+    assert_eq!(recovered, 2);
+    let snap = store.status_snapshot().unwrap();
+    assert_eq!(snap[NO_DEVICE]["phase"], "Installed");
+    assert_eq!(snap[REFUSED]["phase"], "Installed");
+    assert!(snap[REFUSED].get("dataplane").is_none());
+    assert!(
+        dp.routes
             .iter()
             .any(|x| x.destination.to_string() == "10.9.0.0/16")
     );
+}
+
+#[test]
+fn two_routes_for_one_kernel_route_the_second_is_a_conflict() {
+    use routerd_engine::core::Core;
+    let dup = "    - apiVersion: net.routerd.net/v1alpha1
+      kind: IPv4Route
+      metadata: {name: a}
+      spec: {destination: 10.7.0.0/16, device: wan1}
+    - apiVersion: net.routerd.net/v1alpha1
+      kind: IPv4Route
+      metadata: {name: b}
+      spec: {destination: 10.7.0.0/16, device: wan2}
+";
+    let store = Store::in_memory();
+    let mut core = Core::new(daemon::load_config("c", &format!("{CONFIG}{dup}")).unwrap());
+    core.observe(routerd_engine::links::statuses(
+        core.startup(),
+        &wan_links(true),
+    ));
+    let mut dp = MemDataplane::new();
+    let now = Utc.with_ymd_and_hms(2026, 11, 21, 9, 0, 0).unwrap();
+    let r = core.step(&mut dp, &store, now).unwrap();
+    assert_eq!(r.faults.len(), 1, "{:?}", r.faults);
+    assert_eq!(r.faults[0].reason, "Conflict");
+    let snap = store.status_snapshot().unwrap();
+    let a = &snap["net.routerd.net/v1alpha1/IPv4Route/a"];
+    let b = &snap["net.routerd.net/v1alpha1/IPv4Route/b"];
+    let phases = [a["phase"].as_str().unwrap(), b["phase"].as_str().unwrap()];
     assert!(
-        dp.nft_text()
-            .iter()
-            .any(|(_, t)| t.contains("192.168.60.0/24"))
+        phases.contains(&"Installed") && phases.contains(&"Error"),
+        "{phases:?}"
     );
+    let loser = if a["phase"] == "Error" { a } else { b };
+    assert!(
+        loser["message"]
+            .as_str()
+            .unwrap()
+            .contains("also wanted by")
+    );
+}
+
+#[test]
+fn a_crash_between_kernel_change_and_ledger_commit_leaves_no_orphan() {
+    use routerd_engine::core::{Core, INTENT_KEY};
+    let store = Store::in_memory();
+    let cfg = format!(
+        "{CONFIG}{}",
+        "    - apiVersion: net.routerd.net/v1alpha1
+      kind: IPv4Route
+      metadata: {name: extra}
+      spec: {destination: 10.6.0.0/16, device: wan2}
+"
+    );
+    let mut core = Core::new(daemon::load_config("c", &cfg).unwrap());
+    core.observe(routerd_engine::links::statuses(
+        core.startup(),
+        &wan_links(true),
+    ));
+    let now = Utc.with_ymd_and_hms(2026, 11, 21, 9, 0, 0).unwrap();
+    // Simulate the crash: the intent is written and the kernel changed, but
+    // the step never reached its commit (the store batch is dropped).
+    let mut dp = MemDataplane::new();
+    {
+        let scratch = Store::in_memory();
+        core.step(&mut dp, &scratch, now).unwrap();
+        let intent = scratch
+            .ledger()
+            .unwrap()
+            .into_iter()
+            .find(|(k, _)| k == "dataplane")
+            .unwrap()
+            .1;
+        let mut w = store.writer();
+        w.ledger_put(INTENT_KEY, &intent).unwrap();
+        w.commit().unwrap();
+    }
+    assert!(
+        dp.routes
+            .iter()
+            .any(|x| x.destination.to_string() == "10.6.0.0/16")
+    );
+    // Restart with a config that no longer has the route.
+    let mut core = Core::new(daemon::load_config("c", CONFIG).unwrap());
+    core.restore(&store).unwrap();
+    core.observe(routerd_engine::links::statuses(
+        core.startup(),
+        &wan_links(true),
+    ));
+    let r = core.step(&mut dp, &store, now).unwrap();
+    assert!(r.faults.is_empty(), "{:?}", r.faults);
+    assert!(
+        !dp.routes
+            .iter()
+            .any(|x| x.destination.to_string() == "10.6.0.0/16"),
+        "the intended route is owned again and removed"
+    );
+    assert!(core.orphans.is_empty(), "{:?}", core.orphans.describe());
+    let intent = store
+        .ledger()
+        .unwrap()
+        .into_iter()
+        .find(|(k, _)| k == INTENT_KEY);
+    assert!(intent.is_none_or(|(_, v)| v.is_null()), "intent cleared");
+}
+
+/// A dataplane that checks, at the moment the kernel would change, that the
+/// store already names every object the plan creates.
+struct IntentChecking {
+    inner: MemDataplane,
+    store: Arc<Store>,
+    checked: usize,
+}
+
+impl Dataplane for IntentChecking {
+    fn observe(&mut self) -> Result<Observed, DataplaneError> {
+        self.inner.observe()
+    }
+    fn apply(&mut self, plan: &Plan) -> Result<(), ApplyError> {
+        let intent: routerd_render::Ledger = self
+            .store
+            .ledger()
+            .unwrap()
+            .into_iter()
+            .find(|(k, _)| k == routerd_engine::core::INTENT_KEY)
+            .map(|(_, v)| serde_json::from_value(v).unwrap())
+            .expect("intent recorded before apply");
+        for op in &plan.ops {
+            if let routerd_render::Op::AddRoute { route } = op {
+                assert_eq!(intent.routes.get(&route.key()), Some(&route.owner));
+                self.checked += 1;
+            }
+        }
+        self.inner.apply(plan)
+    }
+}
+
+#[test]
+fn the_intent_is_durable_before_the_kernel_changes() {
+    use routerd_engine::core::Core;
+    let store = Arc::new(Store::in_memory());
+    let mut core = Core::new(daemon::load_config("c", CONFIG).unwrap());
+    core.observe(routerd_engine::links::statuses(
+        core.startup(),
+        &wan_links(true),
+    ));
+    let mut dp = IntentChecking {
+        inner: MemDataplane::new(),
+        store: store.clone(),
+        checked: 0,
+    };
+    let now = Utc.with_ymd_and_hms(2026, 11, 21, 9, 0, 0).unwrap();
+    core.step(&mut dp, &store, now).unwrap();
+    assert!(dp.checked > 0);
 }

@@ -28,6 +28,9 @@ pub struct RouterInfo {
     pub name: String,
     /// `spec.reconcile.mode`.
     pub reconcile_mode: Option<String>,
+    /// `spec.reconcile.protectedInterfaces`: interface names (an Interface
+    /// resource's name or a kernel name) routerd never touches.
+    pub protected_interfaces: Vec<String>,
 }
 
 /// Everything loaded from a set of files.
@@ -150,6 +153,7 @@ impl Loaded {
         let mut info = RouterInfo {
             name,
             reconcile_mode: None,
+            protected_interfaces: Vec::new(),
         };
         if let Some(Value::Mapping(rec)) = spec.remove("reconcile") {
             for (k, v) in rec.iter() {
@@ -166,10 +170,32 @@ impl Loaded {
                                     "spec.reconcile.mode must be strict or progressive",
                                 ),
                             );
+                        } else if m == "strict" {
+                            // Honoured or refused, never ignored: one
+                            // owner's refused operation must not hold back
+                            // everyone else's failover.
+                            self.push_doc(
+                                file,
+                                doc,
+                                "spec.reconcile.mode",
+                                Diagnostic::error(
+                                    "spec.reconcile.mode strict is not supported: routerd applies each resource's kernel objects independently (progressive), so one refused operation never blocks the others; remove the field or use progressive",
+                                ),
+                            );
                         }
                         info.reconcile_mode = Some(m);
                     }
                     "protectedInterfaces" | "protectedZones" => {
+                        if key == "protectedInterfaces"
+                            && let Some(seq) = v.as_sequence()
+                        {
+                            info.protected_interfaces = seq
+                                .iter()
+                                .filter_map(|x| x.as_str())
+                                .filter(|x| !x.is_empty())
+                                .map(str::to_string)
+                                .collect();
+                        }
                         let empty = v.as_sequence().is_some_and(|s| {
                             s.iter().any(|x| x.as_str().is_none_or(str::is_empty))
                         });
@@ -184,7 +210,18 @@ impl Loaded {
                             );
                         }
                     }
-                    "autoTuneConntrack" => {}
+                    "autoTuneConntrack" => {
+                        if v.as_bool() == Some(true) {
+                            self.push_doc(
+                                file,
+                                doc,
+                                "spec.reconcile.autoTuneConntrack",
+                                Diagnostic::error(
+                                    "spec.reconcile.autoTuneConntrack is not supported: routerd never changes conntrack sysctls; remove the field or set it to false",
+                                ),
+                            );
+                        }
+                    }
                     other => self.push_doc(
                         file,
                         doc,

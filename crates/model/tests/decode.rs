@@ -524,7 +524,7 @@ spec:
     mode: progressive
     protectedInterfaces: [eth9]
     protectedZones: [mgmt]
-    autoTuneConntrack: true
+    autoTuneConntrack: false
   resources:
     - apiVersion: net.routerd.net/v1alpha1
       kind: Interface
@@ -596,7 +596,24 @@ fn router_reconcile_mode_enum() {
         6,
         5,
     );
-    assert!(load(&ROUTER_OK.replace("mode: progressive", "mode: strict")).is_empty());
+    let ds = load(&ROUTER_OK.replace("mode: progressive", "mode: strict"));
+    assert!(
+        only(&ds).message.contains("strict is not supported"),
+        "{ds:?}"
+    );
+}
+
+#[test]
+fn router_unsupported_reconcile_settings_are_refused_not_ignored() {
+    let ds = load(&ROUTER_OK.replace("autoTuneConntrack: false", "autoTuneConntrack: true"));
+    assert!(
+        only(&ds)
+            .message
+            .contains("autoTuneConntrack is not supported"),
+        "{ds:?}"
+    );
+    let (l, _) = load_and_validate(&[("f.yaml", ROUTER_OK)]);
+    assert_eq!(l.routers[0].protected_interfaces, ["eth9"]);
 }
 
 #[test]

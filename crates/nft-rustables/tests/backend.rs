@@ -380,7 +380,7 @@ fn dataplane_chooses_backend_per_table() {
         nft: vec![policy_table(), jhash.clone()],
         ..DesiredState::default()
     };
-    desired.normalize();
+    let _ = desired.normalize();
     let ns = Ns::new();
     let (chosen, first, second) = ns.run(move || {
         let mut dp = LinuxDataplane::new(

@@ -1,6 +1,6 @@
 //! The `Dataplane` port and its in-memory implementation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +29,12 @@ pub struct Observed {
     pub rules: Vec<Rule>,
     /// `routerd_*` nft tables.
     pub nft: Vec<ObservedNftTable>,
+    /// Names of the links that exist, when the dataplane knows them
+    /// (`None`: unknown, e.g. an offline plan). A route on a device that is
+    /// absent waits (`DeviceNotReady`) instead of being sent to a kernel
+    /// that would refuse it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub links: Option<BTreeSet<String>>,
 }
 
 /// Why observing or applying failed.
@@ -66,20 +72,66 @@ pub enum DataplaneError {
     Unsupported(String),
 }
 
+impl DataplaneError {
+    /// The reason without the command it was about (for messages that name
+    /// the operation themselves).
+    pub fn reason(&self) -> String {
+        match self {
+            DataplaneError::Netlink { message, errno, .. } => format!("{message} (errno {errno})"),
+            DataplaneError::Nft { message, .. } | DataplaneError::Io { message, .. } => {
+                message.clone()
+            }
+            DataplaneError::Unsupported(m) => m.clone(),
+        }
+    }
+}
+
 /// A plan that was not fully applied.
+///
+/// A dataplane attempts every operation of a plan even after one fails, so
+/// that one owner's rejected object never holds back anyone else's:
+/// `failed` lists each refused operation with the kernel's reason. An
+/// operation in neither list was not attempted and counts as failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("operation {index} ({op}) failed: {error}")]
+#[error("{} operation(s) failed, first: {}", .failed.len(), first_failure(.failed))]
 pub struct ApplyError {
-    /// Index of the first failed operation in the plan.
-    pub index: usize,
-    /// The failed operation as a command line.
-    pub op: String,
-    /// Why.
-    #[source]
-    pub error: DataplaneError,
-    /// Indices of the operations that took effect (needed for rollback and
-    /// the ledger; a pipelined backend may have applied ops after `index`).
+    /// Indices of the operations that took effect (the ledger records them;
+    /// a pipelined backend may have applied ops after a failed one).
     pub succeeded: Vec<usize>,
+    /// Every refused operation (index, reason).
+    pub failed: Vec<(usize, DataplaneError)>,
+}
+
+fn first_failure(failed: &[(usize, DataplaneError)]) -> String {
+    failed
+        .first()
+        .map(|(i, e)| format!("#{i}: {e}"))
+        .unwrap_or_else(|| "none".into())
+}
+
+impl ApplyError {
+    /// The error of a plan from per-operation results; `None` when nothing
+    /// failed.
+    pub fn from_results(
+        succeeded: Vec<usize>,
+        failed: Vec<(usize, DataplaneError)>,
+    ) -> Option<ApplyError> {
+        if failed.is_empty() {
+            return None;
+        }
+        Some(ApplyError { succeeded, failed })
+    }
+
+    /// Why operation `i` did not take effect, if it did not.
+    pub fn reason_for(&self, i: usize) -> Option<DataplaneError> {
+        if self.succeeded.contains(&i) {
+            return None;
+        }
+        Some(self.failed.iter().find(|(j, _)| *j == i).map_or_else(
+            || DataplaneError::Unsupported("not attempted".into()),
+            |(_, e)| e.clone(),
+        ))
+    }
 }
 
 /// The side of routerd that touches the kernel. Sync on purpose: the pure
@@ -90,7 +142,8 @@ pub trait Dataplane {
     /// `nft list ruleset`).
     fn observe(&mut self) -> Result<Observed, DataplaneError>;
 
-    /// Executes the plan's operations in order.
+    /// Executes the plan's operations in order, attempting every one even
+    /// after a failure (see [`ApplyError`]).
     fn apply(&mut self, plan: &Plan) -> Result<(), ApplyError>;
 }
 
@@ -109,6 +162,12 @@ pub struct MemDataplane {
     /// Fail the operation with this index of the next `apply` (fault
     /// injection for tests).
     pub fail_at: Option<usize>,
+    /// Refuse every operation whose command line contains one of these
+    /// strings, on every apply (a persistent kernel refusal, for tests).
+    pub refuse: Vec<String>,
+    /// The links that exist (`None`: any device is accepted). A route on a
+    /// device not listed is refused with ENODEV, as the kernel does.
+    pub links: Option<BTreeSet<String>>,
     /// Number of operations executed so far.
     pub ops_executed: usize,
 }
@@ -140,6 +199,26 @@ impl MemDataplane {
     }
 
     fn exec(&mut self, op: &Op) -> Result<(), DataplaneError> {
+        if let Some(r) = self
+            .refuse
+            .iter()
+            .find(|r| op.to_string().contains(r.as_str()))
+        {
+            return Err(err(op, 22, &format!("Invalid argument (refused: {r})")));
+        }
+        if let (Some(links), Op::AddRoute { route } | Op::ReplaceRoute { new: route, .. }) =
+            (&self.links, op)
+        {
+            let devices = route
+                .device
+                .iter()
+                .chain(route.nexthops.iter().map(|n| &n.device));
+            for dev in devices {
+                if !links.contains(dev) {
+                    return Err(err(op, 19, &format!("Cannot find device \"{dev}\"")));
+                }
+            }
+        }
         match op {
             Op::AddRoute { route } => {
                 if self.routes.iter().any(|r| r.key() == route.key()) {
@@ -203,12 +282,14 @@ impl Dataplane for MemDataplane {
             routes: self.routes.clone(),
             rules: self.rules.clone(),
             nft,
+            links: self.links.clone(),
         })
     }
 
     fn apply(&mut self, plan: &Plan) -> Result<(), ApplyError> {
         let fail_at = self.fail_at.take();
         let mut succeeded = Vec::new();
+        let mut failed = Vec::new();
         for (i, op) in plan.ops.iter().enumerate() {
             let r = if fail_at == Some(i) {
                 Err(err(op, 22, "Invalid argument (injected)"))
@@ -218,16 +299,12 @@ impl Dataplane for MemDataplane {
             self.ops_executed += 1;
             match r {
                 Ok(()) => succeeded.push(i),
-                Err(error) => {
-                    return Err(ApplyError {
-                        index: i,
-                        op: op.to_string(),
-                        error,
-                        succeeded,
-                    });
-                }
+                Err(error) => failed.push((i, error)),
             }
         }
-        Ok(())
+        match ApplyError::from_results(succeeded, failed) {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
     }
 }

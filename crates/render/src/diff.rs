@@ -187,7 +187,7 @@ fn stale_route(
     retained: &impl Fn(&str) -> bool,
     out: &mut Vec<Op>,
 ) {
-    if o.protocol != own.route_protocol {
+    if o.protocol != own.route_protocol || own.protected_device(o).is_some() {
         return;
     }
     if let Some(owner) = ledger.routes.get(&o.key())

@@ -672,12 +672,37 @@ pub struct DesiredState {
 
 impl DesiredState {
     /// Sorts and de-duplicates everything so output and diffs are
-    /// deterministic. The first object with a given key wins.
-    pub fn normalize(&mut self) {
+    /// deterministic. The first object with a given key wins; an object
+    /// dropped because another owner wants the same kernel identity is
+    /// returned (`(dropped owner, winning owner, object)`), so the loser is
+    /// told instead of being reported installed.
+    pub fn normalize(&mut self) -> Vec<(String, String, String)> {
+        let mut clashes = Vec::new();
         self.routes.sort_by_key(Route::key);
-        self.routes.dedup_by(|a, b| a.key() == b.key());
+        self.routes.dedup_by(|dropped, kept| {
+            let same = dropped.key() == kept.key();
+            if same && dropped.owner != kept.owner {
+                clashes.push((
+                    dropped.owner.clone(),
+                    kept.owner.clone(),
+                    format!("route {}", kept.key()),
+                ));
+            }
+            same
+        });
         self.rules.sort_by_key(Rule::key);
-        self.rules.dedup_by(|a, b| a.key() == b.key());
+        self.rules.dedup_by(|dropped, kept| {
+            let same = dropped.key() == kept.key();
+            if same && dropped.owner != kept.owner {
+                clashes.push((
+                    dropped.owner.clone(),
+                    kept.owner.clone(),
+                    format!("rule {}", kept.key()),
+                ));
+            }
+            same
+        });
         self.nft.sort_by_key(NftTable::key);
+        clashes
     }
 }

@@ -21,6 +21,9 @@ pub struct Ownership {
     pub route_protocol: u8,
     /// Rule priorities routerd manages (candidate priorities are 1-32765).
     pub rule_priorities: RangeInclusive<u32>,
+    /// Devices routerd never creates, changes or removes anything on
+    /// (`spec.reconcile.protectedInterfaces`, kernel names).
+    pub protected_devices: BTreeSet<String>,
 }
 
 impl Default for Ownership {
@@ -28,7 +31,23 @@ impl Default for Ownership {
         Ownership {
             route_protocol: RTPROT_ROUTERD,
             rule_priorities: 1..=32765,
+            protected_devices: BTreeSet::new(),
         }
+    }
+}
+
+impl Ownership {
+    /// The protected device a route uses, if any.
+    pub fn protected_device<'a>(&self, route: &'a crate::ir::Route) -> Option<&'a str> {
+        if self.protected_devices.is_empty() {
+            return None;
+        }
+        route
+            .device
+            .iter()
+            .chain(route.nexthops.iter().map(|n| &n.device))
+            .find(|d| self.protected_devices.contains(*d))
+            .map(String::as_str)
     }
 }
 
@@ -92,11 +111,12 @@ impl Ledger {
         self.routes.is_empty() && self.rules.is_empty() && self.nft.is_empty()
     }
 
-    /// Records the outcome of a fully applied plan: every desired object the
-    /// kernel now holds with routerd's marker is owned by its resource; entries of retained (fail-static) owners stay
-    /// while the kernel still holds them; everything else is forgotten.
+    /// Records the outcome of an applied plan: every desired object the
+    /// kernel now holds with routerd's marker is owned by its resource;
+    /// entries the kernel still holds stay (a retained, fail-static owner's,
+    /// or a stale object whose removal failed and is retried next time);
+    /// entries of objects the kernel no longer holds are forgotten.
     pub fn commit(&mut self, desired: &DesiredState, observed: &Observed, own: &Ownership) {
-        let kept = |owner: &String| desired.retained.contains(owner);
         let present_routes: BTreeSet<RouteKey> = observed
             .routes
             .iter()
@@ -113,7 +133,7 @@ impl Ledger {
         let mut routes: BTreeMap<RouteKey, String> = self
             .routes
             .iter()
-            .filter(|(k, o)| kept(o) && present_routes.contains(k))
+            .filter(|(k, _)| present_routes.contains(k))
             .map(|(k, o)| (*k, o.clone()))
             .collect();
         // Only what the kernel holds as routerd's: a desired object that
@@ -129,7 +149,7 @@ impl Ledger {
         let mut rules: BTreeMap<RuleKey, String> = self
             .rules
             .iter()
-            .filter(|(k, o)| kept(o) && present_rules.contains(k))
+            .filter(|(k, _)| present_rules.contains(k))
             .map(|(k, o)| (*k, o.clone()))
             .collect();
         rules.extend(
@@ -143,17 +163,19 @@ impl Ledger {
         let mut nft: BTreeMap<NftTableKey, NftEntry> = self
             .nft
             .iter()
-            .filter(|(k, e)| e.owners.iter().any(kept) && observed.nft.iter().any(|o| &o.key == *k))
+            .filter(|(k, _)| observed.nft.iter().any(|o| &o.key == *k))
             .map(|(k, e)| (k.clone(), e.clone()))
             .collect();
         for t in &desired.nft {
             let key = t.key();
-            let fingerprint = observed
+            let Some(fingerprint) = observed
                 .nft
                 .iter()
                 .find(|o| o.key == key)
                 .map(|o| o.fingerprint.clone())
-                .unwrap_or_default();
+            else {
+                continue;
+            };
             nft.insert(
                 key,
                 NftEntry {
@@ -164,6 +186,28 @@ impl Ledger {
             );
         }
         *self = Ledger { routes, rules, nft };
+    }
+
+    /// Adds `other`'s entries (an intent left by a crashed step, or orphans
+    /// an operator asked to remove); existing entries keep their owner.
+    pub fn absorb(&mut self, other: Ledger) {
+        for (k, o) in other.routes {
+            self.routes.entry(k).or_insert(o);
+        }
+        for (k, o) in other.rules {
+            self.rules.entry(k).or_insert(o);
+        }
+        for (k, e) in other.nft {
+            self.nft.entry(k).or_insert(e);
+        }
+    }
+
+    /// One line per object, for listings (`routerctl get orphans`).
+    pub fn describe(&self) -> Vec<String> {
+        let routes = self.routes.keys().map(|k| format!("route {k}"));
+        let rules = self.rules.keys().map(|k| format!("rule {k}"));
+        let nft = self.nft.keys().map(|k| format!("nft table {k}"));
+        routes.chain(rules).chain(nft).collect()
     }
 
     /// Records the operations of a partly applied plan, so that what was

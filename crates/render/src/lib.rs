@@ -33,5 +33,5 @@ pub use diff::{diff, diff_with};
 pub use ir::DesiredState;
 pub use ledger::{Ledger, Ownership};
 pub use plan::{Op, Plan};
-pub use reconcile::{ApplyFailure, Fault, ReconcileError, ReconcileOptions, reconcile};
+pub use reconcile::{Fault, Outcome, ReconcileError, ReconcileOptions, reconcile, reconcile_with};
 pub use render::{Rendered, render};

@@ -1,8 +1,11 @@
-//! observe → diff → apply → verify, with rollback of a failed apply.
+//! observe → screen → diff → apply → verify, isolated per owner: a
+//! refused operation fails its owner only.
 
-use crate::dataplane::{ApplyError, Dataplane, DataplaneError};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::dataplane::{Dataplane, DataplaneError, Observed};
 use crate::diff::diff_with;
-use crate::ir::DesiredState;
+use crate::ir::{DesiredState, Route, RouteKey, RuleKey};
 use crate::ledger::{Ledger, Ownership};
 use crate::plan::{Op, Plan};
 
@@ -38,137 +41,284 @@ pub struct Fault {
     pub message: String,
 }
 
-/// A successful reconcile.
+/// A reconcile that ran: what was sent, and which owners did not get what
+/// they asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
     /// The plan that was carried out (first attempt).
     pub plan: Plan,
     /// Further plans verification needed (empty when the first one stuck).
     pub retries: Vec<Plan>,
+    /// Owners whose objects were kept back or refused; everyone else's
+    /// operations were applied and verified.
+    pub faults: Vec<Fault>,
+    /// Objects with routerd's markers that neither the ledger nor the
+    /// desired state claims (owners empty): reported, never removed unasked.
+    pub orphans: Ledger,
 }
 
-/// Why a reconcile failed. The ledger still records exactly what exists.
+impl Outcome {
+    /// Operations sent to the kernel, retries included.
+    pub fn ops_sent(&self) -> usize {
+        self.plan.ops.len() + self.retries.iter().map(|p| p.ops.len()).sum::<usize>()
+    }
+}
+
+/// Why a reconcile could not run at all. A refused operation is not an
+/// error of the reconcile: it is a [`Fault`] of its owner.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReconcileError {
     /// Reading the kernel failed.
     #[error("observe: {0}")]
     Observe(#[source] DataplaneError),
-    /// An operation failed; the applied ones were rolled back where possible.
-    #[error("{0}")]
-    Apply(#[source] Box<ApplyFailure>),
-    /// The kernel still differs after the bounded retries.
-    #[error("verification failed: {} operation(s) still pending, first: {}", .remaining.ops.len(),
-        .remaining.ops.first().map(ToString::to_string).unwrap_or_default())]
-    Verify {
-        /// What still differs.
-        remaining: Plan,
-    },
+    /// The caller's pre-apply hook (recording the intent) failed; nothing
+    /// was sent.
+    #[error("recording the intent failed: {0}")]
+    Intent(String),
 }
 
-/// A failed apply and what its rollback did.
-#[derive(Debug, thiserror::Error)]
-#[error("{error}{}", rollback_note(.rollback_failed.as_ref()))]
-pub struct ApplyFailure {
-    /// The failure.
-    #[source]
-    pub error: ApplyError,
-    /// The plan that was attempted.
-    pub plan: Plan,
-    /// Why the rollback failed, if it did.
-    pub rollback_failed: Option<ApplyError>,
-}
-
-fn rollback_note(e: Option<&ApplyError>) -> String {
-    match e {
-        None => "; rolled back to the last good state".to_string(),
-        Some(e) => format!("; rollback also failed: {e}"),
-    }
-}
-
-/// Makes the kernel's owned state equal `desired`.
+/// Makes the kernel's owned state equal `desired`, owner by owner.
 ///
-/// On an apply failure the operations that took effect are undone in
-/// reverse order (nft replacements are atomic per table, so a failed one
-/// left the previous table intact), and the ledger records whatever could
-/// not be undone.
+/// Objects that cannot be carried now are kept back before anything is
+/// sent (a device that does not exist, a protected device); every other
+/// operation is sent, and one the kernel refuses fails only its owner. No
+/// rollback: an owner whose operation was refused keeps whatever of its
+/// state the kernel holds, is reported with the kernel's message, and is
+/// retried on the next step. `before_apply` runs before each batch of
+/// operations is sent (the daemon records the intent there, so a crash
+/// between the kernel change and the ledger commit leaves no orphan).
 pub fn reconcile<D: Dataplane + ?Sized>(
     dp: &mut D,
     desired: &DesiredState,
     ledger: &mut Ledger,
     opts: &ReconcileOptions,
 ) -> Result<Outcome, ReconcileError> {
+    reconcile_with(dp, desired, ledger, opts, &mut |_| Ok(()))
+}
+
+/// [`reconcile`] with a hook that runs before every apply.
+pub fn reconcile_with<D: Dataplane + ?Sized>(
+    dp: &mut D,
+    desired: &DesiredState,
+    ledger: &mut Ledger,
+    opts: &ReconcileOptions,
+    before_apply: &mut dyn FnMut(&Plan) -> Result<(), String>,
+) -> Result<Outcome, ReconcileError> {
     let observed = dp.observe().map_err(ReconcileError::Observe)?;
+    let mut faults = Faults::default();
+    let screened = screen(desired, &observed, &opts.ownership, &mut faults);
+    let desired = screened.as_ref().unwrap_or(desired);
     let plan = diff_with(desired, &observed, ledger, &opts.ownership);
+    for c in &plan.conflicts {
+        faults.add(&c.owner, "Conflict", &c.message);
+    }
+    let mut failed_nft = BTreeSet::new();
     if !plan.is_empty() {
-        apply_or_rollback(dp, &plan, ledger)?;
+        before_apply(&plan).map_err(ReconcileError::Intent)?;
+        apply_isolated(dp, &plan, ledger, &mut faults, &mut failed_nft);
     }
     let mut retries = Vec::new();
     loop {
         let observed = dp.observe().map_err(ReconcileError::Observe)?;
         let mut next = ledger.clone();
         next.commit(desired, &observed, &opts.ownership);
-        let remaining = diff_with(desired, &observed, &next, &opts.ownership);
+        // A refused nft replacement must not look loaded: keep what the
+        // ledger knew before, so the next diff replaces it again.
+        for key in &failed_nft {
+            match ledger.nft.get(key) {
+                Some(e) => next.nft.insert(key.clone(), e.clone()),
+                None => next.nft.remove(key),
+            };
+        }
+        let mut remaining = diff_with(desired, &observed, &next, &opts.ownership);
+        remaining.conflicts.clear();
+        // What faulted owners still lack is known; retry only the rest.
+        remaining.ops.retain(|op| !faults.has(op_owner(op)));
         if remaining.is_empty() {
+            let orphans = orphans(&observed, desired, &next, &opts.ownership);
             *ledger = next;
-            return Ok(Outcome { plan, retries });
+            return Ok(Outcome {
+                plan,
+                retries,
+                faults: faults.into_vec(),
+                orphans,
+            });
         }
         if retries.len() >= opts.verify_retries as usize {
-            return Err(ReconcileError::Verify { remaining });
+            for op in &remaining.ops {
+                faults.add(
+                    op_owner(op),
+                    "VerifyFailed",
+                    &format!("the kernel still differs after applying: {op}"),
+                );
+            }
+            *ledger = next;
+            let orphans = orphans(&observed, desired, ledger, &opts.ownership);
+            return Ok(Outcome {
+                plan,
+                retries,
+                faults: faults.into_vec(),
+                orphans,
+            });
         }
-        apply_or_rollback(dp, &remaining, ledger)?;
+        before_apply(&remaining).map_err(ReconcileError::Intent)?;
+        apply_isolated(dp, &remaining, ledger, &mut faults, &mut failed_nft);
         retries.push(remaining);
     }
 }
 
-fn apply_or_rollback<D: Dataplane + ?Sized>(
+/// Faults by owner; the first reason an owner got is the one reported.
+#[derive(Default)]
+struct Faults(BTreeMap<String, Fault>);
+
+impl Faults {
+    fn add(&mut self, owner: &str, reason: &str, message: &str) {
+        self.0.entry(owner.to_string()).or_insert_with(|| Fault {
+            owner: owner.to_string(),
+            reason: reason.to_string(),
+            message: message.to_string(),
+        });
+    }
+
+    fn has(&self, owner: &str) -> bool {
+        self.0.contains_key(owner)
+    }
+
+    fn into_vec(self) -> Vec<Fault> {
+        self.0.into_values().collect()
+    }
+}
+
+/// The owner an operation acts for (for a deletion, the ledger's owner).
+fn op_owner(op: &Op) -> &str {
+    match op {
+        Op::AddRoute { route } | Op::DeleteRoute { route } => &route.owner,
+        Op::ReplaceRoute { new, .. } => &new.owner,
+        Op::AddRule { rule } | Op::DeleteRule { rule } => &rule.owner,
+        Op::ReplaceNftTable { table } => table.owners.iter().next().map_or("", String::as_str),
+        Op::DeleteNftTable { .. } => "",
+    }
+}
+
+/// Every owner an operation acts for (an nft table may have several).
+fn op_owners(op: &Op) -> Vec<&str> {
+    match op {
+        Op::ReplaceNftTable { table } => table.owners.iter().map(String::as_str).collect(),
+        other => vec![op_owner(other)],
+    }
+}
+
+/// Keeps back what must not be sent: routes on devices that do not exist
+/// (`DeviceNotReady`, they install when the device appears) and anything
+/// on a protected device (`Protected`). `None` when nothing is kept back,
+/// so the common step copies nothing.
+fn screen(
+    desired: &DesiredState,
+    observed: &Observed,
+    own: &Ownership,
+    faults: &mut Faults,
+) -> Option<DesiredState> {
+    let blocked = |r: &Route| -> Option<(&'static str, String)> {
+        if let Some(dev) = own.protected_device(r) {
+            return Some((
+                "Protected",
+                format!("route {r} uses protected interface \"{dev}\"; routerd does not touch it"),
+            ));
+        }
+        let links = observed.links.as_ref()?;
+        r.device
+            .iter()
+            .chain(r.nexthops.iter().map(|n| &n.device))
+            .find(|d| !links.contains(*d))
+            .map(|d| {
+                (
+                    "DeviceNotReady",
+                    format!("device \"{d}\" does not exist; route {r} waits for it"),
+                )
+            })
+    };
+    if !desired.routes.iter().any(|r| blocked(r).is_some()) {
+        return None;
+    }
+    let mut carried = desired.clone();
+    carried.routes.retain(|r| match blocked(r) {
+        None => true,
+        Some((reason, message)) => {
+            faults.add(&r.owner, reason, &message);
+            false
+        }
+    });
+    Some(carried)
+}
+
+/// Sends `plan`; refused operations fault their owners, everything that
+/// took effect goes into the ledger.
+fn apply_isolated<D: Dataplane + ?Sized>(
     dp: &mut D,
     plan: &Plan,
     ledger: &mut Ledger,
-) -> Result<(), ReconcileError> {
+    faults: &mut Faults,
+    failed_nft: &mut BTreeSet<crate::ir::NftTableKey>,
+) {
     match dp.apply(plan) {
-        Ok(()) => {
-            ledger.record_ops(&plan.ops);
-            Ok(())
-        }
-        Err(error) => {
-            let undo: Vec<Op> = error
-                .succeeded
-                .iter()
-                .rev()
-                .filter_map(|i| plan.ops.get(*i).and_then(Op::inverse))
-                .collect();
-            // What cannot be undone (nft replacements) stays and is owned.
-            let kept: Vec<&Op> = error
-                .succeeded
-                .iter()
-                .filter_map(|i| plan.ops.get(*i))
-                .filter(|op| op.inverse().is_none())
-                .collect();
-            ledger.record_ops(kept);
-            let undo = Plan {
-                ops: undo,
-                conflicts: Vec::new(),
-            };
-            let rollback_failed = match dp.apply(&undo) {
-                Ok(()) => None,
-                Err(e) => {
-                    // Record what the failed rollback left in place.
-                    let left: Vec<&Op> = error
-                        .succeeded
-                        .iter()
-                        .filter_map(|i| plan.ops.get(*i))
-                        .collect();
-                    ledger.record_ops(left);
-                    ledger.record_applied(&undo, &e.succeeded);
-                    Some(e)
+        Ok(()) => ledger.record_ops(&plan.ops),
+        Err(e) => {
+            ledger.record_applied(plan, &e.succeeded);
+            for (i, op) in plan.ops.iter().enumerate() {
+                let Some(reason) = e.reason_for(i) else {
+                    continue;
+                };
+                if let Op::ReplaceNftTable { table } = op {
+                    failed_nft.insert(table.key());
                 }
-            };
-            Err(ReconcileError::Apply(Box::new(ApplyFailure {
-                error,
-                plan: plan.clone(),
-                rollback_failed,
-            })))
+                for owner in op_owners(op) {
+                    faults.add(owner, "ApplyFailed", &format!("{op}: {}", reason.reason()));
+                }
+            }
         }
     }
+}
+
+/// Marked objects that neither the ledger (after commit) nor the desired
+/// state claims, as a ledger with empty owners.
+fn orphans(
+    observed: &Observed,
+    desired: &DesiredState,
+    ledger: &Ledger,
+    own: &Ownership,
+) -> Ledger {
+    let want_routes: BTreeSet<RouteKey> = desired.routes.iter().map(Route::key).collect();
+    let want_rules: BTreeSet<RuleKey> = desired.rules.iter().map(|r| r.key()).collect();
+    let mut out = Ledger::default();
+    for r in &observed.routes {
+        let k = r.key();
+        if r.protocol == own.route_protocol
+            && own.protected_device(r).is_none()
+            && !ledger.routes.contains_key(&k)
+            && !want_routes.contains(&k)
+        {
+            out.routes.insert(k, String::new());
+        }
+    }
+    for r in &observed.rules {
+        let k = r.key();
+        if r.protocol == own.route_protocol
+            && own.rule_priorities.contains(&k.priority)
+            && !ledger.rules.contains_key(&k)
+            && !want_rules.contains(&k)
+        {
+            out.rules.insert(k, String::new());
+        }
+    }
+    for t in &observed.nft {
+        if t.key.name.starts_with("routerd_")
+            && !ledger.nft.contains_key(&t.key)
+            && !desired.nft.iter().any(|d| d.key() == t.key)
+        {
+            out.nft
+                .insert(t.key.clone(), crate::ledger::NftEntry::default());
+        }
+    }
+    out
 }

@@ -12,7 +12,7 @@ use routerd_render::ir::{
 };
 use routerd_render::plan::Op;
 use routerd_render::{
-    Dataplane, DesiredState, Ledger, Ownership, ReconcileError, ReconcileOptions, diff, reconcile,
+    Dataplane, DesiredState, Ledger, Ownership, ReconcileOptions, diff, reconcile,
 };
 
 const OWNER: &str = "net.routerd.net/v1alpha1/EgressRoutePolicy/p";
@@ -54,7 +54,7 @@ fn desired() -> DesiredState {
         nft: vec![table("routerd_policy", 0x10)],
         ..DesiredState::default()
     };
-    d.normalize();
+    let _ = d.normalize();
     d
 }
 
@@ -309,37 +309,67 @@ fn drift_is_repaired() {
     );
 }
 
+const OTHER: &str = "net.routerd.net/v1alpha1/IPv4Route/other";
+
+/// `desired()` plus a route of another owner.
+fn desired_two_owners() -> DesiredState {
+    let mut d = desired();
+    let mut r = route(254, "203.0.113.0/24", "eth2", None);
+    r.owner = OTHER.into();
+    d.routes.push(r);
+    let _ = d.normalize();
+    d
+}
+
 #[test]
-fn failed_apply_rolls_back_and_reports_the_operation() {
+fn a_refused_operation_fails_only_its_owner() {
     let mut dp = foreign_kernel();
-    let before = dp.clone();
     let mut ledger = Ledger::default();
-    dp.fail_at = Some(3); // the first rule add
-    let err = reconcile(
+    dp.refuse = vec!["rule add priority 10100".into()];
+    let out = reconcile(
         &mut dp,
-        &desired(),
+        &desired_two_owners(),
         &mut ledger,
         &ReconcileOptions::default(),
     )
-    .unwrap_err();
-    let ReconcileError::Apply(f) = &err else {
-        panic!("unexpected {err}");
-    };
-    assert_eq!(f.error.index, 3);
-    assert_eq!(
-        f.error.op,
-        "ip -4 rule add priority 10100 fwmark 0x10 table 100"
+    .unwrap();
+    assert_eq!(out.faults.len(), 1, "{:?}", out.faults);
+    let f = &out.faults[0];
+    assert_eq!(f.owner, OWNER);
+    assert_eq!(f.reason, "ApplyFailed");
+    assert!(
+        f.message
+            .starts_with("ip -4 rule add priority 10100 fwmark 0x10 table 100: Invalid argument"),
+        "{}",
+        f.message
     );
-    assert!(f.rollback_failed.is_none());
-    assert!(err.to_string().contains("rolled back"), "{err}");
-    // Routes are gone again; the atomic nft replacement stays and is owned.
-    assert_eq!(dp.routes, before.routes);
-    assert_eq!(dp.rules, before.rules);
+    // Everyone else's operations, and the owner's accepted ones, applied.
+    assert!(dp.routes.iter().any(|r| r.owner == OTHER));
+    assert!(dp.rules.iter().any(|r| r.priority == 10101));
     assert_eq!(dp.nft.len(), 1);
-    assert_eq!(ledger.nft.len(), 1);
-    assert!(ledger.routes.is_empty());
-    // The next reconcile completes the job (reloading the table once, since
-    // its listing was never observed after the failed apply).
+    assert_eq!(ledger.routes.len(), 3);
+    // Once the kernel accepts it, only the missing rule is sent.
+    dp.refuse.clear();
+    let out = reconcile(
+        &mut dp,
+        &desired_two_owners(),
+        &mut ledger,
+        &ReconcileOptions::default(),
+    )
+    .unwrap();
+    assert!(out.faults.is_empty(), "{:?}", out.faults);
+    let lines: Vec<String> = out.plan.ops.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        ["ip -4 rule add priority 10100 fwmark 0x10 table 100"]
+    );
+}
+
+#[test]
+fn a_refused_nft_table_is_loaded_again_next_time() {
+    let mut dp = MemDataplane::new();
+    let mut ledger = Ledger::default();
+    dp.refuse = vec!["replace table ip routerd_policy".into()];
     let out = reconcile(
         &mut dp,
         &desired(),
@@ -347,7 +377,159 @@ fn failed_apply_rolls_back_and_reports_the_operation() {
         &ReconcileOptions::default(),
     )
     .unwrap();
-    assert_eq!(out.plan.ops.len(), 5, "{}", out.plan);
+    assert_eq!(out.faults[0].reason, "ApplyFailed");
+    assert!(dp.nft.is_empty());
+    assert!(ledger.nft.is_empty());
+    dp.refuse.clear();
+    let out = reconcile(
+        &mut dp,
+        &desired(),
+        &mut ledger,
+        &ReconcileOptions::default(),
+    )
+    .unwrap();
+    assert!(out.faults.is_empty());
+    assert_eq!(dp.nft.len(), 1);
+}
+
+#[test]
+fn a_route_on_a_missing_device_waits_and_installs_when_it_appears() {
+    let mut dp = MemDataplane::new();
+    dp.links = Some(["eth1".to_string()].into());
+    let mut ledger = Ledger::default();
+    let out = reconcile(
+        &mut dp,
+        &desired_two_owners(),
+        &mut ledger,
+        &ReconcileOptions::default(),
+    )
+    .unwrap();
+    // Nothing on eth2 was sent: the kernel never saw a doomed request.
+    assert!(
+        !out.plan
+            .ops
+            .iter()
+            .any(|op| op.to_string().contains("eth2"))
+    );
+    let reasons: Vec<(&str, &str)> = out
+        .faults
+        .iter()
+        .map(|f| (f.owner.as_str(), f.reason.as_str()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [(OWNER, "DeviceNotReady"), (OTHER, "DeviceNotReady")]
+    );
+    assert!(
+        out.faults[0]
+            .message
+            .contains("device \"eth2\" does not exist")
+    );
+    // The owner's other objects are installed.
+    assert!(
+        dp.routes
+            .iter()
+            .any(|r| r.device.as_deref() == Some("eth1"))
+    );
+    assert_eq!(dp.rules.len(), 2);
+    dp.links = Some(["eth1".to_string(), "eth2".to_string()].into());
+    let out = reconcile(
+        &mut dp,
+        &desired_two_owners(),
+        &mut ledger,
+        &ReconcileOptions::default(),
+    )
+    .unwrap();
+    assert!(out.faults.is_empty(), "{:?}", out.faults);
+    assert_eq!(out.plan.ops.len(), 2, "{}", out.plan);
+    assert_eq!(dp.routes.len(), 3);
+}
+
+#[test]
+fn protected_interfaces_are_never_touched() {
+    let mut dp = foreign_kernel();
+    let mut ledger = Ledger::default();
+    // A routerd route on eth2 from before the interface was protected.
+    let mut old = route(102, "192.0.2.0/24", "eth2", None);
+    old.owner = OTHER.into();
+    dp.routes.push(old.clone());
+    ledger.routes.insert(old.key(), OTHER.into());
+    let opts = ReconcileOptions {
+        ownership: Ownership {
+            protected_devices: ["eth2".to_string()].into(),
+            ..Ownership::default()
+        },
+        ..ReconcileOptions::default()
+    };
+    let out = reconcile(&mut dp, &desired_two_owners(), &mut ledger, &opts).unwrap();
+    assert!(
+        !out.plan
+            .ops
+            .iter()
+            .any(|op| op.to_string().contains("eth2")),
+        "{}",
+        out.plan
+    );
+    assert!(dp.routes.contains(&old), "the stale route on eth2 stays");
+    assert!(
+        out.faults.iter().all(|f| f.reason == "Protected"),
+        "{:?}",
+        out.faults
+    );
+    assert_eq!(out.faults.len(), 2);
+}
+
+#[test]
+fn a_route_held_by_a_foreign_route_is_a_conflict_not_installed() {
+    let mut dp = foreign_kernel();
+    let mut foreign = route(254, "203.0.113.0/24", "eth0", None);
+    foreign.protocol = 4;
+    foreign.owner.clear();
+    dp.routes.push(foreign.clone());
+    let mut ledger = Ledger::default();
+    let out = reconcile(
+        &mut dp,
+        &desired_two_owners(),
+        &mut ledger,
+        &ReconcileOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(out.faults.len(), 1);
+    assert_eq!(out.faults[0].owner, OTHER);
+    assert_eq!(out.faults[0].reason, "Conflict");
+    assert!(
+        out.faults[0].message.contains("proto 4"),
+        "{}",
+        out.faults[0].message
+    );
+    assert!(dp.routes.contains(&foreign));
+    assert!(!ledger.routes.contains_key(&foreign.key()));
+}
+
+#[test]
+fn marked_objects_nobody_claims_are_reported_as_orphans_and_kept() {
+    let mut dp = foreign_kernel();
+    let stray = route(150, "192.0.2.0/24", "eth1", None);
+    dp.routes.push(stray.clone());
+    let mut ledger = Ledger::default();
+    let out = reconcile(
+        &mut dp,
+        &desired(),
+        &mut ledger,
+        &ReconcileOptions::default(),
+    )
+    .unwrap();
+    assert!(dp.routes.contains(&stray));
+    let listed = out.orphans.describe();
+    assert!(
+        listed
+            .iter()
+            .any(|o| o.contains("192.0.2.0/24") && o.contains("table 150")),
+        "{listed:?}"
+    );
+    assert!(listed.iter().any(|o| o.contains("routerd_somebody_elses")));
+    // Removal only on request: claiming them makes the next diff delete them.
+    ledger.absorb(out.orphans.clone());
     let again = reconcile(
         &mut dp,
         &desired(),
@@ -355,7 +537,8 @@ fn failed_apply_rolls_back_and_reports_the_operation() {
         &ReconcileOptions::default(),
     )
     .unwrap();
-    assert!(again.plan.is_empty());
+    assert!(!dp.routes.contains(&stray));
+    assert!(again.orphans.is_empty(), "{:?}", again.orphans.describe());
 }
 
 #[test]
@@ -394,13 +577,14 @@ fn verification_fails_after_bounded_retries() {
         verify_retries: 2,
         ..ReconcileOptions::default()
     };
-    let err = reconcile(&mut dp, &desired(), &mut ledger, &opts).unwrap_err();
-    let ReconcileError::Verify { remaining } = &err else {
-        panic!("unexpected {err}");
-    };
-    assert_eq!(remaining.ops.len(), 5);
+    let out = reconcile(&mut dp, &desired(), &mut ledger, &opts).unwrap();
+    assert_eq!(out.retries.len(), 2);
+    assert_eq!(out.faults.len(), 1);
+    assert_eq!(out.faults[0].owner, OWNER);
+    assert_eq!(out.faults[0].reason, "VerifyFailed");
+    assert!(out.faults[0].message.contains("the kernel still differs"));
     assert!(
-        err.to_string()
-            .starts_with("verification failed: 5 operation(s) still pending")
+        ledger.is_empty(),
+        "nothing the kernel lacks is recorded as owned"
     );
 }

@@ -77,7 +77,7 @@ fn apply_10k_routes_to_an_empty_table() {
                     .collect(),
                 ..DesiredState::default()
             };
-            d.normalize();
+            let _ = d.normalize();
             let t0 = Instant::now();
             let observed = dp.observe().unwrap();
             let plan = diff(&d, &observed, &Ledger::default());

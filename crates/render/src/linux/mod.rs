@@ -21,7 +21,7 @@ use netlink_packet_route::rule::RuleMessage;
 pub use nft::NftJson;
 
 use self::convert::Links;
-use self::rtnl::{NlError, Rtnl};
+use self::rtnl::Rtnl;
 use crate::dataplane::{ApplyError, Dataplane, DataplaneError, Observed};
 use crate::ledger::Ownership;
 use crate::nft_backend::{NftBackend, choose};
@@ -166,53 +166,54 @@ impl LinuxDataplane {
         })
     }
 
-    /// Runs consecutive netlink operations as one pipelined batch.
+    /// Runs consecutive netlink operations as one pipelined batch; every
+    /// operation is attempted, refusals are collected in `failed`.
     fn run_netlink(
         &mut self,
         plan: &Plan,
         range: std::ops::Range<usize>,
         succeeded: &mut Vec<usize>,
-    ) -> Result<(), ApplyError> {
-        let fail = |i: usize, error: DataplaneError, succeeded: &Vec<usize>| ApplyError {
-            index: i,
-            op: plan.ops.get(i).map(ToString::to_string).unwrap_or_default(),
-            error,
-            succeeded: succeeded.clone(),
-        };
+        failed: &mut Vec<(usize, DataplaneError)>,
+    ) {
         let mut requests = Vec::with_capacity(range.len());
-        for i in range.clone() {
+        let mut sent = Vec::with_capacity(range.len());
+        let mut refreshed = false;
+        for i in range {
             let Some(op) = plan.ops.get(i) else { continue };
             let req = match self.netlink_request(op) {
-                Ok(r) => r,
-                Err(e) => {
+                Ok(r) => Ok(r),
+                Err(e) if !refreshed => {
                     // A device may have appeared since the last dump.
-                    self.refresh_links().map_err(|e| fail(i, e, succeeded))?;
-                    self.netlink_request(op)
-                        .map_err(|_| fail(i, e, succeeded))?
+                    refreshed = true;
+                    match self.refresh_links() {
+                        Ok(()) => self.netlink_request(op).map_err(|_| e),
+                        Err(re) => Err(re),
+                    }
                 }
+                Err(e) => Err(e),
             };
-            requests.push(req);
+            match req {
+                Ok(r) => {
+                    requests.push(r);
+                    sent.push(i);
+                }
+                Err(e) => failed.push((i, e)),
+            }
         }
-        let results = self
-            .rtnl
-            .batch(requests)
-            .map_err(|e| fail(range.start, e, succeeded))?;
-        let mut first_err: Option<(usize, NlError)> = None;
-        for (i, r) in range.zip(results) {
+        let results = match self.rtnl.batch(requests) {
+            Ok(r) => r,
+            Err(e) => {
+                failed.extend(sent.into_iter().map(|i| (i, e.clone())));
+                return;
+            }
+        };
+        for (i, r) in sent.into_iter().zip(results) {
             match r {
                 Ok(()) => succeeded.push(i),
                 Err(e) => {
-                    if first_err.is_none() {
-                        first_err = Some((i, e));
-                    }
+                    let ctx = plan.ops.get(i).map(ToString::to_string).unwrap_or_default();
+                    failed.push((i, e.into_dataplane(ctx)));
                 }
-            }
-        }
-        match first_err {
-            None => Ok(()),
-            Some((i, e)) => {
-                let ctx = plan.ops.get(i).map(ToString::to_string).unwrap_or_default();
-                Err(fail(i, e.into_dataplane(ctx), succeeded))
             }
         }
     }
@@ -229,11 +230,13 @@ impl Dataplane for LinuxDataplane {
             routes: self.dump_routes()?,
             rules: self.dump_rules()?,
             nft: self.lister.list_owned()?,
+            links: Some(self.links.by_name.keys().cloned().collect()),
         })
     }
 
     fn apply(&mut self, plan: &Plan) -> Result<(), ApplyError> {
         let mut succeeded = Vec::new();
+        let mut failed = Vec::new();
         let mut i = 0;
         while i < plan.ops.len() {
             let Some(op) = plan.ops.get(i) else { break };
@@ -251,14 +254,7 @@ impl Dataplane for LinuxDataplane {
                 };
                 match r {
                     Ok(()) => succeeded.push(i),
-                    Err(error) => {
-                        return Err(ApplyError {
-                            index: i,
-                            op: op.to_string(),
-                            error,
-                            succeeded,
-                        });
-                    }
+                    Err(error) => failed.push((i, error)),
                 }
                 i += 1;
                 continue;
@@ -267,8 +263,11 @@ impl Dataplane for LinuxDataplane {
             while plan.ops.get(i).is_some_and(|o| !is_nft(o)) {
                 i += 1;
             }
-            self.run_netlink(plan, start..i, &mut succeeded)?;
+            self.run_netlink(plan, start..i, &mut succeeded, &mut failed);
         }
-        Ok(())
+        match ApplyError::from_results(succeeded, failed) {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
     }
 }

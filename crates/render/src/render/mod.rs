@@ -28,8 +28,26 @@ pub use nat::{Redirect, add_redirects};
 pub struct RenderProblem {
     /// Resource id.
     pub owner: String,
+    /// routerd-style reason (`NotRendered`, `Conflict`).
+    #[serde(default = "not_rendered")]
+    pub reason: String,
     /// What is wrong, in routerd's wording where it has one.
     pub message: String,
+}
+
+fn not_rendered() -> String {
+    "NotRendered".to_string()
+}
+
+impl RenderProblem {
+    /// A problem with the default reason.
+    pub fn new(owner: impl Into<String>, message: impl Into<String>) -> Self {
+        RenderProblem {
+            owner: owner.into(),
+            reason: not_rendered(),
+            message: message.into(),
+        }
+    }
 }
 
 /// The result of rendering.
@@ -49,7 +67,13 @@ pub fn render(resources: &[Resource], status: &StateSnapshot) -> Rendered {
     routes::render_ipv4_routes(&ctx, &mut out);
     policy::render_policies(&ctx, &mut out);
     nat::render_nat44(&ctx, &mut out);
-    out.desired.normalize();
+    for (owner, winner, object) in out.desired.normalize() {
+        out.problems.push(RenderProblem {
+            owner,
+            reason: "Conflict".into(),
+            message: format!("{object} is also wanted by {winner}; only one resource can hold it"),
+        });
+    }
     out
 }
 

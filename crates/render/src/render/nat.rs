@@ -45,7 +45,7 @@ pub(super) fn render_nat44(ctx: &Ctx<'_>, out: &mut Rendered) {
             }
             Err(message) => {
                 out.desired.retained.insert(owner.clone());
-                out.problems.push(RenderProblem { owner, message });
+                out.problems.push(RenderProblem::new(owner, message));
             }
         }
     }
@@ -391,5 +391,7 @@ pub fn add_redirects(desired: &mut DesiredState, redirects: &[Redirect]) {
             rules,
         },
     );
-    desired.normalize();
+    // Redirects are added to an already normalized state of distinct
+    // owners' tables; nothing can clash here.
+    let _ = desired.normalize();
 }

@@ -161,10 +161,7 @@ pub(super) fn render_policies(ctx: &Ctx<'_>, out: &mut Rendered) {
         if spec.host_traffic() || spec.family() != "ipv4" {
             continue;
         }
-        let problem = |message: String| RenderProblem {
-            owner: p.id.clone(),
-            message,
-        };
+        let problem = |message: String| RenderProblem::new(p.id.clone(), message);
         if p.renders_policy_marks() {
             match policy_marks(ctx, &p, &mut policy_sets) {
                 Ok(Some(rules)) => {
@@ -514,10 +511,10 @@ fn tables_and_rules(ctx: &Ctx<'_>, p: &PolicyView<'_>, out: &mut Rendered) {
             .clone()
             .or_else(|| path.interface.map(|i| ctx.alias(i)));
         let Some(device) = device else {
-            out.problems.push(RenderProblem {
-                owner: p.id.clone(),
-                message: format!("{} candidate {} has no outbound interface", p.id, path.name),
-            });
+            out.problems.push(RenderProblem::new(
+                p.id.clone(),
+                format!("{} candidate {} has no outbound interface", p.id, path.name),
+            ));
             continue;
         };
         let gateway = match path.gateway_source {
@@ -539,10 +536,7 @@ fn tables_and_rules(ctx: &Ctx<'_>, p: &PolicyView<'_>, out: &mut Rendered) {
         let gateway = match gateway {
             Ok(g) => g,
             Err(message) => {
-                out.problems.push(RenderProblem {
-                    owner: p.id.clone(),
-                    message,
-                });
+                out.problems.push(RenderProblem::new(p.id.clone(), message));
                 continue;
             }
         };

@@ -20,7 +20,7 @@ pub(super) fn render_ipv4_routes(ctx: &Ctx<'_>, out: &mut Rendered) {
             }
             Err(message) => {
                 out.desired.retained.insert(owner.clone());
-                out.problems.push(RenderProblem { owner, message });
+                out.problems.push(RenderProblem::new(owner, message));
             }
         }
     }

@@ -1,0 +1,182 @@
+//! What the kernel refused, reflected in statuses and events.
+//!
+//! Selection and the followers compute what each resource *intends*
+//! (`Installed`, `Applied`, ...); only the reconcile knows whether the
+//! kernel carries it. A resource whose objects were kept back or refused is
+//! reported with the fault laid over its intended status: `phase` and
+//! `reason` say what happened, `message` carries the kernel's words, and
+//! `dataplane` keeps the intended phase so that `explain` and the metrics
+//! can tell intended from installed. The stages keep reading the intended
+//! statuses, so one refused route never cascades into its followers'
+//! selection, and the overlay is taken off again when statuses are restored
+//! from the store.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use routerd_model::{Event, ObjectRef, ResourceId, Status};
+use routerd_render::Fault;
+use serde_json::{Value, json};
+
+/// Status key under which the overlay keeps the intended state.
+pub const DATAPLANE_KEY: &str = "dataplane";
+
+/// The phase a fault gives its owner. A route that waits for its device is
+/// `Pending` (routerd's `DeviceNotReady`); an IPv4Route the kernel refused
+/// is `Error` as in routerd (`ApplyFailed`); every other owner is
+/// `Degraded`, since the rest of its objects may still be carried.
+pub fn phase_for(owner: &str, reason: &str) -> &'static str {
+    if reason == "DeviceNotReady" {
+        return "Pending";
+    }
+    let kind = ResourceId::parse(owner).map(|id| id.kind);
+    if kind.as_deref() == Some("IPv4Route") {
+        "Error"
+    } else {
+        "Degraded"
+    }
+}
+
+/// `status` as reported when `fault` holds.
+pub fn overlay(status: &Status, fault: &Fault) -> Status {
+    let mut out = status.clone();
+    let intended = json!({
+        "phase": status.get("phase"),
+        "reason": status.get("reason"),
+        "message": status.get("message"),
+    });
+    out.insert(
+        "phase".into(),
+        json!(phase_for(&fault.owner, &fault.reason)),
+    );
+    out.insert("reason".into(), json!(fault.reason));
+    out.insert("message".into(), json!(fault.message));
+    out.insert(
+        DATAPLANE_KEY.into(),
+        json!({
+            "installed": false,
+            "reason": fault.reason,
+            "message": fault.message,
+            "intended": intended,
+        }),
+    );
+    out
+}
+
+/// Takes an overlay off a status read back from the store.
+pub fn strip(mut status: Status) -> Status {
+    let Some(Value::Object(dp)) = status.remove(DATAPLANE_KEY) else {
+        return status;
+    };
+    if let Some(Value::Object(intended)) = dp.get("intended") {
+        for key in ["phase", "reason", "message"] {
+            match intended.get(key) {
+                Some(v) if !v.is_null() => {
+                    status.insert(key.into(), v.clone());
+                }
+                _ => {
+                    status.remove(key);
+                }
+            }
+        }
+    }
+    status
+}
+
+fn subject(owner: &str) -> ObjectRef {
+    ResourceId::parse(owner)
+        .map(|id| ObjectRef {
+            api_version: id.api_version,
+            kind: id.kind,
+            name: id.name,
+        })
+        .unwrap_or_default()
+}
+
+/// Events for the faults that appeared, changed or cleared between two
+/// reconciles.
+pub fn transitions(
+    before: &BTreeMap<String, Fault>,
+    after: &BTreeMap<String, Fault>,
+    now: DateTime<Utc>,
+) -> Vec<Event> {
+    let mut out = Vec::new();
+    for (owner, f) in after {
+        if before.get(owner) == Some(f) {
+            continue;
+        }
+        let mut e = Event::info("routerd.dataplane.owner.failed", subject(owner), now);
+        e.severity = if f.reason == "DeviceNotReady" {
+            "warning".into()
+        } else {
+            "error".into()
+        };
+        e.reason.clone_from(&f.reason);
+        e.message.clone_from(&f.message);
+        out.push(e.attr("phase", phase_for(owner, &f.reason)));
+    }
+    for (owner, f) in before {
+        if after.contains_key(owner) {
+            continue;
+        }
+        let mut e = Event::info("routerd.dataplane.owner.recovered", subject(owner), now);
+        e.reason = "Installed".into();
+        e.message = format!(
+            "the kernel now carries what it asked for (was {})",
+            f.reason
+        );
+        out.push(e.attr("previousReason", f.reason.clone()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn fault(owner: &str, reason: &str) -> Fault {
+        Fault {
+            owner: owner.into(),
+            reason: reason.into(),
+            message: "Cannot find device \"eth9\" (errno 19)".into(),
+        }
+    }
+
+    const ROUTE: &str = "net.routerd.net/v1alpha1/IPv4Route/r";
+    const POLICY: &str = "net.routerd.net/v1alpha1/EgressRoutePolicy/p";
+
+    #[test]
+    fn overlay_reports_the_fault_and_strip_restores_the_intent() {
+        let mut st = Status::new();
+        st.insert("phase".into(), json!("Installed"));
+        st.insert("destination".into(), json!("10.0.0.0/8"));
+        let shown = overlay(&st, &fault(ROUTE, "ApplyFailed"));
+        assert_eq!(shown["phase"], "Error");
+        assert_eq!(shown["reason"], "ApplyFailed");
+        assert_eq!(shown["dataplane"]["installed"], false);
+        assert_eq!(shown["dataplane"]["intended"]["phase"], "Installed");
+        assert_eq!(shown["destination"], "10.0.0.0/8");
+        assert_eq!(strip(shown), st);
+        let pending = overlay(&st, &fault(ROUTE, "DeviceNotReady"));
+        assert_eq!(pending["phase"], "Pending");
+        assert_eq!(
+            overlay(&st, &fault(POLICY, "ApplyFailed"))["phase"],
+            "Degraded"
+        );
+    }
+
+    #[test]
+    fn events_only_on_change() {
+        let a: BTreeMap<String, Fault> = [(ROUTE.to_string(), fault(ROUTE, "ApplyFailed"))].into();
+        let now = Utc::now();
+        assert!(transitions(&a, &a, now).is_empty());
+        let up = transitions(&BTreeMap::new(), &a, now);
+        assert_eq!(up.len(), 1);
+        assert_eq!(up[0].type_, "routerd.dataplane.owner.failed");
+        assert_eq!(up[0].resource.kind, "IPv4Route");
+        assert_eq!(up[0].severity, "error");
+        let down = transitions(&a, &BTreeMap::new(), now);
+        assert_eq!(down[0].type_, "routerd.dataplane.owner.recovered");
+    }
+}
