@@ -82,6 +82,17 @@ pub const INTENT_KEY: &str = "intent";
 /// Owner recorded for orphans an operator asked to remove.
 pub const ORPHAN_OWNER: &str = "routerd/orphan";
 
+/// The `Router`'s `spec.reconcile` settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconcileSettings {
+    /// Interfaces routerd never touches (`protectedInterfaces`).
+    pub protected_interfaces: Vec<String>,
+    /// `mode: strict`: marked objects nobody claims (orphans) are removed
+    /// as if the operator had asked; `progressive` (the default) only
+    /// reports them.
+    pub remove_orphans: bool,
+}
+
 /// What the stages of one step hand each other.
 #[derive(Default)]
 struct StepState {
@@ -164,8 +175,8 @@ pub struct Core {
     faults: BTreeMap<String, Fault>,
     /// Objects with routerd's markers that nobody claims (last reconcile).
     pub orphans: Ledger,
-    /// `spec.reconcile.protectedInterfaces` as configured.
-    protected: Vec<String>,
+    /// `spec.reconcile` of the startup configuration.
+    reconcile: ReconcileSettings,
     view: Option<View>,
     /// Observed statuses that changed since the last step.
     changed: BTreeSet<String>,
@@ -506,6 +517,20 @@ impl Core {
                 });
                 self.faults = faults;
                 self.orphans = outcome.orphans;
+                if self.reconcile.remove_orphans && !self.orphans.is_empty() {
+                    let n = self.remove_orphans();
+                    let mut e = Event::info(
+                        "routerd.dataplane.orphans.removed",
+                        ObjectRef::default(),
+                        now,
+                    );
+                    e.reason = "StrictReconcile".into();
+                    e.message = format!(
+                        "{n} unclaimed routerd object(s) removed (spec.reconcile.mode: strict)"
+                    );
+                    st.events.push(e.attr("count", n.to_string()));
+                    self.dataplane_pending = true;
+                }
                 st.intent_written = true;
             }
             Err(err) => {
@@ -588,7 +613,8 @@ impl Core {
     /// Kernel names of `spec.reconcile.protectedInterfaces` (an Interface
     /// resource's name stands for its `ifname`).
     fn protected_devices(&self, effective: &[Resource]) -> BTreeSet<String> {
-        self.protected
+        self.reconcile
+            .protected_interfaces
             .iter()
             .map(|name| {
                 effective
@@ -602,10 +628,10 @@ impl Core {
             .collect()
     }
 
-    /// Sets `spec.reconcile.protectedInterfaces`; the next step rebuilds.
-    pub fn set_protected(&mut self, names: Vec<String>) {
-        if self.protected != names {
-            self.protected = names;
+    /// Sets `spec.reconcile`; the next step reconciles everything.
+    pub fn set_reconcile(&mut self, settings: ReconcileSettings) {
+        if self.reconcile != settings {
+            self.reconcile = settings;
             self.full = true;
         }
     }

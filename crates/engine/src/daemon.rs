@@ -184,16 +184,16 @@ pub fn load_config(name: &str, text: &str) -> Result<Vec<Resource>, String> {
     }
 }
 
-/// `spec.reconcile.protectedInterfaces` of configuration text (of every
-/// `Router` document in it).
-pub fn protected_interfaces(name: &str, text: &str) -> Vec<String> {
+/// The `Router` documents' `spec.reconcile` settings of configuration text.
+pub fn reconcile_settings(name: &str, text: &str) -> crate::core::ReconcileSettings {
     let mut loaded = routerd_model::Loaded::new();
     loaded.add_file(name, text);
-    loaded
-        .routers
-        .into_iter()
-        .flat_map(|r| r.protected_interfaces)
-        .collect()
+    let mut out = crate::core::ReconcileSettings::default();
+    for r in loaded.routers {
+        out.protected_interfaces.extend(r.protected_interfaces);
+        out.remove_orphans |= r.reconcile_mode.as_deref() == Some("strict");
+    }
+    out
 }
 
 /// Hex SHA-256 of the configuration text, as the generation record documents.
@@ -232,7 +232,7 @@ impl Shared {
             },
         };
         core.set_startup(resources);
-        core.set_protected(protected_interfaces(&name, &text));
+        core.set_reconcile(reconcile_settings(&name, &text));
         let now = clock.now();
         let mut w = store.writer();
         core.generation = w.begin_generation(&config_hash(&text), &text, now)?;
@@ -323,7 +323,7 @@ impl Shared {
 
     /// Prometheus exposition of the current state.
     pub async fn metrics(&self) -> String {
-        let statuses = self.core.lock().await.statuses.clone();
+        let statuses = self.core.lock().await.reported_statuses();
         let counters = self
             .counters
             .lock()
@@ -640,7 +640,7 @@ async fn apply_text(shared: &Shared, name: &str, text: String) -> Result<u64, Ap
     {
         let mut core = shared.core.lock().await;
         core.set_startup(resources);
-        core.set_protected(protected_interfaces(name, &text));
+        core.set_reconcile(reconcile_settings(name, &text));
         core.generation = generation;
     }
     *shared.config_text.lock().await = text;

@@ -51,12 +51,20 @@ const HEALTH_PHASES: &[&str] = &[
     "Disabled",
 ];
 
+/// Whether a reported status carries a dataplane fault.
+fn is_fault(st: &routerd_model::Status) -> bool {
+    st.get(crate::faults::DATAPLANE_KEY)
+        .and_then(|d| d.get("installed"))
+        .and_then(Value::as_bool)
+        == Some(false)
+}
+
 /// Renders the exposition text.
 pub fn render(statuses: &StateSnapshot, c: &Counters, parts: &[(String, usize)]) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "# HELP routerd_egress_selected Candidate selected by each EgressRoutePolicy (1 = selected)."
+        "# HELP routerd_egress_selected Candidate selected by each EgressRoutePolicy (1 = selected); installed=\"false\" when the kernel does not carry the selection."
     );
     let _ = writeln!(o, "# TYPE routerd_egress_selected gauge");
     for (id, st) in statuses {
@@ -72,14 +80,33 @@ pub fn render(statuses: &StateSnapshot, c: &Counters, parts: &[(String, usize)])
             .and_then(Value::as_str)
             .unwrap_or("");
         let phase = st.get("phase").and_then(Value::as_str).unwrap_or("");
+        let installed = !is_fault(st);
         let _ = writeln!(
             o,
-            "routerd_egress_selected{{policy=\"{}\",candidate=\"{}\",device=\"{}\",phase=\"{}\"}} {}",
+            "routerd_egress_selected{{policy=\"{}\",candidate=\"{}\",device=\"{}\",phase=\"{}\",installed=\"{}\"}} {}",
             esc(name),
             esc(cand),
             esc(dev),
             esc(phase),
+            installed,
             u8::from(!cand.is_empty())
+        );
+    }
+    let _ = writeln!(
+        o,
+        "# HELP routerd_dataplane_faults Resources whose kernel state is not what they asked for, by reason."
+    );
+    let _ = writeln!(o, "# TYPE routerd_dataplane_faults gauge");
+    let mut by_reason: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for st in statuses.values().filter(|st| is_fault(st)) {
+        let reason = st.get("reason").and_then(Value::as_str).unwrap_or("");
+        *by_reason.entry(reason).or_default() += 1;
+    }
+    for (reason, n) in by_reason {
+        let _ = writeln!(
+            o,
+            "routerd_dataplane_faults{{reason=\"{}\"}} {n}",
+            esc(reason)
         );
     }
     let _ = writeln!(
@@ -196,7 +223,7 @@ mod tests {
             ..Counters::default()
         };
         let text = render(&snap, &c, &[("active".into(), 2)]);
-        assert!(text.contains("routerd_egress_selected{policy=\"ipv4-default\",candidate=\"ds-lite\",device=\"ds-lite0\",phase=\"Applied\"} 1"));
+        assert!(text.contains("routerd_egress_selected{policy=\"ipv4-default\",candidate=\"ds-lite\",device=\"ds-lite0\",phase=\"Applied\",installed=\"true\"} 1"));
         assert!(text.contains("routerd_healthcheck_phase{check=\"internet\",phase=\"Failing\"} 1"));
         assert!(text.contains("routerd_healthcheck_phase{check=\"internet\",phase=\"Healthy\"} 0"));
         assert!(text.contains("routerd_probe_latency_seconds{check=\"internet\"} 0.0125"));

@@ -534,3 +534,40 @@ fn the_intent_is_durable_before_the_kernel_changes() {
     core.step(&mut dp, &store, now).unwrap();
     assert!(dp.checked > 0);
 }
+
+#[test]
+fn orphans_are_reported_and_removed_only_when_asked_or_strict() {
+    use routerd_engine::core::{Core, ReconcileSettings};
+    let store = Store::in_memory();
+    let mut dp = MemDataplane::new();
+    let mut stray = routerd_render::ir::Route::new(
+        150,
+        "192.0.2.0/24".parse().unwrap(),
+        0,
+        routerd_render::ir::RouteKind::Blackhole,
+    );
+    stray.owner.clear();
+    dp.routes.push(stray.clone());
+    let mut core = Core::new(daemon::load_config("c", CONFIG).unwrap());
+    core.observe(routerd_engine::links::statuses(core.startup(), &wan_links(true)));
+    let now = Utc.with_ymd_and_hms(2026, 11, 21, 9, 0, 0).unwrap();
+    core.step(&mut dp, &store, now).unwrap();
+    assert_eq!(core.orphans.describe().len(), 1);
+    core.request_full();
+    core.step(&mut dp, &store, now).unwrap();
+    assert!(dp.routes.contains(&stray), "progressive: reported, kept");
+    // strict: removed on the next step, with an event.
+    core.set_reconcile(ReconcileSettings {
+        remove_orphans: true,
+        ..ReconcileSettings::default()
+    });
+    let r = core.step(&mut dp, &store, now).unwrap();
+    assert!(
+        r.events
+            .iter()
+            .any(|e| e.type_ == "routerd.dataplane.orphans.removed")
+    );
+    core.step(&mut dp, &store, now).unwrap();
+    assert!(!dp.routes.contains(&stray));
+    assert!(core.orphans.is_empty());
+}

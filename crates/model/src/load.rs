@@ -170,18 +170,6 @@ impl Loaded {
                                     "spec.reconcile.mode must be strict or progressive",
                                 ),
                             );
-                        } else if m == "strict" {
-                            // Honoured or refused, never ignored: one
-                            // owner's refused operation must not hold back
-                            // everyone else's failover.
-                            self.push_doc(
-                                file,
-                                doc,
-                                "spec.reconcile.mode",
-                                Diagnostic::error(
-                                    "spec.reconcile.mode strict is not supported: routerd applies each resource's kernel objects independently (progressive), so one refused operation never blocks the others; remove the field or use progressive",
-                                ),
-                            );
                         }
                         info.reconcile_mode = Some(m);
                     }
