@@ -549,7 +549,10 @@ fn orphans_are_reported_and_removed_only_when_asked_or_strict() {
     stray.owner.clear();
     dp.routes.push(stray.clone());
     let mut core = Core::new(daemon::load_config("c", CONFIG).unwrap());
-    core.observe(routerd_engine::links::statuses(core.startup(), &wan_links(true)));
+    core.observe(routerd_engine::links::statuses(
+        core.startup(),
+        &wan_links(true),
+    ));
     let now = Utc.with_ymd_and_hms(2026, 11, 21, 9, 0, 0).unwrap();
     core.step(&mut dp, &store, now).unwrap();
     assert_eq!(core.orphans.describe().len(), 1);

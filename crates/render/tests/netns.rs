@@ -306,7 +306,7 @@ fn drift_is_detected_and_repaired() {
 
 #[test]
 #[ignore = "needs root: network namespaces"]
-fn failed_operation_is_reported_with_extack_and_rolled_back() {
+fn a_refused_route_fails_its_owner_only_with_the_kernels_extack() {
     let r = router();
     let mut d = rendered(PRIORITY, &priority_state("primary"));
     // An unreachable gateway: the kernel refuses the second route.
@@ -315,8 +315,7 @@ fn failed_operation_is_reported_with_extack_and_rolled_back() {
         .find(|r| r.table == 101)
         .unwrap()
         .gateway = Some("192.0.2.99".parse().unwrap());
-    let before = r.ip(&["route", "show", "table", "all"]);
-    let err = r.run(move || {
+    let faults = r.run(move || {
         let mut dp = dataplane();
         reconcile(
             &mut dp,
@@ -324,16 +323,33 @@ fn failed_operation_is_reported_with_extack_and_rolled_back() {
             &mut Ledger::default(),
             &ReconcileOptions::default(),
         )
-        .unwrap_err()
-        .to_string()
+        .unwrap()
+        .faults
     });
+    assert_eq!(faults.len(), 1, "{faults:?}");
+    let f = &faults[0];
+    assert_eq!(f.owner, "net.routerd.net/v1alpha1/EgressRoutePolicy/lan");
+    assert_eq!(f.reason, "ApplyFailed");
     assert!(
-        err.contains("ip route add default via 192.0.2.99 dev wan1 table 101"),
-        "{err}"
+        f.message
+            .contains("ip route add default via 192.0.2.99 dev wan1 table 101"),
+        "{}",
+        f.message
     );
-    assert!(err.contains("Nexthop has invalid gateway"), "{err}");
-    assert!(err.contains("rolled back"), "{err}");
-    assert_eq!(r.ip(&["route", "show", "table", "all"]), before);
+    assert!(
+        f.message.contains("Nexthop has invalid gateway"),
+        "{}",
+        f.message
+    );
+    // Every other object, the same owner's accepted ones included, is in.
+    let routes = r.ip(&["route", "show", "table", "all"]);
+    assert!(routes.contains("blackhole 10.0.0.0/8"), "{routes}");
+    assert!(
+        routes.contains("default via 198.51.100.1 dev wan0 table 100"),
+        "{routes}"
+    );
+    let tables = r.exec(&["nft", "list", "tables"]);
+    assert!(tables.contains("routerd_nat"), "{tables}");
 }
 
 /// Every golden case's nft tables load through the JSON backend and read
