@@ -383,6 +383,8 @@ fn broken_owners_fail_alone_and_failover_still_works() {
 
 #[test]
 fn two_routes_for_one_kernel_route_the_second_is_a_conflict() {
+    // Unconditional clashes are refused at validation; a `when`-gated route
+    // (or a dynamic part) can still bring one at run time.
     use routerd_engine::core::Core;
     let dup = "    - apiVersion: net.routerd.net/v1alpha1
       kind: IPv4Route
@@ -391,7 +393,10 @@ fn two_routes_for_one_kernel_route_the_second_is_a_conflict() {
     - apiVersion: net.routerd.net/v1alpha1
       kind: IPv4Route
       metadata: {name: b}
-      spec: {destination: 10.7.0.0/16, device: wan2}
+      spec:
+        destination: 10.7.0.0/16
+        device: wan2
+        when: {state: {Interface/wan2.phase: {exists: true}}}
 ";
     let store = Store::in_memory();
     let mut core = Core::new(daemon::load_config("c", &format!("{CONFIG}{dup}")).unwrap());

@@ -502,6 +502,32 @@ fn ipv4_route_minimal_is_valid() {
 }
 
 #[test]
+fn ipv4_routes_writing_the_same_kernel_route_are_refused_naming_both() {
+    let text = [
+        doc("IPv4Route", "a", "destination: 10.7.0.0/16\ndevice: eth1"),
+        doc("IPv4Route", "b", "destination: 10.7.1.0/16\ndevice: eth2"),
+        doc("IPv4Route", "c", "destination: 10.7.0.0/16\nmetric: 5"),
+    ]
+    .join("---\n");
+    let ds = errors(&with_base(&text));
+    assert_eq!(ds.len(), 1, "{ds:#?}");
+    assert_eq!(
+        ds[0].resource.as_deref(),
+        Some(id("IPv4Route", "b").as_str())
+    );
+    assert_eq!(ds[0].path.as_deref(), Some("spec.destination"));
+    assert_eq!(
+        ds[0].message,
+        format!(
+            "{} spec.destination 10.7.0.0/16 metric 0 is also routed by {}: both would write the same kernel route",
+            id("IPv4Route", "b"),
+            id("IPv4Route", "a")
+        )
+    );
+    assert_eq!(ds[0].file.as_deref(), Some("t.yaml"));
+}
+
+#[test]
 fn ipv4_route_destination_is_required() {
     expect_error(
         "IPv4Route",

@@ -61,7 +61,54 @@ pub fn validate(resources: &[Resource], ctx: Context) -> Vec<Finding> {
             diagnostic: d,
         }));
     }
+    findings.extend(route_clashes(resources));
     findings
+}
+
+/// Two unconditional IPv4Routes that would write the same kernel route
+/// (main table, destination, metric): only one could be installed while
+/// both would claim it, so the second is an error naming the first. Routes
+/// with `when` may be alternatives; the daemon reports a runtime clash on
+/// the loser (`Conflict`).
+fn route_clashes(resources: &[Resource]) -> Vec<Finding> {
+    let mut first: HashMap<(ipnet::Ipv4Net, i64), &Resource> = HashMap::new();
+    let mut out = Vec::new();
+    for (i, r) in resources.iter().enumerate() {
+        let Spec::IPv4Route(s) = &r.spec else {
+            continue;
+        };
+        if s.when.is_some() {
+            continue;
+        }
+        let dest = match s.destination.trim() {
+            "" | "default" => "0.0.0.0/0",
+            d => d,
+        };
+        let Ok(net) = dest.parse::<ipnet::Ipv4Net>() else {
+            continue;
+        };
+        let key = (net.trunc(), s.metric.unwrap_or(0));
+        match first.get(&key) {
+            None => {
+                first.insert(key, r);
+            }
+            Some(other) => {
+                let id = r.id().to_string();
+                out.push(Finding {
+                    index: Some(i),
+                    diagnostic: Diagnostic::error(format!(
+                        "{id} spec.destination {} metric {} is also routed by {}: both would write the same kernel route",
+                        key.0,
+                        key.1,
+                        other.id()
+                    ))
+                    .with_resource(&id)
+                    .with_path("spec.destination"),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// Validates one resource against an index of the configuration it lives in
