@@ -186,6 +186,8 @@ pub struct Core {
     dataplane_pending: bool,
     /// Part changes not yet applied to the merge.
     pending: Vec<Change>,
+    /// The last step's store commit failed.
+    persist_failed: bool,
 }
 
 impl Core {
@@ -331,7 +333,11 @@ impl Core {
         self.select_stage(now, &mut st);
         self.follow_stage(now, &mut st);
         self.dataplane_stage(dataplane, store, now, &mut st)?;
-        self.persist_stage(store, now, st)
+        let persisted = self.persist_stage(store, now, st);
+        // What a failed commit did not write is written by the next step:
+        // every status (the store skips identical ones) and the ledger.
+        self.persist_failed = persisted.is_err();
+        persisted
     }
 
     /// Merge: rebuilds the effective configuration, or applies part
@@ -558,7 +564,7 @@ impl Core {
         mut st: StepState,
     ) -> Result<StepReport, StepError> {
         let mut w = store.writer();
-        let full = st.report.full;
+        let full = st.report.full || self.persist_failed;
         let to_save: Vec<String> = if full {
             self.statuses.keys().cloned().collect()
         } else {
@@ -589,7 +595,7 @@ impl Core {
                 self.statuses.remove(id);
             }
         }
-        let ledger_moved = st.ledger_before.as_ref() != Some(&self.ledger);
+        let ledger_moved = st.ledger_before.as_ref() != Some(&self.ledger) || self.persist_failed;
         if ledger_moved {
             let v = serde_json::to_value(&self.ledger)
                 .map_err(|e| StepError::Plan(format!("ledger: {e}")))?;

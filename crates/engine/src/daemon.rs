@@ -161,6 +161,8 @@ pub struct Shared {
     plugin_tx: std::sync::Mutex<Option<mpsc::Sender<PluginOutput>>>,
     counters: std::sync::Mutex<crate::metrics::Counters>,
     health_detail: std::sync::Mutex<Option<Arc<dyn HealthDetail>>>,
+    /// The last store write that failed, until a step commits again.
+    store_error: std::sync::Mutex<Option<(DateTime<Utc>, String)>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -250,6 +252,7 @@ impl Shared {
             plugin_tx: std::sync::Mutex::new(None),
             counters: std::sync::Mutex::new(crate::metrics::Counters::default()),
             health_detail: std::sync::Mutex::new(None),
+            store_error: std::sync::Mutex::new(None),
         }))
     }
 
@@ -277,6 +280,42 @@ impl Shared {
             s.error = error;
             s.faults = faults;
         });
+    }
+
+    /// Records a failed store write: counted, logged, an event attempted,
+    /// and `routerctl status` says Degraded with the error until a step
+    /// commits again. A full state directory must never hide behind Ready.
+    fn store_failed(&self, context: &str, error: &dyn std::fmt::Display) {
+        let now = self.clock.now();
+        let message = format!("{context}: {error}");
+        tracing::error!(%message, "store write failed");
+        self.count(|c| c.store_failures += 1);
+        let mut e = Event::info("routerd.store.failed", ObjectRef::default(), now);
+        e.severity = "error".into();
+        e.reason = "StoreWriteFailed".into();
+        e.message.clone_from(&message);
+        let mut w = self.store.writer();
+        w.append_event(e);
+        let _ = w.commit();
+        *self
+            .store_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((now, message));
+    }
+
+    fn store_recovered(&self) {
+        self.store_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+    }
+
+    /// The last failed store write, if no step committed since.
+    pub fn store_error(&self) -> Option<(DateTime<Utc>, String)> {
+        self.store_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The store.
@@ -407,7 +446,7 @@ pub async fn run<D, L, H>(
                         w.append_event(e);
                     }
                     if let Err(e) = w.commit() {
-                        tracing::warn!(error = %e, "storing health events failed");
+                        shared.store_failed("storing health events", &e);
                     }
                     shared.events.notify_waiters();
                 }
@@ -427,7 +466,7 @@ pub async fn run<D, L, H>(
                 if let Some(part) = &out.part {
                     let rec = PartRecord { part: part.clone(), state: routerd_store::PartState::Active, reason: String::new(), stored_at: now };
                     if let Err(e) = w.put_part(&rec) {
-                        tracing::warn!(error = %e, "storing a dynamic part failed");
+                        shared.store_failed("storing a dynamic part", &e);
                     }
                 }
                 match w.commit() {
@@ -437,7 +476,7 @@ pub async fn run<D, L, H>(
                         }
                         shared.events.notify_waiters();
                     }
-                    Err(e) => tracing::warn!(error = %e, "storing plugin results failed"),
+                    Err(e) => shared.store_failed("storing plugin results", &e),
                 }
                 if let Some(part) = out.part {
                     shared.core.lock().await.upsert_part(part);
@@ -506,6 +545,7 @@ pub async fn run<D, L, H>(
                         shared.count(|c| c.steps += 1);
                         match res {
                             Ok(report) => {
+                                shared.store_recovered();
                                 shared.count(|c| {
                                     let secs = report.apply_duration.as_secs_f64();
                                     c.dataplane_ops += report.applied_ops as u64;
@@ -530,6 +570,9 @@ pub async fn run<D, L, H>(
                                 }
                             }
                             Err(e) => {
+                                if let crate::core::StepError::Store(se) = &e {
+                                    shared.store_failed("reconcile step", se);
+                                }
                                 shared.count(|c| c.step_failures += 1);
                                 tracing::error!(error = %e, "reconcile step failed");
                                 shared.publish_step(generation, now, Some(e.to_string()), Vec::new());
@@ -707,9 +750,10 @@ impl ControlHandler for Handler {
                     })
                     .map(|(id, st)| json!({"id": id, "phase": st.get("phase"), "reason": st.get("reason")}))
                     .collect();
+                let store_error = s.store_error();
                 let phase = if last.seq == 0 {
                     "Starting"
-                } else if last.error.is_some() || !last.faults.is_empty() {
+                } else if last.error.is_some() || !last.faults.is_empty() || store_error.is_some() {
                     "Degraded"
                 } else {
                     "Ready"
@@ -724,6 +768,7 @@ impl ControlHandler for Handler {
                         "lastApplyTime": last.at,
                         "lastError": last.error,
                         "faults": last.faults,
+                        "storeError": store_error.map(|(at, message)| json!({"at": at, "message": message})),
                         "resourceCount": core.effective().len(),
                         "resourcePhaseIssues": issues,
                         "queue": s.queue.len(),

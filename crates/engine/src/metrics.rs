@@ -28,6 +28,8 @@ pub struct Counters {
     pub apply_seconds_last: f64,
     /// Health updates received.
     pub health_updates: u64,
+    /// Store writes that failed (full disk, I/O errors).
+    pub store_failures: u64,
 }
 
 fn esc(v: &str) -> String {
@@ -178,6 +180,11 @@ pub fn render(statuses: &StateSnapshot, c: &Counters, parts: &[(String, usize)])
             "routerd_reconcile_failures_total",
             "Reconcile steps that failed.",
             c.step_failures,
+        ),
+        (
+            "routerd_store_failures_total",
+            "Store writes that failed (statuses, events, ledger, parts).",
+            c.store_failures,
         ),
         (
             "routerd_dataplane_operations_total",

@@ -579,3 +579,121 @@ fn orphans_are_reported_and_removed_only_when_asked_or_strict() {
     assert!(!dp.routes.contains(&stray));
     assert!(core.orphans.is_empty());
 }
+
+/// A store backend whose writes fail while `full` is set, like a state
+/// directory on a full disk.
+struct FullDisk {
+    inner: routerd_store::MemBackend,
+    full: std::sync::atomic::AtomicBool,
+}
+
+impl routerd_store::Backend for FullDisk {
+    fn get(
+        &self,
+        ns: routerd_store::Namespace,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, routerd_store::StoreError> {
+        self.inner.get(ns, key)
+    }
+    fn scan(
+        &self,
+        ns: routerd_store::Namespace,
+        prefix: &[u8],
+    ) -> Result<routerd_store::Entries, routerd_store::StoreError> {
+        self.inner.scan(ns, prefix)
+    }
+    fn apply(&self, batch: routerd_store::Batch) -> Result<(), routerd_store::StoreError> {
+        if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(routerd_store::StoreError::Backend(
+                "No space left on device (os error 28)".into(),
+            ));
+        }
+        self.inner.apply(batch)
+    }
+    fn flush(&self) -> Result<(), routerd_store::StoreError> {
+        self.inner.flush()
+    }
+}
+
+#[tokio::test]
+async fn a_full_state_dir_is_reported_not_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.yaml"), CONFIG).unwrap();
+    let backend = Arc::new(FullDisk {
+        inner: routerd_store::MemBackend::new(),
+        full: std::sync::atomic::AtomicBool::new(false),
+    });
+    let store = Arc::new(Store::open(backend.clone()).unwrap());
+    let clock = Arc::new(Clock(Mutex::new(
+        Utc.with_ymd_and_hms(2026, 11, 21, 9, 0, 0).unwrap(),
+    )));
+    let options = Options {
+        config_path: dir.path().join("config.yaml"),
+        resync: Duration::from_secs(3600),
+    };
+    let shared = Shared::new(options, store, clock).unwrap();
+    backend
+        .full
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let s2 = shared.clone();
+    let task = tokio::spawn(async move {
+        daemon::run(
+            s2,
+            SharedDp::default(),
+            links(true),
+            NoHealth,
+            None,
+            |_| {},
+            async {
+                let _ = stop_rx.await;
+            },
+        )
+        .await;
+    });
+    let handler = Handler(shared.clone());
+    let status = |h: Handler| async move {
+        h.handle(ControlRequest::Status).await.unwrap()["status"].clone()
+    };
+    let mut st = serde_json::Value::Null;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        st = status(handler.clone()).await;
+        if !st["storeError"].is_null() {
+            break;
+        }
+    }
+    assert_eq!(st["phase"], "Degraded", "{st}");
+    assert!(
+        st["storeError"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("No space left on device"),
+        "{st}"
+    );
+    assert!(
+        shared
+            .metrics()
+            .await
+            .contains("routerd_store_failures_total")
+    );
+    // Space comes back: the retried step writes everything it could not.
+    backend
+        .full
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..500 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        st = status(handler.clone()).await;
+        if st["storeError"].is_null() {
+            break;
+        }
+    }
+    assert!(st["storeError"].is_null(), "{st}");
+    let snap = shared.store().status_snapshot().unwrap();
+    assert_eq!(
+        snap["net.routerd.net/v1alpha1/EgressRoutePolicy/ipv4-default"]["phase"],
+        "Applied"
+    );
+    let _ = stop_tx.send(());
+    task.await.unwrap();
+}
