@@ -38,7 +38,7 @@ async fn concurrent_manual_and_triggered_runs_never_overlap() {
         format!(
             "#!/bin/sh\ncat >/dev/null\n\
              if ! mkdir '{d}/lock' 2>/dev/null; then echo overlap >> '{d}/overlaps'; exit 1; fi\n\
-             echo start >> '{d}/log'\nsleep 0.3\necho end >> '{d}/log'\n\
+             echo start >> '{d}/log'\nsleep 0.5\necho end >> '{d}/log'\n\
              rmdir '{d}/lock'\nprintf '%s\\n' '{RESULT}'\n",
             d = d.display()
         ),
