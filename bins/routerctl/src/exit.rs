@@ -16,6 +16,8 @@ pub const NO_INPUT: i32 = 66;
 /// The daemon is unavailable (EX_UNAVAILABLE).
 #[allow(dead_code)]
 pub const UNAVAILABLE: i32 = 69;
+/// Try again later: the daemon is busy with the same work (EX_TEMPFAIL).
+pub const TEMPFAIL: i32 = 75;
 
 /// An error that carries its exit code.
 #[derive(Debug)]

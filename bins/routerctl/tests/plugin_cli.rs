@@ -246,3 +246,51 @@ fn list_shows_plugins_and_triggers() {
         "{text}"
     );
 }
+
+/// Answers one control request with `status` and an error body `message`.
+fn fake_daemon(sock: &Path, status: &str, message: &str) -> std::thread::JoinHandle<String> {
+    use std::io::{Read as _, Write as _};
+    let listener = std::os::unix::net::UnixListener::bind(sock).unwrap();
+    let body = serde_json::json!({
+        "apiVersion": "control.routerd.net/v1alpha1",
+        "kind": "Error",
+        "error": {"message": message},
+    })
+    .to_string();
+    let status = status.to_string();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut req = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Headers and the small JSON body arrive together or soon after.
+        while !String::from_utf8_lossy(&req).contains("\"name\"") {
+            let n = conn.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            req.extend_from_slice(&buf[..n]);
+        }
+        write!(
+            conn,
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        String::from_utf8_lossy(&req).into_owned()
+    })
+}
+
+#[test]
+fn a_plugin_that_is_already_running_is_a_temporary_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("routerd.sock");
+    let msg = "plugin probe is already running (interval run started at 2026-01-01T00:00:00Z); its result is stored when it finishes, try again after that";
+    let server = fake_daemon(&sock, "409 Conflict", msg);
+    let o = routerctl(&["plugin", "run", "probe", "--socket", sock.to_str().unwrap()]);
+    let req = server.join().unwrap();
+    assert!(req.starts_with("POST "), "{req}");
+    assert!(req.contains("/plugin/run"), "{req}");
+    assert_eq!(o.status.code(), Some(75), "{o:?}");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains(msg), "{stderr}");
+}

@@ -104,6 +104,22 @@ async fn serve(args: Args, resync: Duration, group: Option<u32>) -> Result<i32> 
         resync,
     };
     let shared = Shared::new(options, store, Arc::new(SystemClock))?;
+    // Plugins forked by a previous routerd that was killed mid-run would
+    // otherwise live on; kill them before any plugin of ours starts.
+    let groups = args.state_dir.join("plugin-groups");
+    match shared.plugins().track_groups(groups.clone()) {
+        Ok(swept) => {
+            for g in &swept.killed {
+                tracing::warn!(plugin = %g.plugin, pgid = g.pgid, executable = %g.executable, "killed the process group of a plugin run left behind by a previous routerd");
+            }
+            for (file, reason) in &swept.skipped {
+                tracing::debug!(file = %file.display(), %reason, "stale plugin process-group record removed");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(dir = %groups.display(), error = %e, "cannot sweep or record plugin process groups; plugins left behind by a killed routerd are not cleaned up")
+        }
+    }
     crate::memory::release_free_heap();
 
     let ownership = Ownership::default();

@@ -52,17 +52,17 @@ fn config(broken: usize) -> String {
         "apiVersion: routerd.net/v1alpha1\nkind: Router\nmetadata: {name: perf}\nspec:\n  resources:\n",
     );
     for i in 0..10_000u32 {
-        let _ = write!(
+        let _ = writeln!(
             s,
-            "    - {{apiVersion: net.routerd.net/v1alpha1, kind: IPv4Route, metadata: {{name: r{i}}}, spec: {{destination: 198.18.{}.{}/32, device: pr0, gateway: 192.0.2.2}}}}\n",
+            "    - {{apiVersion: net.routerd.net/v1alpha1, kind: IPv4Route, metadata: {{name: r{i}}}, spec: {{destination: 198.18.{}.{}/32, device: pr0, gateway: 192.0.2.2}}}}",
             i / 256,
             i % 256
         );
     }
     for i in 0..broken {
-        let _ = write!(
+        let _ = writeln!(
             s,
-            "    - {{apiVersion: net.routerd.net/v1alpha1, kind: IPv4Route, metadata: {{name: broken{i}}}, spec: {{destination: 198.19.0.{i}/32, device: pr0, gateway: 203.0.113.9}}}}\n"
+            "    - {{apiVersion: net.routerd.net/v1alpha1, kind: IPv4Route, metadata: {{name: broken{i}}}, spec: {{destination: 198.19.0.{i}/32, device: pr0, gateway: 203.0.113.9}}}}"
         );
     }
     s

@@ -21,7 +21,7 @@ use tokio::sync::{Mutex, Notify, mpsc};
 use crate::control::{ApiError, ControlHandler, ControlRequest};
 use crate::core::Core;
 use crate::links::LinkSource;
-use crate::plugins::{PluginOutput, Plugins};
+use crate::plugins::{PluginHost, PluginOutput, Plugins};
 use crate::queue::{Backoff, Outcome, WorkQueue};
 
 /// Work the loop does; each key runs at most once at a time.
@@ -159,6 +159,7 @@ pub struct Shared {
     started: DateTime<Utc>,
     steps: tokio::sync::watch::Sender<StepSummary>,
     plugin_tx: std::sync::Mutex<Option<mpsc::Sender<PluginOutput>>>,
+    plugins: PluginHost,
     counters: std::sync::Mutex<crate::metrics::Counters>,
     health_detail: std::sync::Mutex<Option<Arc<dyn HealthDetail>>>,
     /// The last store write that failed, until a step commits again.
@@ -250,6 +251,7 @@ impl Shared {
             started: now,
             steps: tokio::sync::watch::Sender::new(StepSummary::default()),
             plugin_tx: std::sync::Mutex::new(None),
+            plugins: PluginHost::new(),
             counters: std::sync::Mutex::new(crate::metrics::Counters::default()),
             health_detail: std::sync::Mutex::new(None),
             store_error: std::sync::Mutex::new(None),
@@ -316,6 +318,11 @@ impl Shared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// What every plugin run shares (gates, process-group records).
+    pub fn plugins(&self) -> &PluginHost {
+        &self.plugins
     }
 
     /// The store.
@@ -514,6 +521,7 @@ pub async fn run<D, L, H>(
                             plugins_generation = core.generation;
                             let store = shared.store.clone();
                             plugins = Plugins::start(
+                                &shared.plugins,
                                 core.startup(),
                                 move |src| store.max_generation(src).unwrap_or(0),
                                 plugin_tx.clone(),
@@ -1021,61 +1029,36 @@ async fn apply(s: &Shared, req: ApplyRequest) -> Result<Value, ApiError> {
 
 /// Runs a plugin now on the daemon's behalf (`routerctl plugin run NAME`):
 /// the part goes through the same checks and into the same store as a
-/// triggered run.
+/// triggered run. A plugin that is already running is refused with 409.
 async fn run_plugin(s: &Shared, name: &str) -> Result<Value, ApiError> {
-    use routerd_plugin::invoke::{Invocation, invoke};
+    use crate::plugins::{ManualRunError, run_manual};
     let startup = s.core.lock().await.startup().to_vec();
-    let spec = startup
-        .iter()
-        .find(|r| r.kind() == routerd_model::Kind::Plugin && r.name() == name)
-        .and_then(Resource::as_plugin)
-        .cloned()
-        .ok_or_else(|| {
-            ApiError::not_found(format!("Plugin \"{name}\" not found in startup config"))
-        })?;
     let source = routerd_plugin::source_for(name);
     let previous = s
         .store
         .max_generation(&source)
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let policies = routerd_plugin::override_policies(&startup);
-    let rules = routerd_plugin::PartRules::default();
-    let inv = Invocation {
-        plugin: name,
-        spec: &spec,
-        startup: &startup,
-        policies: &policies,
-        trigger: routerd_plugin::request::manual_trigger(),
-        previous_generation: previous,
-        events_from: routerd_model::EventSource {
-            name: "routerd".into(),
-            kind: "routerd".into(),
-            instance: "plugin".into(),
-        },
-        rules: &rules,
-    };
-    let cfg = routerd_plugin::runner::RunConfig::from_process_env();
     let clock = || s.clock.now();
-    let report = invoke(inv, &cfg, &clock).await;
+    let tx = s
+        .plugin_tx
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let report = run_manual(&s.plugins, &startup, name, previous, &clock, tx)
+        .await
+        .map_err(|e| match e {
+            ManualRunError::NotFound(_) => ApiError::not_found(e.to_string()),
+            other => ApiError {
+                status: 409,
+                message: other.to_string(),
+            },
+        })?;
     let part = report
         .outcome
         .as_ref()
         .ok()
         .map(routerd_plugin::CandidatePart::to_resource);
     let error = report.outcome.as_ref().err().map(ToString::to_string);
-    let tx = s
-        .plugin_tx
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    if let Some(tx) = tx {
-        let _ = tx
-            .send(PluginOutput {
-                part: part.clone(),
-                events: report.events.clone(),
-            })
-            .await;
-    }
     Ok(json!({
         "kind": "PluginRunResult",
         "plugin": name,

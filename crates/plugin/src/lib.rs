@@ -28,6 +28,10 @@ pub mod source;
 pub mod triggers;
 
 #[cfg(feature = "runner")]
+pub mod gate;
+#[cfg(feature = "runner")]
+pub mod groups;
+#[cfg(feature = "runner")]
 pub mod invoke;
 #[cfg(feature = "runner")]
 pub mod runner;

@@ -10,6 +10,12 @@
 //! the plugin exits (so nothing it started outlives the run). netavark's
 //! plugin runner, which reads to EOF with no deadline, is the counter-example
 //! (style guide §1.1).
+//!
+//! A run must not outlive the daemon either, even one killed with SIGKILL,
+//! where no clean-up code runs: the plugin gets `PR_SET_PDEATHSIG` (SIGKILL),
+//! and while it runs its process group is recorded in
+//! [`RunConfig::group_dir`] so the next start-up can kill what the plugin
+//! forked ([`groups`](crate::groups)).
 
 use std::ffi::OsString;
 use std::io;
@@ -18,10 +24,13 @@ use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use nix::errno::Errno;
+use nix::sys::prctl::set_pdeathsig;
 use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use nix::unistd::{Pid, getpid, getppid};
 use routerd_model::GoDuration;
 use routerd_model::spec::{PluginRequest, PluginSpec};
 use sha2::{Digest, Sha256};
@@ -30,6 +39,7 @@ use tokio::process::Command;
 use tokio::time::Instant;
 
 use crate::env::child_env;
+use crate::groups;
 use crate::request::encode_request;
 
 /// Timeout when `spec.timeout` is unset.
@@ -57,6 +67,10 @@ pub struct RunConfig {
     pub exit_grace: Duration,
     /// The parent's `PATH`, passed on to the child.
     pub inherited_path: Option<OsString>,
+    /// Where running process groups are recorded for the start-up sweep
+    /// ([`groups::sweep`]); `None` records nothing (`routerctl plugin run
+    /// --dry-run`, tests).
+    pub group_dir: Option<PathBuf>,
 }
 
 impl Default for RunConfig {
@@ -67,6 +81,7 @@ impl Default for RunConfig {
             stderr_limit: STDERR_LIMIT,
             exit_grace: EXIT_GRACE,
             inherited_path: None,
+            group_dir: None,
         }
     }
 }
@@ -287,30 +302,90 @@ pub fn timeout_of(spec: &PluginSpec, default: Duration) -> Result<Duration, RunE
 
 /// Kills a process group when dropped, so a cancelled run (daemon shutdown,
 /// a dropped future) leaves nothing behind. Disarmed once the run is over so
-/// a late drop cannot signal a recycled process-group id.
-struct GroupKiller(AtomicI32);
+/// a late drop cannot signal a recycled process-group id. Owns the group's
+/// record, which goes once the group has been killed.
+struct GroupKiller {
+    pgid: AtomicI32,
+    record: Mutex<Option<PathBuf>>,
+}
 
 impl GroupKiller {
     fn new(pgid: Option<i32>) -> Self {
-        GroupKiller(AtomicI32::new(pgid.unwrap_or(0)))
+        GroupKiller {
+            pgid: AtomicI32::new(pgid.unwrap_or(0)),
+            record: Mutex::new(None),
+        }
+    }
+
+    /// Writes the group's record into `dir`. A failure costs only the
+    /// start-up sweep of this one run, so it is logged, not fatal.
+    fn record(&self, dir: &Path, plugin: &str, executable: &Path) {
+        let pg = self.pgid.load(Ordering::SeqCst);
+        if pg <= 0 {
+            return;
+        }
+        match groups::capture(pg, plugin, executable).and_then(|rec| groups::write(dir, &rec)) {
+            Ok(path) => *self.record.lock().unwrap_or_else(PoisonError::into_inner) = Some(path),
+            Err(error) => tracing::warn!(
+                plugin,
+                dir = %dir.display(),
+                %error,
+                "cannot record the plugin's process group; it is not swept if routerd dies during the run"
+            ),
+        }
     }
 
     fn kill(&self) {
-        let pg = self.0.load(Ordering::SeqCst);
+        let pg = self.pgid.load(Ordering::SeqCst);
         if pg > 0 {
             // ESRCH (nothing left in the group) is the normal case.
             let _ = killpg(Pid::from_raw(pg), Signal::SIGKILL);
         }
     }
 
+    fn forget_record(&self) {
+        if let Some(path) = self
+            .record
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
     fn disarm(&self) {
-        self.0.store(0, Ordering::SeqCst);
+        self.pgid.store(0, Ordering::SeqCst);
+        self.forget_record();
     }
 }
 
 impl Drop for GroupKiller {
     fn drop(&mut self) {
         self.kill();
+        self.forget_record();
+    }
+}
+
+/// Makes the kernel SIGKILL the plugin when the thread that started it dies
+/// (with the daemon: the runtime's threads live as long as the process).
+#[allow(unsafe_code)]
+fn die_with_parent(cmd: &mut Command) {
+    let parent = getpid();
+    // SAFETY: the closure runs in the forked child before exec. It only
+    // makes the prctl(2) and getppid(2) system calls and builds an
+    // io::Error from a raw errno: no allocation, no locks, nothing that is
+    // unsafe between fork and exec in a multi-threaded parent.
+    unsafe {
+        cmd.pre_exec(move || {
+            set_pdeathsig(Signal::SIGKILL)?;
+            // The daemon may have died between fork and prctl; then the
+            // signal will never come and the plugin must not start.
+            if getppid() != parent {
+                return Err(Errno::ESRCH.into());
+            }
+            Ok(())
+        });
     }
 }
 
@@ -399,6 +474,7 @@ pub async fn run(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    die_with_parent(&mut cmd);
     let start = Instant::now();
     let mut child = spawn(&mut cmd).map_err(|error| {
         refuse(RunError::Spawn {
@@ -407,6 +483,9 @@ pub async fn run(
         })
     })?;
     let killer = GroupKiller::new(child.id().and_then(|id| i32::try_from(id).ok()));
+    if let Some(dir) = &cfg.group_dir {
+        killer.record(dir, name, &path);
+    }
     let stdin = child.stdin.take();
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();

@@ -1,14 +1,14 @@
 //! Running a plugin on its triggers: `interval` (every) and `event` (topic).
 //!
-//! One loop per plugin awaits each run before looking at the next trigger,
-//! so a plugin never overlaps itself on its own triggers; ticks that fall due
-//! during a run are coalesced into one. [`SingleFlight`] extends the guarantee
-//! to runs started elsewhere (a manual run through the daemon): a trigger
-//! that finds the plugin busy is skipped, not queued.
+//! A plugin never runs twice at once, whoever starts it: every run, from the
+//! trigger loops and from the control API, holds the plugin's gate
+//! ([`Gates`]). A loop awaits each run before it looks at the next trigger,
+//! and triggers that arrive while a run is in progress (this loop's or one
+//! started elsewhere) are coalesced into **one** follow-up run after it, never
+//! queued one run each: a plugin asked ten times during a slow run runs once
+//! more, with the newest information.
 
-use std::collections::HashSet;
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 use routerd_model::spec::{DynamicOverridePolicySpec, PluginSpec, RequestTrigger};
@@ -16,6 +16,7 @@ use routerd_model::{EventSource, Resource};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
+pub use crate::gate::{Busy, Gates, Holder, Permit};
 use crate::invoke::{Invocation, Report, invoke_into};
 use crate::part::PartRules;
 use crate::request::{event_trigger, interval_trigger};
@@ -23,64 +24,17 @@ use crate::runner::RunConfig;
 use crate::source::SourceState;
 use crate::triggers::{TriggerError, TriggerPlan};
 
-/// The set of plugins running right now, shared by everything that starts
-/// plugin runs.
-#[derive(Debug, Clone, Default)]
-pub struct SingleFlight {
-    running: Arc<Mutex<HashSet<String>>>,
-}
-
-/// Marks a plugin as running until dropped.
-#[derive(Debug)]
-pub struct FlightGuard {
-    running: Arc<Mutex<HashSet<String>>>,
-    plugin: String,
-}
-
-impl SingleFlight {
-    /// An empty set.
-    pub fn new() -> Self {
-        SingleFlight::default()
-    }
-
-    /// Claims `plugin`; `None` if it is already running.
-    pub fn try_begin(&self, plugin: &str) -> Option<FlightGuard> {
-        let mut set = self.running.lock().unwrap_or_else(PoisonError::into_inner);
-        if set.insert(plugin.to_string()) {
-            Some(FlightGuard {
-                running: Arc::clone(&self.running),
-                plugin: plugin.to_string(),
-            })
-        } else {
-            None
-        }
-    }
-
-    /// Whether `plugin` is running.
-    pub fn is_running(&self, plugin: &str) -> bool {
-        self.running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(plugin)
-    }
-}
-
-impl Drop for FlightGuard {
-    fn drop(&mut self) {
-        self.running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.plugin);
-    }
-}
-
 /// What a trigger loop did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DriveStats {
     /// Runs started.
     pub runs: u64,
-    /// Triggers skipped because the plugin was already running.
-    pub skipped_busy: u64,
+    /// Runs that first waited for a run started elsewhere (a manual run).
+    pub waited: u64,
+    /// Triggers that got no run of their own because they arrived while a
+    /// run was in progress or awaited; each such burst made one run. The
+    /// missed ticks of one interval count once.
+    pub coalesced: u64,
 }
 
 /// The next trigger of one plugin: interval deadlines plus matching topics
@@ -119,8 +73,42 @@ impl TriggerSource {
         }
     }
 
-    /// Pushes every interval that is due to one period from now, so ticks
-    /// that fell due during a run collapse into one later run.
+    /// Takes, without waiting, every trigger that has arrived since the last
+    /// look: how many there were and the one to run for them (an event
+    /// trigger when a topic matched, as it says more than a tick).
+    pub fn drain(&mut self) -> (u64, Option<RequestTrigger>) {
+        let now = Instant::now();
+        let mut count = 0;
+        let mut trigger = None;
+        for (n, every) in self.next.iter_mut().zip(&self.plan.intervals) {
+            if *n <= now {
+                *n = now + *every;
+                count += 1;
+                trigger.get_or_insert_with(interval_trigger);
+            }
+        }
+        if let Some(rx) = &mut self.topics {
+            loop {
+                match rx.try_recv() {
+                    Ok(topic) if self.plan.matches_topic(&topic) => {
+                        count += 1;
+                        if trigger.as_ref().is_none_or(|t| t.type_ != "event") {
+                            trigger = Some(event_trigger(&topic));
+                        }
+                    }
+                    Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                    Err(broadcast::error::TryRecvError::Empty) => break,
+                    Err(broadcast::error::TryRecvError::Closed) => {
+                        self.topics = None;
+                        break;
+                    }
+                }
+            }
+        }
+        (count, trigger)
+    }
+
+    /// Pushes every interval that is due to one period from now.
     pub fn reschedule(&mut self) {
         let now = Instant::now();
         for (n, every) in self.next.iter_mut().zip(&self.plan.intervals) {
@@ -131,15 +119,71 @@ impl TriggerSource {
     }
 }
 
+/// The scheduling half of a trigger loop: which trigger runs next, with
+/// the plugin's gate held.
+struct Flights<'a> {
+    plugin: &'a str,
+    gates: &'a Gates,
+    source: TriggerSource,
+    follow_up: Option<RequestTrigger>,
+    stats: DriveStats,
+}
+
+impl<'a> Flights<'a> {
+    fn new(plugin: &'a str, gates: &'a Gates, source: TriggerSource) -> Self {
+        Flights {
+            plugin,
+            gates,
+            source,
+            follow_up: None,
+            stats: DriveStats::default(),
+        }
+    }
+
+    /// Waits for a trigger (or takes the pending follow-up), then for the
+    /// gate. What arrived while waiting for another path's run is folded
+    /// into this run: it starts after that run, so it sees what they asked
+    /// for.
+    async fn next(
+        &mut self,
+        clock: &(dyn Fn() -> DateTime<Utc> + Sync),
+    ) -> (RequestTrigger, Permit) {
+        let trigger = match self.follow_up.take() {
+            Some(t) => t,
+            None => self.source.next().await,
+        };
+        let permit = self
+            .gates
+            .acquire(self.plugin, || Holder {
+                trigger: trigger.type_.clone(),
+                since: clock(),
+            })
+            .await;
+        if permit.waited() {
+            self.stats.waited += 1;
+            self.stats.coalesced += self.source.drain().0;
+        }
+        self.stats.runs += 1;
+        (trigger, permit)
+    }
+
+    /// After a run: whatever arrived during it becomes one follow-up run.
+    fn finished(&mut self) {
+        let (count, trigger) = self.source.drain();
+        self.stats.coalesced += count.saturating_sub(1);
+        self.follow_up = trigger;
+    }
+}
+
 /// Runs `run` whenever one of `plan`'s triggers fires, until `shutdown`
-/// completes; each run is awaited before the next trigger is looked at.
-/// Dropping a run on shutdown kills its process group (see
-/// [`runner`](crate::runner)).
+/// completes, holding `plugin`'s gate in `gates` for each run; triggers that
+/// arrive during a run make one follow-up run. Dropping a run on shutdown
+/// kills its process group (see [`runner`](crate::runner)).
 pub async fn drive<F, Fut>(
     plugin: &str,
     plan: &TriggerPlan,
     topics: Option<broadcast::Receiver<String>>,
-    flights: &SingleFlight,
+    gates: &Gates,
     shutdown: impl Future<Output = ()>,
     mut run: F,
 ) -> DriveStats
@@ -147,33 +191,28 @@ where
     F: FnMut(RequestTrigger) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let mut stats = DriveStats::default();
     if !plan.topics.is_empty() && topics.is_none() {
         tracing::warn!(
             plugin,
             "plugin has event triggers but no event source was given"
         );
     }
-    let mut source = TriggerSource::new(plan.clone(), topics);
+    let mut flights = Flights::new(plugin, gates, TriggerSource::new(plan.clone(), topics));
+    let clock = Utc::now;
     tokio::pin!(shutdown);
     loop {
-        let trigger = tokio::select! {
+        let (trigger, permit) = tokio::select! {
             () = &mut shutdown => break,
-            t = source.next() => t,
+            next = flights.next(&clock) => next,
         };
-        let Some(guard) = flights.try_begin(plugin) else {
-            stats.skipped_busy += 1;
-            continue;
-        };
-        stats.runs += 1;
         tokio::select! {
             () = &mut shutdown => break,
             () = run(trigger) => {}
         }
-        drop(guard);
-        source.reschedule();
+        drop(permit);
+        flights.finished();
     }
-    stats
+    flights.stats
 }
 
 /// One plugin as the daemon runs it.
@@ -196,32 +235,28 @@ pub struct PluginTask<'a> {
 /// Runs a plugin on its triggers into `state` until `shutdown`: every run
 /// goes through [`invoke_into`], so a refused run keeps the previous part,
 /// and `on_report` sees each report (to publish its events and store the
-/// accepted part).
+/// accepted part). Runs hold the plugin's gate in `gates` and number their
+/// parts after the last generation any path recorded there.
 #[allow(clippy::too_many_arguments)]
 pub async fn serve(
     task: PluginTask<'_>,
     state: &mut SourceState,
     topics: Option<broadcast::Receiver<String>>,
-    flights: &SingleFlight,
+    gates: &Gates,
     events_from: &EventSource,
     shutdown: impl Future<Output = ()>,
     clock: &(dyn Fn() -> DateTime<Utc> + Sync),
     mut on_report: impl FnMut(&SourceState, &Report),
 ) -> Result<DriveStats, TriggerError> {
     let plan = TriggerPlan::from_triggers(&task.spec.triggers)?;
-    let mut stats = DriveStats::default();
-    let mut source = TriggerSource::new(plan, topics);
+    let mut flights = Flights::new(task.plugin, gates, TriggerSource::new(plan, topics));
     tokio::pin!(shutdown);
     loop {
-        let trigger = tokio::select! {
+        let (trigger, mut permit) = tokio::select! {
             () = &mut shutdown => break,
-            t = source.next() => t,
+            next = flights.next(clock) => next,
         };
-        let Some(guard) = flights.try_begin(task.plugin) else {
-            stats.skipped_busy += 1;
-            continue;
-        };
-        stats.runs += 1;
+        state.observe_generation(permit.generation());
         let inv = Invocation {
             plugin: task.plugin,
             spec: task.spec,
@@ -236,11 +271,14 @@ pub async fn serve(
             () = &mut shutdown => break,
             r = invoke_into(state, inv, task.run_config, clock) => r,
         };
-        drop(guard);
+        permit.record_generation(state.generation());
+        // Reported before the gate opens, so the next run's output (from
+        // any path) comes after this one's.
         on_report(state, &report);
-        source.reschedule();
+        drop(permit);
+        flights.finished();
     }
-    Ok(stats)
+    Ok(flights.stats)
 }
 
 async fn sleep_until_opt(t: Option<Instant>) {

@@ -80,6 +80,13 @@ impl SourceState {
         self.generation
     }
 
+    /// Raises the generation to `generation` when that is higher: a run
+    /// started elsewhere (a manual run through the daemon) accepted a part
+    /// for this source, and the next part must be numbered after it.
+    pub fn observe_generation(&mut self, generation: i64) {
+        self.generation = self.generation.max(generation);
+    }
+
     /// Replaces the current part with `part`; the only way the current part
     /// changes before it expires.
     pub fn accept(&mut self, part: CandidatePart) -> Result<(), StateError> {

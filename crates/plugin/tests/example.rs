@@ -86,7 +86,7 @@ async fn example_plugin_proposes_a_route_and_masks_the_fallback() {
 async fn serve_runs_the_plugin_on_its_interval_trigger() {
     use routerd_model::spec::Trigger;
     use routerd_plugin::SourceState;
-    use routerd_plugin::scheduler::{PluginTask, SingleFlight, serve};
+    use routerd_plugin::scheduler::{Gates, PluginTask, serve};
 
     let text = std::fs::read_to_string(examples().join("cloud-edge.yaml")).unwrap();
     let plugin = examples()
@@ -117,7 +117,7 @@ async fn serve_runs_the_plugin_on_its_interval_trigger() {
         run_config: &cfg,
     };
     let mut state = SourceState::new("Plugin/cloud-inventory");
-    let flights = SingleFlight::new();
+    let flights = Gates::new();
     let mut reports = Vec::new();
     let stats = serve(
         task,
@@ -146,5 +146,5 @@ async fn serve_runs_the_plugin_on_its_interval_trigger() {
         assert_eq!(trigger, "interval");
     }
     assert!(state.active(Utc::now()).is_some());
-    assert!(!flights.is_running("cloud-inventory"));
+    assert!(flights.running("cloud-inventory").is_none());
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use routerd_model::spec::{RequestTrigger, Trigger};
 use routerd_plugin::TriggerPlan;
-use routerd_plugin::scheduler::{DriveStats, SingleFlight, drive};
+use routerd_plugin::scheduler::{DriveStats, Gates, Holder, drive};
 use tokio::sync::{broadcast, oneshot};
 
 fn plan(triggers: &[(&str, &str)]) -> TriggerPlan {
@@ -28,7 +28,7 @@ fn plan(triggers: &[(&str, &str)]) -> TriggerPlan {
 async fn drive_for(
     plan: &TriggerPlan,
     topics: Option<broadcast::Receiver<String>>,
-    flights: &SingleFlight,
+    flights: &Gates,
     total: Duration,
     run_time: Duration,
 ) -> (DriveStats, Vec<RequestTrigger>, u32) {
@@ -77,7 +77,7 @@ async fn interval_runs_every_period() {
     let (stats, seen, max) = drive_for(
         &p,
         None,
-        &SingleFlight::new(),
+        &Gates::new(),
         Duration::from_secs(35),
         Duration::from_millis(10),
     )
@@ -94,7 +94,7 @@ async fn a_slow_run_never_overlaps_itself() {
     let (stats, _, max) = drive_for(
         &p,
         None,
-        &SingleFlight::new(),
+        &Gates::new(),
         Duration::from_secs(100),
         Duration::from_secs(25),
     )
@@ -115,7 +115,7 @@ async fn event_topics_trigger_runs() {
         tokio::time::sleep(Duration::from_secs(1)).await;
         tx.send("routerd.lan.route.changed".to_string()).unwrap();
     };
-    let flights = SingleFlight::new();
+    let flights = Gates::new();
     let ((), (stats, seen, _)) = tokio::join!(
         sender,
         drive_for(
@@ -133,24 +133,92 @@ async fn event_topics_trigger_runs() {
     );
 }
 
+fn manual() -> Holder {
+    Holder {
+        trigger: "manual".into(),
+        since: chrono::Utc::now(),
+    }
+}
+
 #[tokio::test(start_paused = true)]
-async fn a_busy_plugin_is_skipped_not_queued() {
+async fn triggers_during_another_paths_run_wait_and_make_one_run() {
     let p = plan(&[("interval", "10s")]);
-    let flights = SingleFlight::new();
-    // Another path (a manual run) holds the plugin for the whole window.
-    let held = flights.try_begin("cloud").unwrap();
-    assert!(flights.try_begin("cloud").is_none());
-    let (stats, _, _) = drive_for(
+    let flights = Gates::new();
+    // Another path (a manual run) holds the plugin for 35 s: the ticks at
+    // 10, 20 and 30 s wait for it and become one run when it ends.
+    let held = flights.try_acquire("cloud", manual()).unwrap();
+    assert!(flights.try_acquire("cloud", manual()).is_err());
+    let release = async {
+        tokio::time::sleep(Duration::from_secs(35)).await;
+        drop(held);
+    };
+    let ((), (stats, seen, max)) = tokio::join!(
+        release,
+        drive_for(
+            &p,
+            None,
+            &flights,
+            Duration::from_secs(40),
+            Duration::from_millis(10),
+        )
+    );
+    assert_eq!(stats.runs, 1, "{stats:?}");
+    assert_eq!(stats.waited, 1, "{stats:?}");
+    // The missed ticks of one interval count once.
+    assert_eq!(stats.coalesced, 1, "{stats:?}");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(max, 1);
+    assert!(flights.running("cloud").is_none());
+    assert!(flights.try_acquire("cloud", manual()).is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_events_during_a_run_makes_one_follow_up() {
+    let p = plan(&[("event", "routerd.lan.route.changed")]);
+    let (tx, rx) = broadcast::channel(64);
+    let sender = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        tx.send("routerd.lan.route.changed".to_string()).unwrap();
+        // Ten more while the first run (5 s) is in progress.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for _ in 0..10 {
+            tx.send("routerd.lan.route.changed".to_string()).unwrap();
+            tx.send("routerd.other".to_string()).unwrap();
+        }
+    };
+    let flights = Gates::new();
+    let ((), (stats, seen, max)) = tokio::join!(
+        sender,
+        drive_for(
+            &p,
+            Some(rx),
+            &flights,
+            Duration::from_secs(30),
+            Duration::from_secs(5)
+        )
+    );
+    assert_eq!(stats.runs, 2, "{stats:?}");
+    assert_eq!(stats.coalesced, 9, "{stats:?}");
+    assert_eq!(max, 1);
+    assert!(seen.iter().all(|t| t.type_ == "event"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn ticks_missed_during_a_slow_run_make_one_immediate_follow_up() {
+    let p = plan(&[("interval", "10s")]);
+    let flights = Gates::new();
+    // Runs take 25 s: the first starts at 10 s, the ticks at 20 and 30 s
+    // fall into it and make one follow-up at 35 s, whose own missed ticks
+    // make one at 60 s; the one at 85 s is cut by the end at 100 s.
+    let (stats, _, max) = drive_for(
         &p,
         None,
         &flights,
-        Duration::from_secs(35),
-        Duration::from_millis(10),
+        Duration::from_secs(100),
+        Duration::from_secs(25),
     )
     .await;
-    assert_eq!(stats.runs, 0);
-    assert_eq!(stats.skipped_busy, 3);
-    drop(held);
-    assert!(!flights.is_running("cloud"));
-    assert!(flights.try_begin("cloud").is_some());
+    assert_eq!(max, 1);
+    assert_eq!(stats.runs, 4, "{stats:?}");
+    assert_eq!(stats.waited, 0, "{stats:?}");
 }

@@ -14,7 +14,7 @@ use routerd_plugin::runner::{RunConfig, timeout_of};
 use routerd_plugin::{CandidatePart, PartRules, override_policies, source_for};
 use serde::Serialize;
 
-use crate::exit::{DATA, Exit, NO, OK, UNAVAILABLE};
+use crate::exit::{DATA, Exit, NO, OK, TEMPFAIL, UNAVAILABLE};
 use crate::input;
 use crate::output::{Format, out, print_doc};
 
@@ -396,6 +396,11 @@ fn run_in_daemon(args: &RunArgs) -> Result<i32> {
                 routerd_api::client::ClientError::Api { status: 404, .. } => {
                     Exit::new(DATA, e.to_string())
                 }
+                // The plugin is running (trigger or another manual run).
+                routerd_api::client::ClientError::Api {
+                    status: 409,
+                    message,
+                } => Exit::new(TEMPFAIL, message),
                 other => Exit::new(NO, other.to_string()),
             })?;
     match args.output {
