@@ -21,19 +21,18 @@ use serde_json::{Value, json};
 /// Status key under which the overlay keeps the intended state.
 pub const DATAPLANE_KEY: &str = "dataplane";
 
-/// The phase a fault gives its owner. A route that waits for its device is
-/// `Pending` (routerd's `DeviceNotReady`); an IPv4Route the kernel refused
-/// is `Error` as in routerd (`ApplyFailed`); every other owner is
-/// `Degraded`, since the rest of its objects may still be carried.
+/// The phase a fault gives its owner. An IPv4Route is one kernel route, so
+/// it says what routerd says: `Pending` while its device is absent
+/// (`DeviceNotReady`), `Error` when the kernel refused it (`ApplyFailed`).
+/// Every other owner (a policy with one table per candidate, a NAT rule) is
+/// `Degraded`: the rest of its objects may well be carried, and a policy
+/// whose backup device is missing still forwards over its primary.
 pub fn phase_for(owner: &str, reason: &str) -> &'static str {
-    if reason == "DeviceNotReady" {
-        return "Pending";
-    }
     let kind = ResourceId::parse(owner).map(|id| id.kind);
-    if kind.as_deref() == Some("IPv4Route") {
-        "Error"
-    } else {
-        "Degraded"
+    match (kind.as_deref(), reason) {
+        (Some("IPv4Route"), "DeviceNotReady") => "Pending",
+        (Some("IPv4Route"), _) => "Error",
+        _ => "Degraded",
     }
 }
 
