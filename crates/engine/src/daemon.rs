@@ -161,6 +161,11 @@ pub struct Shared {
     clock: Arc<dyn WallClock>,
     options: Options,
     config_text: Mutex<String>,
+    /// Serializes apply, delete and reload from reading the files to the
+    /// step that runs the result (docs/adr/0008-api-applied-config.md).
+    config_lock: Mutex<()>,
+    /// The outcome of the last SIGHUP reload (`status.lastReload`).
+    last_reload: std::sync::Mutex<Option<Value>>,
     started: DateTime<Utc>,
     steps: tokio::sync::watch::Sender<StepSummary>,
     plugin_tx: std::sync::Mutex<Option<mpsc::Sender<PluginOutput>>>,
@@ -206,12 +211,20 @@ impl Shared {
     ) -> Result<Arc<Shared>, DaemonError> {
         let mut core = Core::default();
         core.restore(&store)?;
-        core.set_parts(store.parts()?.into_iter().map(|p| p.part).collect());
-        let file = std::fs::read_to_string(&options.config_path);
-        let name = options.config_path.display().to_string();
-        let (text, resources) = match file
+        core.set_parts(
+            store
+                .parts()?
+                .into_iter()
+                .filter(|p| p.state != routerd_store::PartState::Dropped)
+                .map(|p| p.part)
+                .collect(),
+        );
+        // The operator's file, its drop-ins and the managed file, as one.
+        let layout = crate::configfile::Layout::for_config(&options.config_path);
+        let (text, resources) = match crate::configfile::read(&layout)
+            .and_then(|s| s.assemble(None))
+            .map(|a| (a.text, a.resources))
             .map_err(|e| e.to_string())
-            .and_then(|t| load_config(&name, &t).map(|r| (t, r)))
         {
             Ok(ok) => ok,
             Err(err) => match store.last_good_generation()? {
@@ -237,6 +250,8 @@ impl Shared {
             clock,
             options,
             config_text: Mutex::new(text),
+            config_lock: Mutex::new(()),
+            last_reload: std::sync::Mutex::new(None),
             started: now,
             steps: tokio::sync::watch::Sender::new(StepSummary::default()),
             plugin_tx: std::sync::Mutex::new(None),
@@ -448,7 +463,12 @@ pub async fn run<D, L, H>(
             }
             key = shared.queue.next() => {
                 let outcome = match key {
-                    Key::Reload => config::reload(&shared).await,
+                    Key::Reload => {
+                        // Off the loop: a reload waits for an apply in
+                        // progress, which waits for this loop's next step.
+                        config::spawn_reload(&shared);
+                        Outcome::Done
+                    }
                     Key::Links => {
                         let mut core = shared.core.lock().await;
                         let observed = crate::links::statuses(core.startup(), &links.links());
@@ -570,6 +590,9 @@ fn record_part_states(store: &Store, reports: &[Value], now: DateTime<Utc>) {
     let mut w = store.writer();
     let mut dirty = false;
     for mut rec in stored {
+        if rec.state == routerd_store::PartState::Dropped {
+            continue;
+        }
         let name = rec.part.name().to_string();
         let Some(r) = reports
             .iter()

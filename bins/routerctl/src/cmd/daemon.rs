@@ -325,6 +325,7 @@ pub fn apply(a: ApplyArgs) -> Result<i32> {
         candidate_yaml: text,
         replace: a.replace,
         dry_run: a.dry_run,
+        timeout_seconds: None,
     };
     let c = Client::new(&a.conn.socket);
     let v: Value = runtime()?
@@ -352,6 +353,7 @@ pub fn delete(a: DeleteArgs) -> Result<i32> {
         target: a.target,
         target_api_version: a.api_version,
         dry_run: a.dry_run,
+        timeout_seconds: None,
     };
     let c = Client::new(&a.conn.socket);
     let v: Value = runtime()?

@@ -36,6 +36,9 @@ impl ControlHandler for Handler {
             ControlRequest::Apply(req) => config::apply(s, req).await,
             ControlRequest::Delete(req) => config::delete(s, req).await,
             ControlRequest::PluginRun(req) => parts::run_plugin(s, &req.name).await,
+            ControlRequest::DynamicDrop { request, uid } => {
+                parts::drop_part(s, &request.part, uid).await
+            }
         }
     }
 }

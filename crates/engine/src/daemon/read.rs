@@ -49,6 +49,11 @@ pub(super) async fn status(s: &Shared) -> Result<Value, ApiError> {
             "resourceCount": core.effective().len(),
             "resourcePhaseIssues": issues,
             "queue": s.queue.len(),
+            "lastReload": s
+                .last_reload
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
         }
     }))
 }
