@@ -174,10 +174,7 @@ pub(super) async fn apply(s: &Shared, req: ApplyRequest) -> Result<Value, ApiErr
             "warnings": warnings,
         }));
     }
-    let changes = resource_changes(
-        s.core.lock().await.startup(),
-        &assembled.resources,
-    );
+    let changes = resource_changes(s.core.lock().await.startup(), &assembled.resources);
     let installed = install(s, &assembled, Some(&layout)).await?;
     let outcome = finish(s, &installed, timeout_of(req.timeout_seconds), "apply").await;
     Ok(json!({
@@ -257,10 +254,7 @@ pub(super) async fn delete(s: &Shared, req: DeleteRequest) -> Result<Value, ApiE
             },
         }));
     }
-    let changes = resource_changes(
-        s.core.lock().await.startup(),
-        &assembled.resources,
-    );
+    let changes = resource_changes(s.core.lock().await.startup(), &assembled.resources);
     let installed = install(s, &assembled, Some(&layout)).await?;
     let outcome = finish(s, &installed, timeout_of(req.timeout_seconds), "delete").await;
     Ok(json!({
