@@ -20,7 +20,9 @@ use routerd_store::Store;
 /// Arguments of `routerd serve`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Startup configuration.
+    /// The operator's startup configuration (only read); the drop-in
+    /// directory beside it (`config.d/` for `config.yaml`) is loaded too,
+    /// and holds the managed file of `routerctl apply`.
     #[arg(long, default_value = "/etc/routerd/config.yaml")]
     config: PathBuf,
     /// State directory (the store lives here).

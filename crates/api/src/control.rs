@@ -12,6 +12,13 @@ pub const PREFIX: &str = "/api/control.routerd.net/v1alpha1";
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
+/// How long `apply` and `delete` wait for the reconcile step that carries
+/// their generation, unless the request says otherwise.
+pub const DEFAULT_APPLY_TIMEOUT_SECONDS: u64 = 30;
+
+/// The longest wait a request may ask for.
+pub const MAX_APPLY_TIMEOUT_SECONDS: u64 = 300;
+
 /// The JSON error body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -62,6 +69,11 @@ pub struct ApplyRequest {
     /// Only compute and return the result.
     #[serde(default)]
     pub dry_run: bool,
+    /// Seconds to wait for the step that runs the new configuration
+    /// (default [`DEFAULT_APPLY_TIMEOUT_SECONDS`], at most
+    /// [`MAX_APPLY_TIMEOUT_SECONDS`]; 0 answers as soon as it is stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
 }
 
 /// `POST /plan` and `POST /validate`.
@@ -100,6 +112,24 @@ pub struct DeleteRequest {
     /// Only report what would be deleted.
     #[serde(default)]
     pub dry_run: bool,
+    /// As [`ApplyRequest::timeout_seconds`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
+}
+
+/// `POST /dynamic/drop`: revoke a stored dynamic part now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DynamicDropRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub api_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
+    pub kind: Option<String>,
+    /// The part's name (`Plugin-cloud-7`), `SOURCE#GENERATION`, or a source
+    /// (`Plugin/cloud`: every stored generation of it).
+    pub part: String,
 }
 
 /// `POST /plugin/run`: run a plugin now (trigger `manual`) and store its part.

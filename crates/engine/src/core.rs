@@ -712,6 +712,18 @@ impl Core {
         let d = v.set.decision(&v.state, i)?;
         serde_json::to_value(d).ok()
     }
+    /// Takes the dynamic part named `name` out of the merge now (an
+    /// operator's `dynamic drop`); the next step removes what it brought
+    /// and lifts its masks. Whether it was there.
+    pub fn revoke_part(&mut self, name: &str) -> bool {
+        let before = self.parts.len();
+        self.parts.retain(|p| p.name() != name);
+        if self.parts.len() == before {
+            return false;
+        }
+        self.pending.push(Change::Remove(name.to_string()));
+        true
+    }
 }
 
 /// Statuses the step computes (and may delete when the resource goes).

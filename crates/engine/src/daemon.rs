@@ -11,18 +11,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use routerd_api::control::ApplyRequest;
-use routerd_model::{Event, ObjectRef, Resource, StateSnapshot};
+use routerd_model::{Event, Resource, StateSnapshot};
 use routerd_render::Dataplane;
-use routerd_store::{EventQuery, PartRecord, Store};
-use serde_json::{Value, json};
+use routerd_store::{PartRecord, Store};
+use serde_json::Value;
 use tokio::sync::{Mutex, Notify, mpsc};
 
-use crate::control::{ApiError, ControlHandler, ControlRequest};
 use crate::core::Core;
 use crate::links::LinkSource;
 use crate::plugins::{PluginHost, PluginOutput, Plugins};
 use crate::queue::{Backoff, Outcome, WorkQueue};
+
+mod config;
+mod handler;
+mod parts;
+mod read;
+
+pub use handler::Handler;
 
 /// Work the loop does; each key runs at most once at a time.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -156,6 +161,11 @@ pub struct Shared {
     clock: Arc<dyn WallClock>,
     options: Options,
     config_text: Mutex<String>,
+    /// Serializes apply, delete and reload from reading the files to the
+    /// step that runs the result (docs/adr/0008-api-applied-config.md).
+    config_lock: Mutex<()>,
+    /// The outcome of the last SIGHUP reload (`status.lastReload`).
+    last_reload: std::sync::Mutex<Option<Value>>,
     started: DateTime<Utc>,
     steps: tokio::sync::watch::Sender<StepSummary>,
     plugin_tx: std::sync::Mutex<Option<mpsc::Sender<PluginOutput>>>,
@@ -216,12 +226,20 @@ impl Shared {
     ) -> Result<Arc<Shared>, DaemonError> {
         let mut core = Core::default();
         core.restore(&store)?;
-        core.set_parts(store.parts()?.into_iter().map(|p| p.part).collect());
-        let file = std::fs::read_to_string(&options.config_path);
-        let name = options.config_path.display().to_string();
-        let (text, resources) = match file
+        core.set_parts(
+            store
+                .parts()?
+                .into_iter()
+                .filter(|p| p.state != routerd_store::PartState::Dropped)
+                .map(|p| p.part)
+                .collect(),
+        );
+        // The operator's file, its drop-ins and the managed file, as one.
+        let layout = crate::configfile::Layout::for_config(&options.config_path);
+        let (text, resources) = match crate::configfile::read(&layout)
+            .and_then(|s| s.assemble(None))
+            .map(|a| (a.text, a.resources))
             .map_err(|e| e.to_string())
-            .and_then(|t| load_config(&name, &t).map(|r| (t, r)))
         {
             Ok(ok) => ok,
             Err(err) => match store.last_good_generation()? {
@@ -235,7 +253,7 @@ impl Shared {
             },
         };
         core.set_startup(resources);
-        core.set_reconcile(reconcile_settings(&name, &text));
+        core.set_reconcile(reconcile_settings("<config>", &text));
         let now = clock.now();
         let mut w = store.writer();
         core.generation = w.begin_generation(&config_hash(&text), &text, now)?;
@@ -248,6 +266,8 @@ impl Shared {
             clock,
             options,
             config_text: Mutex::new(text),
+            config_lock: Mutex::new(()),
+            last_reload: std::sync::Mutex::new(None),
             started: now,
             steps: tokio::sync::watch::Sender::new(StepSummary::default()),
             plugin_tx: std::sync::Mutex::new(None),
@@ -292,7 +312,11 @@ impl Shared {
         let message = format!("{context}: {error}");
         tracing::error!(%message, "store write failed");
         self.count(|c| c.store_failures += 1);
-        let mut e = Event::info("routerd.store.failed", ObjectRef::default(), now);
+        let mut e = Event::info(
+            "routerd.store.failed",
+            routerd_model::ObjectRef::default(),
+            now,
+        );
         e.severity = "error".into();
         e.reason = "StoreWriteFailed".into();
         e.message.clone_from(&message);
@@ -502,7 +526,12 @@ pub async fn run<D, L, H>(
             }
             key = shared.queue.next() => {
                 let outcome = match key {
-                    Key::Reload => reload(&shared).await,
+                    Key::Reload => {
+                        // Off the loop: a reload waits for an apply in
+                        // progress, which waits for this loop's next step.
+                        config::spawn_reload(&shared);
+                        Outcome::Done
+                    }
                     Key::Links => {
                         let mut core = shared.core.lock().await;
                         let observed = crate::links::statuses(core.startup(), &links.links());
@@ -629,6 +658,9 @@ fn record_part_states(store: &Store, reports: &[Value], now: DateTime<Utc>) {
     let mut w = store.writer();
     let mut dirty = false;
     for mut rec in stored {
+        if rec.state == routerd_store::PartState::Dropped {
+            continue;
+        }
         let name = rec.part.name().to_string();
         let Some(r) = reports
             .iter()
@@ -660,46 +692,6 @@ fn record_part_states(store: &Store, reports: &[Value], now: DateTime<Utc>) {
     }
 }
 
-async fn reload(shared: &Shared) -> Outcome {
-    let path = &shared.options.config_path;
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::error!(path = %path.display(), error = %e, "reload: cannot read configuration; keeping the current one");
-            return Outcome::Failed;
-        }
-    };
-    match apply_text(shared, &path.display().to_string(), text).await {
-        Ok(_) => Outcome::Done,
-        Err(e) => {
-            tracing::error!(error = %e.message, "reload: configuration rejected; keeping the current one");
-            Outcome::Failed
-        }
-    }
-}
-
-/// Validates `text` and makes it the startup configuration (a new
-/// generation). An invalid configuration changes nothing.
-async fn apply_text(shared: &Shared, name: &str, text: String) -> Result<u64, ApiError> {
-    let resources = load_config(name, &text).map_err(ApiError::bad_request)?;
-    let now = shared.clock.now();
-    let mut w = shared.store.writer();
-    let generation = w
-        .begin_generation(&config_hash(&text), &text, now)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    w.commit().map_err(|e| ApiError::internal(e.to_string()))?;
-    {
-        let mut core = shared.core.lock().await;
-        core.set_startup(resources);
-        core.set_reconcile(reconcile_settings(name, &text));
-        core.generation = generation;
-    }
-    *shared.config_text.lock().await = text;
-    shared.queue.add(Key::Links);
-    shared.queue.add(Key::Step);
-    Ok(generation)
-}
-
 /// Marks the current generation applied once a step succeeded with it.
 pub async fn commit_generation(shared: &Shared) {
     let generation = shared.core.lock().await.generation;
@@ -710,363 +702,4 @@ pub async fn commit_generation(shared: &Shared) {
     {
         let _ = w.commit();
     }
-}
-
-fn items(resources: &[Resource], statuses: &StateSnapshot, filter: &str) -> Vec<Value> {
-    let (kind, name) = match filter.split_once('/') {
-        Some((k, n)) => (Some(k), Some(n)),
-        None if filter == "resources" || filter == "all" => (None, None),
-        None => (Some(filter), None),
-    };
-    resources
-        .iter()
-        .filter(|r| kind.is_none_or(|k| r.kind().as_str().eq_ignore_ascii_case(k)))
-        .filter(|r| name.is_none_or(|n| r.name() == n))
-        .map(|r| {
-            let id = r.id().to_string();
-            let spec = serde_json::to_value(r)
-                .ok()
-                .and_then(|v| v.get("spec").cloned());
-            json!({
-                "apiVersion": r.api_version,
-                "kind": r.kind().as_str(),
-                "name": r.name(),
-                "spec": spec,
-                "status": statuses.get(&id),
-            })
-        })
-        .collect()
-}
-
-/// The control handler of a running daemon.
-#[derive(Debug, Clone)]
-pub struct Handler(pub Arc<Shared>);
-
-impl ControlHandler for Handler {
-    async fn handle(&self, req: ControlRequest) -> Result<Value, ApiError> {
-        let s = &self.0;
-        let internal = |e: routerd_store::StoreError| ApiError::internal(e.to_string());
-        match req {
-            ControlRequest::Status => {
-                let core = s.core.lock().await;
-                let last = s.steps.borrow().clone();
-                let issues: Vec<Value> = core
-                    .statuses
-                    .iter()
-                    .filter(|(_, st)| {
-                        matches!(st.get("phase").and_then(Value::as_str), Some("Pending" | "Error" | "Unhealthy" | "Down"))
-                    })
-                    .map(|(id, st)| json!({"id": id, "phase": st.get("phase"), "reason": st.get("reason")}))
-                    .collect();
-                let store_error = s.store_error();
-                let phase = if last.seq == 0 {
-                    "Starting"
-                } else if last.error.is_some() || !last.faults.is_empty() || store_error.is_some() {
-                    "Degraded"
-                } else {
-                    "Ready"
-                };
-                Ok(json!({
-                    "apiVersion": routerd_model::id::CONTROL_API,
-                    "kind": "Status",
-                    "status": {
-                        "phase": phase,
-                        "generation": core.generation,
-                        "startedAt": s.started,
-                        "lastApplyTime": last.at,
-                        "lastError": last.error,
-                        "faults": last.faults,
-                        "storeError": store_error.map(|(at, message)| json!({"at": at, "message": message})),
-                        "resourceCount": core.effective().len(),
-                        "resourcePhaseIssues": issues,
-                        "queue": s.queue.len(),
-                    }
-                }))
-            }
-            ControlRequest::Get { subject, query } => {
-                let core = s.core.lock().await;
-                match subject.as_str() {
-                    "status" => Ok(serde_json::to_value(&core.statuses).unwrap_or_default()),
-                    "ledger" => Ok(serde_json::to_value(&core.ledger).unwrap_or_default()),
-                    "events" => {
-                        drop(core);
-                        let q = EventQuery {
-                            since_id: query
-                                .get("since-id")
-                                .and_then(|v| v.parse().ok())
-                                .unwrap_or(0),
-                            topic: query.get("topic").cloned(),
-                            resource: query.get("resource").cloned(),
-                            limit: query.get("limit").and_then(|v| v.parse().ok()),
-                            ascending: false,
-                        };
-                        let ev = s
-                            .store
-                            .events(&q)
-                            .map_err(|e| ApiError::bad_request(e.to_string()))?;
-                        Ok(json!({"items": ev}))
-                    }
-                    "dynamic" => {
-                        drop(core);
-                        let parts = s.store.parts().map_err(internal)?;
-                        Ok(json!({"items": parts}))
-                    }
-                    other => {
-                        let mut list = items(core.effective(), &core.statuses, other);
-                        drop(core);
-                        if list.is_empty() && other.contains('/') {
-                            return Err(ApiError::not_found(format!("{other} not found")));
-                        }
-                        s.add_history(&mut list).await;
-                        Ok(json!({"items": list}))
-                    }
-                }
-            }
-            ControlRequest::Describe {
-                target,
-                events_limit,
-            } => {
-                let core = s.core.lock().await;
-                let mut list = items(core.effective(), &core.statuses, &target);
-                drop(core);
-                list.truncate(1);
-                s.add_history(&mut list).await;
-                let Some(item) = list.into_iter().next() else {
-                    return Err(ApiError::not_found(format!("{target} not found")));
-                };
-                let ev = s
-                    .store
-                    .events(&EventQuery {
-                        resource: Some(target),
-                        limit: Some(events_limit.min(1000)),
-                        ..Default::default()
-                    })
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
-                Ok(json!({"kind": "DescribeResult", "resource": item, "events": ev}))
-            }
-            ControlRequest::Explain { policy } => {
-                let core = s.core.lock().await;
-                let id = format!("{}/EgressRoutePolicy/{policy}", routerd_model::id::NET_API);
-                match core.decision(&id) {
-                    Some(d) => {
-                        Ok(json!({"policy": id, "decision": d, "status": core.statuses.get(&id)}))
-                    }
-                    None => Err(ApiError::not_found(format!(
-                        "EgressRoutePolicy/{policy} has no decision record"
-                    ))),
-                }
-            }
-            ControlRequest::Events {
-                since_id,
-                topic,
-                resource,
-                limit,
-                wait,
-            } => {
-                let q = EventQuery {
-                    since_id,
-                    topic,
-                    resource,
-                    limit: Some(limit.min(1000)),
-                    ascending: true,
-                };
-                let deadline = tokio::time::Instant::now() + wait;
-                loop {
-                    let notified = s.events.notified();
-                    let ev = s
-                        .store
-                        .events(&q)
-                        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-                    if !ev.is_empty() || tokio::time::Instant::now() >= deadline {
-                        return Ok(
-                            json!({"items": ev, "lastId": s.store.last_event_id().map_err(internal)?}),
-                        );
-                    }
-                    let _ = tokio::time::timeout_at(deadline, notified).await;
-                }
-            }
-            ControlRequest::Dynamic { source } => {
-                let parts: Vec<PartRecord> = match &source {
-                    Some(src) => s.store.parts_of(src),
-                    None => s.store.parts(),
-                }
-                .map_err(internal)?;
-                Ok(json!({"items": parts}))
-            }
-            ControlRequest::Validate(req) => {
-                let text = if req.candidate_yaml.is_empty() {
-                    s.config_text.lock().await.clone()
-                } else {
-                    req.candidate_yaml
-                };
-                match load_config("<candidate>", &text) {
-                    Ok(_) => Ok(json!({"kind": "ValidateResult", "valid": true, "warnings": []})),
-                    Err(e) => Ok(json!({"kind": "ValidateResult", "valid": false, "error": e})),
-                }
-            }
-            ControlRequest::Plan(req) => {
-                let (startup, parts, state) = {
-                    let core = s.core.lock().await;
-                    (
-                        core.startup().to_vec(),
-                        core.parts().to_vec(),
-                        core.statuses.clone(),
-                    )
-                };
-                let startup = if req.candidate_yaml.is_empty() {
-                    startup
-                } else {
-                    load_config("<candidate>", &req.candidate_yaml)
-                        .map_err(ApiError::bad_request)?
-                };
-                let doc = routerd_api::build_plan(&routerd_api::PlanInputs {
-                    startup,
-                    dynamic_parts: parts,
-                    state,
-                    now: s.clock.now(),
-                })
-                .map_err(|e| ApiError::bad_request(e.to_string()))?;
-                serde_json::to_value(doc).map_err(|e| ApiError::internal(e.to_string()))
-            }
-            ControlRequest::Apply(req) => apply(s, req).await,
-            ControlRequest::PluginRun(req) => run_plugin(s, &req.name).await,
-            ControlRequest::Delete(req) => {
-                let (kind, name) = routerd_model::id::split_kind_name(&req.target)
-                    .ok_or_else(|| ApiError::bad_request("target must be Kind/name"))?;
-                let text = s.config_text.lock().await.clone();
-                let mut resources = load_config("<current>", &text).map_err(ApiError::internal)?;
-                let before = resources.len();
-                resources.retain(|r| {
-                    !(r.kind().as_str() == kind
-                        && r.name() == name
-                        && req
-                            .target_api_version
-                            .as_deref()
-                            .is_none_or(|a| a == r.api_version))
-                });
-                if resources.len() == before {
-                    return Err(ApiError::not_found(format!("{} not found", req.target)));
-                }
-                if req.dry_run {
-                    return Ok(
-                        json!({"kind": "DeleteResult", "deleted": [req.target], "dryRun": true}),
-                    );
-                }
-                let new_text = to_stream(&resources)?;
-                write_config(&s.options.config_path, &new_text)?;
-                let generation = apply_text(s, "<delete>", new_text).await?;
-                Ok(
-                    json!({"kind": "DeleteResult", "deleted": [req.target], "generation": generation}),
-                )
-            }
-        }
-    }
-}
-
-fn to_stream(resources: &[Resource]) -> Result<String, ApiError> {
-    let mut out = String::new();
-    for r in resources {
-        out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(r).map_err(|e| ApiError::internal(e.to_string()))?);
-    }
-    Ok(out)
-}
-
-/// Writes the configuration file atomically (temp file, fsync, rename), so
-/// a crash leaves either the old or the new file.
-fn write_config(path: &std::path::Path, text: &str) -> Result<(), ApiError> {
-    use std::io::Write;
-    let tmp = path.with_extension("yaml.tmp");
-    let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    res.map_err(|e| ApiError::internal(format!("write {}: {e}", path.display())))
-}
-
-async fn apply(s: &Shared, req: ApplyRequest) -> Result<Value, ApiError> {
-    let candidate =
-        load_config("<candidate>", &req.candidate_yaml).map_err(ApiError::bad_request)?;
-    let merged = if req.replace {
-        candidate
-    } else {
-        let text = s.config_text.lock().await.clone();
-        let mut current = load_config("<current>", &text).map_err(ApiError::internal)?;
-        for r in candidate {
-            match current.iter_mut().find(|c| c.id() == r.id()) {
-                Some(slot) => *slot = r,
-                None => current.push(r),
-            }
-        }
-        current
-    };
-    let text = to_stream(&merged)?;
-    // The merged config must itself be valid (references across old and new).
-    load_config("<merged>", &text).map_err(ApiError::bad_request)?;
-    if req.dry_run {
-        return Ok(
-            json!({"kind": "ApplyResult", "dryRun": true, "result": {"phase": "Planned", "resources": merged.len()}}),
-        );
-    }
-    write_config(&s.options.config_path, &text)?;
-    let generation = apply_text(s, "<apply>", text).await?;
-    let mut ev = Event::info(
-        "routerd.config.applied",
-        ObjectRef::default(),
-        s.clock.now(),
-    );
-    ev.reason = "ConfigApplied".into();
-    ev.message = format!("generation {generation}");
-    let mut w = s.store.writer();
-    w.append_event(ev.attr("generation", generation.to_string()));
-    w.commit().map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(
-        json!({"kind": "ApplyResult", "result": {"phase": "Applied", "generation": generation, "resources": merged.len()}}),
-    )
-}
-
-/// Runs a plugin now on the daemon's behalf (`routerctl plugin run NAME`):
-/// the part goes through the same checks and into the same store as a
-/// triggered run. A plugin that is already running is refused with 409.
-async fn run_plugin(s: &Shared, name: &str) -> Result<Value, ApiError> {
-    use crate::plugins::{ManualRunError, run_manual};
-    let startup = s.core.lock().await.startup().to_vec();
-    let source = routerd_plugin::source_for(name);
-    let previous = s
-        .store
-        .max_generation(&source)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let clock = || s.clock.now();
-    let tx = s
-        .plugin_tx
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    let report = run_manual(&s.plugins, &startup, name, previous, &clock, tx)
-        .await
-        .map_err(|e| match e {
-            ManualRunError::NotFound(_) => ApiError::not_found(e.to_string()),
-            other => ApiError {
-                status: 409,
-                message: other.to_string(),
-            },
-        })?;
-    let part = report
-        .outcome
-        .as_ref()
-        .ok()
-        .map(routerd_plugin::CandidatePart::to_resource);
-    let error = report.outcome.as_ref().err().map(ToString::to_string);
-    Ok(json!({
-        "kind": "PluginRunResult",
-        "plugin": name,
-        "mode": "stored",
-        "source": source,
-        "accepted": part.is_some(),
-        "error": error,
-        "part": part,
-        "events": report.events,
-    }))
 }

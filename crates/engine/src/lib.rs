@@ -4,6 +4,7 @@
 
 #![deny(missing_docs)]
 
+pub mod configfile;
 pub mod control;
 pub mod core;
 pub mod daemon;

@@ -38,14 +38,19 @@ impl Drop for Server {
 }
 
 fn start() -> Server {
+    start_with(control::Limits::default())
+}
+
+fn start_with(limits: control::Limits) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("run/routerd.sock");
     let listener = control::bind(&path, None).unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(control::serve(
+    tokio::spawn(control::serve_with(
         listener,
         Arc::new(Fake),
         Access::default(),
+        limits,
         async {
             let _ = rx.await;
         },
@@ -146,6 +151,83 @@ async fn serves_json_and_json_errors_and_keeps_serving() {
         .await
         .unwrap();
     assert_eq!(a["len"], 3);
+}
+
+/// Reads until the server closes, at most `limit`; what it sent, and
+/// whether it closed (rather than the read timing out).
+fn read_until_closed(
+    s: &mut std::os::unix::net::UnixStream,
+    limit: std::time::Duration,
+) -> (String, bool) {
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut out = Vec::new();
+    let closed = match s.read_to_end(&mut out) {
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    (String::from_utf8_lossy(&out).into_owned(), closed)
+}
+
+fn short_limits() -> control::Limits {
+    control::Limits {
+        header_timeout: std::time::Duration::from_millis(200),
+        body_timeout: std::time::Duration::from_millis(200),
+        ..control::Limits::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_slow_connections_are_closed() {
+    let srv = start_with(short_limits());
+    let path = srv.path.clone();
+    tokio::task::spawn_blocking(move || {
+        let limit = std::time::Duration::from_secs(10);
+        // Connected, nothing sent.
+        let mut idle = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        let (_, closed) = read_until_closed(&mut idle, limit);
+        assert!(closed, "an idle connection stayed open");
+
+        // Headers begun, never finished.
+        let mut slow = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        slow.write_all(b"GET /api/control.routerd.net/v1alpha1/status HTTP/1.1\r\nhost: x\r\n").unwrap();
+        let (_, closed) = read_until_closed(&mut slow, limit);
+        assert!(closed, "a connection with unfinished headers stayed open");
+
+        // A body that trickles: answered 408 and closed.
+        let mut trickle = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        trickle
+            .write_all(b"POST /api/control.routerd.net/v1alpha1/apply HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"ki")
+            .unwrap();
+        let (answer, closed) = read_until_closed(&mut trickle, limit);
+        assert!(closed, "a slow body kept the connection open");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+        // A kept-alive connection is closed once it idles after an answer.
+        let mut kept = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        kept.write_all(b"GET /api/control.routerd.net/v1alpha1/status HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+        let (answer, closed) = read_until_closed(&mut kept, limit);
+        assert!(closed, "a kept-alive connection never idled out");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_content_length_is_refused_before_the_body() {
+    let srv = start();
+    let path = srv.path.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        // Announce a terabyte and send none of it: the answer must not wait.
+        s.write_all(b"POST /api/control.routerd.net/v1alpha1/apply HTTP/1.1\r\nhost: x\r\ncontent-length: 1099511627776\r\n\r\n").unwrap();
+        let (answer, closed) = read_until_closed(&mut s, std::time::Duration::from_secs(5));
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(answer.contains("request body exceeds 1048576 bytes"), "{answer}");
+        assert!(closed, "the connection stayed open after the refusal");
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test]

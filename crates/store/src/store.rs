@@ -59,6 +59,9 @@ pub enum PartState {
     Superseded,
     /// Broke a rule; never merged.
     Rejected,
+    /// Revoked by an operator (`routerctl dynamic drop`); never merged
+    /// again, not even after a restart.
+    Dropped,
 }
 
 /// One stored generation of one source's dynamic part.

@@ -1,5 +1,8 @@
 //! Verbs answered by a running daemon over its control socket: `status`,
 //! `get`, `describe`, `events`, `explain`, `apply`, `delete`.
+//!
+//! `apply` and `delete` wait for the reconcile step that runs their change
+//! and exit 1 when any owner failed in the kernel (docs/cli.md).
 
 use std::path::PathBuf;
 
@@ -114,10 +117,15 @@ pub struct ApplyArgs {
     /// Replace the whole configuration instead of upserting its resources.
     #[arg(long)]
     replace: bool,
-    /// Compute the result only.
+    /// Compute the result only: the resources added, changed and removed,
+    /// and the dataplane operations.
     #[arg(long)]
     dry_run: bool,
-    /// Output format.
+    /// How long to wait for the reconcile step that runs the new
+    /// configuration (`0s`: answer once it is stored).
+    #[arg(long, default_value = "30s", value_parser = parse_timeout)]
+    timeout: u64,
+    /// Output format (`text`: a summary and the changes).
     #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
     output: Format,
 }
@@ -131,12 +139,24 @@ pub struct DeleteArgs {
     /// apiVersion of the target when the kind is ambiguous.
     #[arg(long)]
     api_version: Option<String>,
-    /// Report what would be deleted only.
+    /// Report what would be deleted only, with the dataplane operations.
     #[arg(long)]
     dry_run: bool,
-    /// Output format.
+    /// As for `apply`.
+    #[arg(long, default_value = "30s", value_parser = parse_timeout)]
+    timeout: u64,
+    /// Output format (`text`: a summary and the changes).
     #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
     output: Format,
+}
+
+/// A Go-style duration (`30s`, `2m`) or plain seconds, in whole seconds.
+fn parse_timeout(s: &str) -> Result<u64, String> {
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(n);
+    }
+    let d = routerd_model::GoDuration::parse(s).map_err(|e| e.to_string())?;
+    Ok(d.to_std().as_secs())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -266,6 +286,10 @@ pub fn events(a: EventsArgs) -> Result<i32> {
     let rt = runtime()?;
     let c = Client::new(&a.conn.socket);
     let mut since = a.since;
+    // While following, a daemon that goes away (restart, upgrade) is waited
+    // for: retry with backoff and resume after the last event printed.
+    let mut backoff = RETRY_FIRST;
+    let mut lost = false;
     loop {
         let mut path = format!("/events?since-id={since}&limit={}", a.limit);
         if let Some(t) = &a.topic {
@@ -275,9 +299,26 @@ pub fn events(a: EventsArgs) -> Result<i32> {
             path.push_str(&format!("&resource={}", encode(r)));
         }
         if a.follow {
-            path.push_str("&wait=30&ascending=true");
+            path.push_str("&wait=30");
         }
-        let v: Value = rt.block_on(c.get(&path)).map_err(exit_of)?;
+        let v: Value = match rt.block_on(c.get(&path)) {
+            Ok(v) => v,
+            Err(e @ (ClientError::Unavailable { .. } | ClientError::Protocol(_))) if a.follow => {
+                if !lost {
+                    eprintln!("routerctl: {e}; retrying");
+                    lost = true;
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(RETRY_MAX);
+                continue;
+            }
+            Err(e) => return Err(exit_of(e)),
+        };
+        if lost {
+            eprintln!("routerctl: reconnected; following after event {since}");
+            lost = false;
+        }
+        backoff = RETRY_FIRST;
         let items = v
             .get("items")
             .and_then(Value::as_array)
@@ -285,6 +326,17 @@ pub fn events(a: EventsArgs) -> Result<i32> {
             .unwrap_or_default();
         for e in &items {
             since = since.max(e.get("id").and_then(Value::as_u64).unwrap_or(0));
+        }
+        // A store that was replaced (recovered) numbers events from 1 again.
+        if let Some(last) = v.get("lastId").and_then(Value::as_u64)
+            && a.follow
+            && items.is_empty()
+            && last < since
+        {
+            eprintln!(
+                "routerctl: the daemon's events restart at {last} (its store was replaced); following from there"
+            );
+            since = last;
         }
         match a.output {
             Format::Text => {
@@ -317,6 +369,9 @@ pub fn events(a: EventsArgs) -> Result<i32> {
     }
 }
 
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(200);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub fn apply(a: ApplyArgs) -> Result<i32> {
     let text = input::read(&a.file)?;
     let req = ApplyRequest {
@@ -325,21 +380,13 @@ pub fn apply(a: ApplyArgs) -> Result<i32> {
         candidate_yaml: text,
         replace: a.replace,
         dry_run: a.dry_run,
+        timeout_seconds: Some(a.timeout),
     };
     let c = Client::new(&a.conn.socket);
     let v: Value = runtime()?
         .block_on(c.post("/apply", &req))
         .map_err(exit_of)?;
-    print(&v, a.output)?;
-    let phase = v
-        .pointer("/result/phase")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    Ok(if phase == "Drifted" || phase == "Failed" {
-        NO
-    } else {
-        OK
-    })
+    report(&v, a.output)
 }
 
 pub fn delete(a: DeleteArgs) -> Result<i32> {
@@ -352,13 +399,103 @@ pub fn delete(a: DeleteArgs) -> Result<i32> {
         target: a.target,
         target_api_version: a.api_version,
         dry_run: a.dry_run,
+        timeout_seconds: Some(a.timeout),
     };
     let c = Client::new(&a.conn.socket);
     let v: Value = runtime()?
         .block_on(c.post("/delete", &req))
         .map_err(exit_of)?;
-    print(&v, a.output)?;
-    Ok(OK)
+    report(&v, a.output)
+}
+
+/// Prints an apply or delete result and turns its phase into the exit
+/// status: 0 when the kernel took the whole configuration (or for a dry
+/// run, or when not waiting), 1 when any owner failed, the step failed, or
+/// the step did not finish in time. Failed owners go to standard error too.
+fn report(v: &Value, format: Format) -> Result<i32> {
+    match format {
+        Format::Text => out(&result_text(v))?,
+        f => print_doc(v, f)?,
+    }
+    let result = &v["result"];
+    let phase = result["phase"].as_str().unwrap_or("");
+    let owners = result["failedOwners"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for f in &owners {
+        eprintln!(
+            "routerctl: {}: {}: {}",
+            f["owner"].as_str().unwrap_or(""),
+            f["reason"].as_str().unwrap_or(""),
+            f["message"].as_str().unwrap_or("")
+        );
+    }
+    match phase {
+        "Applied" | "Accepted" | "Planned" => Ok(OK),
+        other => {
+            let why = result["message"].as_str().unwrap_or("");
+            eprintln!(
+                "routerctl: generation {}: {other}: {why}",
+                result["generation"]
+            );
+            Ok(NO)
+        }
+    }
+}
+
+/// The text form of an apply or delete result.
+fn result_text(v: &Value) -> String {
+    use std::fmt::Write as _;
+    let r = &v["result"];
+    let mut o = String::new();
+    let phase = r["phase"].as_str().unwrap_or("");
+    if phase == "Planned" {
+        let _ = writeln!(o, "dry run: {} resource(s)", r["resources"]);
+    } else {
+        let _ = writeln!(o, "generation {}: {phase}", r["generation"]);
+    }
+    let ids = |k: &str| -> Vec<String> {
+        r["changes"][k]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for (mark, key) in [("+", "added"), ("~", "changed"), ("-", "removed")] {
+        for id in ids(key) {
+            let _ = writeln!(o, "{mark} {id}");
+        }
+    }
+    if let Some(ops) = r["dataplane"].as_array() {
+        if ops.is_empty() {
+            let _ = writeln!(o, "dataplane: no change");
+        } else {
+            let _ = writeln!(o, "dataplane:");
+            for op in ops {
+                let _ = writeln!(o, "  {}", op.as_str().unwrap_or(""));
+            }
+        }
+    }
+    for f in r["failedOwners"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            o,
+            "failed: {} {}: {}",
+            f["owner"].as_str().unwrap_or(""),
+            f["reason"].as_str().unwrap_or(""),
+            f["message"].as_str().unwrap_or("")
+        );
+    }
+    for w in v["warnings"].as_array().into_iter().flatten() {
+        let _ = writeln!(o, "warning: {}", w.as_str().unwrap_or(""));
+    }
+    if let Some(m) = r["message"].as_str().filter(|m| !m.is_empty()) {
+        let _ = writeln!(o, "{m}");
+    }
+    o
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! `routerctl dynamic render|diff`: the effective configuration offline,
-//! from the same inputs as `plan` (`-f`, `--dynamic`, `--now`). Reads files
-//! only; never the daemon or the host.
+//! from the same inputs as `plan` (`-f`, `--dynamic`, `--now`), reading
+//! files only; `dynamic list|describe|drop`: the parts stored in the daemon.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -36,6 +36,20 @@ enum Sub {
     List(DaemonArgs),
     /// Every stored generation of one source, in full.
     Describe(DescribeArgs),
+    /// Revoke a stored part now: the daemon's next step removes what it
+    /// added and lifts its masks; the store keeps it as `dropped` (with who
+    /// and when) so it is not merged again, even after a restart. PART is a
+    /// part name (`Plugin-cloud-7`), `SOURCE#GENERATION`, or a source
+    /// (`Plugin/cloud`: every stored generation).
+    Drop(DropArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DropArgs {
+    /// The part.
+    part: String,
+    #[command(flatten)]
+    daemon: DaemonArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -84,7 +98,36 @@ pub fn run(args: Args) -> Result<i32> {
         Sub::Diff(a) => diff(a),
         Sub::List(a) => list(&a, None),
         Sub::Describe(a) => list(&a.daemon, Some(&a.source)),
+        Sub::Drop(a) => drop_part(&a),
     }
+}
+
+fn drop_part(a: &DropArgs) -> Result<i32> {
+    let client = routerd_api::client::Client::new(&a.daemon.socket);
+    let req = routerd_api::control::DynamicDropRequest {
+        api_version: Some(routerd_model::id::CONTROL_API.into()),
+        kind: Some("DynamicDropRequest".into()),
+        part: a.part.clone(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let doc: serde_json::Value = rt
+        .block_on(client.post("/dynamic/drop", &req))
+        .map_err(crate::cmd::daemon::exit_of)?;
+    if a.daemon.output != Format::Text {
+        print_doc(&doc, a.daemon.output)?;
+        return Ok(OK);
+    }
+    let mut o = String::new();
+    for name in doc["dropped"].as_array().into_iter().flatten() {
+        let _ = writeln!(o, "dropped {}", name.as_str().unwrap_or(""));
+    }
+    for name in doc["alreadyDropped"].as_array().into_iter().flatten() {
+        let _ = writeln!(o, "already dropped {}", name.as_str().unwrap_or(""));
+    }
+    out(&o)?;
+    Ok(OK)
 }
 
 fn list(a: &DaemonArgs, source: Option<&str>) -> Result<i32> {

@@ -78,6 +78,14 @@ impl<'a> Daemon<'a> {
         }
     }
 
+    /// Sends `sig` to the running daemon (SIGHUP: reload).
+    pub(crate) fn signal(&self, sig: nix::sys::signal::Signal) {
+        if let Some(id) = &self.child {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(id.pid()).unwrap());
+            nix::sys::signal::kill(pid, sig).unwrap();
+        }
+    }
+
     pub(crate) fn socket(&self) -> PathBuf {
         self.dir.join("routerd.sock")
     }

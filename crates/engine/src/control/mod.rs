@@ -1,25 +1,30 @@
 //! The control-socket server: HTTP and JSON over a Unix socket.
 //!
-//! This module owns the transport (routing, access control by peer
-//! credentials, body limits, JSON errors); what a request means is the
-//! [`ControlHandler`]'s business, so the server is tested without a daemon.
+//! This module owns the transport (connections and their limits, access
+//! control by peer credentials, body limits, JSON errors); what a request
+//! means is the [`ControlHandler`]'s business, so the server is tested
+//! without a daemon.
+//!
+//! Connections are served by hyper directly rather than through a router:
+//! every request goes to one dispatch function, and the connection limits
+//! (idle and header timeouts, body timeout, a cap on a connection's life and
+//! on open connections) need hyper's own settings.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::connect_info::{ConnectInfo, Connected};
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::serve::IncomingStream;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode, Uri};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use routerd_api::control::{
-    ApplyRequest, CandidateRequest, DeleteRequest, ErrorBody, MAX_BODY_BYTES, PREFIX,
-    PluginRunRequest,
+    ApplyRequest, CandidateRequest, DeleteRequest, DynamicDropRequest, ErrorBody, MAX_BODY_BYTES,
+    PREFIX, PluginRunRequest,
 };
 use serde::de::DeserializeOwned;
 use tokio::net::UnixListener;
@@ -77,6 +82,14 @@ pub enum ControlRequest {
     Delete(DeleteRequest),
     /// `POST /plugin/run`.
     PluginRun(PluginRunRequest),
+    /// `POST /dynamic/drop`.
+    DynamicDrop {
+        /// The request.
+        request: DynamicDropRequest,
+        /// Who asked (the peer's uid from the socket credentials), for the
+        /// audit event.
+        uid: Option<u32>,
+    },
 }
 
 /// An error answered to the client.
@@ -101,6 +114,13 @@ impl ApiError {
     pub fn not_found(m: impl Into<String>) -> Self {
         ApiError {
             status: 404,
+            message: m.into(),
+        }
+    }
+    /// 409: the request is understood but refused in the current state.
+    pub fn conflict(m: impl Into<String>) -> Self {
+        ApiError {
+            status: 409,
             message: m.into(),
         }
     }
@@ -129,6 +149,37 @@ pub struct Access {
     pub group: Option<u32>,
 }
 
+/// How long a connection may take, and how many may be open. A peer that
+/// holds a connection without sending a request, sends its headers or body
+/// slowly, or never reads its answer is disconnected; connections beyond
+/// the cap are closed at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Reading a request's headers, and waiting for the next request on a
+    /// kept-alive connection (the idle timeout).
+    pub header_timeout: Duration,
+    /// Reading a request's body.
+    pub body_timeout: Duration,
+    /// The whole life of a connection: longer than the longest wait a
+    /// request may ask for (apply's timeout, the events long poll).
+    pub max_connection: Duration,
+    /// Open connections.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_connection: Duration::from_secs(
+                routerd_api::control::MAX_APPLY_TIMEOUT_SECONDS + 60,
+            ),
+            max_connections: 256,
+        }
+    }
+}
+
 /// Credentials of the connected peer.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer {
@@ -136,9 +187,9 @@ pub struct Peer {
     gid: Option<u32>,
 }
 
-impl Connected<IncomingStream<'_, UnixListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
-        let cred = stream.io().peer_cred().ok();
+impl Peer {
+    fn of(stream: &tokio::net::UnixStream) -> Peer {
+        let cred = stream.peer_cred().ok();
         Peer {
             uid: cred.map(|c| c.uid()),
             gid: cred.map(|c| c.gid()),
@@ -169,43 +220,132 @@ pub fn bind(path: &Path, group: Option<u32>) -> std::io::Result<UnixListener> {
 struct Shared<H> {
     handler: Arc<H>,
     access: Access,
+    limits: Limits,
 }
 
-/// Serves `handler` on `listener` until `shutdown` resolves.
+/// Serves `handler` on `listener` with the default [`Limits`] until
+/// `shutdown` resolves.
 pub async fn serve<H: ControlHandler>(
     listener: UnixListener,
     handler: Arc<H>,
     access: Access,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let shared = Arc::new(Shared { handler, access });
-    let app = axum::Router::new()
-        .fallback(dispatch::<H>)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(shared);
-    axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, handler, access, Limits::default(), shutdown).await
 }
 
-fn json_response(status: u16, value: &impl serde::Serialize) -> Response {
+/// Serves `handler` on `listener` until `shutdown` resolves; then stops
+/// accepting, lets requests in flight finish (for a few seconds) and
+/// returns.
+pub async fn serve_with<H: ControlHandler>(
+    listener: UnixListener,
+    handler: Arc<H>,
+    access: Access,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let shared = Arc::new(Shared {
+        handler,
+        access,
+        limits,
+    });
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let (closing_tx, closing) = tokio::sync::watch::channel(false);
+    let mut conns = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        // Out of descriptors or similar: back off instead of spinning.
+                        tracing::warn!(error = %e, "control socket accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    tracing::warn!(max = limits.max_connections, "control socket: too many connections; closing a new one");
+                    continue;
+                };
+                conns.spawn(connection(shared.clone(), stream, closing.clone(), slot));
+            }
+        }
+    }
+    let _ = closing_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    conns.abort_all();
+    Ok(())
+}
+
+/// Serves one connection within the limits.
+async fn connection<H: ControlHandler>(
+    shared: Arc<Shared<H>>,
+    stream: tokio::net::UnixStream,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    let peer = Peer::of(&stream);
+    let limits = shared.limits;
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(dispatch(&shared, peer, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        () = async { let _ = closing.wait_for(|c| *c).await; } => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        }
+        () = tokio::time::sleep(limits.max_connection) => {
+            tracing::debug!("control connection closed: it outlived its limit");
+        }
+    }
+}
+
+fn json_response(status: u16, value: &impl serde::Serialize, close: bool) -> Response<Full<Bytes>> {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut body = serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".into());
     body.push('\n');
-    (code, [("content-type", "application/json")], body).into_response()
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = code;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    if close {
+        r.headers_mut()
+            .insert(CONNECTION, hyper::header::HeaderValue::from_static("close"));
+    }
+    r
 }
 
-fn error(status: u16, message: impl Into<String>) -> Response {
-    json_response(status, &ErrorBody::new(message))
+fn error(status: u16, message: impl Into<String>) -> Response<Full<Bytes>> {
+    // After an error about the request itself the rest of the connection
+    // cannot be trusted (an unread body, a peer that is not allowed).
+    json_response(
+        status,
+        &ErrorBody::new(message),
+        status != 404 && status < 500,
+    )
 }
 
 async fn dispatch<H: ControlHandler>(
-    State(shared): State<Arc<Shared<H>>>,
-    ConnectInfo(peer): ConnectInfo<Peer>,
-    method: Method,
-    uri: Uri,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+    shared: &Shared<H>,
+    peer: Peer,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let allowed =
         peer.uid == Some(0) || (shared.access.group.is_some() && peer.gid == shared.access.group);
     if !allowed {
@@ -214,20 +354,34 @@ async fn dispatch<H: ControlHandler>(
             "permission denied: the control socket is for root (or the configured group)",
         );
     }
-    let body = match body {
-        Ok(b) => b,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error(413, format!("request body exceeds {MAX_BODY_BYTES} bytes"));
+    let too_large = || error(413, format!("request body exceeds {MAX_BODY_BYTES} bytes"));
+    // Refuse an announced body over the limit before reading any of it.
+    if let Some(len) = req.headers().get(CONTENT_LENGTH) {
+        match len.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()) {
+            Some(n) if n > MAX_BODY_BYTES as u64 => return too_large(),
+            Some(_) => {}
+            None => return error(400, "invalid content-length"),
         }
-        Err(e) => return error(400, e.body_text()),
+    }
+    let (parts, body) = req.into_parts();
+    let limited = Limited::new(body, MAX_BODY_BYTES);
+    let body = match tokio::time::timeout(shared.limits.body_timeout, limited.collect()).await {
+        Err(_) => return error(408, "request body not received in time"),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+        Ok(Err(e)) => return error(400, format!("reading the request body: {e}")),
+        Ok(Ok(b)) => b.to_bytes(),
     };
-    let req = match parse(&method, &uri, &body) {
+    let req = match parse(&parts.method, &parts.uri, &body) {
+        Ok(ControlRequest::DynamicDrop { request, .. }) => ControlRequest::DynamicDrop {
+            request,
+            uid: peer.uid,
+        },
         Ok(r) => r,
         Err(e) => return error(e.status, e.message),
     };
     match shared.handler.handle(req).await {
-        Ok(v) => json_response(200, &v),
-        Err(e) => error(e.status, e.message),
+        Ok(v) => json_response(200, &v, false),
+        Err(e) => json_response(e.status, &ErrorBody::new(e.message), false),
     }
 }
 
@@ -353,6 +507,10 @@ fn parse(method: &Method, uri: &Uri, body: &[u8]) -> Result<ControlRequest, ApiE
             body,
             "PluginRunRequest",
         )?)),
+        ("POST", "/dynamic/drop") => Ok(ControlRequest::DynamicDrop {
+            request: body_json(body, "DynamicDropRequest")?,
+            uid: None,
+        }),
         _ => Err(not_found()),
     }
 }
