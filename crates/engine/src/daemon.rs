@@ -222,7 +222,9 @@ impl Shared {
         core.set_startup(resources);
         let now = clock.now();
         let mut w = store.writer();
-        core.generation = w.begin_generation(&config_hash(&text), &text, now)?;
+        core.generation = w
+            .begin_generation_if_changed(&config_hash(&text), &text, now)?
+            .generation;
         w.commit()?;
         Ok(Arc::new(Shared {
             core: Mutex::new(core),
@@ -621,8 +623,9 @@ async fn apply_text(shared: &Shared, name: &str, text: String) -> Result<u64, Ap
     let now = shared.clock.now();
     let mut w = shared.store.writer();
     let generation = w
-        .begin_generation(&config_hash(&text), &text, now)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+        .begin_generation_if_changed(&config_hash(&text), &text, now)
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .generation;
     w.commit().map_err(|e| ApiError::internal(e.to_string()))?;
     {
         let mut core = shared.core.lock().await;
