@@ -15,7 +15,7 @@ use routerd_engine::health::RuntimeHealth;
 use routerd_engine::links::KernelLinks;
 use routerd_render::linux::{LinuxDataplane, netns};
 use routerd_render::{Ownership, ReconcileOptions};
-use routerd_store::Store;
+use routerd_store::{Store, StoreOptions};
 
 /// Arguments of `routerd serve`.
 #[derive(Debug, clap::Args)]
@@ -49,6 +49,11 @@ pub(crate) struct Args {
     /// Work inside this network namespace (`ip netns` name or path).
     #[arg(long)]
     netns: Option<String>,
+    /// If the state store cannot be opened (damaged, truncated, newer
+    /// format), move it aside to `<dir>.broken-<UTC time>` and start with a
+    /// fresh one; a store that opens is used as it is.
+    #[arg(long)]
+    recover_state: bool,
 }
 
 fn group_id(g: &str) -> Result<u32> {
@@ -65,6 +70,30 @@ fn group_id(g: &str) -> Result<u32> {
                 .and_then(|id| id.parse().ok())
         })
         .with_context(|| format!("unknown group {g:?}"))
+}
+
+/// Opens the store, or with `--recover-state` replaces one that cannot be
+/// opened. The error of a store that cannot be opened is one paragraph
+/// naming the directory and the remedy, printed as it is.
+fn open_store(args: &Args) -> Result<Store> {
+    let dir = args.state_dir.join("store");
+    if !args.recover_state {
+        return Ok(Store::open_sled(&dir)?);
+    }
+    let (store, recovery) =
+        Store::open_or_recover_sled(&dir, StoreOptions::default(), chrono::Utc::now())?;
+    match recovery {
+        Some(r) => tracing::warn!(
+            moved_to = %r.moved_to.display(),
+            cause = %r.cause,
+            "--recover-state: the state store could not be opened; it was moved aside and a fresh one started"
+        ),
+        None => tracing::info!(
+            dir = %dir.display(),
+            "--recover-state: the state store opens; nothing to recover"
+        ),
+    }
+    Ok(store)
 }
 
 fn init_logging(args: &Args) {
@@ -100,7 +129,7 @@ pub(crate) fn run(args: Args) -> Result<i32> {
 async fn serve(args: Args, resync: Duration, group: Option<u32>) -> Result<i32> {
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("create {}", args.state_dir.display()))?;
-    let store = Arc::new(Store::open_sled(&args.state_dir.join("store"))?);
+    let store = Arc::new(open_store(&args)?);
     let options = Options {
         config_path: args.config.clone(),
         resync,

@@ -256,7 +256,9 @@ impl Shared {
         core.set_reconcile(reconcile_settings("<config>", &text));
         let now = clock.now();
         let mut w = store.writer();
-        core.generation = w.begin_generation(&config_hash(&text), &text, now)?;
+        core.generation = w
+            .begin_generation_if_changed(&config_hash(&text), &text, now)?
+            .generation;
         w.commit()?;
         Ok(Arc::new(Shared {
             core: Mutex::new(core),

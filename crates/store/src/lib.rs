@@ -12,14 +12,17 @@
 #![deny(missing_docs)]
 
 mod backend;
+mod open;
 mod store;
 
 #[cfg(feature = "sled")]
 pub use backend::SledBackend;
 pub use backend::{Backend, Batch, Entries, MemBackend, Namespace, Op};
+pub use open::{OpenError, OpenFailure, Recovery};
 pub use store::{
-    DEFAULT_EVENT_CAPACITY, EventQuery, GenerationRecord, PartRecord, PartState, StatusRecord,
-    Store, Writer,
+    DEFAULT_BULK_THRESHOLD, DEFAULT_EVENT_BYTES, DEFAULT_EVENT_CAPACITY,
+    DEFAULT_GENERATION_HISTORY, EventQuery, GenerationRecord, GenerationStart, PartRecord,
+    PartState, STORE_RECOVERED_EVENT, StatusRecord, Store, StoreOptions, Writer,
 };
 
 /// Why a store operation failed.
@@ -37,7 +40,21 @@ pub enum StoreError {
         /// What was wrong.
         message: String,
     },
+    /// A record was written by a newer format than this build reads.
+    #[error("state store record {key}: record version {found}, this routerd reads {supported}")]
+    Version {
+        /// The record's key.
+        key: String,
+        /// The version found.
+        found: u32,
+        /// The version this build writes and reads.
+        supported: u32,
+    },
     /// A query argument was invalid.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The store directory could not be opened; the text names the
+    /// directory and the remedy.
+    #[error(transparent)]
+    Open(#[from] OpenError),
 }

@@ -409,8 +409,9 @@ async fn install(
     };
     let mut w = s.store.writer();
     let generation = w
-        .begin_generation(&config_hash(&a.text), &a.text, now)
-        .map_err(store_failed)?;
+        .begin_generation_if_changed(&config_hash(&a.text), &a.text, now)
+        .map_err(store_failed)?
+        .generation;
     w.commit().map_err(store_failed)?;
     s.store.flush().map_err(store_failed)?;
     if let (Some(layout), Some(text)) = (layout, &managed)
