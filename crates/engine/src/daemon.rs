@@ -661,13 +661,16 @@ pub async fn commit_generation(shared: &Shared) {
     }
 }
 
-fn items(resources: &[Resource], statuses: &StateSnapshot, filter: &str) -> Vec<Value> {
+/// Listed resources with their statuses as reported (faults laid over,
+/// see [`Core::reported_status`]): what the kernel carries, not only what
+/// selection intends.
+fn items(core: &Core, filter: &str) -> Vec<Value> {
     let (kind, name) = match filter.split_once('/') {
         Some((k, n)) => (Some(k), Some(n)),
         None if filter == "resources" || filter == "all" => (None, None),
         None => (Some(filter), None),
     };
-    resources
+    core.effective()
         .iter()
         .filter(|r| kind.is_none_or(|k| r.kind().as_str().eq_ignore_ascii_case(k)))
         .filter(|r| name.is_none_or(|n| r.name() == n))
@@ -681,7 +684,7 @@ fn items(resources: &[Resource], statuses: &StateSnapshot, filter: &str) -> Vec<
                 "kind": r.kind().as_str(),
                 "name": r.name(),
                 "spec": spec,
-                "status": statuses.get(&id),
+                "status": core.reported_status(&id),
             })
         })
         .collect()
@@ -700,7 +703,7 @@ impl ControlHandler for Handler {
                 let core = s.core.lock().await;
                 let last = s.steps.borrow().clone();
                 let issues: Vec<Value> = core
-                    .statuses
+                    .reported_statuses()
                     .iter()
                     .filter(|(_, st)| {
                         matches!(st.get("phase").and_then(Value::as_str), Some("Pending" | "Error" | "Unhealthy" | "Down"))
@@ -733,6 +736,8 @@ impl ControlHandler for Handler {
             ControlRequest::Get { subject, query } => {
                 let core = s.core.lock().await;
                 match subject.as_str() {
+                    // The `--state` snapshot `routerctl plan` reads: intended
+                    // statuses, as the plan's stages read them.
                     "status" => Ok(serde_json::to_value(&core.statuses).unwrap_or_default()),
                     "ledger" => Ok(serde_json::to_value(&core.ledger).unwrap_or_default()),
                     "events" => {
@@ -759,7 +764,7 @@ impl ControlHandler for Handler {
                         Ok(json!({"items": parts}))
                     }
                     other => {
-                        let mut list = items(core.effective(), &core.statuses, other);
+                        let mut list = items(&core, other);
                         drop(core);
                         if list.is_empty() && other.contains('/') {
                             return Err(ApiError::not_found(format!("{other} not found")));
@@ -774,7 +779,7 @@ impl ControlHandler for Handler {
                 events_limit,
             } => {
                 let core = s.core.lock().await;
-                let mut list = items(core.effective(), &core.statuses, &target);
+                let mut list = items(&core, &target);
                 drop(core);
                 list.truncate(1);
                 s.add_history(&mut list).await;
@@ -795,9 +800,9 @@ impl ControlHandler for Handler {
                 let core = s.core.lock().await;
                 let id = format!("{}/EgressRoutePolicy/{policy}", routerd_model::id::NET_API);
                 match core.decision(&id) {
-                    Some(d) => {
-                        Ok(json!({"policy": id, "decision": d, "status": core.statuses.get(&id)}))
-                    }
+                    Some(d) => Ok(
+                        json!({"policy": id, "decision": d, "status": core.reported_status(&id)}),
+                    ),
                     None => Err(ApiError::not_found(format!(
                         "EgressRoutePolicy/{policy} has no decision record"
                     ))),
