@@ -740,6 +740,9 @@ impl ControlHandler for Handler {
                     // statuses, as the plan's stages read them.
                     "status" => Ok(serde_json::to_value(&core.statuses).unwrap_or_default()),
                     "ledger" => Ok(serde_json::to_value(&core.ledger).unwrap_or_default()),
+                    // Marked kernel objects nobody claims, as of the last
+                    // reconcile (docs/dataplane.md, crash safety by intent).
+                    "orphans" => Ok(serde_json::to_value(&core.orphans).unwrap_or_default()),
                     "events" => {
                         drop(core);
                         let q = EventQuery {
