@@ -58,6 +58,10 @@ pub struct StepReport {
     /// Owners whose kernel state is not what they asked for after this
     /// step (rejected operations, missing devices, foreign conflicts).
     pub faults: Vec<routerd_render::Fault>,
+    /// Some fault may clear without any new observation (a refused
+    /// operation, a device that may appear): the daemon runs the step again
+    /// with backoff.
+    pub retry: bool,
     /// How long the dataplane part took.
     pub apply_duration: std::time::Duration,
     /// Whether the step rebuilt the effective configuration and evaluated
@@ -613,6 +617,7 @@ impl Core {
             store.flush()?;
         }
         st.report.faults = self.faults.values().cloned().collect();
+        st.report.retry = self.dataplane_pending;
         Ok(st.report)
     }
 

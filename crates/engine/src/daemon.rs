@@ -602,7 +602,13 @@ pub async fn run<D, L, H>(
                                 }
                                 on_step(&report);
                                 if let Some(err) = failed {
-                                    tracing::warn!(error = %err, "dataplane apply failed; keeping the last good state and retrying");
+                                    tracing::warn!(error = %err, "dataplane step failed; retrying");
+                                    Outcome::Retry
+                                } else if report.retry {
+                                    // Refused operations and absent devices
+                                    // are tried again with backoff (at most
+                                    // every 30 s), besides the link and
+                                    // route events that usually clear them.
                                     Outcome::Retry
                                 } else {
                                     Outcome::Done

@@ -48,7 +48,7 @@ pub enum GetFormat {
 pub struct GetArgs {
     #[command(flatten)]
     conn: Conn,
-    /// `resources`, `status`, `events`, `ledger`, a kind, or `Kind/name`.
+    /// `resources`, `status`, `events`, `ledger`, `orphans`, a kind, or `Kind/name`.
     subject: String,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]

@@ -36,13 +36,22 @@ impl<'a> Daemon<'a> {
     }
 
     pub(crate) fn start(&mut self) {
+        self.start_with_env(&[]);
+    }
+
+    /// [`Daemon::start`] with extra environment variables (`NOTIFY_SOCKET`
+    /// to watch for systemd's `READY=1`), set through `env(1)`, which execs
+    /// routerd so the child's pid stays the daemon's.
+    pub(crate) fn start_with_env(&mut self, vars: &[(&str, &str)]) {
         let d = &self.dir;
+        let vars: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let id = self
             .lab
             .spawn(
                 Node::Router,
-                env!("CARGO_BIN_EXE_routerd"),
-                [
+                "env",
+                vars.iter().map(std::ffi::OsStr::new).chain([
+                    env!("CARGO_BIN_EXE_routerd").as_ref(),
                     "serve".as_ref(),
                     "--config".as_ref(),
                     d.join("config.yaml").as_os_str(),
@@ -52,7 +61,7 @@ impl<'a> Daemon<'a> {
                     d.join("routerd.sock").as_os_str(),
                     "--resync".as_ref(),
                     "30s".as_ref(),
-                ],
+                ]),
                 ChildOutput::File(d.join("routerd.log")),
             )
             .unwrap();
@@ -84,6 +93,11 @@ impl<'a> Daemon<'a> {
             let pid = nix::unistd::Pid::from_raw(i32::try_from(id.pid()).unwrap());
             nix::sys::signal::kill(pid, sig).unwrap();
         }
+    }
+
+    /// SIGHUP: reload the configuration file.
+    pub(crate) fn reload(&self) {
+        self.signal(nix::sys::signal::Signal::SIGHUP);
     }
 
     pub(crate) fn socket(&self) -> PathBuf {

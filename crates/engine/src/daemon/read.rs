@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use routerd_model::{Resource, StateSnapshot};
 use routerd_store::{EventQuery, PartRecord};
 use serde_json::{Value, json};
 
@@ -69,7 +68,9 @@ pub(super) async fn get(
 ) -> Result<Value, ApiError> {
     let core = s.core.lock().await;
     match subject {
-        "status" => Ok(serde_json::to_value(core.reported_statuses()).unwrap_or_default()),
+        // The intended statuses: the `--state` snapshot `routerctl plan`
+        // renders from (faults laid over would change what it renders).
+        "status" => Ok(serde_json::to_value(&core.statuses).unwrap_or_default()),
         "ledger" => Ok(serde_json::to_value(&core.ledger).unwrap_or_default()),
         "orphans" => Ok(json!({
             "kind": "Orphans",
@@ -100,7 +101,7 @@ pub(super) async fn get(
             Ok(json!({"items": parts}))
         }
         other => {
-            let mut list = items(core.effective(), &core.reported_statuses(), other);
+            let mut list = items(&core, other);
             drop(core);
             if list.is_empty() && other.contains('/') {
                 return Err(ApiError::not_found(format!("{other} not found")));
@@ -118,7 +119,7 @@ pub(super) async fn describe(
     events_limit: usize,
 ) -> Result<Value, ApiError> {
     let core = s.core.lock().await;
-    let mut list = items(core.effective(), &core.reported_statuses(), &target);
+    let mut list = items(&core, &target);
     drop(core);
     list.truncate(1);
     s.add_history(&mut list).await;
@@ -200,13 +201,16 @@ pub(super) fn dynamic(s: &Shared, source: Option<&str>) -> Result<Value, ApiErro
     Ok(json!({"items": parts}))
 }
 
-fn items(resources: &[Resource], statuses: &StateSnapshot, filter: &str) -> Vec<Value> {
+/// Listed resources with their statuses as reported (faults laid over, see
+/// [`crate::core::Core::reported_status`]): what the kernel carries, not
+/// only what selection intends.
+fn items(core: &crate::core::Core, filter: &str) -> Vec<Value> {
     let (kind, name) = match filter.split_once('/') {
         Some((k, n)) => (Some(k), Some(n)),
         None if filter == "resources" || filter == "all" => (None, None),
         None => (Some(filter), None),
     };
-    resources
+    core.effective()
         .iter()
         .filter(|r| kind.is_none_or(|k| r.kind().as_str().eq_ignore_ascii_case(k)))
         .filter(|r| name.is_none_or(|n| r.name() == n))
@@ -220,7 +224,7 @@ fn items(resources: &[Resource], statuses: &StateSnapshot, filter: &str) -> Vec<
                 "kind": r.kind().as_str(),
                 "name": r.name(),
                 "spec": spec,
-                "status": statuses.get(&id),
+                "status": core.reported_status(&id),
             })
         })
         .collect()
