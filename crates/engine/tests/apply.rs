@@ -533,9 +533,6 @@ async fn a_kernel_refusal_fails_the_apply() {
     d.stop().await;
 }
 
-/// Needs the per-owner faults of issue #12 item 1 (`StepSummary.faults`
-/// filled by the step); until then the step fails as a whole and names no
-/// owner.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kernel_refusal_names_the_failed_owner_and_spares_the_others() {
     let (_dir, config) = operator_dir();
@@ -566,6 +563,54 @@ async fn a_kernel_refusal_names_the_failed_owner_and_spares_the_others() {
         .collect();
     assert_eq!(owners, vec!["net.routerd.net/v1alpha1/IPv4Route/broken"]);
     assert!(inner.destinations().contains(&"10.67.0.0/16".to_string()));
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphans_are_listed_and_removed_on_request_only() {
+    let (_dir, config) = operator_dir();
+    let inner = SharedDp::default();
+    let mut stray = routerd_render::ir::Route::new(
+        150,
+        "192.0.2.0/24".parse().unwrap(),
+        0,
+        routerd_render::ir::RouteKind::Blackhole,
+    );
+    stray.owner.clear();
+    inner.0.lock().unwrap().routes.push(stray);
+    let d = Daemon::start(&config, Arc::new(Store::in_memory()), inner.clone()).await;
+    let c = d.client();
+    let v = eventually(&c, |st| st["orphans"] == 1).await;
+    assert_eq!(v["orphans"], 1, "{v:#}");
+    let listed: Value = c.get("/get?subject=orphans").await.unwrap();
+    assert_eq!(
+        listed["items"],
+        serde_json::json!(["route 192.0.2.0/24 table 150 metric 0"])
+    );
+    // Reported, never removed unasked.
+    assert!(inner.destinations().contains(&"192.0.2.0/24".to_string()));
+    let dry: Value = c
+        .post(
+            "/delete",
+            &DeleteRequest {
+                dry_run: true,
+                ..delete_req("orphans")
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(dry["result"]["phase"], "Planned");
+    assert!(inner.destinations().contains(&"192.0.2.0/24".to_string()));
+    let v: Value = c.post("/delete", &delete_req("orphans")).await.unwrap();
+    assert_eq!(v["result"]["phase"], "Accepted", "{v:#}");
+    let dp = inner.clone();
+    wait_for(move || !dp.destinations().contains(&"192.0.2.0/24".to_string())).await;
+    eventually(&c, |st| st["orphans"] == 0).await;
+    assert!(
+        event_types(&c)
+            .await
+            .contains(&"routerd.dataplane.orphans.removed".to_string())
+    );
     d.stop().await;
 }
 

@@ -134,7 +134,8 @@ pub struct ApplyArgs {
 pub struct DeleteArgs {
     #[command(flatten)]
     conn: Conn,
-    /// `Kind/name`.
+    /// `Kind/name`, or `orphans`: the kernel objects with routerd's markers
+    /// that nobody claims (`routerctl get orphans`).
     target: String,
     /// apiVersion of the target when the kind is ambiguous.
     #[arg(long)]
@@ -390,8 +391,12 @@ pub fn apply(a: ApplyArgs) -> Result<i32> {
 }
 
 pub fn delete(a: DeleteArgs) -> Result<i32> {
-    if routerd_model::id::split_kind_name(&a.target).is_none() {
-        return Err(Exit::new(USAGE, format!("{:?} must be Kind/name", a.target)).into());
+    if a.target != "orphans" && routerd_model::id::split_kind_name(&a.target).is_none() {
+        return Err(Exit::new(
+            USAGE,
+            format!("{:?} must be Kind/name or orphans", a.target),
+        )
+        .into());
     }
     let req = DeleteRequest {
         api_version: Some(routerd_model::id::CONTROL_API.into()),

@@ -688,7 +688,10 @@ async fn delete_orphans(s: &Shared, dry_run: bool) -> Result<Value, ApiError> {
     let mut core = s.core.lock().await;
     let listed = core.orphans.describe();
     if dry_run {
-        return Ok(json!({"kind": "DeleteResult", "deleted": listed, "dryRun": true}));
+        return Ok(
+            json!({"kind": "DeleteResult", "deleted": listed, "dryRun": true,
+            "result": {"phase": "Planned"}}),
+        );
     }
     let n = core.remove_orphans();
     drop(core);
@@ -703,7 +706,8 @@ async fn delete_orphans(s: &Shared, dry_run: bool) -> Result<Value, ApiError> {
     w.append_event(e.attr("count", n.to_string()));
     let _ = w.commit();
     s.queue.add(Key::Step);
-    Ok(json!({"kind": "DeleteResult", "deleted": listed}))
+    Ok(json!({"kind": "DeleteResult", "deleted": listed,
+        "result": {"phase": "Accepted", "message": format!("{n} object(s) are removed by the next step")}}))
 }
 
 #[cfg(test)]
