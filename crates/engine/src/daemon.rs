@@ -417,11 +417,15 @@ impl Shared {
 
 /// Runs the loop until `shutdown` resolves. The kernel state is left in
 /// place on exit.
+///
+/// The loop only dispatches: each source of work has a named handler on
+/// [`Loop`] (health results, plugin results, link refresh, the reconcile
+/// step), so a new source plugs in as one more arm and one more handler.
 pub async fn run<D, L, H>(
     shared: Arc<Shared>,
-    mut dataplane: D,
-    mut links: L,
-    mut health: H,
+    dataplane: D,
+    links: L,
+    health: H,
     mut dataplane_events: Option<mpsc::Receiver<()>>,
     on_step: impl Fn(&crate::core::StepReport) + Send,
     shutdown: impl std::future::Future<Output = ()>,
@@ -436,8 +440,18 @@ pub async fn run<D, L, H>(
         .plugin_tx
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(plugin_tx.clone());
-    let mut plugins_generation = 0;
-    let mut plugins = Plugins::default();
+    let mut lp = Loop {
+        shared: shared.clone(),
+        dataplane,
+        links,
+        health,
+        obs_tx,
+        plugin_tx,
+        plugins: Plugins::default(),
+        plugins_generation: 0,
+        last_effective: Vec::new(),
+        on_step,
+    };
     // Health checks start with the first step, from the effective config
     // and the statuses restored from the store.
     shared.queue.add(Key::Links);
@@ -445,87 +459,24 @@ pub async fn run<D, L, H>(
     let mut resync = tokio::time::interval(shared.options.resync);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
-    let mut last_effective: Vec<routerd_model::ResourceId> = Vec::new();
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = resync.tick() => {
-                shared.core.lock().await.request_full();
-                shared.queue.add(Key::Links);
-                shared.queue.add(Key::Step);
-            }
+            _ = resync.tick() => lp.full_resync().await,
             Some(o) = obs_rx.recv() => {
                 let mut batch = vec![o];
                 while let Ok(more) = obs_rx.try_recv() {
                     batch.push(more);
                 }
-                shared.count(|c| c.health_updates += batch.len() as u64);
-                let mut core = shared.core.lock().await;
-                let mut events = Vec::new();
-                let mut relevant = false;
-                for o in batch {
-                    if selection_relevant(core.statuses.get(&o.id), &o.status) {
-                        relevant = true;
-                        core.observe_one(o.id, o.status);
-                    } else {
-                        core.refresh_quietly(o.id, o.status);
-                    }
-                    events.extend(o.event);
-                }
-                drop(core);
-                if !events.is_empty() {
-                    let mut w = shared.store.writer();
-                    for e in events {
-                        w.append_event(e);
-                    }
-                    if let Err(e) = w.commit() {
-                        shared.store_failed("storing health events", &e);
-                    }
-                    shared.events.notify_waiters();
-                }
-                // A probe that only refreshes lastCheckedAt and history changes
-                // no selection; the fresh status is in memory for the next
-                // step and the periodic resync persists it.
-                if relevant {
-                    shared.queue.add(Key::Step);
-                }
+                lp.on_health(batch).await;
             }
-            Some(out) = plugin_rx.recv() => {
-                let now = shared.clock.now();
-                let mut w = shared.store.writer();
-                for e in &out.events {
-                    w.append_event(e.clone());
-                }
-                if let Some(part) = &out.part {
-                    let rec = PartRecord { part: part.clone(), state: routerd_store::PartState::Active, reason: String::new(), stored_at: now };
-                    if let Err(e) = w.put_part(&rec) {
-                        shared.store_failed("storing a dynamic part", &e);
-                    }
-                }
-                match w.commit() {
-                    Ok(stored) => {
-                        for e in &stored {
-                            plugins.publish(&e.type_);
-                        }
-                        shared.events.notify_waiters();
-                    }
-                    Err(e) => shared.store_failed("storing plugin results", &e),
-                }
-                if let Some(part) = out.part {
-                    shared.core.lock().await.upsert_part(part);
-                    shared.queue.add(Key::Step);
-                }
-            }
+            Some(out) = plugin_rx.recv() => lp.on_plugin_output(out).await,
             Some(()) = async {
                 match dataplane_events.as_mut() {
                     Some(rx) => rx.recv().await,
                     None => std::future::pending().await,
                 }
-            } => {
-                shared.core.lock().await.request_full();
-                shared.queue.add(Key::Links);
-                shared.queue.add(Key::Step);
-            }
+            } => lp.full_resync().await,
             key = shared.queue.next() => {
                 let outcome = match key {
                     Key::Reload => {
@@ -534,97 +485,8 @@ pub async fn run<D, L, H>(
                         config::spawn_reload(&shared);
                         Outcome::Done
                     }
-                    Key::Links => {
-                        let mut core = shared.core.lock().await;
-                        let observed = crate::links::statuses(core.startup(), &links.links());
-                        let changed = observed.iter().any(|(k, v)| core.statuses.get(k) != Some(v));
-                        core.observe(observed);
-                        drop(core);
-                        if changed {
-                            shared.queue.add(Key::Step);
-                        }
-                        Outcome::Done
-                    }
-                    Key::Step => {
-                        let now = shared.clock.now();
-                        let mut core = shared.core.lock().await;
-                        if core.generation != plugins_generation {
-                            plugins_generation = core.generation;
-                            let store = shared.store.clone();
-                            plugins = Plugins::start(
-                                &shared.plugins,
-                                core.startup(),
-                                move |src| store.max_generation(src).unwrap_or(0),
-                                plugin_tx.clone(),
-                            );
-                        }
-                        // Expired parts contribute nothing; the store keeps them.
-                        core.expire_parts(now);
-                        let res = core.step(&mut dataplane, &shared.store, now);
-                        if let Some(next) = core.next_wake().and_then(|t| (t - now).to_std().ok()) {
-                            shared.queue.add_after(Key::Step, next);
-                        }
-                        if res.as_ref().is_ok_and(|r| r.parts_changed) {
-                            record_part_states(&shared.store, core.part_reports(), now);
-                        }
-                        if res.as_ref().is_ok_and(|r| r.full) {
-                            let effective: Vec<routerd_model::ResourceId> =
-                                core.effective().iter().map(Resource::id).collect();
-                            if effective != last_effective {
-                                health.configure(core.effective(), &core.statuses, obs_tx.clone());
-                                *shared
-                                    .health_detail
-                                    .lock()
-                                    .unwrap_or_else(std::sync::PoisonError::into_inner) = health.detail();
-                                last_effective = effective;
-                            }
-                        }
-                        let generation = core.generation;
-                        drop(core);
-                        shared.count(|c| c.steps += 1);
-                        match res {
-                            Ok(report) => {
-                                shared.store_recovered();
-                                shared.count(|c| {
-                                    let secs = report.apply_duration.as_secs_f64();
-                                    c.dataplane_ops += report.applied_ops as u64;
-                                    c.apply_seconds_sum += secs;
-                                    c.apply_seconds_last = secs;
-                                    c.apply_count += 1;
-                                    if report.dataplane_error.is_some() {
-                                        c.step_failures += 1;
-                                    }
-                                });
-                                let failed = report.dataplane_error.clone();
-                                shared.publish_step(generation, now, failed.clone(), report.faults.clone());
-                                if !report.events.is_empty() {
-                                    shared.events.notify_waiters();
-                                }
-                                on_step(&report);
-                                if let Some(err) = failed {
-                                    tracing::warn!(error = %err, "dataplane step failed; retrying");
-                                    Outcome::Retry
-                                } else if report.retry {
-                                    // Refused operations and absent devices
-                                    // are tried again with backoff (at most
-                                    // every 30 s), besides the link and
-                                    // route events that usually clear them.
-                                    Outcome::Retry
-                                } else {
-                                    Outcome::Done
-                                }
-                            }
-                            Err(e) => {
-                                if let crate::core::StepError::Store(se) = &e {
-                                    shared.store_failed("reconcile step", se);
-                                }
-                                shared.count(|c| c.step_failures += 1);
-                                tracing::error!(error = %e, "reconcile step failed");
-                                shared.publish_step(generation, now, Some(e.to_string()), Vec::new());
-                                Outcome::Retry
-                            }
-                        }
-                    }
+                    Key::Links => lp.refresh_links().await,
+                    Key::Step => lp.step().await,
                 };
                 shared.queue.done(key, outcome);
             }
@@ -632,6 +494,224 @@ pub async fn run<D, L, H>(
     }
     if let Err(e) = shared.store.flush() {
         tracing::error!(error = %e, "final store flush failed");
+    }
+}
+
+/// What the loop owns besides the shared state: the adapters and the
+/// bookkeeping of the plugins and health checks it started.
+struct Loop<D, L, H, F> {
+    shared: Arc<Shared>,
+    dataplane: D,
+    links: L,
+    health: H,
+    obs_tx: mpsc::Sender<Observation>,
+    plugin_tx: mpsc::Sender<PluginOutput>,
+    plugins: Plugins,
+    /// The configuration generation the plugins were started for.
+    plugins_generation: u64,
+    /// The effective resources the health checks were configured for.
+    last_effective: Vec<routerd_model::ResourceId>,
+    on_step: F,
+}
+
+impl<D, L, H, F> Loop<D, L, H, F>
+where
+    D: Dataplane,
+    L: LinkSource,
+    H: HealthDriver,
+    F: Fn(&crate::core::StepReport) + Send,
+{
+    /// The periodic resync and kernel drift: links, then a full step.
+    async fn full_resync(&mut self) {
+        self.shared.core.lock().await.request_full();
+        self.shared.queue.add(Key::Links);
+        self.shared.queue.add(Key::Step);
+    }
+
+    /// Health results: those that can change a selection wake a step; the
+    /// rest only refresh what readers see.
+    async fn on_health(&mut self, batch: Vec<Observation>) {
+        let shared = &self.shared;
+        shared.count(|c| c.health_updates += batch.len() as u64);
+        let mut core = shared.core.lock().await;
+        let mut events = Vec::new();
+        let mut relevant = false;
+        for o in batch {
+            if selection_relevant(core.statuses.get(&o.id), &o.status) {
+                relevant = true;
+                core.observe_one(o.id, o.status);
+            } else {
+                core.refresh_quietly(o.id, o.status);
+            }
+            events.extend(o.event);
+        }
+        drop(core);
+        if !events.is_empty() {
+            let mut w = shared.store.writer();
+            for e in events {
+                w.append_event(e);
+            }
+            if let Err(e) = w.commit() {
+                shared.store_failed("storing health events", &e);
+            }
+            shared.events.notify_waiters();
+        }
+        // A probe that only refreshes lastCheckedAt and history changes no
+        // selection; the fresh status is in memory for the next step and
+        // the periodic resync persists it.
+        if relevant {
+            shared.queue.add(Key::Step);
+        }
+    }
+
+    /// A plugin run's events and part: stored, published to the plugins'
+    /// event triggers, and the part handed to the merge.
+    async fn on_plugin_output(&mut self, out: PluginOutput) {
+        let shared = &self.shared;
+        let now = shared.clock.now();
+        let mut w = shared.store.writer();
+        for e in &out.events {
+            w.append_event(e.clone());
+        }
+        if let Some(part) = &out.part {
+            let rec = PartRecord {
+                part: part.clone(),
+                state: routerd_store::PartState::Active,
+                reason: String::new(),
+                stored_at: now,
+            };
+            if let Err(e) = w.put_part(&rec) {
+                shared.store_failed("storing a dynamic part", &e);
+            }
+        }
+        match w.commit() {
+            Ok(stored) => {
+                for e in &stored {
+                    self.plugins.publish(&e.type_);
+                }
+                shared.events.notify_waiters();
+            }
+            Err(e) => shared.store_failed("storing plugin results", &e),
+        }
+        if let Some(part) = out.part {
+            shared.core.lock().await.upsert_part(part);
+            shared.queue.add(Key::Step);
+        }
+    }
+
+    /// Link statuses from the link source; a change wakes a step.
+    async fn refresh_links(&mut self) -> Outcome {
+        let mut core = self.shared.core.lock().await;
+        let observed = crate::links::statuses(core.startup(), &self.links.links());
+        let changed = observed
+            .iter()
+            .any(|(k, v)| core.statuses.get(k) != Some(v));
+        core.observe(observed);
+        drop(core);
+        if changed {
+            self.shared.queue.add(Key::Step);
+        }
+        Outcome::Done
+    }
+
+    /// One reconcile step and what follows from it: plugins and health
+    /// checks (re)started for a new configuration, part states recorded,
+    /// the next wake-up armed, the step summary published.
+    async fn step(&mut self) -> Outcome {
+        let shared = self.shared.clone();
+        let now = shared.clock.now();
+        let mut core = shared.core.lock().await;
+        if core.generation != self.plugins_generation {
+            self.plugins_generation = core.generation;
+            let store = shared.store.clone();
+            self.plugins = Plugins::start(
+                &shared.plugins,
+                core.startup(),
+                move |src| store.max_generation(src).unwrap_or(0),
+                self.plugin_tx.clone(),
+            );
+        }
+        // Expired parts contribute nothing; the store keeps them.
+        core.expire_parts(now);
+        let res = core.step(&mut self.dataplane, &shared.store, now);
+        if let Some(next) = core.next_wake().and_then(|t| (t - now).to_std().ok()) {
+            shared.queue.add_after(Key::Step, next);
+        }
+        if res.as_ref().is_ok_and(|r| r.parts_changed) {
+            record_part_states(&shared.store, core.part_reports(), now);
+        }
+        if res.as_ref().is_ok_and(|r| r.full) {
+            self.configure_health(&core);
+        }
+        let generation = core.generation;
+        drop(core);
+        shared.count(|c| c.steps += 1);
+        match res {
+            Ok(report) => self.stepped(generation, now, &report),
+            Err(e) => {
+                if let crate::core::StepError::Store(se) = &e {
+                    shared.store_failed("reconcile step", se);
+                }
+                shared.count(|c| c.step_failures += 1);
+                tracing::error!(error = %e, "reconcile step failed");
+                shared.publish_step(generation, now, Some(e.to_string()), Vec::new());
+                Outcome::Retry
+            }
+        }
+    }
+
+    /// Health checks follow the effective configuration.
+    fn configure_health(&mut self, core: &Core) {
+        let effective: Vec<routerd_model::ResourceId> =
+            core.effective().iter().map(Resource::id).collect();
+        if effective != self.last_effective {
+            self.health
+                .configure(core.effective(), &core.statuses, self.obs_tx.clone());
+            *self
+                .shared
+                .health_detail
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = self.health.detail();
+            self.last_effective = effective;
+        }
+    }
+
+    /// Counters, the step summary, and whether the step runs again.
+    fn stepped(
+        &self,
+        generation: u64,
+        now: DateTime<Utc>,
+        report: &crate::core::StepReport,
+    ) -> Outcome {
+        let shared = &self.shared;
+        shared.store_recovered();
+        shared.count(|c| {
+            let secs = report.apply_duration.as_secs_f64();
+            c.dataplane_ops += report.applied_ops as u64;
+            c.apply_seconds_sum += secs;
+            c.apply_seconds_last = secs;
+            c.apply_count += 1;
+            if report.dataplane_error.is_some() {
+                c.step_failures += 1;
+            }
+        });
+        let failed = report.dataplane_error.clone();
+        shared.publish_step(generation, now, failed.clone(), report.faults.clone());
+        if !report.events.is_empty() {
+            shared.events.notify_waiters();
+        }
+        (self.on_step)(report);
+        if let Some(err) = failed {
+            tracing::warn!(error = %err, "dataplane step failed; retrying");
+            Outcome::Retry
+        } else if report.retry {
+            // Refused operations and absent devices are tried again with
+            // backoff (at most every 30 s), besides the link and route
+            // events that usually clear them.
+            Outcome::Retry
+        } else {
+            Outcome::Done
+        }
     }
 }
 

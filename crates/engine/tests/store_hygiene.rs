@@ -92,6 +92,8 @@ async fn applying_the_same_configuration_again_keeps_its_generation() {
             .handle(ControlRequest::Apply(ApplyRequest {
                 candidate_yaml: candidate.into(),
                 replace: true,
+                // No loop runs here: do not wait for a step.
+                timeout_seconds: Some(0),
                 ..Default::default()
             }))
             .await
