@@ -10,13 +10,13 @@ use std::collections::BTreeMap;
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use routerd_engine::control::{self, Access};
 use routerd_engine::daemon::{self, Handler, Key, NoHealth, Options, Shared, SystemClock};
 use routerd_engine::links::{LinkInfo, StaticLinks};
-use routerd_render::{ApplyError, Dataplane, DataplaneError, MemDataplane, Observed, Plan};
+use routerd_render::SharedMemDataplane;
 use routerd_store::{PartRecord, PartState, Store};
 use serde_json::Value;
 
@@ -37,35 +37,12 @@ spec:
 "#;
 
 /// An in-memory kernel that refuses routes to 10.66.0.0/16.
-#[derive(Clone, Default)]
-struct Kernel(Arc<Mutex<MemDataplane>>);
-
-impl Dataplane for Kernel {
-    fn observe(&mut self) -> Result<Observed, DataplaneError> {
-        self.0.lock().unwrap().observe()
-    }
-    fn apply(&mut self, plan: &Plan) -> Result<(), ApplyError> {
-        // The kernel refuses one destination (as it refuses a route on a
-        // device that does not exist); everything else applies.
-        let mut k = self.0.lock().unwrap();
-        k.refuse = vec!["10.66.0.0/16".into()];
-        k.apply(plan)
-    }
-}
-
-impl Kernel {
-    fn destinations(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .0
-            .lock()
-            .unwrap()
-            .routes
-            .iter()
-            .map(|r| r.destination.to_string())
-            .collect();
-        v.sort();
-        v
-    }
+/// The kernel refuses one destination (as it refuses a route on a device
+/// that does not exist); everything else applies.
+fn kernel() -> SharedMemDataplane {
+    let k = SharedMemDataplane::default();
+    k.lock().refuse = vec!["10.66.0.0/16".into()];
+    k
 }
 
 /// The daemon library on its own runtime; routerctl runs as a child process.
@@ -78,7 +55,7 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(config: &Path, store: Arc<Store>, kernel: Kernel) -> Daemon {
+    fn start(config: &Path, store: Arc<Store>, kernel: SharedMemDataplane) -> Daemon {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -188,7 +165,7 @@ fn route(name: &str, destination: &str) -> String {
 #[test]
 fn apply_and_delete_exit_by_what_the_kernel_did() {
     let (dir, config) = setup();
-    let kernel = Kernel::default();
+    let kernel = kernel();
     let d = Daemon::start(&config, Arc::new(Store::in_memory()), kernel.clone());
 
     let good = write(dir.path(), "good.yaml", &route("extra", "10.9.0.0/16"));
@@ -257,7 +234,7 @@ fn apply_and_delete_exit_by_what_the_kernel_did() {
 #[test]
 fn a_refused_owner_is_named_on_stderr() {
     let (dir, config) = setup();
-    let d = Daemon::start(&config, Arc::new(Store::in_memory()), Kernel::default());
+    let d = Daemon::start(&config, Arc::new(Store::in_memory()), kernel());
     let bad = write(dir.path(), "bad.yaml", &route("broken", "10.66.0.0/16"));
     let o = d.routerctl(&["apply", "-f", bad.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
@@ -272,7 +249,7 @@ fn a_refused_owner_is_named_on_stderr() {
 #[test]
 fn a_rejected_reload_shows_in_status() {
     let (_dir, config) = setup();
-    let d = Daemon::start(&config, Arc::new(Store::in_memory()), Kernel::default());
+    let d = Daemon::start(&config, Arc::new(Store::in_memory()), kernel());
     std::fs::write(&config, "apiVersion: routerd.net/v1alpha1\nkind: Router\n").unwrap();
     d.shared.trigger(Key::Reload);
     let t = Instant::now();
@@ -316,7 +293,7 @@ fn dynamic_drop_revokes_a_part() {
     })
     .unwrap();
     w.commit().unwrap();
-    let kernel = Kernel::default();
+    let kernel = kernel();
     let d = Daemon::start(&config, store.clone(), kernel.clone());
     assert!(kernel.destinations().contains(&"10.77.0.0/16".to_string()));
 
@@ -346,7 +323,7 @@ fn dynamic_drop_revokes_a_part() {
 fn events_follow_survives_a_daemon_restart() {
     let (dir, config) = setup();
     let store = Arc::new(Store::in_memory());
-    let kernel = Kernel::default();
+    let kernel = kernel();
     let d = Daemon::start(&config, store.clone(), kernel.clone());
     let socket = d.socket.clone();
     let mut child = Command::new(env!("CARGO_BIN_EXE_routerctl"))

@@ -208,8 +208,8 @@ impl Sources {
     /// managed layer (`None`: the managed file's content).
     pub fn assemble(&self, managed: Option<Vec<Resource>>) -> Result<Assembled, ConfigError> {
         let mut errors: Vec<String> = Vec::new();
-        let mut files: Vec<Loaded> = Vec::new();
-        for (name, text) in &self.operator {
+        // Decodes one file, collecting its decode errors.
+        let mut load = |name: &str, text: &str| {
             let mut l = Loaded::new();
             l.add_file(name, text);
             errors.extend(
@@ -218,20 +218,15 @@ impl Sources {
                     .filter(|d| d.is_error())
                     .map(ToString::to_string),
             );
-            files.push(l);
-        }
+            l
+        };
+        let files: Vec<Loaded> = self
+            .operator
+            .iter()
+            .map(|(name, text)| load(name, text))
+            .collect();
         let managed_file = match (&managed, &self.managed) {
-            (None, Some((name, text))) => {
-                let mut l = Loaded::new();
-                l.add_file(name, text);
-                errors.extend(
-                    l.diagnostics
-                        .iter()
-                        .filter(|d| d.is_error())
-                        .map(ToString::to_string),
-                );
-                Some(l)
-            }
+            (None, Some((name, text))) => Some(load(name, text)),
             _ => None,
         };
         let managed: Vec<Resource> = match (managed, &managed_file) {

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use routerd_api::client::{Client, ClientError};
@@ -14,7 +14,7 @@ use routerd_api::control::{ApplyRequest, DeleteRequest, DynamicDropRequest};
 use routerd_engine::control::{self, Access};
 use routerd_engine::daemon::{self, Handler, Key, NoHealth, Options, Shared, SystemClock};
 use routerd_engine::links::{LinkInfo, StaticLinks};
-use routerd_render::{ApplyError, Dataplane, DataplaneError, MemDataplane, Observed, Plan};
+use routerd_render::{ApplyError, Dataplane, DataplaneError, Observed, Plan, SharedMemDataplane};
 use routerd_store::{
     Backend, Batch, Entries, MemBackend, Namespace, PartRecord, PartState, Store, StoreError,
 };
@@ -42,38 +42,11 @@ spec:
       spec: {type: blackhole, destination: 10.0.0.0/16}
 "#;
 
-#[derive(Clone, Default)]
-struct SharedDp(Arc<Mutex<MemDataplane>>);
-
-impl Dataplane for SharedDp {
-    fn observe(&mut self) -> Result<Observed, DataplaneError> {
-        self.0.lock().unwrap().observe()
-    }
-    fn apply(&mut self, plan: &Plan) -> Result<(), ApplyError> {
-        self.0.lock().unwrap().apply(plan)
-    }
-}
-
-impl SharedDp {
-    fn destinations(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .0
-            .lock()
-            .unwrap()
-            .routes
-            .iter()
-            .map(|r| r.destination.to_string())
-            .collect();
-        v.sort();
-        v
-    }
-}
-
 /// A kernel that refuses to add routes to one destination, as it refuses a
 /// route on a device that does not exist; every other operation applies.
 #[derive(Clone)]
 struct Refusing {
-    inner: SharedDp,
+    inner: SharedMemDataplane,
     refused: &'static str,
 }
 
@@ -82,7 +55,7 @@ impl Dataplane for Refusing {
         self.inner.observe()
     }
     fn apply(&mut self, plan: &Plan) -> Result<(), ApplyError> {
-        let mut k = self.inner.0.lock().unwrap();
+        let mut k = self.inner.lock();
         k.refuse = vec![self.refused.to_string()];
         k.apply(plan)
     }
@@ -257,7 +230,7 @@ async fn event_types(c: &Client) -> Vec<String> {
 async fn twenty_parallel_applies_agree_and_each_reports_its_own_step() {
     let (_dir, config) = operator_dir();
     let store = Arc::new(Store::in_memory());
-    let dp = SharedDp::default();
+    let dp = SharedMemDataplane::default();
     let d = Daemon::start(&config, store.clone(), dp.clone()).await;
     let mut set = tokio::task::JoinSet::new();
     for i in 0..20 {
@@ -348,7 +321,7 @@ async fn the_operators_file_keeps_comments_envelope_link_mode_and_group() {
     let before = std::fs::metadata(&real).unwrap();
 
     let store = Arc::new(Store::in_memory());
-    let dp = SharedDp::default();
+    let dp = SharedMemDataplane::default();
     let d = Daemon::start(&config, store.clone(), dp.clone()).await;
     let c = d.client();
 
@@ -457,7 +430,7 @@ async fn the_operators_file_keeps_comments_envelope_link_mode_and_group() {
 async fn dry_run_shows_resource_and_dataplane_changes_and_writes_nothing() {
     let (_dir, config) = operator_dir();
     let store = Arc::new(Store::in_memory());
-    let dp = SharedDp::default();
+    let dp = SharedMemDataplane::default();
     let d = Daemon::start(&config, store.clone(), dp.clone()).await;
     let c = d.client();
     let generation = status(&c).await["generation"].clone();
@@ -516,7 +489,7 @@ async fn dry_run_shows_resource_and_dataplane_changes_and_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kernel_refusal_fails_the_apply() {
     let (_dir, config) = operator_dir();
-    let inner = SharedDp::default();
+    let inner = SharedMemDataplane::default();
     let dp = Refusing {
         inner: inner.clone(),
         refused: "10.66.0.0/16",
@@ -536,7 +509,7 @@ async fn a_kernel_refusal_fails_the_apply() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kernel_refusal_names_the_failed_owner_and_spares_the_others() {
     let (_dir, config) = operator_dir();
-    let inner = SharedDp::default();
+    let inner = SharedMemDataplane::default();
     let dp = Refusing {
         inner: inner.clone(),
         refused: "10.66.0.0/16",
@@ -569,7 +542,7 @@ async fn a_kernel_refusal_names_the_failed_owner_and_spares_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphans_are_listed_and_removed_on_request_only() {
     let (_dir, config) = operator_dir();
-    let inner = SharedDp::default();
+    let inner = SharedMemDataplane::default();
     let mut stray = routerd_render::ir::Route::new(
         150,
         "192.0.2.0/24".parse().unwrap(),
@@ -577,7 +550,7 @@ async fn orphans_are_listed_and_removed_on_request_only() {
         routerd_render::ir::RouteKind::Blackhole,
     );
     stray.owner.clear();
-    inner.0.lock().unwrap().routes.push(stray);
+    inner.lock().routes.push(stray);
     let d = Daemon::start(&config, Arc::new(Store::in_memory()), inner.clone()).await;
     let c = d.client();
     let v = eventually(&c, |st| st["orphans"] == 1).await;
@@ -619,7 +592,7 @@ async fn a_full_state_dir_fails_the_apply_and_changes_nothing() {
     let (_dir, config) = operator_dir();
     let backend = Arc::new(Full::default());
     let store = Arc::new(Store::open(backend.clone()).unwrap());
-    let dp = SharedDp::default();
+    let dp = SharedMemDataplane::default();
     let d = Daemon::start(&config, store.clone(), dp.clone()).await;
     let c = d.client();
     let before = status(&c).await;
@@ -660,7 +633,7 @@ async fn an_unwritable_managed_file_fails_the_apply_and_changes_nothing() {
     // writes fail (root ignores permission bits, so modes would not do).
     std::os::unix::fs::symlink("../gone/50-routerctl.yaml", managed(&config)).unwrap();
     let store = Arc::new(Store::in_memory());
-    let dp = SharedDp::default();
+    let dp = SharedMemDataplane::default();
     let d = Daemon::start(&config, store.clone(), dp.clone()).await;
     let c = d.client();
     let before = status(&c).await;
@@ -690,7 +663,7 @@ async fn an_unwritable_managed_file_fails_the_apply_and_changes_nothing() {
 async fn reload_outcomes_show_in_status_and_events() {
     let (_dir, config) = operator_dir();
     let store = Arc::new(Store::in_memory());
-    let dp = SharedDp::default();
+    let dp = SharedMemDataplane::default();
     let d = Daemon::start(&config, store.clone(), dp.clone()).await;
     let c = d.client();
     let generation = status(&c).await["generation"].as_u64().unwrap();
@@ -758,7 +731,7 @@ async fn dynamic_drop_revokes_a_part_at_once_and_for_good() {
     })
     .unwrap();
     w.commit().unwrap();
-    let dp = SharedDp::default();
+    let dp = SharedMemDataplane::default();
     let d = Daemon::start(&config, store.clone(), dp.clone()).await;
     assert!(dp.destinations().contains(&"10.77.0.0/16".to_string()));
     let c = d.client();

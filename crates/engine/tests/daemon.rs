@@ -9,7 +9,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use routerd_engine::control::{ControlHandler, ControlRequest};
 use routerd_engine::daemon::{self, Handler, Key, NoHealth, Options, Shared, WallClock};
 use routerd_engine::links::{LinkInfo, StaticLinks};
-use routerd_render::{ApplyError, Dataplane, DataplaneError, MemDataplane, Observed, Plan};
+use routerd_render::{
+    ApplyError, Dataplane, DataplaneError, MemDataplane, Observed, Plan, SharedMemDataplane,
+};
 use routerd_store::Store;
 
 const CONFIG: &str = r#"
@@ -66,17 +68,6 @@ impl WallClock for Clock {
     }
 }
 
-#[derive(Clone, Default)]
-struct SharedDp(Arc<Mutex<MemDataplane>>);
-impl Dataplane for SharedDp {
-    fn observe(&mut self) -> Result<Observed, DataplaneError> {
-        self.0.lock().unwrap().observe()
-    }
-    fn apply(&mut self, plan: &Plan) -> Result<(), ApplyError> {
-        self.0.lock().unwrap().apply(plan)
-    }
-}
-
 fn links(wan1_up: bool) -> StaticLinks {
     let mut m = BTreeMap::new();
     m.insert(
@@ -103,7 +94,7 @@ fn links(wan1_up: bool) -> StaticLinks {
 async fn run_once(
     dir: &std::path::Path,
     store: Arc<Store>,
-    dp: SharedDp,
+    dp: SharedMemDataplane,
     wan1_up: bool,
 ) -> (Arc<Shared>, Vec<usize>) {
     let clock = Arc::new(Clock(Mutex::new(
@@ -150,7 +141,7 @@ async fn converges_then_restart_adopts_without_touching_the_kernel() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("config.yaml"), CONFIG).unwrap();
     let store = Arc::new(Store::open_sled(&dir.path().join("state")).unwrap());
-    let dp = SharedDp::default();
+    let dp = SharedMemDataplane::default();
 
     let (shared, ops) = run_once(dir.path(), store.clone(), dp.clone(), true).await;
     assert!(
@@ -164,7 +155,7 @@ async fn converges_then_restart_adopts_without_touching_the_kernel() {
     let route = &snap["net.routerd.net/v1alpha1/IPv4Route/default"];
     assert_eq!(route["phase"], "Installed", "{route:?}");
     {
-        let mem = dp.0.lock().unwrap();
+        let mem = dp.lock();
         let def: Vec<_> = mem
             .routes
             .iter()
@@ -187,14 +178,14 @@ async fn converges_then_restart_adopts_without_touching_the_kernel() {
     drop(shared);
 
     // Restart on the same store and kernel: nothing to change.
-    let executed_before = dp.0.lock().unwrap().ops_executed;
+    let executed_before = dp.lock().ops_executed;
     let (_shared, ops) = run_once(dir.path(), store.clone(), dp.clone(), true).await;
     assert_eq!(
         ops.iter().sum::<usize>(),
         0,
         "restart must not flap owned state: {ops:?}"
     );
-    assert_eq!(dp.0.lock().unwrap().ops_executed, executed_before);
+    assert_eq!(dp.lock().ops_executed, executed_before);
 }
 
 #[tokio::test]
@@ -202,7 +193,7 @@ async fn carrier_loss_moves_the_default_route_to_the_backup() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("config.yaml"), CONFIG).unwrap();
     let store = Arc::new(Store::in_memory());
-    let dp = SharedDp::default();
+    let dp = SharedMemDataplane::default();
     let (shared, _) = run_once(dir.path(), store.clone(), dp.clone(), false).await;
     let snap = shared.store().status_snapshot().unwrap();
     assert_eq!(
@@ -213,7 +204,7 @@ async fn carrier_loss_moves_the_default_route_to_the_backup() {
         snap["net.routerd.net/v1alpha1/EgressRoutePolicy/ipv4-default"]["selectedDevice"],
         "wan2"
     );
-    let mem = dp.0.lock().unwrap();
+    let mem = dp.lock();
     let def: Vec<_> = mem
         .routes
         .iter()
@@ -228,7 +219,13 @@ async fn an_invalid_config_file_falls_back_to_the_last_applied_generation() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("config.yaml"), CONFIG).unwrap();
     let store = Arc::new(Store::in_memory());
-    let (shared, _) = run_once(dir.path(), store.clone(), SharedDp::default(), true).await;
+    let (shared, _) = run_once(
+        dir.path(),
+        store.clone(),
+        SharedMemDataplane::default(),
+        true,
+    )
+    .await;
     daemon::commit_generation(&shared).await;
     drop(shared);
     std::fs::write(dir.path().join("config.yaml"), "apiVersion: bogus\n").unwrap();
@@ -640,7 +637,7 @@ async fn a_full_state_dir_is_reported_not_hidden() {
     let task = tokio::spawn(async move {
         daemon::run(
             s2,
-            SharedDp::default(),
+            SharedMemDataplane::default(),
             links(true),
             NoHealth,
             None,

@@ -4,27 +4,16 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use routerd_engine::daemon::{self, NoHealth, Options, Shared, SystemClock};
 use routerd_engine::links::{LinkInfo, StaticLinks};
-use routerd_render::{ApplyError, Dataplane, DataplaneError, MemDataplane, Observed, Plan};
+use routerd_render::SharedMemDataplane;
 use routerd_store::{PartState, Store};
 
-#[derive(Clone, Default)]
-struct SharedDp(Arc<Mutex<MemDataplane>>);
-impl Dataplane for SharedDp {
-    fn observe(&mut self) -> Result<Observed, DataplaneError> {
-        self.0.lock().unwrap().observe()
-    }
-    fn apply(&mut self, plan: &Plan) -> Result<(), ApplyError> {
-        self.0.lock().unwrap().apply(plan)
-    }
-}
-
-fn routes_to_vpc(dp: &SharedDp) -> Vec<(u32, Option<String>)> {
-    let mem = dp.0.lock().unwrap();
+fn routes_to_vpc(dp: &SharedMemDataplane) -> Vec<(u32, Option<String>)> {
+    let mem = dp.lock();
     mem.routes
         .iter()
         .filter(|r| r.destination.to_string() == "10.40.0.0/16")
@@ -32,7 +21,7 @@ fn routes_to_vpc(dp: &SharedDp) -> Vec<(u32, Option<String>)> {
         .collect()
 }
 
-fn wait(dp: &SharedDp, want: &[(u32, Option<String>)], secs: u64) -> bool {
+fn wait(dp: &SharedMemDataplane, want: &[(u32, Option<String>)], secs: u64) -> bool {
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(secs) {
         if routes_to_vpc(dp) == want {
@@ -109,7 +98,7 @@ spec:
         resync: Duration::from_secs(3600),
     };
     let shared = Shared::new(options, store.clone(), Arc::new(SystemClock)).unwrap();
-    let dp = SharedDp::default();
+    let dp = SharedMemDataplane::default();
     let mut links = BTreeMap::new();
     for (n, i) in [("ens18", 2), ("wg0", 3)] {
         links.insert(

@@ -308,3 +308,41 @@ impl Dataplane for MemDataplane {
         }
     }
 }
+
+/// A [`MemDataplane`] shared between the component that applies to it (a
+/// daemon under test, the offline planner) and whoever inspects or changes
+/// "the kernel" meanwhile (a test injecting a refusal or a missing device).
+#[derive(Clone, Debug, Default)]
+pub struct SharedMemDataplane(pub std::sync::Arc<std::sync::Mutex<MemDataplane>>);
+
+impl SharedMemDataplane {
+    /// The dataplane behind the handle (a poisoned lock is recovered: the
+    /// in-memory state is plain data and stays consistent per operation).
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, MemDataplane> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Destinations of every route, sorted (what tests usually compare).
+    pub fn destinations(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .lock()
+            .routes
+            .iter()
+            .map(|r| r.destination.to_string())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl Dataplane for SharedMemDataplane {
+    fn observe(&mut self) -> Result<Observed, DataplaneError> {
+        self.lock().observe()
+    }
+
+    fn apply(&mut self, plan: &Plan) -> Result<(), ApplyError> {
+        self.lock().apply(plan)
+    }
+}

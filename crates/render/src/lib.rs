@@ -28,7 +28,9 @@ pub mod render;
 #[cfg(feature = "linux")]
 pub mod linux;
 
-pub use dataplane::{ApplyError, Dataplane, DataplaneError, MemDataplane, Observed};
+pub use dataplane::{
+    ApplyError, Dataplane, DataplaneError, MemDataplane, Observed, SharedMemDataplane,
+};
 pub use diff::{diff, diff_with};
 pub use ir::DesiredState;
 pub use ledger::{Ledger, Ownership};
