@@ -39,7 +39,7 @@ fn down(sim: &mut Sim, kind: &str, name: &str, reason: &str) {
     sim.status_of(id(kind, name), json!({"phase": "Down", "reason": reason}));
 }
 
-fn entry<'a>(o: &'a routerd_select::Outcome, i: usize) -> &'a Value {
+fn entry(o: &routerd_select::Outcome, i: usize) -> &Value {
     o.status
         .get("candidates")
         .and_then(|c| c.get(i))
