@@ -87,7 +87,7 @@ fn perturb(
     statuses: &mut BTreeMap<String, Status>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> String {
-    if lcg(s) % 2 == 0 {
+    if lcg(s).is_multiple_of(2) {
         let h = (lcg(s) as usize) % HCS;
         let key = id("HealthCheck", &format!("hc-{h}"));
         let st = match lcg(s) % 4 {
@@ -119,8 +119,7 @@ fn perturb(
     }
 }
 
-fn start(set: &PolicySet) -> BTreeMap<String, Status> {
-    let _ = set;
+fn start() -> BTreeMap<String, Status> {
     let mut statuses: BTreeMap<String, Status> = BTreeMap::new();
     for h in 0..HCS {
         statuses.insert(
@@ -150,7 +149,7 @@ proptest! {
         let rs = target_world(6, &extra);
         let set = PolicySet::new(&rs);
         let opts = SelectOptions::default();
-        let mut statuses = start(&set);
+        let mut statuses = start();
         let mut state = set.new_state(&statuses);
         set.refresh(&mut state, &statuses, at(0), opts);
         for i in 0..set.len() {
@@ -181,7 +180,7 @@ proptest! {
         let set = PolicySet::new(&rs);
         let full = SelectOptions::default();
         let terse = SelectOptions { terse: true, ..SelectOptions::default() };
-        let mut statuses = start(&set);
+        let mut statuses = start();
         let mut a = set.new_state(&statuses);
         let mut b = set.new_state(&statuses);
         set.refresh(&mut a, &statuses, at(0), full);
@@ -207,7 +206,7 @@ proptest! {
         let rs = target_world(6, &extra);
         let set = PolicySet::new(&rs);
         let opts = SelectOptions { terse: true, ..SelectOptions::default() };
-        let mut statuses = start(&set);
+        let mut statuses = start();
         let mut state = set.new_state(&statuses);
         set.refresh(&mut state, &statuses, at(0), opts);
         let mut s = seed;
