@@ -991,3 +991,20 @@ fn multipath_field_ranges_and_clashes() {
         ],
     );
 }
+
+#[test]
+fn weighted_ecmp_without_mode_marks_all_members_or_none() {
+    let top = "selection: weighted-ecmp\ncandidates:\n  - {name: a, interface: wan, mark: 1, priority: 100, table: 100}\n  - {name: b, interface: lan}\n";
+    expect_errors(
+        K,
+        top,
+        &[(
+            "spec.candidates[1].mark",
+            "spec.candidates[1].mark is required with selection weighted-ecmp when other candidates set marks: each member takes its share of new connections by its mark; set marks on every candidate or on none",
+        )],
+    );
+    expect_valid(
+        K,
+        "selection: weighted-ecmp\ncandidates:\n  - {name: a, interface: wan}\n  - {name: b, interface: lan}\n",
+    );
+}

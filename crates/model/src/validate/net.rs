@@ -507,6 +507,11 @@ fn weighted_ecmp(s: &EgressRoutePolicySpec, p: &mut Problems<'_>) {
     if !ecmp {
         return;
     }
+    // A mode-less policy with marks renders them (spec §8.1.12): with
+    // weighted-ecmp every member then needs one to take its share.
+    let marked = mode.is_empty()
+        && !s.host_traffic()
+        && s.candidates.iter().any(|c| c.mark.unwrap_or(0) != 0);
     for (i, c) in s.candidates.iter().enumerate() {
         let base = format!("spec.candidates[{i}]");
         if !c.targets.is_empty() {
@@ -534,6 +539,10 @@ fn weighted_ecmp(s: &EgressRoutePolicySpec, p: &mut Problems<'_>) {
             "mark" | "hash" if c.targets.is_empty() && c.mark.unwrap_or(0) < 1 => p.field(
                 &format!("{base}.mark"),
                 format!("is required with selection weighted-ecmp and mode {mode}: each member takes its share of new connections by its mark"),
+            ),
+            "" if marked && c.mark.unwrap_or(0) < 1 => p.field(
+                &format!("{base}.mark"),
+                "is required with selection weighted-ecmp when other candidates set marks: each member takes its share of new connections by its mark; set marks on every candidate or on none",
             ),
             _ => {}
         }
