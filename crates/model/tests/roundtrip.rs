@@ -321,6 +321,9 @@ fn egress_policy() -> BoxedStrategy<Spec> {
                 hysteresis: b.1,
                 preempt_delay: b.2,
                 preempt: b.3,
+                multipath_table: None,
+                multipath_priority: None,
+                multipath_mark: None,
                 candidates: c.0,
                 when: c.1,
             })

@@ -822,3 +822,189 @@ fn errors_are_reported_per_candidate_index() {
         ],
     );
 }
+
+// ---- weighted-ecmp: every accepted shape can be carried ----
+
+const ECMP_PRIORITY: &str = "mode: priority\nselection: weighted-ecmp\nmultipathTable: 300\nmultipathPriority: 10300\nmultipathMark: 768";
+
+#[test]
+fn weighted_ecmp_shapes_that_the_kernel_carries_are_valid() {
+    expect_valid(
+        K,
+        &policy(
+            ECMP_PRIORITY,
+            "name: a\ninterface: wan\nweight: 3\nmark: 256\npriority: 10000\ntable: 100",
+        ),
+    );
+    for mode in ["mark", "hash"] {
+        let top = format!("mode: {mode}\nselection: weighted-ecmp\nhashFields: [sourceAddress]");
+        expect_valid(
+            K,
+            &policy(
+                &top,
+                "name: a\ninterface: wan\nweight: 256\nmark: 256\npriority: 10000\ntable: 100",
+            ),
+        );
+    }
+}
+
+#[test]
+fn weighted_ecmp_in_priority_mode_needs_the_multipath_table() {
+    let msg = |f: &str| {
+        format!(
+            "spec.{f} is required when selection is weighted-ecmp and mode is priority: the members share a weighted multipath route in the table multipathTable, reached through multipathMark at rule multipathPriority; or use mode hash to spread connections by weight over the candidates' own marks"
+        )
+    };
+    let (t, p, m) = (
+        msg("multipathTable"),
+        msg("multipathPriority"),
+        msg("multipathMark"),
+    );
+    expect_errors(
+        K,
+        &policy(
+            "mode: priority\nselection: weighted-ecmp",
+            "name: a\ninterface: wan",
+        ),
+        &[
+            ("spec.multipathTable", &t),
+            ("spec.multipathPriority", &p),
+            ("spec.multipathMark", &m),
+        ],
+    );
+}
+
+#[test]
+fn weighted_ecmp_priority_members_are_next_hops() {
+    expect_error(
+        K,
+        &policy(ECMP_PRIORITY, "name: a\nsource: DSLiteTunnel/dsl"),
+        "spec.candidates[0]",
+        "spec.candidates[0] needs interface, device or deviceFrom with selection weighted-ecmp and mode priority: each member is a next hop of the multipath route",
+    );
+}
+
+#[test]
+fn weighted_ecmp_mark_and_hash_members_need_marks() {
+    for mode in ["mark", "hash"] {
+        let top = format!("mode: {mode}\nselection: weighted-ecmp\nhashFields: [sourceAddress]");
+        expect_error(
+            K,
+            &policy(&top, "name: a\ninterface: wan"),
+            "spec.candidates[0].mark",
+            &format!(
+                "spec.candidates[0].mark is required with selection weighted-ecmp and mode {mode}: each member takes its share of new connections by its mark"
+            ),
+        );
+    }
+}
+
+#[test]
+fn weighted_ecmp_refuses_target_candidates() {
+    expect_error(
+        K,
+        &policy(
+            "mode: hash\nselection: weighted-ecmp\nhashFields: [sourceAddress]",
+            "name: t\ntargets:\n  - interface: wan\n    table: 101\n    priority: 101\n    mark: 257",
+        ),
+        "spec.candidates[0].targets",
+        "spec.candidates[0].targets cannot be used with selection weighted-ecmp: a target candidate already spreads its flows over its targets; use selection highest-weight-ready, or make each path a candidate of its own",
+    );
+}
+
+#[test]
+fn weighted_ecmp_weights_fit_a_multipath_next_hop() {
+    expect_error(
+        K,
+        &policy(
+            "selection: weighted-ecmp",
+            "name: a\ninterface: wan\nweight: 257",
+        ),
+        "spec.candidates[0].weight",
+        "spec.candidates[0].weight must be at most 256 with selection weighted-ecmp (the kernel's multipath weight limit); scale the weights down",
+    );
+}
+
+#[test]
+fn multipath_fields_only_with_priority_weighted_ecmp() {
+    expect_errors(
+        K,
+        &policy(
+            "mode: priority\nmultipathTable: 300\nmultipathMark: 1",
+            "name: a\ninterface: wan",
+        ),
+        &[
+            (
+                "spec.multipathTable",
+                "spec.multipathTable is only used with selection weighted-ecmp and mode priority",
+            ),
+            (
+                "spec.multipathMark",
+                "spec.multipathMark is only used with selection weighted-ecmp and mode priority",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn multipath_field_ranges_and_clashes() {
+    expect_errors(
+        K,
+        &policy(
+            "mode: priority\nselection: weighted-ecmp\nmultipathTable: 254\nmultipathPriority: 40000\nmultipathMark: 0",
+            "name: a\ninterface: wan",
+        ),
+        &[
+            (
+                "spec.multipathTable",
+                "spec.multipathTable must not be a reserved table (253 default, 254 main, 255 local)",
+            ),
+            (
+                "spec.multipathPriority",
+                "spec.multipathPriority must be within 1-32765",
+            ),
+            (
+                "spec.multipathMark",
+                "spec.multipathMark must be greater than 0",
+            ),
+        ],
+    );
+    expect_errors(
+        K,
+        &policy(
+            "mode: priority\nselection: weighted-ecmp\nmultipathTable: 100\nmultipathPriority: 10000\nmultipathMark: 256",
+            "name: a\ninterface: wan\nmark: 256\npriority: 10000\ntable: 100",
+        ),
+        &[
+            (
+                "spec.multipathTable",
+                "spec.multipathTable must differ from spec.candidates[0].table: the candidate's own path keeps its table",
+            ),
+            (
+                "spec.multipathPriority",
+                "spec.multipathPriority must differ from spec.candidates[0].priority: the candidate's own path keeps its priority",
+            ),
+            (
+                "spec.multipathMark",
+                "spec.multipathMark must differ from spec.candidates[0].mark: the candidate's own path keeps its mark",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn weighted_ecmp_without_mode_marks_all_members_or_none() {
+    let top = "selection: weighted-ecmp\ncandidates:\n  - {name: a, interface: wan, mark: 1, priority: 100, table: 100}\n  - {name: b, interface: lan}\n";
+    expect_errors(
+        K,
+        top,
+        &[(
+            "spec.candidates[1].mark",
+            "spec.candidates[1].mark is required with selection weighted-ecmp when other candidates set marks: each member takes its share of new connections by its mark; set marks on every candidate or on none",
+        )],
+    );
+    expect_valid(
+        K,
+        "selection: weighted-ecmp\ncandidates:\n  - {name: a, interface: wan}\n  - {name: b, interface: lan}\n",
+    );
+}

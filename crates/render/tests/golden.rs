@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
+mod common;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -75,7 +77,11 @@ fn check(name: &str, actual: &str) {
     );
 }
 
-fn render_case(name: &str) -> Rendered {
+/// Renders a case. A policy without a status in the state file is first
+/// evaluated by routerd-select at [`common::NOW`], as the daemon and
+/// `routerctl plan` do, and what it published is listed before the
+/// dataplane.
+fn render_case(name: &str) -> (Rendered, String) {
     let config =
         std::fs::read_to_string(dir().join(format!("{name}.config.yaml"))).expect("config");
     let (loaded, diags) = load_and_validate(&[("config.yaml", &config)]);
@@ -85,19 +91,71 @@ fn render_case(name: &str) -> Rendered {
         .collect();
     assert!(errors.is_empty(), "{name}: invalid config: {errors:?}");
     let state_path = dir().join(format!("{name}.state.yaml"));
-    let state: StateSnapshot = match std::fs::read_to_string(&state_path) {
+    let mut state: StateSnapshot = match std::fs::read_to_string(&state_path) {
         Ok(s) => serde_yaml::from_str(&s).expect("state"),
         Err(_) => StateSnapshot::new(),
     };
-    render(&loaded.resources, &state)
+    let mut selected = String::new();
+    for id in common::select_missing(&loaded.resources, &mut state) {
+        describe_selection(&mut selected, &id, &state[&id]);
+    }
+    (render(&loaded.resources, &state), selected)
+}
+
+/// One line per candidate of what selection published.
+fn describe_selection(out: &mut String, id: &str, st: &routerd_model::Status) {
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    let _ = writeln!(
+        out,
+        "## selection {id}: {} {}",
+        s(&st["phase"]),
+        st.get("selectedCandidate").map(s).unwrap_or_default()
+    );
+    if let Some(ms) = st.get("members").and_then(|m| m.as_array()) {
+        let list: Vec<String> = ms
+            .iter()
+            .map(|m| format!("{}={}", s(&m["name"]), m["weight"]))
+            .collect();
+        let _ = writeln!(out, "members {}", list.join(" "));
+    }
+    for c in st
+        .get("candidates")
+        .and_then(|c| c.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let _ = write!(
+            out,
+            "candidate {} ready={} pathReady={}",
+            s(&c["name"]),
+            c["ready"],
+            c.get("pathReady").unwrap_or(&serde_json::Value::Null)
+        );
+        for t in c
+            .get("targetStates")
+            .and_then(|t| t.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let _ = write!(
+                out,
+                " [{} ready={} pathReady={} inUse={}]",
+                s(&t["name"]),
+                t["ready"],
+                t["pathReady"],
+                t["inUse"]
+            );
+        }
+        out.push('\n');
+    }
 }
 
 macro_rules! golden {
     ($($test:ident => $name:literal),* $(,)?) => {$(
         #[test]
         fn $test() {
-            let r = render_case($name);
-            check($name, &describe(&r));
+            let (r, selected) = render_case($name);
+            check($name, &(selected + &describe(&r)));
         }
     )*};
 }
@@ -111,6 +169,10 @@ golden! {
     weighted_ecmp_multipath_route => "weighted-ecmp",
     pending_resources_are_retained => "pending",
     modeless_policy_with_marks_renders_marks_only => "modeless-marks",
+    dslite_targets_down_move_new_flows_to_the_backup => "dslite-targets-down",
+    weighted_ecmp_in_priority_mode_is_a_multipath_table => "weighted-ecmp-priority",
+    weighted_ecmp_in_mark_mode_hashes_over_member_marks => "weighted-ecmp-mark",
+    weighted_ecmp_in_hash_mode_hashes_over_member_marks => "weighted-ecmp-hash",
 }
 
 #[test]

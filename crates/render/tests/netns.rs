@@ -8,6 +8,8 @@
 #![cfg(feature = "linux")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::Command;
@@ -93,7 +95,8 @@ fn router() -> Ns {
 fn rendered(config: &str, state: &str) -> DesiredState {
     let (loaded, diags) = load_and_validate(&[("c.yaml", config)]);
     assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
-    let state: StateSnapshot = serde_yaml::from_str(state).unwrap();
+    let mut state: StateSnapshot = serde_yaml::from_str(state).unwrap();
+    common::select_missing(&loaded.resources, &mut state);
     let r = render(&loaded.resources, &state);
     assert!(r.problems.is_empty(), "{:?}", r.problems);
     r.desired

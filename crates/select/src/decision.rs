@@ -77,6 +77,32 @@ pub struct CandidateDecision {
     /// Ready and better than the winner, but held back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held: Option<Hold>,
+    /// The targets of a multi-target candidate, in spec order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetDecision>,
+}
+
+/// One target in the record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetDecision {
+    /// Status name.
+    pub name: String,
+    /// Position in the candidate's `targets`.
+    pub index: usize,
+    /// Usable for new flows (readiness only; holds are separate).
+    pub ready: bool,
+    /// New flows are hashed onto it now.
+    pub in_use: bool,
+    /// Since when the target has been continuously ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready_since: Option<String>,
+    /// Why it is not ready, besides its candidate's reasons.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<Reason>,
+    /// Ready but not yet back in the hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<Hold>,
 }
 
 /// A weighted-ECMP member.

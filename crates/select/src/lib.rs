@@ -29,12 +29,13 @@ pub mod set;
 pub mod status;
 pub mod time;
 
-pub use decision::{CandidateDecision, Decision, Hold, Reason};
+pub use decision::{CandidateDecision, Decision, Hold, Reason, TargetDecision};
 pub use observe::{
-    CandidateObservation, DependencyObservation, HealthObservation, SourceObservation,
-    StatusSource, TargetObservation,
+    CandidateObservation, DependencyObservation, HealthObservation, LinkObservation,
+    SourceObservation, StatusSource, TargetObservation,
 };
 pub use rank::{CandidateState, best_ready, rank_cmp};
+pub use readiness::{Assessment, TargetAssessment};
 pub use select::{Evaluation, Outcome, PolicyInput, SelectOptions, select, select_in_place};
 pub use set::{PolicySet, SetState, World};
 

@@ -283,6 +283,66 @@ pub struct SourceObservation {
     pub phase: Cow<'static, str>,
     /// The source's own spec disables it (a PPPoESession with `enabled: false`).
     pub spec_disabled: bool,
+    /// The source is a DSLiteTunnel: it must be `Up` itself (spec §3.2,
+    /// §5.2), a passing HealthCheck cannot vouch for it, because the path
+    /// the check would vouch for does not exist while the tunnel is down.
+    pub tunnel: bool,
+}
+
+/// A link-like resource (Interface, PPPoESession, DSLiteTunnel) a path
+/// runs over, as its status says. The daemon publishes these statuses from
+/// netlink (`phase: Up` only with carrier), so carrier loss reaches
+/// selection as a status change.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LinkObservation {
+    /// The `Kind/name` reference.
+    pub reference: Arc<str>,
+    /// A DSLiteTunnel: usable only with a status whose phase is exactly
+    /// `Up` (no status counts as down, as in routerd). Interfaces and
+    /// PPPoE sessions block only when a status says they are not `Up`.
+    pub tunnel: bool,
+    /// Whether a status exists.
+    pub observed: bool,
+    /// Status phase (observed first).
+    pub phase: Cow<'static, str>,
+    /// Status `reason` (`NoCarrier`, `InterfaceNotFound`, ...), `""` when none.
+    pub reason: String,
+}
+
+impl LinkObservation {
+    /// Reads the status of `reference` (`tunnel` for a DSLiteTunnel).
+    pub fn read(reference: Arc<str>, tunnel: bool, status: Option<&Status>) -> Self {
+        let mut o = LinkObservation {
+            reference,
+            tunnel,
+            ..LinkObservation::default()
+        };
+        o.refresh(status);
+        o
+    }
+
+    /// Re-reads the status in place (no allocation in the common case).
+    pub fn refresh(&mut self, status: Option<&Status>) {
+        self.observed = status.is_some();
+        self.phase = intern_phase(status.map_or("", phase_of));
+        let reason = status
+            .and_then(|s| s.get("reason"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if self.reason != reason {
+            self.reason.clear();
+            self.reason.push_str(reason);
+        }
+    }
+
+    /// Whether the link lets a path carry traffic.
+    pub fn up(&self) -> bool {
+        if self.tunnel {
+            self.phase == "Up"
+        } else {
+            !self.observed || self.phase == "Up"
+        }
+    }
 }
 
 /// One evaluated `dependsOn` entry.
@@ -349,6 +409,8 @@ pub struct TargetObservation {
     pub health: Option<HealthObservation>,
     /// Resolved kernel device of the target's interface (`""` when unknown).
     pub device: String,
+    /// The link-like resource the target's interface names, if any.
+    pub link: Option<LinkObservation>,
 }
 
 /// Everything selection knows about one candidate besides its spec.
@@ -366,6 +428,10 @@ pub struct CandidateObservation {
     pub gateway_from: Option<String>,
     /// Kernel name behind `interface` (its alias), when `interface` is set.
     pub interface_device: Option<String>,
+    /// The link-like resources the candidate's path runs over: the one its
+    /// effective interface names and the one `deviceFrom` reads (a
+    /// DSLiteTunnel `source` is checked as the source).
+    pub links: Vec<LinkObservation>,
     /// One entry per target, in order.
     pub targets: Vec<TargetObservation>,
 }

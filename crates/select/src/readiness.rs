@@ -16,15 +16,28 @@
 //!    `Installed`, `Ready`, `Running`, `Up`), or a passing HealthCheck
 //!    vouches for it (routerd's "a Healthy health check plus a resolved
 //!    device makes a candidate ready even when its source has no status");
-//! 5. its output resolves: a device from `deviceFrom`, `device` or the alias
+//! 5. the links its path runs over are up: a DSLiteTunnel (named by
+//!    `interface`, `deviceFrom` or `source`) has phase exactly `Up`; an
+//!    Interface or PPPoESession whose status says it is not `Up` (no
+//!    carrier, gone) blocks at once, without waiting for a probe;
+//! 6. its output resolves: a device from `deviceFrom`, `device` or the alias
 //!    of `interface`, and a gateway when `gatewayFrom` is set and not
-//!    `optional`. A candidate with `targets` needs one ready target instead.
+//!    `optional`. A candidate with `targets` needs one ready target instead,
+//!    and each target is judged by the same rule (its device, its link, its
+//!    HealthCheck) on top of its candidate's.
+//!
+//! [`assess`] is the one place this is decided. Selection publishes the
+//! verdicts in the policy status (`candidates[].ready`, `pathReady` and
+//! `targetStates[]`), and the renderer reads those instead of judging
+//! health or links itself, so the two can never disagree.
 
 use chrono::{DateTime, Utc};
 use routerd_model::spec::EgressCandidate;
 
 use crate::decision::Reason;
-use crate::observe::{CandidateObservation, HealthObservation, source_phase_ready};
+use crate::observe::{
+    CandidateObservation, HealthObservation, LinkObservation, source_phase_ready,
+};
 use crate::rank::CandidateState;
 use crate::time::{add, format_rfc3339_nano};
 
@@ -43,6 +56,55 @@ pub struct Assessment {
     pub ready_targets: usize,
     /// Effective interface (`interface`, else `device`).
     pub interface: String,
+    /// Everything but the health checks holds (enabled, `dependsOn`, links,
+    /// output): the path exists, so a probe marked for it can run through
+    /// it. The renderer installs the table of such a path for its own probe
+    /// (spec §4.4 "bootstrap") even while it is not ready.
+    pub path_ready: bool,
+    /// One entry per target, in spec order.
+    pub target_states: Vec<TargetAssessment>,
+}
+
+/// One target of a candidate with its readiness worked out.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TargetAssessment {
+    /// Status name: `name`, else `<candidate name>-<index>`.
+    pub name: String,
+    /// Usable for new flows: its candidate's own conditions hold and its
+    /// device, link and HealthCheck pass.
+    pub ready: bool,
+    /// Like [`Assessment::path_ready`], for the target.
+    pub path_ready: bool,
+    /// Why it is not ready, besides its candidate's reasons.
+    pub reasons: Vec<Reason>,
+}
+
+/// Whether a reason only says that a health check (or a source a health
+/// check could vouch for) does not pass yet: the path itself exists.
+fn health_only(code: &str) -> bool {
+    matches!(
+        code,
+        "HealthNoStatus" | "HealthNotPassing" | "HealthStale" | "SourceNotReady"
+    )
+}
+
+fn link_reason(l: &LinkObservation) -> Reason {
+    let kind_name = &l.reference;
+    let state = if !l.observed {
+        "has no status".to_string()
+    } else if l.reason.is_empty() {
+        format!("is {}", l.phase)
+    } else {
+        format!("is {} ({})", l.phase, l.reason)
+    };
+    if l.tunnel {
+        Reason::new(
+            "TunnelDown",
+            format!("{kind_name} {state}; a DS-Lite tunnel must be Up"),
+        )
+    } else {
+        Reason::new("LinkDown", format!("{kind_name} {state}"))
+    }
 }
 
 /// How candidates without `name` are called.
@@ -97,6 +159,7 @@ pub(crate) struct Before {
     pub(crate) priority: i64,
     pub(crate) targets: usize,
     pub(crate) ready: bool,
+    pub(crate) path_ready: bool,
     pub(crate) disabled: bool,
 }
 
@@ -120,6 +183,7 @@ pub(crate) fn reassess(
         priority: s.priority,
         targets: a.targets,
         ready: s.ready,
+        path_ready: a.path_ready,
         disabled: s.disabled,
     };
     before.moved = assess_into(a, c, index, obs, naming, now);
@@ -196,7 +260,25 @@ fn assess_into(
     a.notes.clear();
     a.targets = c.targets.len();
     a.ready_targets = 0;
+    a.path_ready = false;
     set(&mut a.interface, c.effective_interface().unwrap_or(""));
+    a.target_states.truncate(c.targets.len());
+    a.target_states
+        .resize_with(c.targets.len(), TargetAssessment::default);
+    for (j, (t, ts)) in c.targets.iter().zip(a.target_states.iter_mut()).enumerate() {
+        match non_empty(t.name.as_deref()) {
+            Some(n) => {
+                set(&mut ts.name, n);
+            }
+            None => {
+                let name = format!("{}-{j}", a.state.name);
+                set(&mut ts.name, &name);
+            }
+        }
+        ts.ready = false;
+        ts.path_ready = false;
+        ts.reasons.clear();
+    }
 
     // 1. Disabled.
     if !c.is_enabled() {
@@ -250,7 +332,22 @@ fn assess_into(
     }
 
     // 4. Source.
-    if let Some(src) = &obs.source
+    if let Some(src) = obs.source.as_ref().filter(|s| s.tunnel)
+        && src.phase != "Up"
+    {
+        let phase = if src.phase.is_empty() {
+            "no status".to_string()
+        } else {
+            format!("phase {}", src.phase)
+        };
+        a.reasons.push(Reason::new(
+            "TunnelDown",
+            format!(
+                "source {} has {phase}; a DS-Lite tunnel must be Up",
+                src.reference
+            ),
+        ));
+    } else if let Some(src) = obs.source.as_ref().filter(|s| !s.tunnel)
         && !source_phase_ready(&src.phase)
     {
         let phase = if src.phase.is_empty() {
@@ -277,7 +374,13 @@ fn assess_into(
         }
     }
 
-    // 5. Output.
+    // 5. Links.
+    for l in obs.links.iter().filter(|l| !l.up()) {
+        a.reasons.push(link_reason(l));
+    }
+
+    // 6. Output.
+    let base_path = a.reasons.iter().all(|r| health_only(r.code));
     if c.targets.is_empty() {
         if a.state.device.is_empty() {
             let msg = match &c.device_from {
@@ -303,28 +406,50 @@ fn assess_into(
                 ));
             }
         }
+        a.path_ready = base_path && a.reasons.iter().all(|r| health_only(r.code));
     } else {
-        let mut scratch = Vec::new();
+        // The candidate's own conditions (everything above) apply to every
+        // target; each target then needs its device, link and check.
+        let base_ok = a.reasons.is_empty();
         let mut notes = Vec::new();
-        a.ready_targets = obs
-            .targets
-            .iter()
-            .filter(|t| {
-                !t.device.is_empty()
-                    && t.health.as_ref().is_none_or(|h| {
-                        h.spec_enabled && health_ready(h, now, &mut scratch, &mut notes)
-                    })
-            })
-            .count();
+        let mut any_path = false;
+        for (j, ts) in a.target_states.iter_mut().enumerate() {
+            let o = obs.targets.get(j);
+            if o.is_none_or(|o| o.device.is_empty()) {
+                ts.reasons.push(Reason::new(
+                    "DeviceUnresolved",
+                    "the target names no interface".to_string(),
+                ));
+            }
+            if let Some(l) = o.and_then(|o| o.link.as_ref()).filter(|l| !l.up()) {
+                ts.reasons.push(link_reason(l));
+            }
+            if let Some(h) = o.and_then(|o| o.health.as_ref()) {
+                if h.spec_enabled {
+                    health_ready(h, now, &mut ts.reasons, &mut notes);
+                } else {
+                    ts.reasons.push(Reason::new(
+                        "HealthCheckDisabled",
+                        format!("HealthCheck {} has enabled: false", h.name),
+                    ));
+                }
+            }
+            let own_ready = ts.reasons.is_empty();
+            a.ready_targets += usize::from(own_ready);
+            ts.ready = base_ok && own_ready;
+            ts.path_ready = base_path && ts.reasons.iter().all(|r| health_only(r.code));
+            any_path |= ts.path_ready;
+        }
         if a.ready_targets == 0 {
             a.reasons.push(Reason::new(
                 "NoReadyTarget",
                 format!(
-                    "none of {} targets has a device and a passing HealthCheck",
+                    "none of {} targets has a device, an up link and a passing HealthCheck",
                     c.targets.len()
                 ),
             ));
         }
+        a.path_ready = any_path;
     }
     a.state.ready = a.reasons.is_empty();
     moved

@@ -22,13 +22,13 @@ use routerd_model::spec::EgressRoutePolicySpec;
 use routerd_model::{Event, GoDuration, Status};
 
 use crate::ROUTE_CHANGED_EVENT;
-use crate::decision::{CandidateDecision, Decision, Hold, Member};
+use crate::decision::{CandidateDecision, Decision, Hold, Member, TargetDecision};
 use crate::observe::CandidateObservation;
 use crate::rank::{CandidateState, best_of, rank_cmp, tie_break};
 use crate::readiness::{Assessment, Before, Naming, assess, reassess};
 use crate::status::{
-    Patch, Previous, Shape, patch_candidate, patch_candidate_delta, patch_destination_cidrs,
-    patch_members,
+    Patch, Previous, Shape, TargetsOut, patch_candidate, patch_candidate_delta,
+    patch_destination_cidrs, patch_members,
 };
 use crate::time::{add, format_rfc3339_nano, sub};
 
@@ -169,6 +169,30 @@ struct Ctx<'a> {
     record_only: bool,
     /// The earliest end of a hold set in this evaluation.
     wake: Option<DateTime<Utc>>,
+    /// Per candidate, per target: since when the target has been ready.
+    /// Empty (for speed) when no candidate has targets or the shape has
+    /// none; a missing entry means "not ready".
+    target_since: Cow<'a, [Vec<Option<DateTime<Utc>>>]>,
+    /// Per candidate, per target: new flows were hashed onto it before
+    /// this evaluation (missing = no).
+    prev_use: Cow<'a, [Vec<bool>]>,
+    /// The same after this evaluation (filled by [`decide`]).
+    target_use: Vec<Vec<bool>>,
+    /// Ready targets kept out of the hash: (candidate, target, hold).
+    target_holds: Vec<(usize, usize, Hold)>,
+    /// Whether `target_use` differs from `prev_use`.
+    targets_moved: bool,
+}
+
+/// Row `i` of a per-candidate, per-target table (empty when absent).
+fn row<T>(v: &[Vec<T>], i: usize) -> &[T] {
+    v.get(i).map_or(&[], Vec::as_slice)
+}
+
+/// Whether two in-use rows say the same (a missing entry is "not in use").
+fn same_use(a: &[bool], b: &[bool]) -> bool {
+    (0..a.len().max(b.len()))
+        .all(|j| a.get(j).copied().unwrap_or(false) == b.get(j).copied().unwrap_or(false))
 }
 
 impl Ctx<'_> {
@@ -206,24 +230,38 @@ impl Ctx<'_> {
             self.wake = Some(at);
         }
     }
-    fn hold_by_delay(&mut self, i: usize) {
+    fn delay_hold(&mut self, since: Option<DateTime<Utc>>) -> Hold {
         let delay = self.delay;
-        let since = self.ready_since[i].unwrap_or(self.input.now);
+        let since = since.unwrap_or(self.input.now);
         let until = add(since, delay);
         self.note_wake(until);
-        self.set_hold(
-            i,
-            Hold {
-                by: "preemptDelay",
-                until: Some(format_rfc3339_nano(until)),
-                message: format!(
-                    "ready since {}, held by preemptDelay {} until {}",
-                    format_rfc3339_nano(since),
-                    delay,
-                    format_rfc3339_nano(until)
-                ),
-            },
-        );
+        Hold {
+            by: "preemptDelay",
+            until: Some(format_rfc3339_nano(until)),
+            message: format!(
+                "ready since {}, held by preemptDelay {} until {}",
+                format_rfc3339_nano(since),
+                delay,
+                format_rfc3339_nano(until)
+            ),
+        }
+    }
+    fn hysteresis_hold(&mut self, until: DateTime<Utc>) -> Hold {
+        self.note_wake(until);
+        Hold {
+            by: "hysteresis",
+            until: Some(format_rfc3339_nano(until)),
+            message: format!(
+                "the selection changed at {}, within hysteresis {}; held until {}",
+                self.prev.last_transition_raw.as_deref().unwrap_or(""),
+                self.hysteresis,
+                format_rfc3339_nano(until)
+            ),
+        }
+    }
+    fn hold_by_delay(&mut self, i: usize) {
+        let hold = self.delay_hold(self.ready_since[i]);
+        self.set_hold(i, hold);
     }
     fn hold_by_preempt(&mut self, i: usize, current: &str) {
         self.set_hold(
@@ -236,20 +274,15 @@ impl Ctx<'_> {
         );
     }
     fn hold_by_hysteresis(&mut self, i: usize, until: DateTime<Utc>) {
-        self.note_wake(until);
-        self.set_hold(
-            i,
-            Hold {
-                by: "hysteresis",
-                until: Some(format_rfc3339_nano(until)),
-                message: format!(
-                    "the selection changed at {}, within hysteresis {}; held until {}",
-                    self.prev.last_transition_raw.as_deref().unwrap_or(""),
-                    self.hysteresis,
-                    format_rfc3339_nano(until)
-                ),
-            },
-        );
+        let hold = self.hysteresis_hold(until);
+        self.set_hold(i, hold);
+    }
+    fn target_since(&self, i: usize, j: usize) -> Option<DateTime<Utc>> {
+        row(&self.target_since, i).get(j).copied().flatten()
+    }
+    fn target_settled(&self, i: usize, j: usize) -> bool {
+        self.target_since(i, j)
+            .is_some_and(|t| add(t, self.delay) <= self.input.now)
     }
 }
 
@@ -296,6 +329,32 @@ pub(crate) struct CandidateCache {
     /// Scratch vectors of one evaluation, kept to save their allocations.
     replaced_buf: Vec<(usize, Before, Option<DateTime<Utc>>)>,
     touched_buf: Vec<bool>,
+    /// Per candidate, per target `readySince` (empty without targets).
+    target_since: Vec<Vec<Option<DateTime<Utc>>>>,
+    /// Which targets carried new flows after the last evaluation.
+    target_use: Vec<Vec<bool>>,
+    /// Which targets carried new flows before it (its input, for the
+    /// record rebuilt on demand).
+    prev_use: Vec<Vec<bool>>,
+}
+
+/// Whether a policy has multi-target candidates whose targets selection
+/// tracks (the policy-route shape only).
+fn tracks_targets(spec: &EgressRoutePolicySpec, shape: Shape) -> bool {
+    shape == Shape::PolicyRoute && spec.candidates.iter().any(|c| !c.targets.is_empty())
+}
+
+/// A target's `readySince` after an assessment: kept while it stays ready.
+fn next_since(
+    ready: bool,
+    old: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    match (ready, old) {
+        (false, _) => None,
+        (true, Some(t)) => Some(t),
+        (true, None) => Some(now),
+    }
 }
 
 /// Until when a candidate's readiness can stay as assessed without new
@@ -332,8 +391,13 @@ pub(crate) fn select_core(
         None => Assessment::default(),
     };
     let delay = spec.preempt_delay();
+    let targets = tracks_targets(spec, shape);
     let warm = cache.as_ref().is_some_and(|c| {
-        c.warm && c.assessed.len() == n && c.ready_since.len() == n && c.dirty.len() == n
+        c.warm
+            && c.assessed.len() == n
+            && c.ready_since.len() == n
+            && c.dirty.len() == n
+            && (!targets || (c.target_since.len() == n && c.target_use.len() == n))
     }) && !status.is_empty();
     let cached_prev = cache
         .as_deref_mut()
@@ -358,62 +422,90 @@ pub(crate) fn select_core(
     // Which candidate entries of the status need writing.
     touched.clear();
     touched.resize(n, true);
-    let (assessed, ready_since) = match cache.as_deref_mut().filter(|_| warm) {
-        Some(c) => {
-            let mut assessed = std::mem::take(&mut c.assessed);
-            let mut ready_since = std::mem::take(&mut c.ready_since);
-            for (i, touch) in touched.iter_mut().enumerate() {
-                let expired = c
-                    .valid_until
-                    .get(i)
-                    .copied()
-                    .flatten()
-                    .is_some_and(|t| now > t);
-                let redo = c.dirty.get(i).copied().unwrap_or(true) || expired;
-                *touch = redo;
-                if !redo {
-                    continue;
-                }
-                let (Some(a), Some(cand), Some(since)) = (
-                    assessed.get_mut(i),
-                    spec.candidates.get(i),
-                    ready_since.get_mut(i),
-                ) else {
-                    continue;
-                };
-                let before = reassess(a, cand, i, obs_of(i), naming, now);
-                let old_since = *since;
-                *since = match (a.state.ready, old_since) {
-                    (false, _) => None,
-                    (true, Some(t)) => Some(t),
-                    (true, None) => Some(now),
-                };
-                replaced.push((i, before, old_since));
-            }
-            (assessed, ready_since)
-        }
-        None => {
-            let assessed: Vec<Assessment> = (0..n).map(assess_one).collect();
-            let ready_since = assessed
-                .iter()
-                .map(|a| {
-                    a.state.ready.then(|| {
-                        match prev
-                            .ready_entry(&a.state.name, a.state.index)
-                            .map(|r| r.since)
-                        {
-                            Some(Some(t)) => t,
-                            // Ready before, but the writer kept no clock
-                            // (routerd itself): count the hold-down as served.
-                            Some(None) => sub(now, delay),
-                            None => now,
+    let (assessed, ready_since, target_since, prev_use) =
+        match cache.as_deref_mut().filter(|_| warm) {
+            Some(c) => {
+                let mut assessed = std::mem::take(&mut c.assessed);
+                let mut ready_since = std::mem::take(&mut c.ready_since);
+                let mut target_since = std::mem::take(&mut c.target_since);
+                let prev_use = std::mem::take(&mut c.target_use);
+                for (i, touch) in touched.iter_mut().enumerate() {
+                    let expired = c
+                        .valid_until
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .is_some_and(|t| now > t);
+                    let redo = c.dirty.get(i).copied().unwrap_or(true) || expired;
+                    *touch = redo;
+                    if !redo {
+                        continue;
+                    }
+                    let (Some(a), Some(cand), Some(since)) = (
+                        assessed.get_mut(i),
+                        spec.candidates.get(i),
+                        ready_since.get_mut(i),
+                    ) else {
+                        continue;
+                    };
+                    let before = reassess(a, cand, i, obs_of(i), naming, now);
+                    let old_since = *since;
+                    *since = next_since(a.state.ready, old_since, now);
+                    if let Some(ts) = target_since.get_mut(i) {
+                        ts.resize(a.target_states.len(), None);
+                        for (t, st) in ts.iter_mut().zip(&a.target_states) {
+                            *t = next_since(st.ready, *t, now);
                         }
+                    }
+                    replaced.push((i, before, old_since));
+                }
+                (assessed, ready_since, target_since, prev_use)
+            }
+            None => {
+                let assessed: Vec<Assessment> = (0..n).map(assess_one).collect();
+                // Targets: clocks and in-use flags from the previous status.
+                let (target_since, prev_use): (Vec<_>, Vec<_>) = if targets {
+                    assessed
+                        .iter()
+                        .map(|a| {
+                            let before = prev.targets_of(&a.state.name, a.state.index);
+                            a.target_states
+                                .iter()
+                                .enumerate()
+                                .map(|(j, t)| {
+                                    let was = before.and_then(|b| b.get(j));
+                                    let since = t.ready.then(|| match was {
+                                        Some(w) if w.ready => w.since.unwrap_or(sub(now, delay)),
+                                        _ => now,
+                                    });
+                                    (since, was.is_some_and(|w| w.in_use))
+                                })
+                                .unzip::<_, _, Vec<_>, Vec<_>>()
+                        })
+                        .unzip()
+                } else {
+                    (Vec::new(), Vec::new())
+                };
+                let ready_since = assessed
+                    .iter()
+                    .map(|a| {
+                        a.state.ready.then(|| {
+                            match prev
+                                .ready_entry(&a.state.name, a.state.index)
+                                .map(|r| r.since)
+                            {
+                                Some(Some(t)) => t,
+                                // Ready before, but the writer kept no clock
+                                // (routerd itself): count the hold-down as served.
+                                Some(None) => sub(now, delay),
+                                None => now,
+                            }
+                        })
                     })
-                })
-                .collect();
-            (assessed, ready_since)
-        }
-    };
+                    .collect();
+                (assessed, ready_since, target_since, prev_use)
+            }
+        };
     let mut ctx = Ctx {
         input,
         delay,
@@ -428,6 +520,11 @@ pub(crate) fn select_core(
         top_written: std::cell::Cell::new(true),
         record_only: false,
         wake: None,
+        target_since: Cow::Owned(target_since),
+        prev_use: Cow::Owned(prev_use),
+        target_use: Vec::new(),
+        target_holds: Vec::new(),
+        targets_moved: false,
     };
     let mut e = decide(&mut ctx, status);
     let wake = ctx.wake;
@@ -444,6 +541,9 @@ pub(crate) fn select_core(
         }
         c.assessed = ctx.assessed.into_owned();
         c.ready_since = ctx.ready_since.into_owned();
+        c.target_since = ctx.target_since.into_owned();
+        c.prev_use = ctx.prev_use.into_owned();
+        c.target_use = ctx.target_use;
         c.dirty.clear();
         c.dirty.resize(n, false);
         c.warm = true;
@@ -515,6 +615,11 @@ pub(crate) fn rebuild_decision(
         top_written: std::cell::Cell::new(true),
         record_only: true,
         wake: None,
+        target_since: Cow::Borrowed(&cache.target_since),
+        prev_use: Cow::Borrowed(&cache.prev_use),
+        target_use: Vec::new(),
+        target_holds: Vec::new(),
+        targets_moved: false,
     };
     // The record depends on the previous status only through `prev`.
     let mut scratch = Status::new();
@@ -539,6 +644,7 @@ fn decide(ctx: &mut Ctx<'_>, status: &mut Status) -> Evaluation {
         let explanation =
             "no candidate is ready; downstream routes and NAT stay as they are (fail-static)"
                 .to_string();
+        settle_targets(ctx, &[]);
         finish_pending(ctx, status, None, Rule::NoReadyCandidates, explanation)
     } else {
         let (chosen, members, rule, explanation) = if selection == WEIGHTED_ECMP {
@@ -547,8 +653,118 @@ fn decide(ctx: &mut Ctx<'_>, status: &mut Status) -> Evaluation {
             let (c, r, e) = choose_one(ctx);
             (c, Vec::new(), r, e)
         };
+        if tracks_targets(spec, ctx.shape) {
+            let carrying: Vec<usize> = if selection == WEIGHTED_ECMP {
+                members
+                    .iter()
+                    .filter_map(|m| ctx.assessed.iter().position(|a| a.state.name == m.name))
+                    .collect()
+            } else {
+                vec![chosen]
+            };
+            settle_targets(ctx, &carrying);
+        }
         finish_applied(ctx, status, chosen, members, rule, explanation)
     }
+}
+
+/// Decides which targets of the candidates that carry new flows get them:
+/// the same failback control as weighted-ecmp membership. A target that
+/// stops being ready leaves the hash at once; one that becomes ready joins
+/// only after `preemptDelay`, not within the `hysteresis` dwell after the
+/// last change, and not at all while `preempt: false` and a target of the
+/// candidate is in use. A candidate that starts carrying flows takes its
+/// settled ready targets (else all ready ones). Marks whether anything
+/// moved and which status entries need writing.
+fn settle_targets(ctx: &mut Ctx<'_>, carrying: &[usize]) {
+    if !tracks_targets(ctx.input.spec, ctx.shape) {
+        return;
+    }
+    let n = ctx.assessed.len();
+    let mut uses: Vec<Vec<bool>> = vec![Vec::new(); n];
+    for &i in carrying {
+        let Some(slot) = uses.get_mut(i) else {
+            continue;
+        };
+        let Some(a) = ctx.assessed.get(i) else {
+            continue;
+        };
+        let count = a.target_states.len();
+        if count == 0 {
+            continue;
+        }
+        let ready: Vec<usize> = (0..count).filter(|&j| a.target_states[j].ready).collect();
+        let before = row(&ctx.prev_use, i);
+        let was = |j: usize| before.get(j).copied().unwrap_or(false);
+        let (keep, newcomers): (Vec<usize>, Vec<usize>) = ready.iter().partition(|&&j| was(j));
+        let mut chosen: Vec<usize>;
+        let mut holds: Vec<(usize, Hold)> = Vec::new();
+        if keep.is_empty() {
+            chosen = ready
+                .iter()
+                .copied()
+                .filter(|&j| ctx.target_settled(i, j))
+                .collect();
+            if chosen.is_empty() {
+                chosen = ready.clone();
+            } else {
+                let unsettled: Vec<usize> = ready
+                    .iter()
+                    .copied()
+                    .filter(|&j| !ctx.target_settled(i, j))
+                    .collect();
+                for j in unsettled {
+                    holds.push((j, ctx.delay_hold(ctx.target_since(i, j))));
+                }
+            }
+        } else if !ctx.input.spec.preempt() {
+            for &j in &newcomers {
+                holds.push((
+                    j,
+                    Hold {
+                        by: "preempt",
+                        until: None,
+                        message: "preempt is false: no target rejoins the hash while one in use stays ready".to_string(),
+                    },
+                ));
+            }
+            chosen = keep;
+        } else if let Some(until) = ctx.dwell_until() {
+            for &j in &newcomers {
+                holds.push((j, ctx.hysteresis_hold(until)));
+            }
+            chosen = keep;
+        } else {
+            chosen = keep;
+            for &j in &newcomers {
+                if ctx.target_settled(i, j) {
+                    chosen.push(j);
+                } else {
+                    holds.push((j, ctx.delay_hold(ctx.target_since(i, j))));
+                }
+            }
+        }
+        let mut v = vec![false; count];
+        for j in chosen {
+            if let Some(b) = v.get_mut(j) {
+                *b = true;
+            }
+        }
+        *slot = v;
+        ctx.target_holds
+            .extend(holds.into_iter().map(|(j, h)| (i, j, h)));
+    }
+    let mut moved = false;
+    for (i, u) in uses.iter().enumerate() {
+        if !same_use(u, row(&ctx.prev_use, i)) {
+            moved = true;
+            if let Some(t) = ctx.touched.as_mut().and_then(|t| t.get_mut(i)) {
+                *t = true;
+            }
+        }
+    }
+    ctx.targets_moved = moved;
+    ctx.target_use = uses;
 }
 
 fn choose_one(ctx: &mut Ctx<'_>) -> (usize, Rule, String) {
@@ -819,7 +1035,11 @@ fn finish_pending(
     explanation: String,
 ) -> Evaluation {
     let policy_route = ctx.shape == Shape::PolicyRoute;
-    let with_candidates = !policy_route && rule == Rule::NoReadyCandidates;
+    // The policy-route shape lists its candidates too (an extension of
+    // routerd's shape): the renderer installs the tables of paths whose
+    // probes must pass before anything is ready (spec §4.4) from their
+    // `pathReady`, and must not judge that itself.
+    let with_candidates = rule == Rule::NoReadyCandidates;
     // Rebuilding a record leaves the status alone.
     let status_changed = !ctx.record_only && {
         let mut p = Patch::new(status);
@@ -831,7 +1051,11 @@ fn finish_pending(
         if with_candidates {
             p.objects("candidates", ctx.assessed.len(), |i, e| {
                 if let Some(a) = ctx.assessed.get(i) {
-                    patch_candidate(e, a, ctx.shape, None, None);
+                    let out = TargetsOut {
+                        since: row(&ctx.target_since, i),
+                        in_use: &[],
+                    };
+                    patch_candidate(e, a, ctx.shape, None, None, out);
                 }
             });
         }
@@ -954,7 +1178,8 @@ fn finish_applied(
             .zip(&prev.selected)
             .any(|(n, p)| *n != p.as_deref())
         || prev.table_metric != [table, metric]
-        || (ecmp && prev.members.as_deref() != Some(&members[..]));
+        || (ecmp && prev.members.as_deref() != Some(&members[..]))
+        || ctx.targets_moved;
     let last_transition = match (&prev.last_transition_raw, prev.last_transition_at) {
         (Some(raw), Some(_)) if !changed => raw.clone(),
         _ => format_rfc3339_nano(now),
@@ -1026,7 +1251,11 @@ fn finish_applied(
                         .ready_entry(&a.state.name, i)
                         .filter(|r| r.since.is_some() && r.since == since)
                         .map(|r| r.since_raw.as_str());
-                    patch_candidate(e, a, ctx.shape, since, known);
+                    let out = TargetsOut {
+                        since: row(&ctx.target_since, i),
+                        in_use: row(&ctx.target_use, i),
+                    };
+                    patch_candidate(e, a, ctx.shape, since, known, out);
                 }
             },
         );
@@ -1181,6 +1410,24 @@ fn candidate_decisions(ctx: &Ctx<'_>) -> Vec<CandidateDecision> {
             reasons: a.reasons.clone(),
             notes: a.notes.clone(),
             held: ctx.holds.get(i).cloned().flatten(),
+            targets: a
+                .target_states
+                .iter()
+                .enumerate()
+                .map(|(j, t)| TargetDecision {
+                    name: t.name.clone(),
+                    index: j,
+                    ready: t.ready,
+                    in_use: row(&ctx.target_use, i).get(j).copied().unwrap_or(false),
+                    ready_since: ctx.target_since(i, j).map(format_rfc3339_nano),
+                    reasons: t.reasons.clone(),
+                    held: ctx
+                        .target_holds
+                        .iter()
+                        .find(|h| h.0 == i && h.1 == j)
+                        .map(|h| h.2.clone()),
+                })
+                .collect(),
         })
         .collect()
 }

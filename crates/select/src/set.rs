@@ -17,8 +17,9 @@ use routerd_model::{Kind, Resource, ResourceId, Status};
 
 use crate::decision::Decision;
 use crate::observe::{
-    CandidateObservation, HealthObservation, HealthParams, SourceObservation, StatusSource,
-    TargetObservation, first_value, intern_phase, observe_dependency, phase_of, reference_id,
+    CandidateObservation, HealthObservation, HealthParams, LinkObservation, SourceObservation,
+    StatusSource, TargetObservation, first_value, intern_phase, observe_dependency, phase_of,
+    reference_id,
 };
 use crate::select::{
     CandidateCache, Evaluation, Outcome, PolicyInput, SelectOptions, rebuild_decision, select,
@@ -39,6 +40,21 @@ pub struct World {
     pub static_addresses: HashMap<String, String>,
     /// EgressRoutePolicy names, in configuration order.
     pub policies: Vec<String>,
+    /// The link-like resource behind a logical interface name: its
+    /// `Kind/name` reference, resource id and whether it is a DSLiteTunnel.
+    pub links: HashMap<String, LinkRef>,
+}
+
+/// A link-like resource (Interface, PPPoESession, DSLiteTunnel) that
+/// readiness checks: `Kind/name`, resource id, DSLiteTunnel or not.
+pub type LinkRef = (Arc<str>, String, bool);
+
+fn link_ref(kind: Kind, name: &str) -> LinkRef {
+    (
+        format!("{}/{name}", kind.as_str()).into(),
+        ResourceId::of(kind, name).to_string(),
+        kind == Kind::DSLiteTunnel,
+    )
 }
 
 impl World {
@@ -57,16 +73,25 @@ impl World {
                     i.ifname.trim().to_string()
                 };
                 w.aliases.entry(name.clone()).or_insert(dev);
+                w.links
+                    .entry(name.clone())
+                    .or_insert_with(|| link_ref(Kind::Interface, &name));
             }
             if let Some(d) = r.as_dslite() {
                 w.aliases
                     .entry(name.clone())
                     .or_insert_with(|| d.device_name(&name).to_string());
+                w.links
+                    .entry(name.clone())
+                    .or_insert_with(|| link_ref(Kind::DSLiteTunnel, &name));
             }
             if let Some(p) = r.as_pppoe() {
                 w.aliases
                     .entry(name.clone())
                     .or_insert_with(|| p.device_name(&name));
+                w.links
+                    .entry(name.clone())
+                    .or_insert_with(|| link_ref(Kind::PPPoESession, &name));
                 if !p.is_enabled() {
                     w.disabled_pppoe.insert(name.clone());
                 }
@@ -81,6 +106,21 @@ impl World {
             }
         }
         w
+    }
+
+    /// The link-like resource a `Kind/name` reference points at, when it is
+    /// one this configuration declares.
+    fn link_of_reference(&self, reference: &str) -> Option<LinkRef> {
+        let (kind, name) = routerd_model::id::split_kind_name(reference.trim())?;
+        let kind = Kind::parse(kind)?;
+        matches!(
+            kind,
+            Kind::Interface | Kind::DSLiteTunnel | Kind::PPPoESession
+        )
+        .then(|| self.links.get(name))
+        .flatten()
+        .filter(|l| l.0.starts_with(kind.as_str()))
+        .cloned()
     }
 
     /// The kernel device of a logical interface name (the name itself when
@@ -146,14 +186,38 @@ impl FromRef {
 /// A HealthCheck: name, resource id and resolved spec values.
 type HealthRef = (Arc<str>, String, HealthParams);
 
+/// A candidate's `source`: reference, resource id, disabled by its own
+/// spec, a DSLiteTunnel.
+type SourceRef = (Arc<str>, Option<String>, bool, bool);
+
 #[derive(Clone, Debug, Default)]
 struct CandidateRefs {
-    source: Option<(Arc<str>, Option<String>, bool)>,
+    source: Option<SourceRef>,
     health: Option<HealthRef>,
     device_from: Option<FromRef>,
     gateway_from: Option<FromRef>,
     interface_device: Option<String>,
-    targets: Vec<(Option<HealthRef>, String)>,
+    links: Vec<LinkRef>,
+    targets: Vec<(Option<HealthRef>, String, Option<LinkRef>)>,
+}
+
+fn observe_link(l: &LinkRef, statuses: &dyn StatusSource) -> LinkObservation {
+    LinkObservation::read(l.0.clone(), l.2, statuses.status(&l.1))
+}
+
+fn observe_source(s: &SourceRef, statuses: &dyn StatusSource) -> SourceObservation {
+    let (reference, id, disabled, tunnel) = s;
+    let phase = intern_phase(
+        id.as_deref()
+            .and_then(|id| statuses.status(id))
+            .map_or("", phase_of),
+    );
+    SourceObservation {
+        reference: reference.clone(),
+        phase,
+        spec_disabled: *disabled,
+        tunnel: *tunnel,
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -262,7 +326,8 @@ impl PolicySet {
                             let disabled = s
                                 .strip_prefix("PPPoESession/")
                                 .is_some_and(|n| world.disabled_pppoe.contains(n));
-                            (Arc::<str>::from(s), id, disabled)
+                            let tunnel = s.starts_with("DSLiteTunnel/");
+                            (Arc::<str>::from(s), id, disabled, tunnel)
                         });
                     let health = health_ref(&world, c.health_check.as_deref());
                     let device_from = c.device_from.as_ref().map(FromRef::new);
@@ -273,6 +338,25 @@ impl PolicySet {
                         .map(str::trim)
                         .filter(|s| !s.is_empty())
                         .map(|i| world.device_of(i));
+                    // The links the path runs over: what the effective
+                    // interface names and what deviceFrom reads; a source
+                    // is checked as the source.
+                    let mut links: Vec<LinkRef> = Vec::new();
+                    let candidates = [
+                        c.effective_interface()
+                            .and_then(|i| world.links.get(i).cloned()),
+                        c.device_from
+                            .as_ref()
+                            .and_then(|f| world.link_of_reference(&f.resource)),
+                    ];
+                    for l in candidates.into_iter().flatten() {
+                        let is_source = source
+                            .as_ref()
+                            .is_some_and(|s| s.1.as_deref() == Some(&l.1));
+                        if !is_source && !links.iter().any(|x| x.1 == l.1) {
+                            links.push(l);
+                        }
+                    }
                     let targets = c
                         .targets
                         .iter()
@@ -282,10 +366,18 @@ impl PolicySet {
                                 t.effective_interface()
                                     .map(|i| world.device_of(i))
                                     .unwrap_or_default(),
+                                t.effective_interface()
+                                    .and_then(|i| world.links.get(i).cloned()),
                             )
                         })
                         .collect::<Vec<_>>();
                     own.extend(source.as_ref().and_then(|s| s.1.clone()));
+                    own.extend(links.iter().map(|l| l.1.clone()));
+                    own.extend(
+                        targets
+                            .iter()
+                            .filter_map(|t| t.2.as_ref().map(|l| l.1.clone())),
+                    );
                     own.extend(health.as_ref().map(|h| h.1.clone()));
                     own.extend(device_from.as_ref().and_then(|f| f.id.clone()));
                     own.extend(gateway_from.as_ref().and_then(|f| f.id.clone()));
@@ -312,6 +404,7 @@ impl PolicySet {
                         device_from,
                         gateway_from,
                         interface_device,
+                        links,
                         targets,
                     }
                 })
@@ -414,18 +507,7 @@ impl PolicySet {
         let r = p.refs.get(ci)?;
         let mut health = |h: &'s HealthRef| memo.health(h, statuses);
         Some(CandidateObservation {
-            source: r.source.as_ref().map(|(reference, id, disabled)| {
-                let phase = intern_phase(
-                    id.as_deref()
-                        .and_then(|id| statuses.status(id))
-                        .map_or("", phase_of),
-                );
-                SourceObservation {
-                    reference: reference.clone(),
-                    phase,
-                    spec_disabled: *disabled,
-                }
-            }),
+            source: r.source.as_ref().map(|s| observe_source(s, statuses)),
             health: r.health.as_ref().map(&mut health),
             dependencies: c
                 .depends_on
@@ -435,12 +517,14 @@ impl PolicySet {
             device_from: r.device_from.as_ref().map(|f| f.read(statuses)),
             gateway_from: r.gateway_from.as_ref().map(|f| f.read(statuses)),
             interface_device: r.interface_device.clone(),
+            links: r.links.iter().map(|l| observe_link(l, statuses)).collect(),
             targets: r
                 .targets
                 .iter()
-                .map(|(h, device)| TargetObservation {
+                .map(|(h, device, link)| TargetObservation {
                     health: h.as_ref().map(&mut health),
                     device: device.clone(),
+                    link: link.as_ref().map(|l| observe_link(l, statuses)),
                 })
                 .collect(),
         })
@@ -460,18 +544,7 @@ impl PolicySet {
         let p = self.policies.get(i)?;
         let c = p.spec.candidates.get(ci)?;
         let r = p.refs.get(ci)?;
-        out.source = r.source.as_ref().map(|(reference, id, disabled)| {
-            let phase = intern_phase(
-                id.as_deref()
-                    .and_then(|id| statuses.status(id))
-                    .map_or("", phase_of),
-            );
-            SourceObservation {
-                reference: reference.clone(),
-                phase,
-                spec_disabled: *disabled,
-            }
-        });
+        out.source = r.source.as_ref().map(|s| observe_source(s, statuses));
         out.health = r.health.as_ref().map(|h| memo.health(h, statuses));
         out.dependencies.clear();
         out.dependencies
@@ -487,11 +560,19 @@ impl PolicySet {
         if out.interface_device != r.interface_device {
             out.interface_device.clone_from(&r.interface_device);
         }
+        if out.links.len() == r.links.len() {
+            for (o, l) in out.links.iter_mut().zip(&r.links) {
+                o.refresh(statuses.status(&l.1));
+            }
+        } else {
+            out.links = r.links.iter().map(|l| observe_link(l, statuses)).collect();
+        }
         out.targets.clear();
-        for (h, device) in &r.targets {
+        for (h, device, link) in &r.targets {
             out.targets.push(TargetObservation {
                 health: h.as_ref().map(|h| memo.health(h, statuses)),
                 device: device.clone(),
+                link: link.as_ref().map(|l| observe_link(l, statuses)),
             });
         }
         Some(())

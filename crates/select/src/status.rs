@@ -27,6 +27,26 @@ pub struct PrevReady {
     pub since: Option<DateTime<Utc>>,
 }
 
+/// One target of a candidate entry in the previous status.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrevTarget {
+    /// It was ready.
+    pub ready: bool,
+    /// Its `readySince`, when written and parsable.
+    pub since: Option<DateTime<Utc>>,
+    /// New flows were hashed onto it.
+    pub in_use: bool,
+}
+
+/// The `targetStates` of a candidate entry in the previous status.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrevTargets {
+    /// Candidate name.
+    pub name: String,
+    /// Per target, in spec order.
+    pub states: Vec<PrevTarget>,
+}
+
 /// What the previous status says, as far as selection cares.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Previous {
@@ -48,6 +68,9 @@ pub struct Previous {
     pub ready: Vec<PrevReady>,
     /// Weighted-ECMP members (`None` when the key is absent).
     pub members: Option<Vec<Member>>,
+    /// Target states of the candidate entries that have them, in status
+    /// order (read with the candidate entries only).
+    pub targets: Vec<PrevTargets>,
 }
 
 fn str_of(v: &Value) -> String {
@@ -83,8 +106,29 @@ impl Previous {
         let last_transition_raw = get("lastTransitionAt");
         let last_transition_at = last_transition_raw.as_deref().and_then(parse_rfc3339);
         let mut ready = Vec::new();
+        let mut targets = Vec::new();
         if let (true, Some(Value::Array(cs))) = (candidates, s.get("candidates")) {
             for c in cs {
+                if let (Some(Value::Array(ts)), Some(name)) =
+                    (c.get("targetStates"), c.get("name").and_then(Value::as_str))
+                {
+                    let flag =
+                        |t: &Value, k: &str| t.get(k).and_then(Value::as_bool).unwrap_or(false);
+                    targets.push(PrevTargets {
+                        name: name.to_string(),
+                        states: ts
+                            .iter()
+                            .map(|t| PrevTarget {
+                                ready: flag(t, "ready"),
+                                since: t
+                                    .get("readySince")
+                                    .and_then(Value::as_str)
+                                    .and_then(parse_rfc3339),
+                                in_use: flag(t, "inUse"),
+                            })
+                            .collect(),
+                    });
+                }
                 let is_ready = c.get("ready").and_then(Value::as_bool).unwrap_or(false);
                 if let (true, Some(name)) = (is_ready, c.get("name").and_then(Value::as_str)) {
                     let raw = c.get("readySince").and_then(Value::as_str).unwrap_or("");
@@ -128,6 +172,19 @@ impl Previous {
             last_transition_at,
             ready,
             members,
+            targets,
+        }
+    }
+
+    /// The previous target states of candidate `name` (expected near `hint`).
+    pub fn targets_of(&self, name: &str, hint: usize) -> Option<&[PrevTarget]> {
+        match self.targets.get(hint) {
+            Some(t) if t.name == name => Some(&t.states),
+            _ => self
+                .targets
+                .iter()
+                .find(|t| t.name == name)
+                .map(|t| t.states.as_slice()),
         }
     }
 
@@ -371,9 +428,39 @@ const POLICY_ROUTE_CANDIDATE_KEYS: &[&str] = &[
     "priority",
     "targets",
     "ready",
+    "pathReady",
     "disabled",
     "readySince",
+    "targetStates",
 ];
+
+/// What a candidate entry says about its targets beyond the assessment:
+/// their `readySince` clocks and whether new flows are hashed onto them.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct TargetsOut<'x> {
+    pub(crate) since: &'x [Option<DateTime<Utc>>],
+    pub(crate) in_use: &'x [bool],
+}
+
+fn patch_targets(p: &mut Patch<'_>, a: &Assessment, t: TargetsOut<'_>) {
+    p.objects("targetStates", a.target_states.len(), |j, e| {
+        let Some(ts) = a.target_states.get(j) else {
+            return;
+        };
+        e.str("name", &ts.name);
+        e.bool("ready", ts.ready);
+        e.bool("pathReady", ts.path_ready);
+        e.bool("inUse", t.in_use.get(j).copied().unwrap_or(false));
+        let since = t.since.get(j).copied().flatten();
+        if let Some(at) = since {
+            e.time("readySince", at, None);
+        }
+        e.retain(|k| {
+            matches!(k, "name" | "ready" | "pathReady" | "inUse")
+                || (k == "readySince" && since.is_some())
+        });
+    });
+}
 
 pub(crate) fn patch_candidate(
     p: &mut Patch<'_>,
@@ -381,6 +468,7 @@ pub(crate) fn patch_candidate(
     shape: Shape,
     ready_since: Option<DateTime<Utc>>,
     known: Option<&str>,
+    targets: TargetsOut<'_>,
 ) {
     let s = &a.state;
     let with_device = shape == Shape::Advisory || a.targets == 0;
@@ -399,9 +487,17 @@ pub(crate) fn patch_candidate(
         p.int("targets", i64::try_from(a.targets).unwrap_or(i64::MAX));
     }
     p.bool("ready", s.ready);
+    let policy_route = shape == Shape::PolicyRoute;
+    if policy_route {
+        p.bool("pathReady", a.path_ready);
+    }
     p.bool("disabled", s.disabled);
     if let Some(t) = ready_since {
         p.time("readySince", t, known);
+    }
+    let with_targets = policy_route && a.targets > 0;
+    if with_targets {
+        patch_targets(p, a, targets);
     }
     let keys = match shape {
         Shape::Advisory => ADVISORY_CANDIDATE_KEYS,
@@ -409,7 +505,10 @@ pub(crate) fn patch_candidate(
     };
     let has_since = ready_since.is_some();
     p.retain(|k| {
-        keys.contains(&k) && (k != "readySince" || has_since) && (k != "device" || with_device)
+        keys.contains(&k)
+            && (k != "readySince" || has_since)
+            && (k != "device" || with_device)
+            && (k != "targetStates" || with_targets)
     });
 }
 
@@ -428,7 +527,8 @@ pub(crate) fn patch_candidate_delta(
     ready_since: Option<DateTime<Utc>>,
     shape: Shape,
 ) -> bool {
-    if before.targets != a.targets {
+    // Target candidates are rare; their nested entries are patched in full.
+    if before.targets != a.targets || a.targets > 0 {
         return false;
     }
     let s = &a.state;
@@ -463,6 +563,9 @@ pub(crate) fn patch_candidate_delta(
     }
     if before.ready != s.ready {
         p.bool("ready", s.ready);
+    }
+    if shape == Shape::PolicyRoute && before.path_ready != a.path_ready {
+        p.bool("pathReady", a.path_ready);
     }
     if before.disabled != s.disabled {
         p.bool("disabled", s.disabled);

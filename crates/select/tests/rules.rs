@@ -272,13 +272,17 @@ fn pending_no_ready_candidates_in_both_shapes() {
     assert!(o.events.is_empty());
     assert_eq!(o.decision.reason.as_deref(), Some("NoReadyCandidates"));
 
+    // The policy-route shape lists its candidates too (an extension): the
+    // renderer needs their `pathReady` to install probe paths.
     let mut sim = Sim::two(json!({"mode": "priority"}));
     let o = sim.step(at(0));
     let st = Value::Object(o.status.clone());
     assert_eq!(
         keys(&st),
-        sorted(vec!["phase", "reason", "dryRun", "updatedAt"])
+        sorted(vec!["phase", "reason", "dryRun", "updatedAt", "candidates"])
     );
+    assert_eq!(st["candidates"][0]["ready"], json!(false));
+    assert_eq!(st["candidates"][0]["pathReady"], json!(true));
     assert!(o.events.is_empty());
 }
 
@@ -576,6 +580,7 @@ fn observations_can_be_given_directly() {
             reference: "DSLiteTunnel/t".into(),
             phase: "Up".into(),
             spec_disabled: false,
+            tunnel: true,
         }),
         health: Some(HealthObservation::from_status(
             "h",

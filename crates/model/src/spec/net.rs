@@ -512,6 +512,18 @@ pub struct EgressRoutePolicySpec {
     /// (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preempt: Option<bool>,
+    /// `weighted-ecmp` in mode `priority`: the route table that holds the
+    /// members' weighted multipath default route. New connections are
+    /// marked `multipathMark`, and `ip rule priority multipathPriority
+    /// fwmark multipathMark` sends them to this table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multipath_table: Option<i64>,
+    /// The `ip rule` priority of the multipath table (1-32765).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multipath_priority: Option<i64>,
+    /// The fwmark of connections steered to the multipath table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multipath_mark: Option<i64>,
     /// The paths.
     #[serde(default)]
     pub candidates: Vec<EgressCandidate>,

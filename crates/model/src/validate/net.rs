@@ -470,11 +470,143 @@ pub(super) fn egress_policy(s: &EgressRoutePolicySpec, idx: &NameIndex<'_>, p: &
         any_mark |= nz(c.mark);
         candidate(s, c, i, idx, p);
     }
+    weighted_ecmp(s, p);
     if mode.is_empty() && any_mark && !host {
         p.warn(
             "spec.mode",
             "candidates set mark but spec.mode is omitted: marks are rendered but no route tables or rules follow them; set mode mark or priority",
         );
+    }
+}
+
+/// The largest weight a kernel multipath next hop carries (`rtnh_hops`
+/// is one byte, weight - 1).
+const MAX_ECMP_WEIGHT: i64 = 256;
+
+/// `selection: weighted-ecmp` is refused in every shape the kernel cannot
+/// carry, with what to use instead, so a policy never reports `Applied`
+/// while nothing is rendered for it.
+fn weighted_ecmp(s: &EgressRoutePolicySpec, p: &mut Problems<'_>) {
+    let mode = s.mode();
+    let ecmp = s.selection() == "weighted-ecmp";
+    let multipath = [
+        ("spec.multipathTable", s.multipath_table),
+        ("spec.multipathPriority", s.multipath_priority),
+        ("spec.multipathMark", s.multipath_mark),
+    ];
+    if !(ecmp && mode == "priority") {
+        for (path, v) in multipath {
+            if v.is_some() {
+                p.field(
+                    path,
+                    "is only used with selection weighted-ecmp and mode priority",
+                );
+            }
+        }
+    }
+    if !ecmp {
+        return;
+    }
+    // A mode-less policy with marks renders them (spec §8.1.12): with
+    // weighted-ecmp every member then needs one to take its share.
+    let marked = mode.is_empty()
+        && !s.host_traffic()
+        && s.candidates.iter().any(|c| c.mark.unwrap_or(0) != 0);
+    for (i, c) in s.candidates.iter().enumerate() {
+        let base = format!("spec.candidates[{i}]");
+        if !c.targets.is_empty() {
+            p.field(
+                &format!("{base}.targets"),
+                "cannot be used with selection weighted-ecmp: a target candidate already spreads its flows over its targets; use selection highest-weight-ready, or make each path a candidate of its own",
+            );
+        }
+        if c.weight.is_some_and(|w| w > MAX_ECMP_WEIGHT) {
+            p.field(
+                &format!("{base}.weight"),
+                format!("must be at most {MAX_ECMP_WEIGHT} with selection weighted-ecmp (the kernel's multipath weight limit); scale the weights down"),
+            );
+        }
+        match mode {
+            "priority" if c.targets.is_empty()
+                && c.effective_interface().is_none()
+                && c.device_from.is_none() =>
+            {
+                p.at(
+                    &base,
+                    format!("{base} needs interface, device or deviceFrom with selection weighted-ecmp and mode priority: each member is a next hop of the multipath route"),
+                );
+            }
+            "mark" | "hash" if c.targets.is_empty() && c.mark.unwrap_or(0) < 1 => p.field(
+                &format!("{base}.mark"),
+                format!("is required with selection weighted-ecmp and mode {mode}: each member takes its share of new connections by its mark"),
+            ),
+            "" if marked && c.mark.unwrap_or(0) < 1 => p.field(
+                &format!("{base}.mark"),
+                "is required with selection weighted-ecmp when other candidates set marks: each member takes its share of new connections by its mark; set marks on every candidate or on none",
+            ),
+            _ => {}
+        }
+    }
+    if mode != "priority" {
+        return;
+    }
+    for (path, v) in multipath {
+        if v.is_none() {
+            p.field(
+                path,
+                "is required when selection is weighted-ecmp and mode is priority: the members share a weighted multipath route in the table multipathTable, reached through multipathMark at rule multipathPriority; or use mode hash to spread connections by weight over the candidates' own marks",
+            );
+        }
+    }
+    if let Some(t) = s.multipath_table {
+        if t < 1 {
+            p.field("spec.multipathTable", "must be greater than 0");
+        } else if (253..=255).contains(&t) {
+            p.field(
+                "spec.multipathTable",
+                "must not be a reserved table (253 default, 254 main, 255 local)",
+            );
+        }
+    }
+    if let Some(v) = s.multipath_priority
+        && !(1..=32765).contains(&v)
+    {
+        p.field("spec.multipathPriority", "must be within 1-32765");
+    }
+    if let Some(m) = s.multipath_mark
+        && m < 1
+    {
+        p.field("spec.multipathMark", "must be greater than 0");
+    }
+    for (i, c) in s.candidates.iter().enumerate() {
+        let clash = [
+            (
+                "spec.multipathTable",
+                "table",
+                s.multipath_table,
+                c.route_table(),
+            ),
+            (
+                "spec.multipathPriority",
+                "priority",
+                s.multipath_priority,
+                c.priority.unwrap_or(0),
+            ),
+            (
+                "spec.multipathMark",
+                "mark",
+                s.multipath_mark,
+                c.mark.unwrap_or(0),
+            ),
+        ];
+        for (path, what, mine, theirs) in clash {
+            if mine.is_some_and(|v| v > 0 && v == theirs) {
+                p.field(
+                    path,
+                    format!("must differ from spec.candidates[{i}].{what}: the candidate's own path keeps its {what}"),
+                );
+            }
+        }
     }
 }
 

@@ -172,41 +172,6 @@ impl<'a> Ctx<'a> {
         name.to_string()
     }
 
-    /// Whether a logical name is a DSLiteTunnel whose status is not `Up`.
-    pub(crate) fn dslite_down(&self, name: &str) -> bool {
-        self.find(Kind::DSLiteTunnel, name).is_some()
-            && self
-                .status_of(Kind::DSLiteTunnel, name)
-                .and_then(|s| s.get("phase"))
-                .and_then(Value::as_str)
-                != Some("Up")
-    }
-
-    /// Health-check readiness as selection sees it (spec §3.3), without the
-    /// freshness window: render has no clock, and freshness already went
-    /// into the selection status. `status.observed` wins when present.
-    pub(crate) fn health_ok(&self, name: &str) -> bool {
-        let Some(st) = self.status_of(Kind::HealthCheck, name) else {
-            return false;
-        };
-        let st = st.get("observed").and_then(Value::as_object).unwrap_or(st);
-        let threshold = self
-            .find(Kind::HealthCheck, name)
-            .and_then(Resource::as_health_check)
-            .map_or(3, |h| h.unhealthy_threshold());
-        match st.get("phase").and_then(Value::as_str) {
-            Some("Healthy") => true,
-            Some("Failing") => {
-                let failed = st
-                    .get("consecutiveFailed")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
-                failed > 0 && failed < u64::from(threshold)
-            }
-            _ => false,
-        }
-    }
-
     /// The IPAddressSet behind a reference, as an nft set.
     pub(crate) fn address_set(&self, reference: &str) -> Result<NftSet, String> {
         let name = reference.strip_prefix("IPAddressSet/").unwrap_or(reference);
@@ -392,8 +357,19 @@ mod tests {
 
     #[test]
     fn problems_are_per_resource_and_hold_what_is_installed() {
-        let r = render(&[hash_policy(Vec::new())], &StateSnapshot::new());
         let id = "net.routerd.net/v1alpha1/EgressRoutePolicy/spread";
+        let published = serde_json::json!({
+            "phase": "Applied", "selectedCandidate": "c",
+            "candidates": [{"name": "c", "ready": true, "pathReady": true, "targetStates": [
+                {"name": "c-0", "ready": true, "pathReady": true, "inUse": true}
+            ]}]
+        });
+        let mut state = StateSnapshot::new();
+        state.insert(
+            id.to_string(),
+            published.as_object().cloned().unwrap_or_default(),
+        );
+        let r = render(&[hash_policy(Vec::new())], &state);
         let messages: Vec<&str> = r.problems.iter().map(|p| p.message.as_str()).collect();
         assert_eq!(
             messages,
@@ -404,6 +380,12 @@ mod tests {
         );
         assert!(r.desired.nft.is_empty());
         assert!(r.desired.routes.is_empty());
+        assert!(r.desired.retained.contains(id));
+        // Without a published selection nothing is judged here: the
+        // policy keeps what is installed and renders nothing.
+        let r = render(&[hash_policy(Vec::new())], &StateSnapshot::new());
+        assert!(r.problems.is_empty());
+        assert!(r.desired.nft.is_empty() && r.desired.routes.is_empty());
         assert!(r.desired.retained.contains(id));
     }
 

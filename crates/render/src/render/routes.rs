@@ -135,7 +135,7 @@ fn first(a: Option<String>, b: Option<&str>) -> Option<String> {
     })
 }
 
-fn nexthops(members: &[Value]) -> Result<Vec<NextHop>, String> {
+pub(crate) fn nexthops(members: &[Value]) -> Result<Vec<NextHop>, String> {
     let mut out = Vec::new();
     for m in members {
         let device = m

@@ -1,0 +1,36 @@
+//! Helpers shared by the render integration tests.
+
+#![allow(dead_code, unreachable_pub)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use routerd_model::{Resource, StateSnapshot};
+
+/// The instant selection runs at in the golden cases.
+pub const NOW: &str = "2026-11-21T09:00:00Z";
+
+/// Evaluates, at [`NOW`], every EgressRoutePolicy that has no status in
+/// `state` and stores what selection publishes, as the daemon and
+/// `routerctl plan` do before rendering. Returns the ids it evaluated.
+pub fn select_missing(resources: &[Resource], state: &mut StateSnapshot) -> Vec<String> {
+    let now = routerd_select::time::parse_rfc3339(NOW).expect("now");
+    let set = routerd_select::PolicySet::new(resources);
+    let mut done = Vec::new();
+    for i in 0..set.len() {
+        let id = set.id(i).expect("id").to_string();
+        if state.contains_key(&id) {
+            continue;
+        }
+        let o = set
+            .evaluate(
+                i,
+                &*state,
+                &*state,
+                now,
+                routerd_select::SelectOptions::default(),
+            )
+            .expect("policy");
+        state.insert(id.clone(), o.status);
+        done.push(id);
+    }
+    done
+}
