@@ -981,12 +981,48 @@ fn bulk_converged(lab: &Lab, v: usize) -> bool {
 /// sending kernel operations and committing them to the ledger, the window
 /// in which, without the intent, its routes would have become orphans.
 fn intent_left(dir: &Path) -> bool {
-    let store = routerd_store::Store::open_sled(&dir.join("state").join("store")).unwrap();
-    store
+    // sled releases its file lock only when its background threads let go
+    // of the previous handle (the killed daemon's, or this test's own from
+    // the round before); wait for it rather than fail on a transient lock.
+    let path = dir.join("state").join("store");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let store = loop {
+        match routerd_store::Store::open_sled(&path) {
+            Ok(s) => break s,
+            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("opening the killed daemon's store: {e}"),
+        }
+    };
+    let left = store
         .ledger()
         .unwrap()
         .iter()
-        .any(|(k, v)| k == routerd_engine::core::INTENT_KEY && !v.is_null())
+        .any(|(k, v)| k == routerd_engine::core::INTENT_KEY && !v.is_null());
+    drop(store);
+    wait_unlocked(&path.join("db"));
+    left
+}
+
+/// Waits until nobody holds sled's lock on `db`, so the daemon started
+/// next does not find this test's handle still closing.
+fn wait_unlocked(db: &Path) {
+    use nix::fcntl::{Flock, FlockArg};
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let file = std::fs::File::open(db).unwrap();
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => {
+                drop(lock);
+                return;
+            }
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err((_, e)) => panic!("{} stays locked: {e}", db.display()),
+        }
+    }
 }
 
 /// How the kernel's blackhole routes differ from variant `v`'s, for a

@@ -86,9 +86,19 @@ fn a_truncated_database_file_is_reported() {
         let len = f.metadata().unwrap().len();
         f.set_len((len as f64 * keep) as u64).unwrap();
         drop(f);
-        // sled alone opens this as an older or empty store, silently.
+        // sled alone opens this as an older or empty store, silently (the
+        // batch count catches it), or panics while replaying it (caught at
+        // the open); which one depends on where the cut lands in sled's
+        // non-deterministic layout. Either way: Corrupt, with the remedy.
         let text = expect_open_error(dir.path(), OpenFailure::Corrupt);
-        assert!(text.contains("survived"), "{keep}: {text}");
+        assert!(
+            text.contains("survived") || text.contains("panicked"),
+            "{keep}: {text}"
+        );
+        assert!(
+            text.contains("routerd serve --recover-state"),
+            "{keep}: {text}"
+        );
     }
 }
 
