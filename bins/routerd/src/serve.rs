@@ -12,7 +12,7 @@ use anyhow::{Context as _, Result};
 use routerd_engine::control::{self, Access};
 use routerd_engine::daemon::{self, Handler, Key, Options, Shared, SystemClock};
 use routerd_engine::health::RuntimeHealth;
-use routerd_engine::links::KernelLinks;
+use routerd_engine::links::{self, KernelLinks};
 use routerd_render::linux::{LinuxDataplane, netns};
 use routerd_render::{Ownership, ReconcileOptions};
 use routerd_store::Store;
@@ -145,6 +145,19 @@ async fn serve(args: Args, resync: Duration, group: Option<u32>) -> Result<i32> 
         }
     }
 
+    // Links and addresses over rtnetlink, in the namespace this process
+    // runs in (sysfs may belong to another one). Address changes of either
+    // family refresh the link statuses at once.
+    let kernel_links = KernelLinks::open().context("open netlink for links")?;
+    let links_shared = shared.clone();
+    let _link_watch = match links::watch(move || links_shared.trigger(Key::Links)) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "no link notifications; link statuses follow on resync only");
+            None
+        }
+    };
+
     if let Err(e) = routerd_engine::nftwatch::spawn(dp_tx_nft) {
         tracing::warn!(error = %e, "no nftables notifications; nft drift is repaired on resync only");
     }
@@ -231,7 +244,7 @@ async fn serve(args: Args, resync: Duration, group: Option<u32>) -> Result<i32> 
     daemon::run(
         shared.clone(),
         dataplane,
-        KernelLinks,
+        kernel_links,
         RuntimeHealth::default(),
         Some(dp_rx),
         on_step,
