@@ -215,7 +215,8 @@ async fn serve(args: Args, resync: Duration, group: Option<u32>) -> Result<i32> 
         }
     };
 
-    // systemd: READY after the first step, WATCHDOG while the loop runs.
+    // systemd: READY after the first step, WATCHDOG while the loop comes
+    // round (a loop wedged in a step starves it and systemd restarts us).
     let ready = std::sync::atomic::AtomicBool::new(false);
     let commit_shared = shared.clone();
     let on_step = move |r: &routerd_engine::core::StepReport| {
@@ -229,16 +230,19 @@ async fn serve(args: Args, resync: Duration, group: Option<u32>) -> Result<i32> 
             tracing::info!("ready");
         }
     };
-    if let Some(timeout) = sd_notify::watchdog_enabled() {
-        let period = timeout / 2;
-        tokio::spawn(async move {
-            let mut t = tokio::time::interval(period);
-            loop {
-                t.tick().await;
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-            }
-        });
-    }
+    let watchdog = match sd_notify::watchdog_enabled() {
+        Some(timeout) => Some(
+            routerd_engine::watchdog::Feeder::spawn(
+                shared.heartbeat().clone(),
+                timeout / 2,
+                || {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                },
+            )
+            .context("start the watchdog feeder")?,
+        ),
+        None => None,
+    };
 
     let _ = ReconcileOptions::default();
     daemon::run(
@@ -251,6 +255,8 @@ async fn serve(args: Args, resync: Duration, group: Option<u32>) -> Result<i32> 
         shutdown,
     )
     .await;
+    // The loop is gone; the feeder would only report it wedged.
+    drop(watchdog);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), ctl).await;

@@ -164,6 +164,7 @@ pub struct Shared {
     health_detail: std::sync::Mutex<Option<Arc<dyn HealthDetail>>>,
     /// The last store write that failed, until a step commits again.
     store_error: std::sync::Mutex<Option<(DateTime<Utc>, String)>>,
+    heartbeat: crate::watchdog::Heartbeat,
 }
 
 impl std::fmt::Debug for Shared {
@@ -255,6 +256,7 @@ impl Shared {
             counters: std::sync::Mutex::new(crate::metrics::Counters::default()),
             health_detail: std::sync::Mutex::new(None),
             store_error: std::sync::Mutex::new(None),
+            heartbeat: crate::watchdog::Heartbeat::default(),
         }))
     }
 
@@ -318,6 +320,12 @@ impl Shared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// The loop's heartbeat, which the systemd watchdog is fed from
+    /// ([`crate::watchdog::feed`]).
+    pub fn heartbeat(&self) -> &crate::watchdog::Heartbeat {
+        &self.heartbeat
     }
 
     /// What every plugin run shares (gates, process-group records).
@@ -421,8 +429,11 @@ pub async fn run<D, L, H>(
     tokio::pin!(shutdown);
     let mut last_effective: Vec<routerd_model::ResourceId> = Vec::new();
     loop {
+        // Came round: the watchdog is fed from this, never from a timer.
+        shared.heartbeat.beat();
         tokio::select! {
             _ = &mut shutdown => break,
+            () = shared.heartbeat.poked() => {}
             _ = resync.tick() => {
                 shared.core.lock().await.request_full();
                 shared.queue.add(Key::Links);
