@@ -78,6 +78,14 @@ pub trait HealthDriver: Send + 'static {
     fn detail(&self) -> Option<Arc<dyn HealthDetail>> {
         None
     }
+
+    /// Whether the checks must be configured again although the effective
+    /// resources are the same ones: something they were derived from
+    /// moved (a probe's source address on its device). Asked after every
+    /// full step, which netlink address and link events cause.
+    fn stale(&mut self, _effective: &[Resource]) -> bool {
+        false
+    }
 }
 
 /// Full health statuses, probe history included, fetched when someone
@@ -550,7 +558,7 @@ pub async fn run<D, L, H>(
                         if res.as_ref().is_ok_and(|r| r.full) {
                             let effective: Vec<routerd_model::ResourceId> =
                                 core.effective().iter().map(Resource::id).collect();
-                            if effective != last_effective {
+                            if effective != last_effective || health.stale(core.effective()) {
                                 health.configure(core.effective(), &core.statuses, obs_tx.clone());
                                 *shared
                                     .health_detail
