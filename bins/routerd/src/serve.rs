@@ -12,7 +12,7 @@ use anyhow::{Context as _, Result};
 use routerd_engine::control::{self, Access};
 use routerd_engine::daemon::{self, Handler, Key, Options, Shared, SystemClock};
 use routerd_engine::health::RuntimeHealth;
-use routerd_engine::links::KernelLinks;
+use routerd_engine::links::{self, KernelLinks};
 use routerd_render::linux::{LinuxDataplane, netns};
 use routerd_render::{Ownership, ReconcileOptions};
 use routerd_store::{Store, StoreOptions};
@@ -176,6 +176,19 @@ async fn serve(args: Args, resync: Duration, group: Option<u32>) -> Result<i32> 
         }
     }
 
+    // Links and addresses over rtnetlink, in the namespace this process
+    // runs in (sysfs may belong to another one). Address changes of either
+    // family refresh the link statuses at once.
+    let kernel_links = KernelLinks::open().context("open netlink for links")?;
+    let links_shared = shared.clone();
+    let _link_watch = match links::watch(move || links_shared.trigger(Key::Links)) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "no link notifications; link statuses follow on resync only");
+            None
+        }
+    };
+
     if let Err(e) = routerd_engine::nftwatch::spawn(dp_tx_nft) {
         tracing::warn!(error = %e, "no nftables notifications; nft drift is repaired on resync only");
     }
@@ -233,7 +246,8 @@ async fn serve(args: Args, resync: Duration, group: Option<u32>) -> Result<i32> 
         }
     };
 
-    // systemd: READY after the first step, WATCHDOG while the loop runs.
+    // systemd: READY after the first step, WATCHDOG while the loop comes
+    // round (a loop wedged in a step starves it and systemd restarts us).
     let ready = std::sync::atomic::AtomicBool::new(false);
     let commit_shared = shared.clone();
     let on_step = move |r: &routerd_engine::core::StepReport| {
@@ -247,28 +261,33 @@ async fn serve(args: Args, resync: Duration, group: Option<u32>) -> Result<i32> 
             tracing::info!("ready");
         }
     };
-    if let Some(timeout) = sd_notify::watchdog_enabled() {
-        let period = timeout / 2;
-        tokio::spawn(async move {
-            let mut t = tokio::time::interval(period);
-            loop {
-                t.tick().await;
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-            }
-        });
-    }
+    let watchdog = match sd_notify::watchdog_enabled() {
+        Some(timeout) => Some(
+            routerd_engine::watchdog::Feeder::spawn(
+                shared.heartbeat().clone(),
+                timeout / 2,
+                || {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                },
+            )
+            .context("start the watchdog feeder")?,
+        ),
+        None => None,
+    };
 
     let _ = ReconcileOptions::default();
     daemon::run(
         shared.clone(),
         dataplane,
-        KernelLinks,
+        kernel_links,
         RuntimeHealth::default(),
         Some(dp_rx),
         on_step,
         shutdown,
     )
     .await;
+    // The loop is gone; the feeder would only report it wedged.
+    drop(watchdog);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), ctl).await;

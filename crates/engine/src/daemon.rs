@@ -83,6 +83,14 @@ pub trait HealthDriver: Send + 'static {
     fn detail(&self) -> Option<Arc<dyn HealthDetail>> {
         None
     }
+
+    /// Whether the checks must be configured again although the effective
+    /// resources are the same ones: something they were derived from
+    /// moved (a probe's source address on its device). Asked after every
+    /// full step, which netlink address and link events cause.
+    fn stale(&mut self, _effective: &[Resource]) -> bool {
+        false
+    }
 }
 
 /// Full health statuses, probe history included, fetched when someone
@@ -174,6 +182,7 @@ pub struct Shared {
     health_detail: std::sync::Mutex<Option<Arc<dyn HealthDetail>>>,
     /// The last store write that failed, until a step commits again.
     store_error: std::sync::Mutex<Option<(DateTime<Utc>, String)>>,
+    heartbeat: crate::watchdog::Heartbeat,
 }
 
 impl std::fmt::Debug for Shared {
@@ -277,6 +286,7 @@ impl Shared {
             counters: std::sync::Mutex::new(crate::metrics::Counters::default()),
             health_detail: std::sync::Mutex::new(None),
             store_error: std::sync::Mutex::new(None),
+            heartbeat: crate::watchdog::Heartbeat::default(),
         }))
     }
 
@@ -344,6 +354,12 @@ impl Shared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// The loop's heartbeat, which the systemd watchdog is fed from
+    /// ([`crate::watchdog::feed`]).
+    pub fn heartbeat(&self) -> &crate::watchdog::Heartbeat {
+        &self.heartbeat
     }
 
     /// What every plugin run shares (gates, process-group records).
@@ -460,8 +476,11 @@ pub async fn run<D, L, H>(
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
+        // Came round: the watchdog is fed from this, never from a timer.
+        shared.heartbeat.beat();
         tokio::select! {
             _ = &mut shutdown => break,
+            () = shared.heartbeat.poked() => {}
             _ = resync.tick() => lp.full_resync().await,
             Some(o) = obs_rx.recv() => {
                 let mut batch = vec![o];
@@ -664,7 +683,9 @@ where
     fn configure_health(&mut self, core: &Core) {
         let effective: Vec<routerd_model::ResourceId> =
             core.effective().iter().map(Resource::id).collect();
-        if effective != self.last_effective {
+        // A derived probe source that moved (an address added or removed)
+        // reconfigures the checks too.
+        if effective != self.last_effective || self.health.stale(core.effective()) {
             self.health
                 .configure(core.effective(), &core.statuses, self.obs_tx.clone());
             *self

@@ -1,20 +1,23 @@
 //! The health driver of a live daemon: one routerd-health scheduler for
 //! every HealthCheck of the effective configuration, with probes pinned to
-//! their candidates' paths and carrier loss from netlink.
+//! their candidates' paths (mark, device and source address) and carrier
+//! loss from netlink.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use routerd_health::runtime::{
     NetProber, NetlinkLinks, NoLinks, Options, Scheduler, SchedulerHandle, TokioClock,
 };
-use routerd_health::{BindingOverride, CheckConfig};
+use routerd_health::{BindingOverride, CheckConfig, SourceDerivation, derive_sources};
 use routerd_model::{Kind, Resource, ResourceId};
 use tokio::sync::mpsc;
 
 use crate::daemon::{
     HealthDetail, HealthDriver, Observation, SelectionKey, StatusesFuture, selection_key,
 };
+use crate::links::{KernelLinks, LinkSource};
 
 /// How often an unchanged check's status still reaches the loop. Far
 /// inside the freshness window selection applies (at least 2 minutes), so
@@ -24,10 +27,77 @@ pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Runs the checks; reconfiguring replaces the scheduler (check state
 /// resumes from the last known status). Observations carry statuses
 /// without probe history; [`HealthDriver::detail`] serves the history.
-#[derive(Debug, Default)]
+///
+/// Each check's probes bind the source address derived from its
+/// candidates ([`derive_sources`]) over the device addresses the link
+/// source reports; when a derived address changes (DHCP renumbering, a
+/// static address arriving) [`HealthDriver::stale`] says so and the loop
+/// configures the checks again.
+#[derive(Default)]
 pub struct RuntimeHealth {
     handle: Option<Arc<SchedulerHandle>>,
     forward: Option<tokio::task::JoinHandle<()>>,
+    /// Device addresses; netlink of the loop's namespace when not given,
+    /// opened on first use (from the loop, in the daemon's namespace).
+    links: Option<Box<dyn LinkSource>>,
+    /// The source each configured check was given.
+    sources: BTreeMap<String, Option<IpAddr>>,
+}
+
+impl std::fmt::Debug for RuntimeHealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeHealth")
+            .field("sources", &self.sources)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RuntimeHealth {
+    /// Takes device addresses for probe sources from `links` instead of
+    /// netlink (tests, or a daemon that already holds a link source).
+    pub fn with_links(links: impl LinkSource + 'static) -> Self {
+        RuntimeHealth {
+            links: Some(Box::new(links)),
+            ..RuntimeHealth::default()
+        }
+    }
+
+    /// Addresses per kernel device, as the link source reports them.
+    fn device_addresses(&mut self) -> BTreeMap<String, Vec<IpAddr>> {
+        if self.links.is_none() {
+            match KernelLinks::open() {
+                Ok(k) => self.links = Some(Box::new(k)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read device addresses; probes get no derived source address");
+                    return BTreeMap::new();
+                }
+            }
+        }
+        let Some(links) = self.links.as_mut() else {
+            return BTreeMap::new();
+        };
+        links
+            .links()
+            .into_iter()
+            .map(|(name, l)| {
+                let addrs = l
+                    .addresses
+                    .iter()
+                    .filter_map(|a| a.split('/').next()?.parse().ok())
+                    .collect();
+                (name, addrs)
+            })
+            .collect()
+    }
+
+    /// Derived sources of every check in `effective`.
+    fn derive(&mut self, effective: &[Resource]) -> BTreeMap<String, SourceDerivation> {
+        if !effective.iter().any(|r| r.kind() == Kind::HealthCheck) {
+            return BTreeMap::new();
+        }
+        let addresses = self.device_addresses();
+        derive_sources(effective, &addresses)
+    }
 }
 
 impl HealthDetail for SchedulerHandle {
@@ -39,6 +109,15 @@ impl HealthDetail for SchedulerHandle {
 impl HealthDriver for RuntimeHealth {
     fn detail(&self) -> Option<Arc<dyn HealthDetail>> {
         self.handle.clone().map(|h| h as Arc<dyn HealthDetail>)
+    }
+
+    fn stale(&mut self, effective: &[Resource]) -> bool {
+        let now: BTreeMap<String, Option<IpAddr>> = self
+            .derive(effective)
+            .into_iter()
+            .map(|(k, v)| (k, v.address))
+            .collect();
+        now != self.sources
     }
 
     fn configure(
@@ -53,10 +132,28 @@ impl HealthDriver for RuntimeHealth {
         if let Some(h) = self.handle.take() {
             h.request_shutdown();
         }
+        let sources = self.derive(effective);
+        self.sources = sources
+            .iter()
+            .map(|(k, v)| (k.clone(), v.address))
+            .collect();
         let mut checks = Vec::new();
         for r in effective.iter().filter(|r| r.kind() == Kind::HealthCheck) {
-            match CheckConfig::from_resources(effective, r.name(), &BindingOverride::default()) {
-                Ok(c) => checks.push(c),
+            let source = sources.get(r.name()).cloned().unwrap_or_default();
+            if !source.conflicting.is_empty() {
+                tracing::info!(check = r.name(), addresses = ?source.conflicting, "candidates disagree on the probe source address; the kernel chooses it");
+            }
+            let overrides = BindingOverride {
+                source_address: source.address,
+                ..BindingOverride::default()
+            };
+            match CheckConfig::from_resources(effective, r.name(), &overrides) {
+                Ok(c) => {
+                    if let (Some(a), Some(o)) = (source.address, source.origin) {
+                        tracing::debug!(check = r.name(), source = %a, origin = ?o, "probe source address");
+                    }
+                    checks.push(c);
+                }
                 Err(e) => {
                     tracing::warn!(check = r.name(), error = %e, "health check not scheduled")
                 }

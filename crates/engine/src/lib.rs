@@ -15,3 +15,4 @@ pub mod metrics;
 pub mod nftwatch;
 pub mod plugins;
 pub mod queue;
+pub mod watchdog;

@@ -7,6 +7,13 @@
 
 use std::collections::BTreeMap;
 
+use netlink_packet_core::{
+    NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use routerd_model::{Kind, Resource, StateSnapshot, Status};
 use serde_json::json;
 
@@ -41,68 +48,273 @@ impl LinkSource for StaticLinks {
     }
 }
 
-/// The live kernel: `/sys/class/net` for flags and `getifaddrs` for
-/// addresses, both of the daemon's own network namespace.
-#[derive(Debug, Clone, Default)]
-pub struct KernelLinks;
+/// Why the kernel's links could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// A netlink socket call failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The kernel refused a dump request.
+    #[error("{context}: kernel error {errno}")]
+    Kernel {
+        /// What was being done.
+        context: &'static str,
+        /// Positive errno.
+        errno: i32,
+    },
+}
 
-impl LinkSource for KernelLinks {
-    fn links(&mut self) -> BTreeMap<String, LinkInfo> {
-        let mut out = BTreeMap::new();
-        let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
-            return out;
-        };
-        for entry in dir.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let read = |f: &str| {
-                std::fs::read_to_string(entry.path().join(f))
-                    .map(|s| s.trim().to_string())
-                    .ok()
-            };
-            let flags = read("flags")
-                .and_then(|f| u32::from_str_radix(f.trim_start_matches("0x"), 16).ok())
-                .unwrap_or(0);
-            let info = LinkInfo {
-                index: read("ifindex").and_then(|i| i.parse().ok()).unwrap_or(0),
-                up: flags & (libc::IFF_UP as u32) != 0,
-                carrier: flags & (libc::IFF_LOWER_UP as u32) != 0
-                    || read("carrier").as_deref() == Some("1"),
-                mac: read("address").filter(|a| !a.is_empty() && a != "00:00:00:00:00:00"),
-                addresses: Vec::new(),
-            };
-            out.insert(name, info);
+fn io_err(context: &'static str) -> impl FnOnce(std::io::Error) -> LinkError {
+    move |source| LinkError::Io { context, source }
+}
+
+/// rtnetlink multicast groups: links, IPv4 and IPv6 addresses.
+const RTNLGRP_LINK: u32 = 1;
+const RTNLGRP_IPV4_IFADDR: u32 = 5;
+const RTNLGRP_IPV6_IFADDR: u32 = 9;
+const ENOBUFS: i32 = libc::ENOBUFS;
+/// A dump datagram is at most a few pages; this leaves ample room.
+const RECV_BUF: usize = 256 << 10;
+/// How often the watcher thread looks whether its handle was dropped.
+const WATCH_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+fn open_socket() -> Result<Socket, LinkError> {
+    let mut sock = Socket::new(NETLINK_ROUTE).map_err(io_err("netlink socket"))?;
+    sock.bind_auto().map_err(io_err("netlink bind"))?;
+    sock.connect(&SocketAddr::new(0, 0))
+        .map_err(io_err("netlink connect"))?;
+    Ok(sock)
+}
+
+/// Splits a datagram into messages (walking `nlmsg_len`, 4-aligned).
+fn parse_datagram(buf: &[u8]) -> Vec<NetlinkMessage<RouteNetlinkMessage>> {
+    let mut out = Vec::new();
+    let mut off = 0usize;
+    while let Some(len_bytes) = buf.get(off..off + 4) {
+        let len =
+            u32::from_ne_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
+        if len < 16 || off + len > buf.len() {
+            break;
         }
-        for (name, addr) in interface_addresses() {
-            if let Some(l) = out.get_mut(&name) {
-                l.addresses.push(addr);
+        if let Some(slice) = buf.get(off..off + len)
+            && let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(slice)
+        {
+            out.push(m);
+        }
+        off += (len + 3) & !3;
+    }
+    out
+}
+
+/// The live kernel over rtnetlink: links and addresses of the network
+/// namespace the socket was opened in.
+///
+/// Not sysfs: `/sys/class/net` shows the namespace of whoever mounted
+/// `/sys`, so a daemon that entered a namespace with `setns` (`routerd
+/// serve --netns`, `unshare -n` without a remount) would read another
+/// namespace's links. A netlink socket belongs to the namespace of the
+/// thread that opened it, whichever thread uses it later.
+#[derive(Debug)]
+pub struct KernelLinks {
+    sock: Socket,
+    seq: u32,
+    buf: Vec<u8>,
+    /// The last successful dump, served when a dump fails: reporting every
+    /// Interface missing for one failed read would fail every uplink over.
+    last: BTreeMap<String, LinkInfo>,
+}
+
+impl KernelLinks {
+    /// Opens the socket in the calling thread's network namespace.
+    pub fn open() -> Result<KernelLinks, LinkError> {
+        Ok(KernelLinks {
+            sock: open_socket()?,
+            seq: 0,
+            buf: Vec::with_capacity(RECV_BUF),
+            last: BTreeMap::new(),
+        })
+    }
+
+    /// Every link with its addresses, as the kernel says now.
+    pub fn dump(&mut self) -> Result<BTreeMap<String, LinkInfo>, LinkError> {
+        let mut out = BTreeMap::new();
+        let mut names = BTreeMap::new();
+        for m in self.request(RouteNetlinkMessage::GetLink(LinkMessage::default()))? {
+            if let RouteNetlinkMessage::NewLink(l) = m
+                && let Some((name, info)) = link_info(&l)
+            {
+                names.insert(info.index, name.clone());
+                out.insert(name, info);
             }
         }
-        out
+        for m in self.request(RouteNetlinkMessage::GetAddress(AddressMessage::default()))? {
+            if let RouteNetlinkMessage::NewAddress(a) = m
+                && let Some(text) = address_text(&a)
+                && let Some(l) = names.get(&a.header.index).and_then(|n| out.get_mut(n))
+            {
+                l.addresses.push(text);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One dump request and its answer.
+    fn request(&mut self, msg: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>, LinkError> {
+        self.seq = self.seq.wrapping_add(1).max(1);
+        let seq = self.seq;
+        let mut h = NetlinkHeader::default();
+        h.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        h.sequence_number = seq;
+        let mut m = NetlinkMessage::new(h, NetlinkPayload::InnerMessage(msg));
+        m.finalize();
+        let mut bytes = vec![0u8; m.buffer_len()];
+        m.serialize(&mut bytes);
+        self.sock.send(&bytes, 0).map_err(io_err("netlink send"))?;
+        let mut msgs = Vec::new();
+        loop {
+            self.buf.clear();
+            self.sock
+                .recv(&mut self.buf, 0)
+                .map_err(io_err("netlink recv"))?;
+            for m in parse_datagram(&self.buf) {
+                // Answers to an earlier, failed request may still arrive.
+                if m.header.sequence_number != seq {
+                    continue;
+                }
+                match m.payload {
+                    NetlinkPayload::InnerMessage(i) => msgs.push(i),
+                    NetlinkPayload::Done(_) => return Ok(msgs),
+                    NetlinkPayload::Error(e) if e.code.is_some() => {
+                        return Err(LinkError::Kernel {
+                            context: "netlink dump",
+                            errno: e.raw_code().abs(),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
 }
 
-/// Addresses with prefix length per device, from `getifaddrs` (no process
-/// is spawned: this runs on every netlink event).
-fn interface_addresses() -> Vec<(String, String)> {
-    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
-        return Vec::new();
-    };
-    let mut res = Vec::new();
-    for a in addrs {
-        let (Some(addr), Some(mask)) = (a.address, a.netmask) else {
-            continue;
-        };
-        let text = if let (Some(ip), Some(m)) = (addr.as_sockaddr_in(), mask.as_sockaddr_in()) {
-            format!("{}/{}", ip.ip(), u32::from(m.ip()).count_ones())
-        } else if let (Some(ip), Some(m)) = (addr.as_sockaddr_in6(), mask.as_sockaddr_in6()) {
-            let bits: u32 = m.ip().octets().iter().map(|b| b.count_ones()).sum();
-            format!("{}/{bits}", ip.ip())
-        } else {
-            continue;
-        };
-        res.push((a.interface_name, text));
+impl LinkSource for KernelLinks {
+    fn links(&mut self) -> BTreeMap<String, LinkInfo> {
+        match self.dump() {
+            Ok(links) => {
+                self.last.clone_from(&links);
+                links
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading links over netlink failed; keeping the last view");
+                self.last.clone()
+            }
+        }
     }
-    res
+}
+
+fn link_info(l: &LinkMessage) -> Option<(String, LinkInfo)> {
+    let mut name = None;
+    let mut mac = None;
+    for a in &l.attributes {
+        match a {
+            LinkAttribute::IfName(n) => name = Some(n.clone()),
+            LinkAttribute::Address(bytes) if bytes.iter().any(|b| *b != 0) => {
+                let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                mac = Some(hex.join(":"));
+            }
+            _ => {}
+        }
+    }
+    let flags = l.header.flags;
+    Some((
+        name?,
+        LinkInfo {
+            index: l.header.index,
+            up: flags.contains(LinkFlags::Up),
+            // IFF_LOWER_UP: running with carrier, what sysfs `carrier` says.
+            carrier: flags.contains(LinkFlags::LowerUp),
+            mac,
+            addresses: Vec::new(),
+        },
+    ))
+}
+
+/// `address/prefix` of an address message: the local address (on
+/// point-to-point links `IFA_ADDRESS` is the peer), else the address.
+fn address_text(a: &AddressMessage) -> Option<String> {
+    let local = a.attributes.iter().find_map(|x| match x {
+        AddressAttribute::Local(ip) => Some(*ip),
+        _ => None,
+    });
+    let addr = local.or_else(|| {
+        a.attributes.iter().find_map(|x| match x {
+            AddressAttribute::Address(ip) => Some(*ip),
+            _ => None,
+        })
+    })?;
+    Some(format!("{addr}/{}", a.header.prefix_len))
+}
+
+/// Watches link and address notifications of a network namespace; the
+/// watcher thread ends when this is dropped.
+#[derive(Debug)]
+pub struct LinkWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for LinkWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Calls `on_change` on a thread of its own after every batch of link or
+/// address notifications (IPv4 and IPv6) of the calling thread's network
+/// namespace, and after lost notifications (the caller reads everything
+/// again anyway). The daemon queues a link refresh from it, so statuses
+/// follow carrier and address changes without waiting for a resync.
+pub fn watch(on_change: impl Fn() + Send + 'static) -> Result<LinkWatch, LinkError> {
+    let sock = open_socket()?;
+    for g in [RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR] {
+        sock.add_membership(g)
+            .map_err(io_err("netlink add_membership"))?;
+    }
+    let _ = sock.set_rx_buf_sz(4usize << 20);
+    let tv = nix::sys::time::TimeVal::new(0, WATCH_POLL.as_micros().try_into().unwrap_or(500_000));
+    nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::ReceiveTimeout, &tv)
+        .map_err(|e| io_err("netlink receive timeout")(e.into()))?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    std::thread::Builder::new()
+        .name("routerd-links".into())
+        .spawn(move || {
+            let mut buf = Vec::with_capacity(RECV_BUF);
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                buf.clear();
+                match sock.recv(&mut buf, 0) {
+                    Ok(_) => on_change(),
+                    Err(e) if e.raw_os_error() == Some(ENOBUFS) => on_change(),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "link notifications stopped; links are read on resync only");
+                        return;
+                    }
+                }
+            }
+        })
+        .map_err(io_err("spawn link watcher"))?;
+    Ok(LinkWatch { stop })
 }
 
 fn link_status(ifname: &str, info: Option<&LinkInfo>) -> Status {
@@ -193,7 +405,7 @@ mod tests {
     #[test]
     fn kernel_links_read_loopback_with_its_address() {
         // Read-only look at this process's own namespace.
-        let links = KernelLinks.links();
+        let links = KernelLinks::open().unwrap().dump().unwrap();
         let lo = links.get("lo").expect("every namespace has lo");
         assert!(lo.up);
         assert!(

@@ -7,7 +7,7 @@
 //! (through the logical-name alias map) becomes `SO_BINDTODEVICE`. A check
 //! that guards a DS-Lite tunnel and cannot be fully pinned fails closed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use routerd_model::Resource;
@@ -227,6 +227,216 @@ pub fn derive_binding(resources: &[Resource], check: &str) -> Derivation {
     d
 }
 
+/// Where a probe's derived source address came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SourceOrigin {
+    /// The candidate's `source` is an IPv4StaticAddress.
+    Source,
+    /// An IPv4StaticAddress on the candidate's interface.
+    Static,
+    /// The primary IPv4 address on the candidate's device, as the kernel
+    /// reports it.
+    Device,
+}
+
+impl SourceOrigin {
+    /// routerd's `sourceOrigin` word (`static` or `dynamic`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceOrigin::Source | SourceOrigin::Static => "static",
+            SourceOrigin::Device => "dynamic",
+        }
+    }
+}
+
+/// The source address one check's probes bind to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceDerivation {
+    /// The address; `None` leaves the choice to the kernel.
+    pub address: Option<IpAddr>,
+    /// Where it came from.
+    pub origin: Option<SourceOrigin>,
+    /// Distinct addresses the referencing candidates disagreed on.
+    pub conflicting: Vec<IpAddr>,
+}
+
+/// The address part of `a.b.c.d[/len]` when it is IPv4.
+fn ipv4_of(text: &str) -> Option<IpAddr> {
+    let addr = text.trim().split('/').next()?;
+    addr.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+/// What source derivation reads, indexed once: every reference looks
+/// things up by name, and a full configuration has thousands of both.
+struct SourceIndex<'a> {
+    /// Logical interface name -> kernel device (the alias map).
+    devices: std::collections::HashMap<&'a str, String>,
+    /// IPv4StaticAddress name -> address.
+    by_name: std::collections::HashMap<&'a str, IpAddr>,
+    /// (kernel device, address) of every IPv4StaticAddress, in order.
+    statics: Vec<(String, IpAddr)>,
+    addresses: &'a BTreeMap<String, Vec<IpAddr>>,
+}
+
+impl<'a> SourceIndex<'a> {
+    fn new(resources: &'a [Resource], addresses: &'a BTreeMap<String, Vec<IpAddr>>) -> Self {
+        let mut devices = std::collections::HashMap::new();
+        for r in resources {
+            if r.as_interface().is_some() || r.as_dslite().is_some() || r.as_pppoe().is_some() {
+                devices
+                    .entry(r.name())
+                    .or_insert_with(|| kernel_name(resources, r.name()));
+            }
+        }
+        let mut idx = SourceIndex {
+            devices,
+            by_name: std::collections::HashMap::new(),
+            statics: Vec::new(),
+            addresses,
+        };
+        for r in resources {
+            if let Some(a) = r.as_static_address()
+                && let Some(ip) = ipv4_of(&a.address)
+            {
+                idx.by_name.entry(r.name()).or_insert(ip);
+                let dev = idx.device(&a.interface);
+                idx.statics.push((dev, ip));
+            }
+        }
+        idx
+    }
+
+    fn device(&self, logical: &str) -> String {
+        self.devices
+            .get(logical)
+            .cloned()
+            .unwrap_or_else(|| logical.to_string())
+    }
+
+    /// The source address one reference (candidate or target) asks for.
+    fn reference(
+        &self,
+        source: Option<&str>,
+        interface: Option<&str>,
+    ) -> Option<(IpAddr, SourceOrigin)> {
+        // 1. `source: IPv4StaticAddress/x` names the address outright.
+        if let Some((kind, name)) = source.and_then(split_kind_name)
+            && kind == "IPv4StaticAddress"
+            && let Some(a) = self.by_name.get(name)
+        {
+            return Some((*a, SourceOrigin::Source));
+        }
+        let device = self.device(interface?);
+        let carried = self.addresses.get(&device);
+        // 2. An IPv4StaticAddress on that interface, once the device
+        //    carries it: binding an address the device lacks fails every
+        //    probe, and the path may still be fine.
+        for (dev, ip) in &self.statics {
+            if *dev == device && carried.is_some_and(|c| c.contains(ip)) {
+                return Some((*ip, SourceOrigin::Static));
+            }
+        }
+        // 3. The device's primary IPv4 address (the kernel lists primaries
+        //    first).
+        carried?
+            .iter()
+            .find(|a| a.is_ipv4())
+            .map(|a| (*a, SourceOrigin::Device))
+    }
+}
+
+/// Derives the source address of every HealthCheck's probes from the
+/// candidates and targets that reference it (spec §4.4 derives mark and
+/// device the same way; routerd passes `--source-address` only when a
+/// daemon internal sets it, so a probe on a multi-address uplink leaves
+/// with whatever the kernel picks).
+///
+/// Per reference, the first that applies: its `source` is an
+/// IPv4StaticAddress; an IPv4StaticAddress on its effective interface
+/// that the device carries; the primary IPv4 address on its device.
+/// `addresses` holds the addresses of every kernel device (netlink's
+/// view). All references agreeing gives that address, a conflict gives
+/// none. Only IPv4 targets get one: an IPv6 probe on its pinned device
+/// gets the kernel's RFC 6724 choice.
+pub fn derive_sources(
+    resources: &[Resource],
+    addresses: &BTreeMap<String, Vec<IpAddr>>,
+) -> BTreeMap<String, SourceDerivation> {
+    let idx = SourceIndex::new(resources, addresses);
+    // check -> what its references ask for (None: nothing derivable).
+    let mut asked: BTreeMap<&str, Vec<Option<(IpAddr, SourceOrigin)>>> = BTreeMap::new();
+    for r in resources {
+        let Some(p) = r.as_egress_policy() else {
+            continue;
+        };
+        for c in &p.candidates {
+            if let Some(check) = c.health_check.as_deref().map(str::trim) {
+                let s = idx.reference(c.source.as_deref(), c.effective_interface());
+                asked.entry(check).or_default().push(s);
+            }
+            for t in &c.targets {
+                if let Some(check) = t.health_check.as_deref().map(str::trim) {
+                    let s = idx.reference(None, t.effective_interface());
+                    asked.entry(check).or_default().push(s);
+                }
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for r in resources {
+        let Some(hc) = r.as_health_check() else {
+            continue;
+        };
+        let ipv4_target = hc
+            .target
+            .as_deref()
+            .and_then(|t| t.trim().parse::<IpAddr>().ok())
+            .is_some_and(|t| t.is_ipv4());
+        let mut d = SourceDerivation::default();
+        if ipv4_target {
+            let refs = asked.get(r.name()).map(Vec::as_slice).unwrap_or_default();
+            let own = hc
+                .interface
+                .as_deref()
+                .map(str::trim)
+                .filter(|i| !i.is_empty());
+            let derived: Vec<Option<(IpAddr, SourceOrigin)>> = if refs.is_empty() {
+                // Like the device: the check's own interface when no
+                // candidate references it.
+                own.map(|i| vec![idx.reference(None, Some(i))])
+                    .unwrap_or_default()
+            } else {
+                refs.to_vec()
+            };
+            let distinct: BTreeSet<IpAddr> = derived.iter().flatten().map(|(a, _)| *a).collect();
+            // A reference with nothing to derive leaves its probes to the
+            // kernel too: pinning them to another reference's address
+            // could not be right for both.
+            if distinct.len() == 1 && derived.iter().all(Option::is_some) {
+                if let Some(Some((a, o))) = derived.first() {
+                    d.address = Some(*a);
+                    d.origin = Some(*o);
+                }
+            } else if distinct.len() > 1 {
+                d.conflicting = distinct.into_iter().collect();
+            }
+        }
+        out.insert(r.name().to_string(), d);
+    }
+    out
+}
+
+/// [`derive_sources`] for one check.
+pub fn derive_source(
+    resources: &[Resource],
+    check: &str,
+    addresses: &BTreeMap<String, Vec<IpAddr>>,
+) -> SourceDerivation {
+    derive_sources(resources, addresses)
+        .remove(check)
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,6 +621,153 @@ spec:
         assert_eq!(
             derive_binding(&rs, "hc-wan").binding.describe(),
             "unpinned (main routing table)"
+        );
+    }
+
+    fn addrs(list: &[(&str, &[&str])]) -> BTreeMap<String, Vec<IpAddr>> {
+        list.iter()
+            .map(|(d, a)| {
+                (
+                    d.to_string(),
+                    a.iter().map(|x| x.parse().unwrap()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    fn policy(candidates: &str) -> String {
+        format!(
+            "{BASE}---
+apiVersion: net.routerd.net/v1alpha1
+kind: EgressRoutePolicy
+metadata: {{name: p}}
+spec:
+  mode: priority
+  candidates:
+{candidates}"
+        )
+    }
+
+    const STATIC_ON_WAN: &str = "---
+apiVersion: net.routerd.net/v1alpha1
+kind: IPv4StaticAddress
+metadata: {name: wan-extra}
+spec: {interface: wan, address: 198.51.100.3/24}
+";
+
+    #[test]
+    fn static_address_on_the_interface_wins_over_the_primary_once_carried() {
+        let rs = load(&format!(
+            "{}{STATIC_ON_WAN}",
+            policy(
+                "  - {name: primary, interface: wan, mark: 16, table: 100, healthCheck: hc-wan}\n"
+            )
+        ));
+        let both = addrs(&[("eth1", &["fe80::1", "198.51.100.2", "198.51.100.3"])]);
+        let d = derive_source(&rs, "hc-wan", &both);
+        assert_eq!(d.address, Some("198.51.100.3".parse().unwrap()));
+        assert_eq!(d.origin, Some(SourceOrigin::Static));
+        // Not on the device (yet): the primary, not an address bind fails on.
+        let primary_only = addrs(&[("eth1", &["fe80::1", "198.51.100.2"])]);
+        let d = derive_source(&rs, "hc-wan", &primary_only);
+        assert_eq!(d.address, Some("198.51.100.2".parse().unwrap()));
+        assert_eq!(d.origin, Some(SourceOrigin::Device));
+        assert_eq!(d.origin.map(SourceOrigin::as_str), Some("dynamic"));
+    }
+
+    #[test]
+    fn without_a_static_address_the_first_ipv4_of_the_device() {
+        let rs = load(&policy(
+            "  - {name: primary, interface: wan, mark: 16, table: 100, healthCheck: hc-wan}\n",
+        ));
+        let a = addrs(&[
+            ("eth1", &["2001:db8::2", "203.0.113.7", "203.0.113.8"]),
+            ("wwan0", &["10.0.0.2"]),
+        ]);
+        let d = derive_source(&rs, "hc-wan", &a);
+        assert_eq!(d.address, Some("203.0.113.7".parse().unwrap()));
+        // A device without addresses, or absent: the kernel chooses.
+        assert_eq!(
+            derive_source(&rs, "hc-wan", &addrs(&[("eth1", &[])])).address,
+            None
+        );
+        assert_eq!(
+            derive_source(&rs, "hc-wan", &BTreeMap::new()),
+            SourceDerivation::default()
+        );
+    }
+
+    #[test]
+    fn a_source_naming_a_static_address_is_taken_as_written() {
+        let rs = load(&format!(
+            "{}{STATIC_ON_WAN}",
+            policy(
+                "  - {name: primary, source: IPv4StaticAddress/wan-extra, interface: wan, mark: 16, table: 100, healthCheck: hc-wan}\n"
+            )
+        ));
+        let d = derive_source(&rs, "hc-wan", &BTreeMap::new());
+        assert_eq!(d.address, Some("198.51.100.3".parse().unwrap()));
+        assert_eq!(d.origin, Some(SourceOrigin::Source));
+    }
+
+    #[test]
+    fn disagreeing_references_and_ipv6_targets_get_no_source() {
+        let rs = load(&policy(
+            "  - {name: a, interface: wan, mark: 16, table: 100, healthCheck: hc-wan}
+  - {name: b, interface: lte, mark: 32, table: 200, healthCheck: hc-wan}
+",
+        ));
+        let a = addrs(&[("eth1", &["192.0.2.10"]), ("wwan0", &["10.0.0.2"])]);
+        let d = derive_source(&rs, "hc-wan", &a);
+        assert_eq!(d.address, None);
+        assert_eq!(
+            d.conflicting,
+            vec![
+                "10.0.0.2".parse::<IpAddr>().unwrap(),
+                "192.0.2.10".parse().unwrap()
+            ]
+        );
+        // One reference derivable, the other not: no source either.
+        let d = derive_source(&rs, "hc-wan", &addrs(&[("eth1", &["192.0.2.10"])]));
+        assert_eq!((d.address, d.conflicting.len()), (None, 0));
+        let v6 = load(
+            "apiVersion: net.routerd.net/v1alpha1
+kind: Interface
+metadata: {name: wan}
+spec: {ifname: eth1}
+---
+apiVersion: net.routerd.net/v1alpha1
+kind: HealthCheck
+metadata: {name: hc6}
+spec: {target: '2001:db8::53'}
+---
+apiVersion: net.routerd.net/v1alpha1
+kind: EgressRoutePolicy
+metadata: {name: p}
+spec:
+  mode: priority
+  candidates:
+  - {name: a, interface: wan, mark: 16, table: 100, healthCheck: hc6}
+",
+        );
+        let a = addrs(&[("eth1", &["192.0.2.10", "2001:db8::2"])]);
+        assert_eq!(derive_source(&v6, "hc6", &a).address, None);
+    }
+
+    #[test]
+    fn tunnel_aliases_and_the_checks_own_interface_are_followed() {
+        let rs = load(&policy(
+            "  - {name: tunnel, interface: ds1, mark: 48, table: 300, healthCheck: hc-ds}\n",
+        ));
+        let a = addrs(&[("dslite0", &["192.0.0.2"]), ("wwan0", &["10.0.0.2"])]);
+        assert_eq!(
+            derive_source(&rs, "hc-ds", &a).address,
+            Some("192.0.0.2".parse().unwrap())
+        );
+        // hc-lonely has no candidate; its own interface (lte -> wwan0) counts.
+        assert_eq!(
+            derive_source(&rs, "hc-lonely", &a).address,
+            Some("10.0.0.2".parse().unwrap())
         );
     }
 }

@@ -27,7 +27,10 @@ pub mod time;
 #[cfg(feature = "runtime")]
 pub mod runtime;
 
-pub use binding::{Binding, BindingOverride, Derivation, derive_binding};
+pub use binding::{
+    Binding, BindingOverride, Derivation, SourceDerivation, SourceOrigin, derive_binding,
+    derive_source, derive_sources,
+};
 pub use check::{
     CheckConfig, ConfigError, DnsOptions, HttpOptions, ProbeSpec, Protocol, QueryType,
 };

@@ -6,6 +6,8 @@
 //! which path?". The probe and the state machine are the daemon's own
 //! (`routerd-health`), so what this prints is what the daemon would see.
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -14,6 +16,7 @@ use routerd_health::runtime::{NetProber, probe_with_timeout};
 use routerd_health::time::rfc3339_nano;
 use routerd_health::{
     BindingOverride, CheckConfig, Evidence, FailureKind, HealthState, Phase, ProbeReport,
+    derive_source,
 };
 use routerd_model::GoDuration;
 use serde::Serialize;
@@ -79,6 +82,25 @@ struct Report {
     status: routerd_model::Status,
 }
 
+/// Addresses per device of this namespace, for the probe source address
+/// the daemon derives. `getifaddrs` asks rtnetlink, so it sees the
+/// namespace routerctl runs in whatever `/sys` shows.
+fn device_addresses() -> BTreeMap<String, Vec<IpAddr>> {
+    let mut out: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
+    for a in nix::ifaddrs::getifaddrs().into_iter().flatten() {
+        let Some(addr) = a.address else { continue };
+        let ip = if let Some(v4) = addr.as_sockaddr_in() {
+            IpAddr::V4(v4.ip())
+        } else if let Some(v6) = addr.as_sockaddr_in6() {
+            IpAddr::V6(v6.ip())
+        } else {
+            continue;
+        };
+        out.entry(a.interface_name).or_default().push(ip);
+    }
+    out
+}
+
 /// The device's carrier as sysfs reports it, for the header: a probe
 /// pinned to a device without carrier cannot pass.
 fn carrier(dev: &str) -> &'static str {
@@ -104,9 +126,13 @@ pub fn run(args: Args) -> Result<i32> {
         )
         .into());
     }
-    let cfg =
-        CheckConfig::from_resources(&loaded.resources, &args.name, &BindingOverride::default())
-            .map_err(|e| Exit::new(DATA, e.to_string()))?;
+    let source = derive_source(&loaded.resources, &args.name, &device_addresses());
+    let overrides = BindingOverride {
+        source_address: source.address,
+        ..BindingOverride::default()
+    };
+    let cfg = CheckConfig::from_resources(&loaded.resources, &args.name, &overrides)
+        .map_err(|e| Exit::new(DATA, e.to_string()))?;
     if args.count == 0 {
         return Err(Exit::new(USAGE, "--count must be at least 1").into());
     }
@@ -142,6 +168,17 @@ pub fn run(args: Args) -> Result<i32> {
         warnings.push(format!(
             "candidates disagree on the device ({}); the probe is not bound",
             d.conflicting_devices.join(", ")
+        ));
+    }
+    if !source.conflicting.is_empty() {
+        warnings.push(format!(
+            "candidates disagree on the source address ({}); the kernel chooses it",
+            source
+                .conflicting
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     if !b.is_pinned() {
