@@ -568,6 +568,7 @@ where
         if !events.is_empty() {
             let mut w = shared.store.writer();
             for e in events {
+                self.plugins.publish(&e.type_);
                 w.append_event(e);
             }
             if let Err(e) = w.commit() {
@@ -720,6 +721,12 @@ where
         shared.publish_step(generation, now, failed.clone(), report.faults.clone());
         if !report.events.is_empty() {
             shared.events.notify_waiters();
+        }
+        // Plugins with `event` triggers hear every event the step emitted
+        // (status, selection, route, fault and part changes), not only
+        // plugin runs' own; a burst coalesces into one run per plugin.
+        for e in &report.events {
+            self.plugins.publish(&e.type_);
         }
         (self.on_step)(report);
         if let Some(err) = failed {
