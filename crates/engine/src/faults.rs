@@ -1,4 +1,5 @@
-//! What the kernel refused, reflected in statuses and events.
+//! What the kernel refused, reflected in statuses (routerd_render::fault)
+//! and events.
 //!
 //! Selection and the followers compute what each resource *intends*
 //! (`Installed`, `Applied`, ...); only the reconcile knows whether the
@@ -14,73 +15,10 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use routerd_model::{Event, ObjectRef, ResourceId, Status};
+use routerd_model::{Event, ObjectRef, ResourceId};
 use routerd_render::Fault;
-use serde_json::{Value, json};
 
-/// Status key under which the overlay keeps the intended state.
-pub const DATAPLANE_KEY: &str = "dataplane";
-
-/// The phase a fault gives its owner. An IPv4Route is one kernel route, so
-/// it says what routerd says: `Pending` while its device is absent
-/// (`DeviceNotReady`), `Error` when the kernel refused it (`ApplyFailed`).
-/// Every other owner (a policy with one table per candidate, a NAT rule) is
-/// `Degraded`: the rest of its objects may well be carried, and a policy
-/// whose backup device is missing still forwards over its primary.
-pub fn phase_for(owner: &str, reason: &str) -> &'static str {
-    let kind = ResourceId::parse(owner).map(|id| id.kind);
-    match (kind.as_deref(), reason) {
-        (Some("IPv4Route"), "DeviceNotReady") => "Pending",
-        (Some("IPv4Route"), _) => "Error",
-        _ => "Degraded",
-    }
-}
-
-/// `status` as reported when `fault` holds.
-pub fn overlay(status: &Status, fault: &Fault) -> Status {
-    let mut out = status.clone();
-    let intended = json!({
-        "phase": status.get("phase"),
-        "reason": status.get("reason"),
-        "message": status.get("message"),
-    });
-    out.insert(
-        "phase".into(),
-        json!(phase_for(&fault.owner, &fault.reason)),
-    );
-    out.insert("reason".into(), json!(fault.reason));
-    out.insert("message".into(), json!(fault.message));
-    out.insert(
-        DATAPLANE_KEY.into(),
-        json!({
-            "installed": false,
-            "reason": fault.reason,
-            "message": fault.message,
-            "intended": intended,
-        }),
-    );
-    out
-}
-
-/// Takes an overlay off a status read back from the store.
-pub fn strip(mut status: Status) -> Status {
-    let Some(Value::Object(dp)) = status.remove(DATAPLANE_KEY) else {
-        return status;
-    };
-    if let Some(Value::Object(intended)) = dp.get("intended") {
-        for key in ["phase", "reason", "message"] {
-            match intended.get(key) {
-                Some(v) if !v.is_null() => {
-                    status.insert(key.into(), v.clone());
-                }
-                _ => {
-                    status.remove(key);
-                }
-            }
-        }
-    }
-    status
-}
+pub use routerd_render::fault::{DATAPLANE_KEY, overlay, phase_for, strip};
 
 fn subject(owner: &str) -> ObjectRef {
     ResourceId::parse(owner)
@@ -133,6 +71,8 @@ pub fn transitions(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use routerd_model::Status;
+    use serde_json::json;
 
     fn fault(owner: &str, reason: &str) -> Fault {
         Fault {

@@ -16,6 +16,7 @@
 
 pub mod dataplane;
 pub mod diff;
+pub mod fault;
 pub mod ir;
 pub mod ledger;
 pub mod nft_backend;

@@ -68,6 +68,10 @@ pub struct PlanDocument {
     pub decisions: BTreeMap<String, serde_json::Value>,
     /// Desired dataplane.
     pub dataplane: DataplaneView,
+    /// Resources the renderer could not carry (their statuses in `status`
+    /// carry the fault, as the daemon reports them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<routerd_render::render::RenderProblem>,
 }
 
 impl PlanDocument {
@@ -83,6 +87,7 @@ impl PlanDocument {
             events: Vec::new(),
             decisions: BTreeMap::new(),
             dataplane: DataplaneView::default(),
+            problems: Vec::new(),
         }
     }
 }

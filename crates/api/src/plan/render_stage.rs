@@ -15,6 +15,19 @@ pub(super) fn run(
     status.extend(doc.status.iter().map(|(k, v)| (k.clone(), v.clone())));
     let rendered = render(&doc.effective, &status);
     doc.dataplane = dataplane_view(&rendered.desired)?;
+    // No silent failure: what cannot be rendered is listed and laid over
+    // its owner's status the way the daemon reports it.
+    for p in &rendered.problems {
+        let fault = routerd_render::Fault {
+            owner: p.owner.clone(),
+            reason: p.reason.clone(),
+            message: p.message.clone(),
+        };
+        if let Some(st) = doc.status.get_mut(&p.owner) {
+            *st = routerd_render::fault::overlay(st, &fault);
+        }
+    }
+    doc.problems = rendered.problems;
     Ok(rendered.desired)
 }
 
@@ -90,5 +103,48 @@ spec: {type: masquerade, egressInterface: wan, sourceRanges: [192.168.10.0/24]}
             text.contains("oifname \"ens18\" ip saddr 192.168.10.0/24 masquerade"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn what_cannot_be_rendered_is_listed_and_reported_on_its_owner() {
+        let config = "apiVersion: net.routerd.net/v1alpha1
+kind: Interface
+metadata: {name: wan}
+spec: {ifname: ens18}
+---
+apiVersion: net.routerd.net/v1alpha1
+kind: IPv4Route
+metadata: {name: a}
+spec: {destination: 10.7.0.0/16, device: ens18}
+---
+apiVersion: net.routerd.net/v1alpha1
+kind: IPv4Route
+metadata: {name: b}
+spec:
+  destination: 10.7.0.0/16
+  device: ens19
+  when: {state: {Interface/wan.phase: {exists: true}}}
+";
+        let (loaded, diags) = load_and_validate(&[("c.yaml", config)]);
+        assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+        let mut state = routerd_model::StateSnapshot::new();
+        let mut wan = routerd_model::Status::new();
+        wan.insert("phase".into(), serde_json::json!("Up"));
+        state.insert("net.routerd.net/v1alpha1/Interface/wan".into(), wan);
+        let doc = build_plan(&PlanInputs {
+            startup: loaded.resources,
+            state,
+            ..PlanInputs::default()
+        })
+        .unwrap();
+        assert_eq!(doc.problems.len(), 1, "{:?}", doc.problems);
+        let p = &doc.problems[0];
+        assert_eq!(p.reason, "Conflict");
+        let st = &doc.status[&p.owner];
+        assert_eq!(st["phase"], "Error", "{st:?}");
+        assert_eq!(st["reason"], "Conflict");
+        assert_eq!(st["dataplane"]["intended"]["phase"], "Installed");
+        let json = serde_json::to_value(&doc).unwrap();
+        assert_eq!(json["problems"][0]["owner"], p.owner.as_str());
     }
 }

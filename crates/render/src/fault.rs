@@ -1,0 +1,80 @@
+//! A fault laid over its owner's status.
+//!
+//! Selection and the followers compute what each resource *intends*
+//! (`Installed`, `Applied`, ...); only the reconcile (or, offline, the
+//! render) knows whether the kernel can carry it. A resource whose objects
+//! were kept back or refused is reported with the fault laid over its
+//! intended status: `phase` and `reason` say what happened, `message`
+//! carries the kernel's words, and `dataplane` keeps the intended phase so
+//! that `explain` and the metrics can tell intended from installed. The
+//! daemon and `routerctl plan` both use these functions, so they report a
+//! fault the same way.
+
+use routerd_model::{ResourceId, Status};
+use serde_json::{Value, json};
+
+use crate::reconcile::Fault;
+
+/// Status key under which the overlay keeps the intended state.
+pub const DATAPLANE_KEY: &str = "dataplane";
+
+/// The phase a fault gives its owner. An IPv4Route is one kernel route, so
+/// it says what routerd says: `Pending` while its device is absent
+/// (`DeviceNotReady`), `Error` when the kernel refused it (`ApplyFailed`).
+/// Every other owner (a policy with one table per candidate, a NAT rule) is
+/// `Degraded`: the rest of its objects may well be carried, and a policy
+/// whose backup device is missing still forwards over its primary.
+pub fn phase_for(owner: &str, reason: &str) -> &'static str {
+    let kind = ResourceId::parse(owner).map(|id| id.kind);
+    match (kind.as_deref(), reason) {
+        (Some("IPv4Route"), "DeviceNotReady") => "Pending",
+        (Some("IPv4Route"), _) => "Error",
+        _ => "Degraded",
+    }
+}
+
+/// `status` as reported when `fault` holds.
+pub fn overlay(status: &Status, fault: &Fault) -> Status {
+    let mut out = status.clone();
+    let intended = json!({
+        "phase": status.get("phase"),
+        "reason": status.get("reason"),
+        "message": status.get("message"),
+    });
+    out.insert(
+        "phase".into(),
+        json!(phase_for(&fault.owner, &fault.reason)),
+    );
+    out.insert("reason".into(), json!(fault.reason));
+    out.insert("message".into(), json!(fault.message));
+    out.insert(
+        DATAPLANE_KEY.into(),
+        json!({
+            "installed": false,
+            "reason": fault.reason,
+            "message": fault.message,
+            "intended": intended,
+        }),
+    );
+    out
+}
+
+/// Takes an overlay off a status read back from the store.
+pub fn strip(mut status: Status) -> Status {
+    let Some(Value::Object(dp)) = status.remove(DATAPLANE_KEY) else {
+        return status;
+    };
+    if let Some(Value::Object(intended)) = dp.get("intended") {
+        for key in ["phase", "reason", "message"] {
+            match intended.get(key) {
+                Some(v) if !v.is_null() => {
+                    status.insert(key.into(), v.clone());
+                }
+                _ => {
+                    status.remove(key);
+                }
+            }
+        }
+    }
+    status
+}
