@@ -54,6 +54,16 @@ pub(crate) struct Args {
     /// fresh one; a store that opens is used as it is.
     #[arg(long)]
     recover_state: bool,
+    /// Configuration generations kept in the store (the newest good one is
+    /// kept besides, whatever its age).
+    #[arg(long, default_value_t = routerd_store::StoreOptions::default().generation_history)]
+    generation_history: usize,
+    /// Events kept in the store (also bounded by --event-bytes).
+    #[arg(long, default_value_t = routerd_store::StoreOptions::default().event_capacity)]
+    event_history: u64,
+    /// Encoded event bytes kept in the store.
+    #[arg(long, default_value_t = routerd_store::StoreOptions::default().event_bytes)]
+    event_bytes: u64,
 }
 
 fn group_id(g: &str) -> Result<u32> {
@@ -77,11 +87,16 @@ fn group_id(g: &str) -> Result<u32> {
 /// naming the directory and the remedy, printed as it is.
 fn open_store(args: &Args) -> Result<Store> {
     let dir = args.state_dir.join("store");
+    let options = StoreOptions {
+        generation_history: args.generation_history.max(1),
+        event_capacity: args.event_history.max(1),
+        event_bytes: args.event_bytes,
+        ..StoreOptions::default()
+    };
     if !args.recover_state {
-        return Ok(Store::open_sled(&dir)?);
+        return Ok(Store::open_sled_with(&dir, options)?);
     }
-    let (store, recovery) =
-        Store::open_or_recover_sled(&dir, StoreOptions::default(), chrono::Utc::now())?;
+    let (store, recovery) = Store::open_or_recover_sled(&dir, options, chrono::Utc::now())?;
     match recovery {
         Some(r) => tracing::warn!(
             moved_to = %r.moved_to.display(),
