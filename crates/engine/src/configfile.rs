@@ -113,6 +113,8 @@ pub struct Assembled {
     /// `spec.reconcile`) around every resource. This is what a generation
     /// stores and what boot falls back to.
     pub text: String,
+    /// `spec.reconcile` of the operator's `Router` documents.
+    pub reconcile: crate::core::ReconcileSettings,
 }
 
 /// Reads the operator's file, the operator's drop-ins and the managed file.
@@ -287,12 +289,15 @@ impl Sources {
                 &resources,
             )?,
         };
+        let reconcile =
+            crate::core::ReconcileSettings::from_routers(files.iter().flat_map(|l| &l.routers));
         Ok(Assembled {
             resources,
             managed,
             defined_in,
             warnings,
             text,
+            reconcile,
         })
     }
 }

@@ -97,6 +97,21 @@ pub struct ReconcileSettings {
     pub remove_orphans: bool,
 }
 
+impl ReconcileSettings {
+    /// The settings of the `Router` documents loaded (every file's).
+    pub fn from_routers<'a>(
+        routers: impl IntoIterator<Item = &'a routerd_model::load::RouterInfo>,
+    ) -> Self {
+        let mut out = ReconcileSettings::default();
+        for r in routers {
+            out.protected_interfaces
+                .extend(r.protected_interfaces.iter().cloned());
+            out.remove_orphans |= r.reconcile_mode.as_deref() == Some("strict");
+        }
+        out
+    }
+}
+
 /// What the stages of one step hand each other.
 #[derive(Default)]
 struct StepState {
@@ -106,6 +121,7 @@ struct StepState {
     moved: BTreeSet<String>,
     /// The effective configuration was rebuilt.
     rebuilt: bool,
+    /// The ledger before the reconcile (`None`: no reconcile ran).
     ledger_before: Option<Ledger>,
     /// An intent may be in the store and is cleared with this commit.
     intent_written: bool,
@@ -469,10 +485,13 @@ impl Core {
         now: DateTime<Utc>,
         st: &mut StepState,
     ) -> Result<(), StepError> {
-        st.ledger_before = Some(self.ledger.clone());
         if !st.report.full && st.moved.is_empty() && !self.dataplane_pending {
             return Ok(());
         }
+        // Only a reconcile changes the ledger, so only a reconcile pays for
+        // the copy it is compared with (10,000 routes: a quiet health step
+        // used to clone them all).
+        st.ledger_before = Some(self.ledger.clone());
         let Some(view) = self.view.as_ref() else {
             return Ok(());
         };
@@ -599,7 +618,11 @@ impl Core {
                 self.statuses.remove(id);
             }
         }
-        let ledger_moved = st.ledger_before.as_ref() != Some(&self.ledger) || self.persist_failed;
+        let ledger_moved = st
+            .ledger_before
+            .as_ref()
+            .is_some_and(|before| before != &self.ledger)
+            || self.persist_failed;
         if ledger_moved {
             let v = serde_json::to_value(&self.ledger)
                 .map_err(|e| StepError::Plan(format!("ledger: {e}")))?;

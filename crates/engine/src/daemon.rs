@@ -206,16 +206,12 @@ pub fn load_config(name: &str, text: &str) -> Result<Vec<Resource>, String> {
     }
 }
 
-/// The `Router` documents' `spec.reconcile` settings of configuration text.
+/// The `Router` documents' `spec.reconcile` settings of configuration text
+/// (a stored generation, which keeps the operator's envelope).
 pub fn reconcile_settings(name: &str, text: &str) -> crate::core::ReconcileSettings {
     let mut loaded = routerd_model::Loaded::new();
     loaded.add_file(name, text);
-    let mut out = crate::core::ReconcileSettings::default();
-    for r in loaded.routers {
-        out.protected_interfaces.extend(r.protected_interfaces);
-        out.remove_orphans |= r.reconcile_mode.as_deref() == Some("strict");
-    }
-    out
+    crate::core::ReconcileSettings::from_routers(&loaded.routers)
 }
 
 /// Hex SHA-256 of the configuration text, as the generation record documents.
@@ -245,9 +241,9 @@ impl Shared {
         );
         // The operator's file, its drop-ins and the managed file, as one.
         let layout = crate::configfile::Layout::for_config(&options.config_path);
-        let (text, resources) = match crate::configfile::read(&layout)
+        let (text, resources, settings) = match crate::configfile::read(&layout)
             .and_then(|s| s.assemble(None))
-            .map(|a| (a.text, a.resources))
+            .map(|a| (a.text, a.resources, a.reconcile))
             .map_err(|e| e.to_string())
         {
             Ok(ok) => ok,
@@ -256,13 +252,14 @@ impl Shared {
                     tracing::error!(%err, generation = g.generation, "configuration file unusable; using the last applied generation");
                     let r = load_config("<stored generation>", &g.config_yaml)
                         .map_err(DaemonError::Config)?;
-                    (g.config_yaml, r)
+                    let settings = reconcile_settings("<stored generation>", &g.config_yaml);
+                    (g.config_yaml, r, settings)
                 }
                 None => return Err(DaemonError::Config(err)),
             },
         };
         core.set_startup(resources);
-        core.set_reconcile(reconcile_settings("<config>", &text));
+        core.set_reconcile(settings);
         let now = clock.now();
         let mut w = store.writer();
         core.generation = w

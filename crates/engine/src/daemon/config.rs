@@ -429,7 +429,7 @@ async fn install(
     }
     let mut core = s.core.lock().await;
     core.set_startup(a.resources.clone());
-    core.set_reconcile(super::reconcile_settings("<config>", &a.text));
+    core.set_reconcile(a.reconcile.clone());
     core.generation = generation;
     let seq = s.steps.borrow().seq;
     drop(core);
