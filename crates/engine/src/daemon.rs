@@ -565,7 +565,7 @@ where
         if !events.is_empty() {
             let mut w = shared.store.writer();
             for e in events {
-                self.plugins.publish(&e.type_);
+                self.plugins.publish(&e);
                 w.append_event(e);
             }
             if let Err(e) = w.commit() {
@@ -604,7 +604,7 @@ where
         match w.commit() {
             Ok(stored) => {
                 for e in &stored {
-                    self.plugins.publish(&e.type_);
+                    self.plugins.publish(e);
                 }
                 shared.events.notify_waiters();
             }
@@ -723,7 +723,7 @@ where
         // (status, selection, route, fault and part changes), not only
         // plugin runs' own; a burst coalesces into one run per plugin.
         for e in &report.events {
-            self.plugins.publish(&e.type_);
+            self.plugins.publish(e);
         }
         (self.on_step)(report);
         if let Some(err) = failed {
