@@ -24,6 +24,7 @@ use chrono::{DateTime, Utc};
 use routerd_api::{MergeView, build_effective, follow_all, view_of};
 use routerd_merge::{Change, ChangeSet, Effective, Part};
 use routerd_model::{Event, Kind, ObjectRef, Resource, StateSnapshot, Status};
+use routerd_render::render::failclosed as fail_closed;
 use routerd_render::{Dataplane, Fault, Ledger, Plan, ReconcileOptions, reconcile_with, render};
 use routerd_select::{Evaluation, PolicySet, SelectOptions, SetState};
 use routerd_store::{Store, StoreError};
@@ -195,6 +196,9 @@ pub struct Core {
     faults: BTreeMap<String, Fault>,
     /// Objects with routerd's markers that nobody claims (last reconcile).
     pub orphans: Ledger,
+    /// Policies failing closed (`whenNoCandidate`) as of the last render:
+    /// id → `reject` / `drop`, laid over their statuses when reported.
+    fail_closed: BTreeMap<String, String>,
     /// `spec.reconcile` of the startup configuration.
     reconcile: ReconcileSettings,
     view: Option<View>,
@@ -230,7 +234,7 @@ impl Core {
         self.statuses = store
             .status_snapshot()?
             .into_iter()
-            .map(|(id, st)| (id, crate::faults::strip(st)))
+            .map(|(id, st)| (id, fail_closed::strip(crate::faults::strip(st))))
             .collect();
         let mut intent = None;
         for (k, v) in store.ledger()? {
@@ -498,6 +502,9 @@ impl Core {
         let started = std::time::Instant::now();
         st.report.reconciled = true;
         let rendered = render(&view.merged.effective, &self.statuses);
+        // Said before the kernel is touched: a policy that closes does so
+        // first in the plan, and one that opens does so last.
+        note_fail_closed(&mut self.fail_closed, &rendered.fail_closed, now, st);
         let mut options = self.options.clone();
         options.ownership.protected_devices = self.protected_devices(&view.merged.effective);
         let mut record_intent = |plan: &Plan| write_intent(store, plan);
@@ -670,25 +677,40 @@ impl Core {
         }
     }
 
-    /// The status of `id` as reported: the intended one with its fault, if
-    /// any, laid over.
+    /// The status of `id` as reported: the intended one with its fault and
+    /// its fail-closed state, if any, laid over.
     pub fn reported_status(&self, id: &str) -> Option<Status> {
         let st = self.statuses.get(id)?;
-        Some(match self.faults.get(id) {
-            Some(f) => crate::faults::overlay(st, f),
+        let st = match self.fail_closed.get(id) {
+            Some(how) => fail_closed::overlay(st, how),
             None => st.clone(),
+        };
+        Some(match self.faults.get(id) {
+            Some(f) => crate::faults::overlay(&st, f),
+            None => st,
         })
     }
 
     /// Every status as reported (see [`Core::reported_status`]).
     pub fn reported_statuses(&self) -> StateSnapshot {
         let mut out = self.statuses.clone();
+        for (id, how) in &self.fail_closed {
+            if let Some(st) = out.get_mut(id) {
+                *st = fail_closed::overlay(st, how);
+            }
+        }
         for (id, f) in &self.faults {
             if let Some(st) = out.get_mut(id) {
                 *st = crate::faults::overlay(st, f);
             }
         }
         out
+    }
+
+    /// Policies failing closed (`whenNoCandidate`), by id, as of the last
+    /// render: `reject` or `drop`.
+    pub fn fail_closed(&self) -> &BTreeMap<String, String> {
+        &self.fail_closed
     }
 
     /// Owners whose kernel state is not what they asked for.
@@ -752,6 +774,27 @@ impl Core {
         self.pending.push(Change::Remove(name.to_string()));
         true
     }
+}
+
+/// Records which policies fail closed now, with an event for each that
+/// closed or opened, and marks their statuses for persisting.
+fn note_fail_closed(
+    was: &mut BTreeMap<String, String>,
+    now_closed: &BTreeMap<String, String>,
+    now: DateTime<Utc>,
+    st: &mut StepState,
+) {
+    if was == now_closed {
+        return;
+    }
+    st.events
+        .extend(crate::faults::fail_closed_transitions(was, now_closed, now));
+    for id in was.keys().chain(now_closed.keys()) {
+        if was.get(id) != now_closed.get(id) {
+            st.moved.insert(id.clone());
+        }
+    }
+    was.clone_from(now_closed);
 }
 
 /// Statuses the step computes (and may delete when the resource goes).

@@ -15,6 +15,12 @@ pub(super) fn run(
     status.extend(doc.status.iter().map(|(k, v)| (k.clone(), v.clone())));
     let rendered = render(&doc.effective, &status);
     doc.dataplane = dataplane_view(&rendered.desired)?;
+    // A policy failing closed says so, as the daemon reports it.
+    for (id, how) in &rendered.fail_closed {
+        if let Some(st) = doc.status.get_mut(id) {
+            *st = routerd_render::render::failclosed::overlay(st, how);
+        }
+    }
     // No silent failure: what cannot be rendered is listed and laid over
     // its owner's status the way the daemon reports it.
     for p in &rendered.problems {
