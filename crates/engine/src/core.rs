@@ -502,9 +502,6 @@ impl Core {
         let started = std::time::Instant::now();
         st.report.reconciled = true;
         let rendered = render(&view.merged.effective, &self.statuses);
-        // Said before the kernel is touched: a policy that closes does so
-        // first in the plan, and one that opens does so last.
-        note_fail_closed(&mut self.fail_closed, &rendered.fail_closed, now, st);
         let mut options = self.options.clone();
         options.ownership.protected_devices = self.protected_devices(&view.merged.effective);
         let mut record_intent = |plan: &Plan| write_intent(store, plan);
@@ -516,6 +513,11 @@ impl Core {
             &mut record_intent,
         ) {
             Ok(outcome) => {
+                // What the kernel holds after the apply, not what was
+                // asked: a filter kept by a fail-static policy still
+                // refuses, and one the kernel refused does not.
+                let held = fail_closed_held(&self.ledger, &rendered.fail_closed, view);
+                note_fail_closed(&mut self.fail_closed, &held, now, st);
                 st.report.applied_ops = outcome.ops_sent();
                 if st.report.applied_ops > 0 {
                     let mut e = Event::info("routerd.dataplane.applied", ObjectRef::default(), now);
@@ -774,6 +776,37 @@ impl Core {
         self.pending.push(Change::Remove(name.to_string()));
         true
     }
+}
+
+/// The policies whose fail-closed table the kernel holds (per the ledger
+/// after the apply), with how they refuse: as rendered, else as their spec
+/// says.
+fn fail_closed_held(
+    ledger: &Ledger,
+    rendered: &BTreeMap<String, String>,
+    view: &View,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (key, entry) in &ledger.nft {
+        if !key.name.starts_with(fail_closed::FAIL_CLOSED_TABLE_PREFIX) {
+            continue;
+        }
+        for owner in &entry.owners {
+            let how = rendered.get(owner).cloned().or_else(|| {
+                view.merged
+                    .effective
+                    .iter()
+                    .find(|r| r.kind() == Kind::EgressRoutePolicy && r.id().to_string() == *owner)
+                    .and_then(Resource::as_egress_policy)
+                    .filter(|p| p.fails_closed())
+                    .map(|p| p.when_no_candidate().to_string())
+            });
+            if let Some(how) = how {
+                out.insert(owner.clone(), how);
+            }
+        }
+    }
+    out
 }
 
 /// Records which policies fail closed now, with an event for each that
