@@ -109,7 +109,7 @@ fn run(prefix: &str, how: &str, refused: fn(&ConnectOutcome) -> bool) {
     lab.exec(
         Node::Router,
         "ip",
-        &[
+        [
             "route",
             "replace",
             "default",
