@@ -645,3 +645,47 @@ fn a_policy_closes_before_anything_else_and_opens_after_its_path_is_programmed()
     );
     assert!(ledger.nft.keys().all(|k| k.name != "routerd_failclosed_p"));
 }
+
+#[test]
+fn a_policy_stays_closed_while_the_kernel_refuses_its_path() {
+    let mut dp = MemDataplane::new();
+    let mut ledger = Ledger::default();
+    let closed = DesiredState {
+        nft: vec![fail_closed_table()],
+        ..DesiredState::default()
+    };
+    reconcile(&mut dp, &closed, &mut ledger, &ReconcileOptions::default()).unwrap();
+    let is_closed = |dp: &MemDataplane| dp.nft.keys().any(|k| k.name == "routerd_failclosed_p");
+    assert!(is_closed(&dp));
+
+    // The candidate is ready but the kernel refuses its table route.
+    dp.refuse = vec!["table 100".into()];
+    let out = reconcile(
+        &mut dp,
+        &desired(),
+        &mut ledger,
+        &ReconcileOptions::default(),
+    )
+    .unwrap();
+    assert!(is_closed(&dp), "opened although its path was refused");
+    assert!(
+        out.faults
+            .iter()
+            .any(|f| f.owner == OWNER && f.reason == "ApplyFailed"),
+        "{:?}",
+        out.faults
+    );
+    assert!(ledger.nft.keys().any(|k| k.name == "routerd_failclosed_p"));
+
+    // The kernel takes it: the policy opens.
+    dp.refuse.clear();
+    let out = reconcile(
+        &mut dp,
+        &desired(),
+        &mut ledger,
+        &ReconcileOptions::default(),
+    )
+    .unwrap();
+    assert!(out.faults.is_empty(), "{:?}", out.faults);
+    assert!(!is_closed(&dp));
+}

@@ -15,7 +15,9 @@
 //! opening one is a table deletion: the diff puts creations before every
 //! other operation and deletions after every other one, so a policy is
 //! closed before anything else happens at start-up and opens only after
-//! its candidate's routes, rules and marks are in the kernel (ADR 0010).
+//! its candidate's routes, rules and marks are in the kernel; the reconcile
+//! also keeps the filter when the kernel refused any of the policy's
+//! operations (ADR 0010).
 
 use std::collections::BTreeMap;
 
