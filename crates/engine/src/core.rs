@@ -24,6 +24,7 @@ use chrono::{DateTime, Utc};
 use routerd_api::{MergeView, build_effective, follow_all, view_of};
 use routerd_merge::{Change, ChangeSet, Effective, Part};
 use routerd_model::{Event, Kind, ObjectRef, Resource, StateSnapshot, Status};
+use routerd_render::render::failclosed as fail_closed;
 use routerd_render::{Dataplane, Fault, Ledger, Plan, ReconcileOptions, reconcile_with, render};
 use routerd_select::{Evaluation, PolicySet, SelectOptions, SetState};
 use routerd_store::{Store, StoreError};
@@ -195,6 +196,9 @@ pub struct Core {
     faults: BTreeMap<String, Fault>,
     /// Objects with routerd's markers that nobody claims (last reconcile).
     pub orphans: Ledger,
+    /// Policies failing closed (`whenNoCandidate`) as of the last render:
+    /// id → `reject` / `drop`, laid over their statuses when reported.
+    fail_closed: BTreeMap<String, String>,
     /// `spec.reconcile` of the startup configuration.
     reconcile: ReconcileSettings,
     view: Option<View>,
@@ -230,7 +234,7 @@ impl Core {
         self.statuses = store
             .status_snapshot()?
             .into_iter()
-            .map(|(id, st)| (id, crate::faults::strip(st)))
+            .map(|(id, st)| (id, fail_closed::strip(crate::faults::strip(st))))
             .collect();
         let mut intent = None;
         for (k, v) in store.ledger()? {
@@ -509,6 +513,11 @@ impl Core {
             &mut record_intent,
         ) {
             Ok(outcome) => {
+                // What the kernel holds after the apply, not what was
+                // asked: a filter kept by a fail-static policy still
+                // refuses, and one the kernel refused does not.
+                let held = fail_closed_held(&self.ledger, &rendered.fail_closed, view);
+                note_fail_closed(&mut self.fail_closed, &held, now, st);
                 st.report.applied_ops = outcome.ops_sent();
                 if st.report.applied_ops > 0 {
                     let mut e = Event::info("routerd.dataplane.applied", ObjectRef::default(), now);
@@ -670,25 +679,40 @@ impl Core {
         }
     }
 
-    /// The status of `id` as reported: the intended one with its fault, if
-    /// any, laid over.
+    /// The status of `id` as reported: the intended one with its fault and
+    /// its fail-closed state, if any, laid over.
     pub fn reported_status(&self, id: &str) -> Option<Status> {
         let st = self.statuses.get(id)?;
-        Some(match self.faults.get(id) {
-            Some(f) => crate::faults::overlay(st, f),
+        let st = match self.fail_closed.get(id) {
+            Some(how) => fail_closed::overlay(st, how),
             None => st.clone(),
+        };
+        Some(match self.faults.get(id) {
+            Some(f) => crate::faults::overlay(&st, f),
+            None => st,
         })
     }
 
     /// Every status as reported (see [`Core::reported_status`]).
     pub fn reported_statuses(&self) -> StateSnapshot {
         let mut out = self.statuses.clone();
+        for (id, how) in &self.fail_closed {
+            if let Some(st) = out.get_mut(id) {
+                *st = fail_closed::overlay(st, how);
+            }
+        }
         for (id, f) in &self.faults {
             if let Some(st) = out.get_mut(id) {
                 *st = crate::faults::overlay(st, f);
             }
         }
         out
+    }
+
+    /// Policies failing closed (`whenNoCandidate`), by id, as of the last
+    /// render: `reject` or `drop`.
+    pub fn fail_closed(&self) -> &BTreeMap<String, String> {
+        &self.fail_closed
     }
 
     /// Owners whose kernel state is not what they asked for.
@@ -752,6 +776,58 @@ impl Core {
         self.pending.push(Change::Remove(name.to_string()));
         true
     }
+}
+
+/// The policies whose fail-closed table the kernel holds (per the ledger
+/// after the apply), with how they refuse: as rendered, else as their spec
+/// says.
+fn fail_closed_held(
+    ledger: &Ledger,
+    rendered: &BTreeMap<String, String>,
+    view: &View,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (key, entry) in &ledger.nft {
+        if !key.name.starts_with(fail_closed::FAIL_CLOSED_TABLE_PREFIX) {
+            continue;
+        }
+        for owner in &entry.owners {
+            let how = rendered.get(owner).cloned().or_else(|| {
+                view.merged
+                    .effective
+                    .iter()
+                    .find(|r| r.kind() == Kind::EgressRoutePolicy && r.id().to_string() == *owner)
+                    .and_then(Resource::as_egress_policy)
+                    .filter(|p| p.fails_closed())
+                    .map(|p| p.when_no_candidate().to_string())
+            });
+            if let Some(how) = how {
+                out.insert(owner.clone(), how);
+            }
+        }
+    }
+    out
+}
+
+/// Records which policies fail closed now, with an event for each that
+/// closed or opened, and marks their statuses for persisting.
+fn note_fail_closed(
+    was: &mut BTreeMap<String, String>,
+    now_closed: &BTreeMap<String, String>,
+    now: DateTime<Utc>,
+    st: &mut StepState,
+) {
+    if was == now_closed {
+        return;
+    }
+    st.events
+        .extend(crate::faults::fail_closed_transitions(was, now_closed, now));
+    for id in was.keys().chain(now_closed.keys()) {
+        if was.get(id) != now_closed.get(id) {
+            st.moved.insert(id.clone());
+        }
+    }
+    was.clone_from(now_closed);
 }
 
 /// Statuses the step computes (and may delete when the resource goes).

@@ -304,7 +304,7 @@ fn egress_policy() -> BoxedStrategy<Spec> {
             opt_text(),
             option::of(any::<bool>()),
         ),
-        (vec(candidate(), 0..4), option::of(when())),
+        (vec(candidate(), 0..4), option::of(when()), opt_text()),
     )
         .prop_map(|(a, lists, b, c)| {
             Spec::EgressRoutePolicy(EgressRoutePolicySpec {
@@ -325,6 +325,7 @@ fn egress_policy() -> BoxedStrategy<Spec> {
                 multipath_priority: None,
                 multipath_mark: None,
                 candidates: c.0,
+                when_no_candidate: c.2,
                 when: c.1,
             })
         })

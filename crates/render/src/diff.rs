@@ -5,12 +5,15 @@
 //! (`proto 122`), nft tables when their name starts with `routerd_`.
 //!
 //! Safe order of the plan:
+//! 0. fail-closed tables created or replaced (`whenNoCandidate`: a policy
+//!    closes before anything else moves, at start-up too);
 //! 1. routes added or replaced (a rule must never point at an empty table);
 //! 2. nft tables replaced (each atomically);
 //! 3. rules added;
 //! 4. stale rules deleted (before the tables they use are emptied);
 //! 5. stale routes deleted;
-//! 6. stale nft tables deleted.
+//! 6. stale nft tables deleted, fail-closed ones last of all: a policy
+//!    opens only after its candidate's routes, rules and marks went in.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
@@ -171,13 +174,26 @@ pub fn diff_with(
         }
     }
 
+    let closing = |op: &Op| match op {
+        Op::ReplaceNftTable { table } => is_fail_closed(&table.name),
+        Op::DeleteNftTable { key } => is_fail_closed(&key.name),
+        _ => false,
+    };
+    let (closes, nft_replaces): (Vec<Op>, Vec<Op>) = nft_replaces.into_iter().partition(closing);
+    let (opens, nft_deletes): (Vec<Op>, Vec<Op>) = nft_deletes.into_iter().partition(closing);
+    plan.ops.extend(closes);
     plan.ops.extend(upserts);
     plan.ops.extend(nft_replaces);
     plan.ops.extend(rule_adds);
     plan.ops.extend(rule_deletes);
     plan.ops.extend(route_deletes);
     plan.ops.extend(nft_deletes);
+    plan.ops.extend(opens);
     plan
+}
+
+fn is_fail_closed(table: &str) -> bool {
+    table.starts_with(crate::render::failclosed::FAIL_CLOSED_TABLE_PREFIX)
 }
 
 fn stale_route(

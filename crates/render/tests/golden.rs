@@ -22,6 +22,12 @@ fn dir() -> PathBuf {
 fn describe(r: &Rendered) -> String {
     let mut out = String::new();
     describe_desired(&mut out, &r.desired);
+    if !r.fail_closed.is_empty() {
+        out.push_str("## failing closed\n");
+        for (id, how) in &r.fail_closed {
+            let _ = writeln!(out, "{id}: {how}");
+        }
+    }
     if !r.problems.is_empty() {
         out.push_str("## problems\n");
         for p in &r.problems {
@@ -173,6 +179,9 @@ golden! {
     weighted_ecmp_in_priority_mode_is_a_multipath_table => "weighted-ecmp-priority",
     weighted_ecmp_in_mark_mode_hashes_over_member_marks => "weighted-ecmp-mark",
     weighted_ecmp_in_hash_mode_hashes_over_member_marks => "weighted-ecmp-hash",
+    fail_closed_reject_refuses_the_policy_match_first => "fail-closed-reject",
+    fail_closed_drop_starts_closed_before_any_probe => "fail-closed-drop",
+    fail_closed_policy_with_a_ready_candidate_is_open => "fail-closed-open",
 }
 
 #[test]

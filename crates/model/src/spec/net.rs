@@ -527,6 +527,12 @@ pub struct EgressRoutePolicySpec {
     /// The paths.
     #[serde(default)]
     pub candidates: Vec<EgressCandidate>,
+    /// What the policy's forwarded traffic meets while no candidate is
+    /// ready: `main` (default: it falls through to the main table, as in
+    /// routerd), `reject` (ICMP admin-prohibited, TCP reset) or `drop`. A
+    /// routerd-rs extension; routerd has no such field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_no_candidate: Option<String>,
     /// Gate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<WhenSpec>,
@@ -564,6 +570,15 @@ impl EgressRoutePolicySpec {
     /// `hostTraffic`, defaulted.
     pub fn host_traffic(&self) -> bool {
         self.host_traffic.unwrap_or(false)
+    }
+    /// `whenNoCandidate`, defaulted to `main`.
+    pub fn when_no_candidate(&self) -> &str {
+        non_empty(self.when_no_candidate.as_deref()).unwrap_or("main")
+    }
+    /// Whether the policy's traffic is refused (`reject`, `drop`) rather
+    /// than left to the main table while no candidate is ready.
+    pub fn fails_closed(&self) -> bool {
+        matches!(self.when_no_candidate(), "reject" | "drop")
     }
 }
 

@@ -471,10 +471,45 @@ pub(super) fn egress_policy(s: &EgressRoutePolicySpec, idx: &NameIndex<'_>, p: &
         candidate(s, c, i, idx, p);
     }
     weighted_ecmp(s, p);
+    when_no_candidate(s, p);
     if mode.is_empty() && any_mark && !host {
         p.warn(
             "spec.mode",
             "candidates set mark but spec.mode is omitted: marks are rendered but no route tables or rules follow them; set mode mark or priority",
+        );
+    }
+}
+
+/// `whenNoCandidate` is refused wherever the fail-closed filter could not
+/// cover the policy's traffic, so a policy never promises to refuse what
+/// still leaks to the main table.
+fn when_no_candidate(s: &EgressRoutePolicySpec, p: &mut Problems<'_>) {
+    const PATH: &str = "spec.whenNoCandidate";
+    let Some(v) = s.when_no_candidate.as_deref() else {
+        return;
+    };
+    if !matches!(v, "main" | "reject" | "drop") {
+        p.field(PATH, "must be one of main, reject, drop");
+        return;
+    }
+    if v == "main" {
+        return;
+    }
+    if s.host_traffic() {
+        p.field(
+            PATH,
+            format!("{v} cannot be used with hostTraffic: the fail-closed filter sees forwarded traffic only, not the router's own; use main"),
+        );
+    } else if s.family() != "ipv4" {
+        p.field(
+            PATH,
+            format!("{v} is carried for family ipv4 only (the fail-closed filter matches IPv4 sources); use main for family {}", s.family()),
+        );
+    }
+    if s.mode().is_empty() {
+        p.field(
+            PATH,
+            format!("{v} requires mode priority, mark or hash: an advisory policy (mode omitted) steers no traffic, so there is nothing to close; set a mode or use main"),
         );
     }
 }

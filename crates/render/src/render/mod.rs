@@ -5,6 +5,7 @@
 //! `members`, IPv4Route / NAT44Rule phases), so the same function serves the
 //! daemon and the offline `routerctl plan`.
 
+pub mod failclosed;
 mod nat;
 mod policy;
 mod routes;
@@ -57,6 +58,9 @@ pub struct Rendered {
     pub desired: DesiredState,
     /// Per-resource problems.
     pub problems: Vec<RenderProblem>,
+    /// Policies failing closed (`whenNoCandidate`), by id: `reject` or
+    /// `drop`. Their statuses say so (see [`failclosed::overlay`]).
+    pub fail_closed: BTreeMap<String, String>,
 }
 
 /// Renders the desired dataplane of `resources` (the effective config)
@@ -66,6 +70,7 @@ pub fn render(resources: &[Resource], status: &StateSnapshot) -> Rendered {
     let mut out = Rendered::default();
     routes::render_ipv4_routes(&ctx, &mut out);
     policy::render_policies(&ctx, &mut out);
+    failclosed::render_fail_closed(&ctx, &mut out);
     nat::render_nat44(&ctx, &mut out);
     for (owner, winner, object) in out.desired.normalize() {
         out.problems.push(RenderProblem {
