@@ -3,7 +3,10 @@
 //! serve` in the lab's router namespace, a long-lived flow on each uplink,
 //! the primary dies, and `conntrack -L` before and after shows that only
 //! the dead path's entries are gone while the healthy path's flow keeps its
-//! entry and still passes data.
+//! entry and still passes data. A busy flow on the dying path (a UDP
+//! datagram every 0.5 ms from one socket) is not re-marked onto the new
+//! path before the flush can find it: its entry is re-created with the new
+//! uplink's NAT address instead of keeping the dead one's.
 
 mod common;
 
@@ -11,11 +14,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{Daemon, lab, sh};
-use routerd_lab::{ConntrackEntry, Lab, Node, Uplink, wait_until};
+use routerd_lab::{ChildOutput, ConntrackEntry, Lab, Node, TARGET, Uplink, wait_until};
 
 /// Two policies: `a` (client .10, flushOnFailover: deadPath) prefers wan1
 /// (mark 0x10) over wan2 (0x20); `b` (client .11) has only wan2 (0x30), so
-/// a flow of `b` lives on the path that stays healthy.
+/// a flow of `b` lives on the path that stays healthy. The uplinks use
+/// static SNAT, not masquerade: the kernel itself kills a masqueraded
+/// connection whose packets leave through another interface, so only SNAT
+/// shows whether a busy flow keeps a stale binding.
 const CONFIG: &str = "apiVersion: routerd.net/v1alpha1
 kind: Router
 metadata: {name: flush}
@@ -35,12 +41,12 @@ spec:
       spec: {ifname: lan0}
     - apiVersion: net.routerd.net/v1alpha1
       kind: NAT44Rule
-      metadata: {name: lan-masquerade-wan1}
-      spec: {type: masquerade, egressInterface: wan1, sourceRanges: [192.168.50.0/24]}
+      metadata: {name: lan-snat-wan1}
+      spec: {type: snat, egressInterface: wan1, snatAddress: 198.18.1.1, sourceRanges: [192.168.50.0/24]}
     - apiVersion: net.routerd.net/v1alpha1
       kind: NAT44Rule
-      metadata: {name: lan-masquerade-wan2}
-      spec: {type: masquerade, egressInterface: wan2, sourceRanges: [192.168.50.0/24]}
+      metadata: {name: lan-snat-wan2}
+      spec: {type: snat, egressInterface: wan2, snatAddress: 198.18.2.1, sourceRanges: [192.168.50.0/24]}
     - apiVersion: net.routerd.net/v1alpha1
       kind: EgressRoutePolicy
       metadata: {name: a}
@@ -74,6 +80,32 @@ fn entry_of(entries: &[ConntrackEntry], local: SocketAddr) -> Option<&ConntrackE
 
 fn marked(entries: &[ConntrackEntry], mark: u32) -> usize {
     entries.iter().filter(|e| e.mark == mark).count()
+}
+
+/// One UDP socket on 192.168.50.10:40000 sending a datagram to the target
+/// every 0.5 ms, forever (python3 is a test dependency, scripts/deps.sh).
+const BUSY_UDP: &str = "import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('192.168.50.10', 40000))
+while True:
+    try:
+        s.sendto(b'x', ('203.0.113.1', 9999))
+    except OSError:
+        pass
+    time.sleep(0.0005)
+";
+
+/// The conntrack entries of the busy UDP flow.
+fn busy(entries: &[ConntrackEntry]) -> Vec<&ConntrackEntry> {
+    entries
+        .iter()
+        .filter(|e| {
+            e.protocol == "udp"
+                && e.original.src.to_string() == "192.168.50.10"
+                && e.original.sport == Some(40000)
+                && e.original.dst == std::net::IpAddr::V4(TARGET)
+        })
+        .collect()
 }
 
 fn table(lab: &Lab) -> String {
@@ -122,6 +154,22 @@ fn a_dead_primary_loses_only_its_connections() {
     )
     .unwrap();
     let mut live_flow = lab.open_long_flow(Duration::from_secs(2)).unwrap();
+    // A busy flow of policy a.
+    let pinger = lab
+        .spawn(Node::Client, "python3", ["-c", BUSY_UDP], ChildOutput::Null)
+        .unwrap();
+    wait_until(
+        || {
+            lab.conntrack(Node::Router).is_ok_and(|es| {
+                busy(&es).iter().any(|e| {
+                    e.mark == 0x10 && e.snat_source() == Some(Uplink::Wan1.router_addr().into())
+                })
+            })
+        },
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+    )
+    .unwrap_or_else(|_| panic!("the busy flow is not on wan1:\n{}", table(&lab)));
     assert_eq!(
         live_flow.report().upstream,
         Node::Up2,
@@ -139,6 +187,8 @@ fn a_dead_primary_loses_only_its_connections() {
     assert_eq!(live_before.mark, 0x30, "{}", table(&lab));
 
     // wan1 dies: policy a fails over and deletes mark 0x10's entries.
+    // Carrier loss takes wan1's address off the router's ARP/route path but
+    // not off the interface, so a stale NAT binding would stay visible.
     lab.cut_carrier(Uplink::Wan1).unwrap();
     wait_until(
         || {
@@ -155,7 +205,31 @@ fn a_dead_primary_loses_only_its_connections() {
             d.log()
         )
     });
+    // The busy flow's entry was deleted and re-created on wan2, never
+    // carried over with wan1's NAT binding.
+    wait_until(
+        || {
+            lab.conntrack(Node::Router).is_ok_and(|es| {
+                busy(&es)
+                    .iter()
+                    .any(|e| e.snat_source() == Some(Uplink::Wan2.router_addr().into()))
+            })
+        },
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+    )
+    .unwrap_or_else(|_| panic!("the busy flow never re-appeared on wan2:\n{}", table(&lab)));
     let after = lab.conntrack(Node::Router).unwrap();
+    for e in busy(&after) {
+        assert_ne!(
+            e.snat_source(),
+            Some(Uplink::Wan1.router_addr().into()),
+            "a busy flow escaped the flush with the dead uplink's NAT binding:\n{}",
+            table(&lab)
+        );
+        assert_eq!(e.mark, 0x20, "{}", table(&lab));
+    }
+    let _ = lab.stop_child(pinger, Duration::from_secs(2));
     assert!(
         entry_of(&after, dead_flow.local_addr()).is_none(),
         "the dead path's flow is gone:\n{}",

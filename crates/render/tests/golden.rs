@@ -173,6 +173,8 @@ golden! {
     weighted_ecmp_in_priority_mode_is_a_multipath_table => "weighted-ecmp-priority",
     weighted_ecmp_in_mark_mode_hashes_over_member_marks => "weighted-ecmp-mark",
     weighted_ecmp_in_hash_mode_hashes_over_member_marks => "weighted-ecmp-hash",
+    dead_path_flush_keeps_stale_ct_marks_in_priority_mode => "flush-dead-path-priority",
+    dead_path_flush_keeps_stale_ct_marks_in_hash_mode => "flush-dead-path-hash",
 }
 
 #[test]
