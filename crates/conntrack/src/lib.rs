@@ -11,17 +11,17 @@
 //!
 //! The daemon depends only on the narrow [`ConntrackFlusher`] trait; tests
 //! use [`MemoryFlusher`], the daemon the ctnetlink implementation
-//! ([`NetlinkFlusher`], Linux only, docs/adr/0011).
+//! (`NetlinkFlusher`, Linux and feature `netlink`, docs/adr/0011).
 
 #![deny(missing_docs)]
 
 use std::sync::Mutex;
 
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "netlink"))]
 mod netlink;
 pub mod reply;
 
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "netlink"))]
 pub use netlink::NetlinkFlusher;
 
 /// What one flush did.

@@ -4,7 +4,7 @@
 //! is the independent witness. The timing test prints the median of the
 //! flush, for docs/performance.md; it never asserts a duration.
 
-#![cfg(target_os = "linux")]
+#![cfg(all(target_os = "linux", feature = "netlink"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -231,7 +231,7 @@ fn flush_honours_the_mask() {
 
 /// Prints the median time to flush 10,000 entries of one mark next to 500
 /// of another (docs/performance.md). Run in release:
-/// `cargo test --release -p routerd-conntrack --test netns -- --ignored --nocapture flush_10k`.
+/// `cargo test --release -p routerd-conntrack --features netlink --test netns -- --ignored --nocapture flush_10k`.
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn flush_10k_timing() {
