@@ -168,6 +168,15 @@ async fn serve(args: Args, resync: Duration, group: Option<u32>) -> Result<i32> 
     }
     crate::memory::release_free_heap();
 
+    // Conntrack access for `flushOnFailover: deadPath`, in this namespace.
+    // Without it routerd still runs; a flush it cannot do is reported.
+    match routerd_conntrack::NetlinkFlusher::open() {
+        Ok(f) => shared.set_conntrack_flusher(Arc::new(f)).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "no conntrack access; flushOnFailover cannot delete connections")
+        }
+    }
+
     let ownership = Ownership::default();
     let dataplane = LinuxDataplane::new(crate::apply::backends(), ownership.clone())
         .context("open the netlink dataplane")?;

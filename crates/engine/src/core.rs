@@ -126,6 +126,8 @@ struct StepState {
     ledger_before: Option<Ledger>,
     /// An intent may be in the store and is cleared with this commit.
     intent_written: bool,
+    /// Dead paths whose connections the conntrack stage deletes.
+    flushes: Vec<crate::flush::Pending>,
 }
 
 /// Records, durably and before anything is sent, which objects a plan is
@@ -153,6 +155,10 @@ struct View {
     state: SetState,
     /// Per policy: when its evaluation can change without new observations.
     wake: Vec<Option<DateTime<Utc>>>,
+    /// Policies with `flushOnFailover: deadPath`, by id (few or none, so
+    /// the select stage looks at nothing else). Copies: positions in
+    /// `merged` shift when routes come and go without a reindex.
+    flush_policies: BTreeMap<String, routerd_model::spec::EgressRoutePolicySpec>,
 }
 
 impl View {
@@ -163,6 +169,7 @@ impl View {
             set: PolicySet::default(),
             state: SetState::default(),
             wake: Vec::new(),
+            flush_policies: BTreeMap::new(),
         };
         v.reindex(statuses);
         v
@@ -174,6 +181,21 @@ impl View {
         self.set = PolicySet::new(&self.merged.effective);
         self.state = self.set.new_state(statuses);
         self.wake = vec![None; self.set.len()];
+        self.flush_policies = self
+            .merged
+            .effective
+            .iter()
+            .filter_map(|r| {
+                let s = r.as_egress_policy()?;
+                (s.flush_on_failover() == routerd_model::spec::FlushOnFailover::DeadPath)
+                    .then(|| (r.id().to_string(), s.clone()))
+            })
+            .collect();
+    }
+
+    /// The spec of policy `id` if it asks for dead-path flushes.
+    fn flush_spec(&self, id: &str) -> Option<&routerd_model::spec::EgressRoutePolicySpec> {
+        self.flush_policies.get(id)
     }
 }
 
@@ -212,6 +234,11 @@ pub struct Core {
     pending: Vec<Change>,
     /// The last step's store commit failed.
     persist_failed: bool,
+    /// Deletes the connections of dead paths (`flushOnFailover`); `None`
+    /// when the daemon has no conntrack access (flushes then fail, visibly).
+    flusher: Option<std::sync::Arc<dyn routerd_conntrack::ConntrackFlusher>>,
+    /// Per policy: its last flush, laid over its reported status.
+    last_flush: BTreeMap<String, Value>,
 }
 
 impl Core {
@@ -234,7 +261,13 @@ impl Core {
         self.statuses = store
             .status_snapshot()?
             .into_iter()
-            .map(|(id, st)| (id, fail_closed::strip(crate::faults::strip(st))))
+            .map(|(id, st)| {
+                let mut st = fail_closed::strip(crate::faults::strip(st));
+                if let Some(v) = crate::flush::strip(&mut st) {
+                    self.last_flush.insert(id.clone(), v);
+                }
+                (id, st)
+            })
             .collect();
         let mut intent = None;
         for (k, v) in store.ledger()? {
@@ -357,6 +390,7 @@ impl Core {
         self.select_stage(now, &mut st);
         self.follow_stage(now, &mut st);
         self.dataplane_stage(dataplane, store, now, &mut st)?;
+        self.conntrack_stage(now, &mut st);
         let persisted = self.persist_stage(store, now, st);
         // What a failed commit did not write is written by the next step:
         // every status (the store skips identical ones) and the ledger.
@@ -447,6 +481,15 @@ impl Core {
                 continue;
             };
             if ev.status_changed || self.statuses.get(id) != Some(status) {
+                if let Some(spec) = view.flush_spec(id) {
+                    let dead =
+                        routerd_select::flush::dead_paths(spec, self.statuses.get(id), status);
+                    st.flushes
+                        .extend(dead.into_iter().map(|path| crate::flush::Pending {
+                            policy: id.to_string(),
+                            path,
+                        }));
+                }
                 self.statuses.insert(id.to_string(), status.clone());
                 st.moved.insert(id.to_string());
             }
@@ -585,6 +628,41 @@ impl Core {
         Ok(())
     }
 
+    /// Conntrack: after the new path is programmed, deletes the connections
+    /// of the paths that died in this step's selection (policies with
+    /// `flushOnFailover: deadPath`). A failure is an event and a status
+    /// message on the policy, never a step failure.
+    fn conntrack_stage(&mut self, now: DateTime<Utc>, st: &mut StepState) {
+        let pending = std::mem::take(&mut st.flushes);
+        if pending.is_empty() {
+            return;
+        }
+        let effective = self
+            .view
+            .as_ref()
+            .map_or(&[][..], |v| v.merged.effective.as_slice());
+        let (events, last) = crate::flush::run(
+            pending,
+            self.flusher.as_deref(),
+            effective,
+            &self.statuses,
+            now,
+        );
+        st.events.extend(events);
+        for (id, v) in last {
+            st.moved.insert(id.clone());
+            self.last_flush.insert(id, v);
+        }
+    }
+
+    /// Sets what deletes the connections of dead paths.
+    pub fn set_flusher(
+        &mut self,
+        flusher: std::sync::Arc<dyn routerd_conntrack::ConntrackFlusher>,
+    ) {
+        self.flusher = Some(flusher);
+    }
+
     /// Persist: statuses as reported (faults laid over), events, and the
     /// ledger, in one batch; the intent is cleared in the same batch, so
     /// after a crash either the ledger or the intent names every object
@@ -625,6 +703,7 @@ impl Core {
             for id in &stale {
                 w.delete_status(id);
                 self.statuses.remove(id);
+                self.last_flush.remove(id);
             }
         }
         let ledger_moved = st
@@ -687,10 +766,12 @@ impl Core {
             Some(how) => fail_closed::overlay(st, how),
             None => st.clone(),
         };
-        Some(match self.faults.get(id) {
+        let mut out = match self.faults.get(id) {
             Some(f) => crate::faults::overlay(&st, f),
             None => st,
-        })
+        };
+        crate::flush::overlay(&mut out, self.last_flush.get(id));
+        Some(out)
     }
 
     /// Every status as reported (see [`Core::reported_status`]).
@@ -704,6 +785,11 @@ impl Core {
         for (id, f) in &self.faults {
             if let Some(st) = out.get_mut(id) {
                 *st = crate::faults::overlay(st, f);
+            }
+        }
+        for (id, v) in &self.last_flush {
+            if let Some(st) = out.get_mut(id) {
+                crate::flush::overlay(st, Some(v));
             }
         }
         out

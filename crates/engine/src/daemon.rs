@@ -287,6 +287,15 @@ impl Shared {
         }))
     }
 
+    /// Sets what deletes the connections of dead paths
+    /// (`flushOnFailover: deadPath`).
+    pub async fn set_conntrack_flusher(
+        &self,
+        flusher: Arc<dyn routerd_conntrack::ConntrackFlusher>,
+    ) {
+        self.core.lock().await.set_flusher(flusher);
+    }
+
     /// Queues work (for signal handlers and event sources).
     pub fn trigger(&self, key: Key) {
         self.queue.add(key);

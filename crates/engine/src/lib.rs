@@ -9,6 +9,7 @@ pub mod control;
 pub mod core;
 pub mod daemon;
 pub mod faults;
+pub mod flush;
 pub mod health;
 pub mod links;
 pub mod metrics;

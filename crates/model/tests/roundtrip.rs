@@ -324,6 +324,7 @@ fn egress_policy() -> BoxedStrategy<Spec> {
                 multipath_table: None,
                 multipath_priority: None,
                 multipath_mark: None,
+                flush_on_failover: None,
                 candidates: c.0,
                 when_no_candidate: c.2,
                 when: c.1,

@@ -1056,3 +1056,53 @@ fn when_no_candidate_needs_a_steering_ipv4_policy() {
         "spec.whenNoCandidate reject cannot be used with hostTraffic: the fail-closed filter sees forwarded traffic only, not the router's own; use main",
     );
 }
+
+// ---- flushOnFailover ----
+
+#[test]
+fn flush_on_failover_accepts_none_and_dead_path() {
+    expect_valid(K, &policy("flushOnFailover: none", "name: a"));
+    expect_valid(
+        K,
+        &policy(
+            "mode: priority\nflushOnFailover: deadPath",
+            "name: a\ninterface: wan\nmark: 256\npriority: 10000\ntable: 100",
+        ),
+    );
+}
+
+#[test]
+fn flush_on_failover_enum() {
+    expect_error(
+        K,
+        &policy(
+            "mode: priority\nflushOnFailover: always",
+            "name: a\ninterface: wan\nmark: 256\npriority: 10000\ntable: 100",
+        ),
+        "spec.flushOnFailover",
+        "spec.flushOnFailover must be none or deadPath",
+    );
+}
+
+#[test]
+fn flush_on_failover_needs_marks() {
+    expect_error(
+        K,
+        &policy("flushOnFailover: deadPath", "name: a\ninterface: wan"),
+        "spec.flushOnFailover",
+        "spec.flushOnFailover deadPath requires candidates or targets with a mark: a path's connections are found by their ct mark",
+    );
+}
+
+#[test]
+fn flush_on_failover_needs_connection_marks() {
+    expect_error(
+        K,
+        &policy(
+            "mode: mark\nflushOnFailover: deadPath",
+            "name: a\ninterface: wan\nmark: 256\npriority: 10000\ntable: 100",
+        ),
+        "spec.flushOnFailover",
+        "spec.flushOnFailover deadPath needs connections that carry their path's mark: mode mark marks packets, not connections; use mode priority, targets or weighted-ecmp",
+    );
+}

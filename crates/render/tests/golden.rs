@@ -182,6 +182,8 @@ golden! {
     fail_closed_reject_refuses_the_policy_match_first => "fail-closed-reject",
     fail_closed_drop_starts_closed_before_any_probe => "fail-closed-drop",
     fail_closed_policy_with_a_ready_candidate_is_open => "fail-closed-open",
+    dead_path_flush_keeps_stale_ct_marks_in_priority_mode => "flush-dead-path-priority",
+    dead_path_flush_keeps_stale_ct_marks_in_hash_mode => "flush-dead-path-hash",
 }
 
 #[test]

@@ -524,6 +524,13 @@ pub struct EgressRoutePolicySpec {
     /// The fwmark of connections steered to the multipath table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multipath_mark: Option<i64>,
+    /// What happens to the connections of a path that fails while it
+    /// carries flows: omitted or `none` (default) keeps them (they time
+    /// out on their own); `deadPath` deletes the conntrack entries whose
+    /// ct mark is the dead path's mark, and only those, so NAT and routing
+    /// are decided afresh on their next packet (docs/adr/0011).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flush_on_failover: Option<String>,
     /// The paths.
     #[serde(default)]
     pub candidates: Vec<EgressCandidate>,
@@ -580,6 +587,24 @@ impl EgressRoutePolicySpec {
     pub fn fails_closed(&self) -> bool {
         matches!(self.when_no_candidate(), "reject" | "drop")
     }
+    /// `flushOnFailover`, defaulted to never flushing (an unknown value
+    /// also never flushes, though validation rejects it).
+    pub fn flush_on_failover(&self) -> FlushOnFailover {
+        match self.flush_on_failover.as_deref().map(str::trim) {
+            Some("deadPath") => FlushOnFailover::DeadPath,
+            _ => FlushOnFailover::None,
+        }
+    }
+}
+
+/// `spec.flushOnFailover` of an EgressRoutePolicy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FlushOnFailover {
+    /// Never touch conntrack (routerd's behaviour).
+    #[default]
+    None,
+    /// Delete the conntrack entries of a path that became unavailable.
+    DeadPath,
 }
 
 /// A route in the main table, possibly following a policy's selection.

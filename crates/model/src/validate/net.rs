@@ -472,6 +472,7 @@ pub(super) fn egress_policy(s: &EgressRoutePolicySpec, idx: &NameIndex<'_>, p: &
     }
     weighted_ecmp(s, p);
     when_no_candidate(s, p);
+    flush_on_failover(s, p);
     if mode.is_empty() && any_mark && !host {
         p.warn(
             "spec.mode",
@@ -510,6 +511,55 @@ fn when_no_candidate(s: &EgressRoutePolicySpec, p: &mut Problems<'_>) {
         p.field(
             PATH,
             format!("{v} requires mode priority, mark or hash: an advisory policy (mode omitted) steers no traffic, so there is nothing to close; set a mode or use main"),
+        );
+    }
+}
+
+/// `flushOnFailover: deadPath` finds a dead path's connections by their
+/// ct mark, so it is refused wherever connections carry no mark of their
+/// own path: it would report flushes that can never delete anything.
+fn flush_on_failover(s: &EgressRoutePolicySpec, p: &mut Problems<'_>) {
+    const PATH: &str = "spec.flushOnFailover";
+    let Some(v) = s.flush_on_failover.as_deref() else {
+        return;
+    };
+    match v.trim() {
+        "" | "none" => return,
+        "deadPath" => {}
+        _ => {
+            p.field(PATH, "must be none or deadPath");
+            return;
+        }
+    }
+    let mode = s.mode();
+    let has_targets = s.candidates.iter().any(|c| !c.targets.is_empty());
+    let ecmp = s.selection() == "weighted-ecmp";
+    let any_mark = s
+        .candidates
+        .iter()
+        .any(|c| nz(c.mark) || c.targets.iter().any(|t| nz(t.mark)));
+    if s.host_traffic() {
+        p.field(
+            PATH,
+            "deadPath does not apply to hostTraffic: locally originated traffic carries no path mark",
+        );
+    } else if !any_mark {
+        p.field(
+            PATH,
+            "deadPath requires candidates or targets with a mark: a path's connections are found by their ct mark",
+        );
+    } else if ecmp && mode == "priority" {
+        p.field(
+            PATH,
+            "deadPath cannot single out a weighted-ecmp member in mode priority: every member's connections carry multipathMark",
+        );
+    } else if mode != "priority" && !has_targets && !ecmp {
+        p.field(
+            PATH,
+            format!(
+                "deadPath needs connections that carry their path's mark: mode {} marks packets, not connections; use mode priority, targets or weighted-ecmp",
+                if mode.is_empty() { "omitted" } else { mode }
+            ),
         );
     }
 }
