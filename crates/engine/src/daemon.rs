@@ -120,6 +120,10 @@ pub struct Options {
     pub config_path: PathBuf,
     /// Periodic full resync (drift repair even without events).
     pub resync: Duration,
+    /// `--unknown-fields`: whether a field no type declares rejects the
+    /// configuration or only warns (routerd's own files rely on routerd
+    /// dropping such fields).
+    pub unknown_fields: routerd_model::UnknownFields,
 }
 
 impl Default for Options {
@@ -127,6 +131,7 @@ impl Default for Options {
         Options {
             config_path: PathBuf::from("/etc/routerd/config.yaml"),
             resync: Duration::from_secs(30),
+            unknown_fields: routerd_model::UnknownFields::Error,
         }
     }
 }
@@ -193,7 +198,16 @@ impl std::fmt::Debug for Shared {
 
 /// Parses and validates configuration text as startup configuration.
 pub fn load_config(name: &str, text: &str) -> Result<Vec<Resource>, String> {
-    let (loaded, diags) = routerd_model::load_and_validate(&[(name, text)]);
+    load_config_with(name, text, routerd_model::UnknownFields::Error)
+}
+
+/// [`load_config`] with unknown fields reported per `mode`.
+pub fn load_config_with(
+    name: &str,
+    text: &str,
+    mode: routerd_model::UnknownFields,
+) -> Result<Vec<Resource>, String> {
+    let (loaded, diags) = routerd_model::load_and_validate_with(&[(name, text)], mode);
     let errors: Vec<String> = diags
         .iter()
         .filter(|d| d.is_error())
@@ -212,6 +226,28 @@ pub fn reconcile_settings(name: &str, text: &str) -> crate::core::ReconcileSetti
     let mut loaded = routerd_model::Loaded::new();
     loaded.add_file(name, text);
     crate::core::ReconcileSettings::from_routers(&loaded.routers)
+}
+
+/// Logs each configuration warning (an ignored routerd field, an
+/// unmanaged routerd kind, ...) and records it as a
+/// `routerd.config.warning` event, once per load of the files.
+pub(crate) fn config_warnings(
+    w: &mut routerd_store::Writer<'_>,
+    warnings: &[String],
+    now: DateTime<Utc>,
+) {
+    for text in warnings {
+        tracing::warn!(warning = %text, "configuration");
+        let mut e = Event::info(
+            "routerd.config.warning",
+            routerd_model::ObjectRef::default(),
+            now,
+        );
+        e.severity = "warning".into();
+        e.reason = "ConfigWarning".into();
+        e.message = text.clone();
+        w.append_event(e);
+    }
 }
 
 /// Hex SHA-256 of the configuration text, as the generation record documents.
@@ -240,18 +276,27 @@ impl Shared {
                 .collect(),
         );
         // The operator's file, its drop-ins and the managed file, as one.
-        let layout = crate::configfile::Layout::for_config(&options.config_path);
+        let layout = crate::configfile::Layout::for_config(&options.config_path)
+            .with_unknown_fields(options.unknown_fields);
+        let mut warnings = Vec::new();
         let (text, resources, settings) = match crate::configfile::read(&layout)
             .and_then(|s| s.assemble(None))
-            .map(|a| (a.text, a.resources, a.reconcile))
+            .map(|a| {
+                warnings = a.warnings;
+                (a.text, a.resources, a.reconcile)
+            })
             .map_err(|e| e.to_string())
         {
             Ok(ok) => ok,
             Err(err) => match store.last_good_generation()? {
                 Some(g) => {
                     tracing::error!(%err, generation = g.generation, "configuration file unusable; using the last applied generation");
-                    let r = load_config("<stored generation>", &g.config_yaml)
-                        .map_err(DaemonError::Config)?;
+                    let r = load_config_with(
+                        "<stored generation>",
+                        &g.config_yaml,
+                        options.unknown_fields,
+                    )
+                    .map_err(DaemonError::Config)?;
                     let settings = reconcile_settings("<stored generation>", &g.config_yaml);
                     (g.config_yaml, r, settings)
                 }
@@ -265,6 +310,7 @@ impl Shared {
         core.generation = w
             .begin_generation_if_changed(&config_hash(&text), &text, now)?
             .generation;
+        config_warnings(&mut w, &warnings, now);
         w.commit()?;
         Ok(Arc::new(Shared {
             core: Mutex::new(core),

@@ -119,6 +119,34 @@ impl fmt::Display for Kind {
 /// Legacy kinds that routerd removed, with the pointed advice it gives.
 pub fn legacy_kind_advice(kind: &str) -> Option<&'static str> {
     Some(match kind {
+        "SystemdUnit" => {
+            "is not supported; declare router intent and let routerd generate service units"
+        }
+        "KernelModule" => {
+            "is not supported; routerd derives required kernel modules from declared resources"
+        }
+        "NetworkAdoption" => {
+            "is not supported; routerd derives networkd/resolved adoption from Interface and service resources"
+        }
+        "StatePolicy" => {
+            "is not supported; use spec.when any/all predicates on the dependent resources"
+        }
+        "DHCPv4Lease" => {
+            "is not supported; use DHCPv4Client for routerd-managed DHCPv4 client intent"
+        }
+        "VirtualIPv4Address" => "is not supported; use VirtualAddress with spec.family: ipv4",
+        "VirtualIPv6Address" => "is not supported; use VirtualAddress with spec.family: ipv6",
+        "DHCPv4Scope" => "is not supported; put the DHCPv4 address pool directly on DHCPv4Server",
+        "DHCPv6Scope" => {
+            "is not supported; put the DHCPv6 delegatedAddress and options directly on DHCPv6Server"
+        }
+        "FirewallLog" => "is not supported; use FirewallEventLog for firewall event logging intent",
+        "IPv4ReversePathFilter" => {
+            "is not supported; routerd derives reverse path filter sysctls automatically"
+        }
+        "PathMTUPolicy" => {
+            "is not supported; routerd derives path MTU and TCP MSS handling from tunnel and interface resources"
+        }
         "IPv4DefaultRoutePolicy" => {
             "is not supported; use EgressRoutePolicy with candidates directly"
         }

@@ -3,7 +3,8 @@
 //! the host. Its shape is a stable contract (docs/cli.md):
 //!
 //! `{apiVersion, kind: Plan, now, effective, suppressed, dynamicParts, status,
-//! events, decisions, dataplane: {routes, rules, nftables}}`.
+//! events, decisions, dataplane: {routes, rules, nftables}, problems?,
+//! unmanaged?}` (the last two only when non-empty).
 
 mod merge_stage;
 mod render_stage;
@@ -68,6 +69,11 @@ pub struct PlanDocument {
     pub decisions: BTreeMap<String, serde_json::Value>,
     /// Desired dataplane.
     pub dataplane: DataplaneView,
+    /// Resources of routerd kinds this daemon keeps without managing:
+    /// listed so an operator sees they were read, never rendered. The plan
+    /// builder leaves this empty; the caller that loaded the files fills it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmanaged: Vec<routerd_model::Unmanaged>,
     /// Resources the renderer could not carry (their statuses in `status`
     /// carry the fault, as the daemon reports them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -88,6 +94,7 @@ impl PlanDocument {
             decisions: BTreeMap::new(),
             dataplane: DataplaneView::default(),
             problems: Vec::new(),
+            unmanaged: Vec::new(),
         }
     }
 }

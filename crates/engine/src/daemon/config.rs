@@ -32,7 +32,7 @@ fn config_error(e: ConfigError) -> ApiError {
 }
 
 fn layout(s: &Shared) -> Layout {
-    Layout::for_config(&s.options.config_path)
+    Layout::for_config(&s.options.config_path).with_unknown_fields(s.options.unknown_fields)
 }
 
 /// Decodes an applied document: its resources, and warnings about what of
@@ -282,11 +282,16 @@ pub(super) fn spawn_reload(shared: &Arc<Shared>) {
 async fn reload(s: &Shared) {
     let serial = s.config_lock.lock().await;
     let now = s.clock.now();
+    let mut warnings = Vec::new();
     let result = match configfile::read(&layout(s)).and_then(|src| src.assemble(None)) {
-        Ok(a) => install(s, &a, None).await.map_err(|e| e.message),
+        Ok(a) => {
+            warnings.clone_from(&a.warnings);
+            install(s, &a, None).await.map_err(|e| e.message)
+        }
         Err(e) => Err(e.to_string()),
     };
     let mut w = s.store.writer();
+    super::config_warnings(&mut w, &warnings, now);
     let installed = match result {
         Ok(installed) => {
             tracing::info!(
