@@ -68,9 +68,9 @@ kinds! {
     EgressRoutePolicy => NET_API, ["family", "selectedCandidate", "selectedSource", "selectedDevice", "selectedGateway", "selectedGatewaySource", "selectedRouteTable", "selectedMetric", "selectedWeight", "selectedTargets", "selectedInterface", "candidates", "role", "advisory", "lastTransitionAt", "updatedAt", "dryRun", "members"];
     IPv4Route => NET_API, ["type", "destination", "device", "gateway", "preferredSource", "metric", "dryRun"];
     NAT44Rule => NET_API, ["egressInterface", "snatAddress", "dryRun"];
-    IPAddressSet => NET_API, ["addresses", "family"];
-    IPv4StaticAddress => NET_API, ["address", "interface", "ifname"];
-    PPPoESession => NET_API, ["ifname", "localIPv4", "remoteIPv4", "interface"];
+    IPAddressSet => NET_API, ["addresses", "family", "ipv4Addresses", "ipv6Addresses", "updatedAt"];
+    IPv4StaticAddress => NET_API, ["address", "interface", "ifname", "dryRun"];
+    PPPoESession => NET_API, ["ifname", "localIPv4", "remoteIPv4", "interface", "device", "currentAddress", "peerAddress", "gateway", "dnsServers", "connectedAt", "dryRun"];
     DynamicOverridePolicy => CONFIG_API, [];
     DynamicConfigPart => CONFIG_API, [];
     Plugin => PLUGIN_API, [];
@@ -80,7 +80,7 @@ kinds! {
     OverlayPeer => HYBRID_API, ["nodeID", "role", "underlayType", "underlayInterface"];
     HybridRoute => HYBRID_API, ["routes", "peerRef", "defaultRouteUntouched", "estimatedMTU"];
     CloudProviderProfile => HYBRID_API, ["provider", "capabilities"];
-    TunnelInterface => HYBRID_API, ["ifname", "mode", "local", "remote", "mtu"];
+    TunnelInterface => HYBRID_API, ["ifname", "mode", "local", "remote", "mtu", "interface", "peerAddress", "observedAddress", "observedPeerAddress", "underlayInterface", "underlayMTU", "tunnelOverhead", "ttl", "encapSport", "encapDport", "dryRun"];
     AddressMobilityDomain => HYBRID_API, ["prefix", "mode", "peerRef", "claims", "claimCount"];
     RemoteAddressClaim => HYBRID_API, ["domainRef", "address", "ownerSide", "captureType", "peerRef", "deliveryMode", "deliveryRouteName", "deliveryDevice", "deliveryMetric", "captureInterface", "captureStatus"];
 }

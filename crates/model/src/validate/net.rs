@@ -1092,11 +1092,26 @@ pub(super) fn address_set(s: &IPAddressSetSpec, p: &mut Problems<'_>) {
     }
 }
 
+/// Kinds routerd counts as interfaces for an IPv4StaticAddress besides the
+/// interface-like kinds this daemon manages (its config index).
+const ROUTERD_LINK_KINDS: &[&str] = &[
+    "Bridge",
+    "VXLANSegment",
+    "WireGuardInterface",
+    "TailscaleNode",
+    "VRF",
+    "VXLANTunnel",
+];
+
 pub(super) fn static_address(s: &IPv4StaticAddressSpec, idx: &NameIndex<'_>, p: &mut Problems<'_>) {
     let i = s.interface.trim();
+    let routerd_link = idx.contains(Kind::TunnelInterface, i)
+        || ROUTERD_LINK_KINDS
+            .iter()
+            .any(|k| idx.contains_unmanaged(k, i));
     if i.is_empty() {
         p.field("spec.interface", "is required");
-    } else if !idx.has_interface_like(i) {
+    } else if !idx.has_interface_like(i) && !routerd_link {
         p.at(
             "spec.interface",
             format!("references missing Interface, PPPoESession, or DSLiteTunnel \"{i}\""),
