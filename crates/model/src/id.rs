@@ -70,6 +70,7 @@ kinds! {
     NAT44Rule => NET_API, ["egressInterface", "snatAddress", "dryRun"];
     IPAddressSet => NET_API, ["addresses", "family", "ipv4Addresses", "ipv6Addresses", "updatedAt"];
     IPv4StaticAddress => NET_API, ["address", "interface", "ifname", "dryRun"];
+    DHCPv4Client => NET_API, ["interface", "device", "currentAddress", "gateway", "defaultGateway", "dnsServers", "ntpServers", "domain", "leaseTime", "renewAt", "rebindAt", "expiresAt"];
     PPPoESession => NET_API, ["ifname", "localIPv4", "remoteIPv4", "interface", "device", "currentAddress", "peerAddress", "gateway", "dnsServers", "connectedAt", "dryRun"];
     DynamicOverridePolicy => CONFIG_API, [];
     DynamicConfigPart => CONFIG_API, [];

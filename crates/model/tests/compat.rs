@@ -23,8 +23,8 @@ spec:
       spec:
         interfaces: [lan]
     - apiVersion: net.routerd.net/v1alpha1
-      kind: DHCPv4Client
-      metadata: {name: wan-dhcp}
+      kind: DHCPv6PrefixDelegation
+      metadata: {name: wan-pd}
       spec: {interface: lan}
     - apiVersion: net.routerd.net/v1alpha1
       kind: IPv4Route
@@ -33,7 +33,7 @@ spec:
         destination: 10.0.0.0/8
         device: eth1
         dependsOn:
-          - {resource: DHCPv4Client/wan-dhcp, field: phase, equals: Bound}
+          - {resource: DHCPv6PrefixDelegation/wan-pd, field: phase, equals: Bound}
 ";
 
 fn errors(ds: &[Diagnostic]) -> Vec<&Diagnostic> {
@@ -117,7 +117,7 @@ fn routerd_kinds_are_kept_unmanaged_with_one_warning_each() {
         ids,
         [
             "firewall.routerd.net/v1alpha1/FirewallZone/trust",
-            "net.routerd.net/v1alpha1/DHCPv4Client/wan-dhcp"
+            "net.routerd.net/v1alpha1/DHCPv6PrefixDelegation/wan-pd"
         ]
     );
     assert_eq!(l.unmanaged[0].spec["interfaces"][0], "lan");
@@ -158,14 +158,17 @@ fn a_routerd_kind_in_the_wrong_group_or_twice_is_an_error() {
 
 #[test]
 fn a_reference_to_a_missing_unmanaged_resource_is_still_an_error() {
-    let text = ROUTERD_STYLE.replace("DHCPv4Client/wan-dhcp, field", "DHCPv4Client/nope, field");
+    let text = ROUTERD_STYLE.replace(
+        "DHCPv6PrefixDelegation/wan-pd, field",
+        "DHCPv6PrefixDelegation/nope, field",
+    );
     let (_, ds) = load_and_validate_with(&[("r.yaml", &text)], UnknownFields::Warn);
     let errs = errors(&ds);
     assert_eq!(errs.len(), 1, "{errs:#?}");
     assert!(
         errs[0]
             .message
-            .contains("references missing DHCPv4Client \"nope\"")
+            .contains("references missing DHCPv6PrefixDelegation \"nope\"")
     );
 }
 

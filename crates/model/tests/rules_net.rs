@@ -1125,3 +1125,29 @@ fn static_address_overlap_needs_a_reason() {
         "spec.allowOverlapReason is required when allowOverlap is true",
     );
 }
+
+#[test]
+fn dhcpv4_client_rules() {
+    expect_valid(
+        "DHCPv4Client",
+        "interface: wan\nhostname: edge\nrequestedAddress: 192.0.2.10\nclassID: routerd\nclientID: \"01:02\"\nuseRoutes: false\nuseDNS: true\nrouteMetric: 100",
+    );
+    expect_errors(
+        "DHCPv4Client",
+        "requestedAddress: 2001:db8::1\nhostname: my edge",
+        &[
+            ("spec.interface", "spec.interface is required"),
+            (
+                "spec.requestedAddress",
+                "spec.requestedAddress must be an IPv4 address",
+            ),
+            ("spec.hostname", "spec.hostname must not contain whitespace"),
+        ],
+    );
+    expect_error(
+        "DHCPv4Client",
+        "interface: wan9",
+        "spec.interface",
+        "references missing Interface \"wan9\"",
+    );
+}

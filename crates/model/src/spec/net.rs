@@ -875,6 +875,42 @@ pub(crate) fn non_empty(s: Option<&str>) -> Option<&str> {
     s.map(str::trim).filter(|s| !s.is_empty())
 }
 
+/// A DHCPv4 client on an interface. routerd runs the client; this daemon
+/// reads its status (`currentAddress`, `gateway`, ...) through `*From`
+/// references and `dependsOn`, and never runs a client itself
+/// (docs/compatibility.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DHCPv4ClientSpec {
+    /// Interface-like resource name.
+    #[serde(default)]
+    pub interface: String,
+    /// Hostname sent to the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Address to ask the server for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_address: Option<String>,
+    /// Vendor class identifier (option 60).
+    #[serde(default, rename = "classID", skip_serializing_if = "Option::is_none")]
+    pub class_id: Option<String>,
+    /// Client identifier (option 61).
+    #[serde(default, rename = "clientID", skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Install the server's routes (routerd's default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_routes: Option<bool>,
+    /// Use the server's DNS servers (routerd's default true).
+    #[serde(default, rename = "useDNS", skip_serializing_if = "Option::is_none")]
+    pub use_dns: Option<bool>,
+    /// Metric of the installed routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_metric: Option<i64>,
+    /// Gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<WhenSpec>,
+}
+
 /// A secret value (a PPPoE password). It decodes from a string like any
 /// other field, but never prints: `Debug` and serialization (plan, `get`,
 /// `describe`, the stored generation, events, plugin requests) show

@@ -160,6 +160,7 @@ pub fn validate_one(
         Spec::IPAddressSet(s) => net::address_set(s, &mut p),
         Spec::IPv4StaticAddress(s) => net::static_address(s, idx, &mut p),
         Spec::PPPoESession(s) => net::pppoe(s, idx, &mut p),
+        Spec::DHCPv4Client(s) => net::dhcpv4_client(s, idx, &mut p),
         Spec::DynamicOverridePolicy(s) => other::override_policy(s, &mut p),
         Spec::DynamicConfigPart(_) => {}
         Spec::Plugin(s) => other::plugin(s, &mut p),

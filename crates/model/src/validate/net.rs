@@ -1140,6 +1140,33 @@ pub(super) fn static_address(s: &IPv4StaticAddressSpec, idx: &NameIndex<'_>, p: 
     }
 }
 
+pub(super) fn dhcpv4_client(s: &DHCPv4ClientSpec, idx: &NameIndex<'_>, p: &mut Problems<'_>) {
+    let i = s.interface.trim();
+    let routerd_link = idx.contains(Kind::TunnelInterface, i)
+        || ROUTERD_LINK_KINDS
+            .iter()
+            .any(|k| idx.contains_unmanaged(k, i));
+    if i.is_empty() {
+        p.field("spec.interface", "is required");
+    } else if !idx.has_interface_like(i) && !routerd_link {
+        p.at(
+            "spec.interface",
+            format!("references missing Interface \"{i}\""),
+        );
+    }
+    if let Some(a) = s.requested_address.as_deref().filter(|a| !a.is_empty())
+        && ipv4(a).is_none()
+    {
+        p.field("spec.requestedAddress", "must be an IPv4 address");
+    }
+    if s.hostname
+        .as_deref()
+        .is_some_and(|h| h.contains([' ', '\t', '\n', '\r']))
+    {
+        p.field("spec.hostname", "must not contain whitespace");
+    }
+}
+
 pub(super) fn pppoe(s: &PPPoESessionSpec, idx: &NameIndex<'_>, p: &mut Problems<'_>) {
     let i = s.interface.trim();
     if i.is_empty() {

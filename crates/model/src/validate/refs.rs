@@ -170,6 +170,9 @@ pub fn references(r: &Resource) -> Vec<Reference> {
     if let Some(s) = r.as_pppoe() {
         push("spec.interface".into(), &[Kind::Interface], &s.interface);
     }
+    if let Some(s) = r.as_dhcpv4_client() {
+        push("spec.interface".into(), IFACE, &s.interface);
+    }
     if let Some(s) = r.as_hybrid_route() {
         if let Some(p) = &s.peer_ref {
             push("spec.peerRef".into(), &[Kind::OverlayPeer], p);
