@@ -174,6 +174,9 @@ pub struct Shared {
     clock: Arc<dyn WallClock>,
     options: Options,
     config_text: Mutex<String>,
+    /// Resources of routerd kinds the files keep without this daemon
+    /// managing them (listed by the control API's plan, never rendered).
+    unmanaged: std::sync::Mutex<Vec<routerd_model::Unmanaged>>,
     /// Serializes apply, delete and reload from reading the files to the
     /// step that runs the result (docs/adr/0008-api-applied-config.md).
     config_lock: Mutex<()>,
@@ -279,10 +282,12 @@ impl Shared {
         let layout = crate::configfile::Layout::for_config(&options.config_path)
             .with_unknown_fields(options.unknown_fields);
         let mut warnings = Vec::new();
+        let mut unmanaged = Vec::new();
         let (text, resources, settings) = match crate::configfile::read(&layout)
             .and_then(|s| s.assemble(None))
             .map(|a| {
                 warnings = a.warnings;
+                unmanaged = a.unmanaged;
                 (a.text, a.resources, a.reconcile)
             })
             .map_err(|e| e.to_string())
@@ -320,6 +325,7 @@ impl Shared {
             clock,
             options,
             config_text: Mutex::new(text),
+            unmanaged: std::sync::Mutex::new(unmanaged),
             config_lock: Mutex::new(()),
             last_reload: std::sync::Mutex::new(None),
             started: now,

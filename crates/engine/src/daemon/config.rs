@@ -126,13 +126,14 @@ pub(super) async fn plan(s: &Shared, req: CandidateRequest) -> Result<Value, Api
             .0
             .resources
     };
-    let doc = routerd_api::build_plan(&routerd_api::PlanInputs {
+    let mut doc = routerd_api::build_plan(&routerd_api::PlanInputs {
         startup,
         dynamic_parts: parts,
         state,
         now: s.clock.now(),
     })
     .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    doc.unmanaged = lock(&s.unmanaged).clone();
     serde_json::to_value(doc).map_err(|e| ApiError::internal(e.to_string()))
 }
 
@@ -439,6 +440,7 @@ async fn install(
     let seq = s.steps.borrow().seq;
     drop(core);
     *s.config_text.lock().await = a.text.clone();
+    *lock(&s.unmanaged) = a.unmanaged.clone();
     s.queue.add(Key::Links);
     s.queue.add(Key::Step);
     Ok(Installed {
