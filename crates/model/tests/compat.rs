@@ -224,3 +224,72 @@ fn the_strict_decoder_refuses_unmanaged_kinds() {
     let err = routerd_model::Resource::from_value(v).unwrap_err();
     assert!(err.to_string().contains("does not manage"), "{err}");
 }
+
+/// Wrong types and values in the field-complete kinds are located (file,
+/// line, resource id, path) whatever the unknown-field mode.
+#[test]
+fn bad_values_in_routerd_fields_are_located_in_both_modes() {
+    let text = "apiVersion: routerd.net/v1alpha1
+kind: Router
+metadata: {name: edge}
+spec:
+  resources:
+    - apiVersion: net.routerd.net/v1alpha1
+      kind: Interface
+      metadata: {name: wan}
+      spec: {ifname: eth0}
+    - apiVersion: net.routerd.net/v1alpha1
+      kind: PPPoESession
+      metadata: {name: isp}
+      spec:
+        interface: wan
+        username: u
+        passwordFile: /etc/ppp/secret
+        mru: lots
+        lcpEchoFailure: -2
+    - apiVersion: net.routerd.net/v1alpha1
+      kind: IPAddressSet
+      metadata: {name: svc}
+      spec:
+        names: [\"a b\"]
+        refreshInterval: [1m]
+";
+    for mode in [UnknownFields::Error, UnknownFields::Warn] {
+        let (_, ds) = load_and_validate_with(&[("r.yaml", text)], mode);
+        let got: Vec<(Option<&str>, Option<usize>, Option<&str>)> = errors(&ds)
+            .iter()
+            .map(|d| (d.resource.as_deref(), d.line, d.path.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    Some("net.routerd.net/v1alpha1/PPPoESession/isp"),
+                    Some(17),
+                    Some("spec.mru")
+                ),
+                (
+                    Some("net.routerd.net/v1alpha1/PPPoESession/isp"),
+                    Some(18),
+                    Some("spec.lcpEchoFailure")
+                ),
+                (
+                    Some("net.routerd.net/v1alpha1/IPAddressSet/svc"),
+                    Some(23),
+                    Some("spec.names[0]")
+                ),
+                (
+                    Some("net.routerd.net/v1alpha1/IPAddressSet/svc"),
+                    Some(24),
+                    Some("spec.refreshInterval")
+                ),
+            ],
+            "{mode}: {ds:#?}"
+        );
+        assert!(
+            errors(&ds)
+                .iter()
+                .all(|d| d.file.as_deref() == Some("r.yaml"))
+        );
+    }
+}

@@ -1071,7 +1071,7 @@ fn pppoe_session_rules() {
             ),
             ("spec.mru", "spec.mru must be within 576-1500"),
             (
-                "spec.lcpInterval",
+                "spec.lcpFailure",
                 "spec.lcpInterval and spec.lcpFailure must be non-negative",
             ),
             (

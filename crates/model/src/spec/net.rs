@@ -869,6 +869,10 @@ impl PPPoESessionSpec {
     pub fn is_enabled(&self) -> bool {
         self.enabled.unwrap_or(true)
     }
+    /// Whether the session redials after a drop (routerd's default: yes).
+    pub fn persists(&self) -> bool {
+        self.persist.unwrap_or(true)
+    }
 }
 
 pub(crate) fn non_empty(s: Option<&str>) -> Option<&str> {
@@ -909,6 +913,17 @@ pub struct DHCPv4ClientSpec {
     /// Gate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<WhenSpec>,
+}
+
+impl DHCPv4ClientSpec {
+    /// Whether the server's routes are installed (routerd's default: yes).
+    pub fn uses_routes(&self) -> bool {
+        self.use_routes.unwrap_or(true)
+    }
+    /// Whether the server's DNS servers are used (routerd's default: yes).
+    pub fn uses_dns(&self) -> bool {
+        self.use_dns.unwrap_or(true)
+    }
 }
 
 /// A secret value (a PPPoE password). It decodes from a string like any

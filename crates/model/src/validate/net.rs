@@ -1225,11 +1225,20 @@ pub(super) fn pppoe(s: &PPPoESessionSpec, idx: &NameIndex<'_>, p: &mut Problems<
             p.field(path, "contains invalid newline");
         }
     }
-    if s.lcp_interval.is_some_and(|x| x < 0) || s.lcp_failure.is_some_and(|x| x < 0) {
-        p.at(
-            "spec.lcpInterval",
-            "spec.lcpInterval and spec.lcpFailure must be non-negative",
-        );
+    // routerd's messages name the pair; the path names the negative one.
+    for (a, b) in [
+        (
+            ("spec.lcpInterval", s.lcp_interval),
+            ("spec.lcpFailure", s.lcp_failure),
+        ),
+        (
+            ("spec.lcpEchoInterval", s.lcp_echo_interval),
+            ("spec.lcpEchoFailure", s.lcp_echo_failure),
+        ),
+    ] {
+        if let Some((path, _)) = [a, b].into_iter().find(|(_, v)| v.is_some_and(|x| x < 0)) {
+            p.at(path, format!("{} and {} must be non-negative", a.0, b.0));
+        }
     }
     if !matches!(
         s.auth_method.as_deref().unwrap_or(""),
@@ -1237,12 +1246,7 @@ pub(super) fn pppoe(s: &PPPoESessionSpec, idx: &NameIndex<'_>, p: &mut Problems<
     ) {
         p.field("spec.authMethod", "must be chap, pap, or both");
     }
-    if s.lcp_echo_interval.is_some_and(|x| x < 0) || s.lcp_echo_failure.is_some_and(|x| x < 0) {
-        p.at(
-            "spec.lcpEchoInterval",
-            "spec.lcpEchoInterval and spec.lcpEchoFailure must be non-negative",
-        );
-    }
+
     if !matches!(s.secret_encoding.as_deref().unwrap_or(""), "" | "plain") {
         p.field("spec.secretEncoding", "must be plain");
     }
