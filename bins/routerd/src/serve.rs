@@ -64,6 +64,17 @@ pub(crate) struct Args {
     /// Encoded event bytes kept in the store.
     #[arg(long, default_value_t = routerd_store::StoreOptions::default().event_bytes)]
     event_bytes: u64,
+    /// What a field no type declares does: `error` rejects the
+    /// configuration; `warn` loads it with one logged warning (and a
+    /// `routerd.config.warning` event) per field, as routerd, which drops
+    /// such fields silently, would. A `Router` document's
+    /// `spec.unknownFields: warn` does the same for its own resources.
+    #[arg(
+        long = "unknown-fields",
+        value_name = "error|warn",
+        default_value = "error"
+    )]
+    unknown_fields: routerd_model::UnknownFields,
 }
 
 fn group_id(g: &str) -> Result<u32> {
@@ -148,6 +159,7 @@ async fn serve(args: Args, resync: Duration, group: Option<u32>) -> Result<i32> 
     let options = Options {
         config_path: args.config.clone(),
         resync,
+        unknown_fields: args.unknown_fields,
     };
     let shared = Shared::new(options, store, Arc::new(SystemClock))?;
     // Plugins forked by a previous routerd that was killed mid-run would

@@ -120,6 +120,10 @@ pub struct Options {
     pub config_path: PathBuf,
     /// Periodic full resync (drift repair even without events).
     pub resync: Duration,
+    /// `--unknown-fields`: whether a field no type declares rejects the
+    /// configuration or only warns (routerd's own files rely on routerd
+    /// dropping such fields).
+    pub unknown_fields: routerd_model::UnknownFields,
 }
 
 impl Default for Options {
@@ -127,6 +131,7 @@ impl Default for Options {
         Options {
             config_path: PathBuf::from("/etc/routerd/config.yaml"),
             resync: Duration::from_secs(30),
+            unknown_fields: routerd_model::UnknownFields::Error,
         }
     }
 }
@@ -169,6 +174,9 @@ pub struct Shared {
     clock: Arc<dyn WallClock>,
     options: Options,
     config_text: Mutex<String>,
+    /// Resources of routerd kinds the files keep without this daemon
+    /// managing them (listed by the control API's plan, never rendered).
+    unmanaged: std::sync::Mutex<Vec<routerd_model::Unmanaged>>,
     /// Serializes apply, delete and reload from reading the files to the
     /// step that runs the result (docs/adr/0008-api-applied-config.md).
     config_lock: Mutex<()>,
@@ -193,7 +201,16 @@ impl std::fmt::Debug for Shared {
 
 /// Parses and validates configuration text as startup configuration.
 pub fn load_config(name: &str, text: &str) -> Result<Vec<Resource>, String> {
-    let (loaded, diags) = routerd_model::load_and_validate(&[(name, text)]);
+    load_config_with(name, text, routerd_model::UnknownFields::Error)
+}
+
+/// [`load_config`] with unknown fields reported per `mode`.
+pub fn load_config_with(
+    name: &str,
+    text: &str,
+    mode: routerd_model::UnknownFields,
+) -> Result<Vec<Resource>, String> {
+    let (loaded, diags) = routerd_model::load_and_validate_with(&[(name, text)], mode);
     let errors: Vec<String> = diags
         .iter()
         .filter(|d| d.is_error())
@@ -212,6 +229,28 @@ pub fn reconcile_settings(name: &str, text: &str) -> crate::core::ReconcileSetti
     let mut loaded = routerd_model::Loaded::new();
     loaded.add_file(name, text);
     crate::core::ReconcileSettings::from_routers(&loaded.routers)
+}
+
+/// Logs each configuration warning (an ignored routerd field, an
+/// unmanaged routerd kind, ...) and records it as a
+/// `routerd.config.warning` event, once per load of the files.
+pub(crate) fn config_warnings(
+    w: &mut routerd_store::Writer<'_>,
+    warnings: &[String],
+    now: DateTime<Utc>,
+) {
+    for text in warnings {
+        tracing::warn!(warning = %text, "configuration");
+        let mut e = Event::info(
+            "routerd.config.warning",
+            routerd_model::ObjectRef::default(),
+            now,
+        );
+        e.severity = "warning".into();
+        e.reason = "ConfigWarning".into();
+        e.message = text.clone();
+        w.append_event(e);
+    }
 }
 
 /// Hex SHA-256 of the configuration text, as the generation record documents.
@@ -240,18 +279,29 @@ impl Shared {
                 .collect(),
         );
         // The operator's file, its drop-ins and the managed file, as one.
-        let layout = crate::configfile::Layout::for_config(&options.config_path);
+        let layout = crate::configfile::Layout::for_config(&options.config_path)
+            .with_unknown_fields(options.unknown_fields);
+        let mut warnings = Vec::new();
+        let mut unmanaged = Vec::new();
         let (text, resources, settings) = match crate::configfile::read(&layout)
             .and_then(|s| s.assemble(None))
-            .map(|a| (a.text, a.resources, a.reconcile))
+            .map(|a| {
+                warnings = a.warnings;
+                unmanaged = a.unmanaged;
+                (a.text, a.resources, a.reconcile)
+            })
             .map_err(|e| e.to_string())
         {
             Ok(ok) => ok,
             Err(err) => match store.last_good_generation()? {
                 Some(g) => {
                     tracing::error!(%err, generation = g.generation, "configuration file unusable; using the last applied generation");
-                    let r = load_config("<stored generation>", &g.config_yaml)
-                        .map_err(DaemonError::Config)?;
+                    let r = load_config_with(
+                        "<stored generation>",
+                        &g.config_yaml,
+                        options.unknown_fields,
+                    )
+                    .map_err(DaemonError::Config)?;
                     let settings = reconcile_settings("<stored generation>", &g.config_yaml);
                     (g.config_yaml, r, settings)
                 }
@@ -265,6 +315,7 @@ impl Shared {
         core.generation = w
             .begin_generation_if_changed(&config_hash(&text), &text, now)?
             .generation;
+        config_warnings(&mut w, &warnings, now);
         w.commit()?;
         Ok(Arc::new(Shared {
             core: Mutex::new(core),
@@ -274,6 +325,7 @@ impl Shared {
             clock,
             options,
             config_text: Mutex::new(text),
+            unmanaged: std::sync::Mutex::new(unmanaged),
             config_lock: Mutex::new(()),
             last_reload: std::sync::Mutex::new(None),
             started: now,

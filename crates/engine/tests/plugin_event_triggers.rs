@@ -57,6 +57,7 @@ spec:
     let options = Options {
         config_path: d.join("config.yaml"),
         resync: Duration::from_secs(3600),
+        ..Options::default()
     };
     let shared = Shared::new(options, Arc::new(Store::in_memory()), Arc::new(SystemClock)).unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -525,6 +525,7 @@ fn dslite() -> BoxedStrategy<Spec> {
                 encapsulation_limit: e.0,
                 when: e.1,
                 depends_on: e.2,
+                local_ipv6_source: None,
             })
         })
         .boxed()
