@@ -676,3 +676,120 @@ fn events_report_carrier_loss_route_deletion_and_table_flush() {
         }
     }
 }
+
+/// IPv6 routes and rules (fwmark and `iif lo`) through rtnetlink: applied,
+/// read back as the same identities (a second reconcile is a no-op) and
+/// removed without touching the kernel's own IPv6 routes and rules.
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn ipv6_routes_and_rules_apply_idempotently_and_are_removed() {
+    use routerd_render::ir::{Family, Route, RouteKind, Rule};
+    let r = router();
+    r.exec(&["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0"]);
+    r.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:ff::2/64",
+        "dev",
+        "wan0",
+        "nodad",
+    ]);
+    let foreign_routes = r.ip(&["-6", "route", "show", "table", "all"]);
+    let foreign_rules = r.ip(&["-6", "rule", "show"]);
+    let mut d = DesiredState::default();
+    let mut t = Route::new(100, "::/0".parse().unwrap(), 50, RouteKind::Unicast);
+    t.gateway = Some("2001:db8:ff::1".parse().unwrap());
+    t.device = Some("wan0".into());
+    t.owner = "o".into();
+    d.routes.push(t);
+    let mut b = Route::new(
+        254,
+        "2001:db8:dead::/48".parse().unwrap(),
+        0,
+        RouteKind::Blackhole,
+    );
+    b.owner = "o".into();
+    d.routes.push(b);
+    d.rules
+        .push(Rule::new(10100, 0x100, 100, "o").in_family(Family::V6));
+    d.rules.push(
+        Rule::new(10200, 0, 100, "o")
+            .in_family(Family::V6)
+            .with_iif("lo"),
+    );
+    let (p1, p2, p3) = r.run(move || {
+        let mut dp = dataplane();
+        let mut ledger = Ledger::default();
+        let opts = ReconcileOptions::default();
+        let p1 = reconcile(&mut dp, &d, &mut ledger, &opts).unwrap();
+        assert!(p1.faults.is_empty(), "{:?}", p1.faults);
+        let p2 = reconcile(&mut dp, &d, &mut ledger, &opts).unwrap();
+        let p3 = reconcile(&mut dp, &DesiredState::default(), &mut ledger, &opts).unwrap();
+        assert!(ledger.is_empty());
+        (p1.plan, p2.plan, p3.plan)
+    });
+    assert_eq!(p1.ops.len(), 4, "{p1}");
+    assert!(
+        p1.to_string()
+            .contains("ip -6 rule add priority 10200 iif lo table 100"),
+        "{p1}"
+    );
+    assert!(p2.is_empty(), "second apply must be a no-op: {p2}");
+    assert_eq!(p3.ops.len(), 4, "{p3}");
+    assert_eq!(
+        r.ip(&["-6", "route", "show", "table", "all"]),
+        foreign_routes
+    );
+    assert_eq!(r.ip(&["-6", "rule", "show"]), foreign_rules);
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn ipv6_objects_show_in_ip_as_routerd_writes_them() {
+    use routerd_render::ir::{Family, Route, RouteKind, Rule};
+    let r = router();
+    r.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:ff::2/64",
+        "dev",
+        "wan0",
+        "nodad",
+    ]);
+    let mut d = DesiredState::default();
+    let mut t = Route::new(100, "::/0".parse().unwrap(), 50, RouteKind::Unicast);
+    t.gateway = Some("2001:db8:ff::1".parse().unwrap());
+    t.device = Some("wan0".into());
+    t.preferred_source = Some("2001:db8:ff::2".parse().unwrap());
+    t.owner = "o".into();
+    d.routes.push(t);
+    d.rules.push(
+        Rule::new(10200, 0, 100, "o")
+            .in_family(Family::V6)
+            .with_iif("lo"),
+    );
+    r.run(move || {
+        let out = reconcile(
+            &mut dataplane(),
+            &d,
+            &mut Ledger::default(),
+            &ReconcileOptions::default(),
+        )
+        .unwrap();
+        assert!(out.faults.is_empty(), "{:?}", out.faults);
+    });
+    let t100 = r.ip(&["-6", "route", "show", "table", "100"]);
+    assert!(
+        t100.starts_with(
+            "default via 2001:db8:ff::1 dev wan0 proto 122 src 2001:db8:ff::2 metric 50"
+        ),
+        "{t100}"
+    );
+    let rules = r.ip(&["-6", "rule", "show"]);
+    assert!(
+        rules.contains("10200:\tfrom all iif lo lookup 100 proto 122"),
+        "{rules}"
+    );
+}

@@ -10,16 +10,16 @@ mod policy;
 mod routes;
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use routerd_model::id::split_kind_name;
 use routerd_model::spec::common::StatusValueSource;
 use routerd_model::{Kind, Resource, ResourceId, StateSnapshot, Status};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::ir::{AddrValue, CmpOp, DesiredState, Expr, IpField, NftSet};
+use crate::ir::{AddrValue, CmpOp, DesiredState, Expr, Family, IpField, NftSet};
 
 pub use nat::{Redirect, add_redirects};
 
@@ -172,8 +172,10 @@ impl<'a> Ctx<'a> {
         name.to_string()
     }
 
-    /// The IPAddressSet behind a reference, as an nft set.
-    pub(crate) fn address_set(&self, reference: &str) -> Result<NftSet, String> {
+    /// The IPAddressSet behind a reference, as an nft set of `family`.
+    /// An IPv4 policy takes the set's IPv4 entries and an IPv6 policy its
+    /// IPv6 entries; an entry that is neither is an error.
+    pub(crate) fn address_set(&self, reference: &str, family: Family) -> Result<NftSet, String> {
         let name = reference.strip_prefix("IPAddressSet/").unwrap_or(reference);
         let set = self
             .find(Kind::IPAddressSet, name)
@@ -181,11 +183,17 @@ impl<'a> Ctx<'a> {
             .ok_or_else(|| format!("references missing IPAddressSet \"{name}\""))?;
         let mut nets = Vec::new();
         for a in &set.addresses {
-            nets.push(parse_net(a)?);
+            match parse_net(a, family) {
+                Ok(n) => nets.push(n),
+                // The other family's entries belong to the other table.
+                Err(_) if parse_net(a, other(family)).is_ok() => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(NftSet {
+            family,
             name: set_name(reference),
-            elements: Ipv4Net::aggregate(&nets),
+            elements: IpNet::aggregate(&nets),
         })
     }
 }
@@ -226,31 +234,43 @@ pub fn set_name(reference: &str) -> String {
     format!("ip_address_set_{clean}")
 }
 
-/// Parses an IPv4 prefix or address and masks it (`192.168.10.5/24` →
-/// `192.168.10.0/24`).
-pub(crate) fn parse_net(s: &str) -> Result<Ipv4Net, String> {
-    let s = s.trim();
-    if let Ok(n) = s.parse::<Ipv4Net>() {
-        return Ok(n.trunc());
+fn other(family: Family) -> Family {
+    match family {
+        Family::V4 => Family::V6,
+        Family::V6 => Family::V4,
     }
-    if s == "default" {
-        return Ok(Ipv4Net::default());
-    }
-    s.parse::<Ipv4Addr>()
-        .map(Ipv4Net::from)
-        .map_err(|_| format!("\"{s}\" is not an IPv4 prefix"))
 }
 
-pub(crate) fn parse_addr(s: &str) -> Result<Ipv4Addr, String> {
+/// Parses a prefix or address of `family` and masks it (`192.168.10.5/24`
+/// → `192.168.10.0/24`, `2001:db8::5/64` → `2001:db8::/64`).
+pub(crate) fn parse_net(s: &str, family: Family) -> Result<IpNet, String> {
+    let s = s.trim();
+    let net = if s == "default" {
+        Some(family.any())
+    } else if let Ok(n) = s.parse::<IpNet>() {
+        Some(n.trunc())
+    } else {
+        s.parse::<IpAddr>().ok().map(IpNet::from)
+    };
+    net.filter(|n| Family::of_net(n) == family)
+        .ok_or_else(|| format!("\"{s}\" is not an {} prefix", family.name()))
+}
+
+/// Parses an address of `family` (a `/len` suffix is ignored).
+pub(crate) fn parse_addr(s: &str, family: Family) -> Result<IpAddr, String> {
     let s = s.trim();
     let s = s.split_once('/').map_or(s, |(a, _)| a);
-    s.parse::<Ipv4Addr>()
-        .map_err(|_| format!("\"{s}\" is not an IPv4 address"))
+    s.parse::<IpAddr>()
+        .ok()
+        .filter(|a| Family::of_addr(a) == family)
+        .ok_or_else(|| format!("\"{s}\" is not an {} address", family.name()))
 }
 
 /// The source/destination/exclude terms shared by policy and NAT rendering.
 #[derive(Default)]
 pub(crate) struct MatchSpec<'s> {
+    /// Header matched (`ip` or `ip6`); every prefix must be of it.
+    pub(crate) family: Family,
     pub(crate) sources: &'s [String],
     pub(crate) destinations: &'s [String],
     pub(crate) destination_sets: &'s [String],
@@ -265,13 +285,19 @@ pub(crate) fn build_matches(
     m: &MatchSpec<'_>,
     sets: &mut BTreeMap<String, NftSet>,
 ) -> Result<Vec<Vec<Expr>>, String> {
-    let ip = |field, op, value| Expr::Ip { field, op, value };
+    let family = m.family;
+    let ip = |field, op, value| Expr::Ip {
+        family,
+        field,
+        op,
+        value,
+    };
     let mut srcs: Vec<Option<Expr>> = Vec::new();
     for s in m.sources {
         srcs.push(Some(ip(
             IpField::Saddr,
             CmpOp::Eq,
-            AddrValue::Prefix(parse_net(s)?),
+            AddrValue::Prefix(parse_net(s, family)?),
         )));
     }
     if srcs.is_empty() {
@@ -282,11 +308,11 @@ pub(crate) fn build_matches(
         dsts.push(Some(ip(
             IpField::Daddr,
             CmpOp::Eq,
-            AddrValue::Prefix(parse_net(d)?),
+            AddrValue::Prefix(parse_net(d, family)?),
         )));
     }
     for r in m.destination_sets {
-        let set = ctx.address_set(r)?;
+        let set = ctx.address_set(r, family)?;
         dsts.push(Some(ip(
             IpField::Daddr,
             CmpOp::Eq,
@@ -302,11 +328,11 @@ pub(crate) fn build_matches(
         suffix.push(ip(
             IpField::Daddr,
             CmpOp::Ne,
-            AddrValue::Prefix(parse_net(x)?),
+            AddrValue::Prefix(parse_net(x, family)?),
         ));
     }
     for r in m.exclude_sets {
-        let set = ctx.address_set(r)?;
+        let set = ctx.address_set(r, family)?;
         suffix.push(ip(
             IpField::Daddr,
             CmpOp::Ne,
@@ -400,15 +426,23 @@ mod tests {
 
     #[test]
     fn prefixes_are_masked_and_addresses_are_host_prefixes() {
+        let v4 = |s| parse_net(s, Family::V4).map(|n| n.to_string());
+        let v6 = |s| parse_net(s, Family::V6).map(|n| n.to_string());
+        assert_eq!(v4("192.168.10.5/24").unwrap(), "192.168.10.0/24");
+        assert_eq!(v4("198.51.100.7").unwrap(), "198.51.100.7/32");
+        assert_eq!(v4("default").unwrap(), "0.0.0.0/0");
         assert_eq!(
-            parse_net("192.168.10.5/24").unwrap().to_string(),
-            "192.168.10.0/24"
+            v4("2001:db8::/32").unwrap_err(),
+            "\"2001:db8::/32\" is not an IPv4 prefix"
         );
+        assert_eq!(v6("2001:db8::5/64").unwrap(), "2001:db8::/64");
+        assert_eq!(v6("2001:db8::7").unwrap(), "2001:db8::7/128");
+        assert_eq!(v6("default").unwrap(), "::/0");
+        assert!(v6("10.0.0.0/8").is_err());
+        assert!(parse_addr("fe80::1", Family::V6).is_ok());
         assert_eq!(
-            parse_net("198.51.100.7").unwrap().to_string(),
-            "198.51.100.7/32"
+            parse_addr("fe80::1", Family::V4).unwrap_err(),
+            "\"fe80::1\" is not an IPv4 address"
         );
-        assert_eq!(parse_net("default").unwrap().to_string(), "0.0.0.0/0");
-        assert!(parse_net("2001:db8::/32").is_err());
     }
 }
