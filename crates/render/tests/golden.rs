@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use routerd_model::{StateSnapshot, load_and_validate};
 use routerd_render::dataplane::MemDataplane;
-use routerd_render::ir::{L4Proto, NftFamily};
+use routerd_render::ir::{Family, L4Proto, NftFamily};
 use routerd_render::render::{Redirect, add_redirects};
 use routerd_render::{Dataplane, DesiredState, Ledger, Rendered, diff, nft_text, render};
 
@@ -32,13 +32,15 @@ fn describe(r: &Rendered) -> String {
 }
 
 fn describe_desired(out: &mut String, d: &DesiredState) {
+    // IPv6 objects are marked as `ip -6` shows them apart.
+    let v6 = |f: Family| if f == Family::V6 { "-6 " } else { "" };
     out.push_str("## routes\n");
     for r in &d.routes {
-        let _ = writeln!(out, "{r}    # {}", r.owner);
+        let _ = writeln!(out, "{}{r}    # {}", v6(r.family()), r.owner);
     }
     out.push_str("## rules\n");
     for r in &d.rules {
-        let _ = writeln!(out, "{r}    # {}", r.owner);
+        let _ = writeln!(out, "{}{r}    # {}", v6(r.family), r.owner);
     }
     for t in &d.nft {
         let _ = writeln!(
@@ -173,6 +175,9 @@ golden! {
     weighted_ecmp_in_priority_mode_is_a_multipath_table => "weighted-ecmp-priority",
     weighted_ecmp_in_mark_mode_hashes_over_member_marks => "weighted-ecmp-mark",
     weighted_ecmp_in_hash_mode_hashes_over_member_marks => "weighted-ecmp-hash",
+    ipv6_priority_mode_renders_ip6_tables_and_rules => "ipv6-priority-mode",
+    ipv6_mark_mode_uses_ip6_matches_and_ipv6_sets => "ipv6-mark-mode",
+    ipv6_hash_mode_hashes_ip6_headers => "ipv6-hash-mode",
 }
 
 #[test]

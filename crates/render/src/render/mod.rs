@@ -172,9 +172,8 @@ impl<'a> Ctx<'a> {
         name.to_string()
     }
 
-    /// The IPAddressSet behind a reference, as an nft set of `family`.
-    /// An IPv4 policy takes the set's IPv4 entries and an IPv6 policy its
-    /// IPv6 entries; an entry that is neither is an error.
+    /// The IPAddressSet behind a reference, as an nft set of `family`
+    /// (the referencing policy's); a set of the other family is an error.
     pub(crate) fn address_set(&self, reference: &str, family: Family) -> Result<NftSet, String> {
         let name = reference.strip_prefix("IPAddressSet/").unwrap_or(reference);
         let set = self
@@ -183,12 +182,7 @@ impl<'a> Ctx<'a> {
             .ok_or_else(|| format!("references missing IPAddressSet \"{name}\""))?;
         let mut nets = Vec::new();
         for a in &set.addresses {
-            match parse_net(a, family) {
-                Ok(n) => nets.push(n),
-                // The other family's entries belong to the other table.
-                Err(_) if parse_net(a, other(family)).is_ok() => {}
-                Err(e) => return Err(e),
-            }
+            nets.push(parse_net(a, family)?);
         }
         Ok(NftSet {
             family,
@@ -232,13 +226,6 @@ pub fn set_name(reference: &str) -> String {
         })
         .collect();
     format!("ip_address_set_{clean}")
-}
-
-fn other(family: Family) -> Family {
-    match family {
-        Family::V4 => Family::V6,
-        Family::V6 => Family::V4,
-    }
 }
 
 /// Parses a prefix or address of `family` and masks it (`192.168.10.5/24`

@@ -1,6 +1,8 @@
 //! EgressRoutePolicy → `ip routerd_policy`, `ip routerd_default_route`,
 //! per-candidate route tables and fwmark rules, and the weighted multipath
-//! table of `weighted-ecmp` in mode `priority` (spec §5.2).
+//! table of `weighted-ecmp` in mode `priority` (spec §5.2). A `family:
+//! ipv6` policy goes through the same functions into `ip6` tables, IPv6
+//! default routes and `ip -6` rules; only the family differs.
 //!
 //! Nothing here judges a candidate. Whether a candidate or a target may
 //! carry traffic, and which of them new flows use once hysteresis,
