@@ -389,7 +389,9 @@ impl Core {
             view.merged = view_of(&view.effective);
             let touched = || cs.added.iter().chain(&cs.removed).chain(&cs.changed);
             let selection_neutral = touched().all(|id| {
-                id.kind == Kind::IPv4Route.as_str() || id.kind == Kind::NAT44Rule.as_str()
+                id.kind == Kind::IPv4Route.as_str()
+                    || id.kind == Kind::IPv6StaticRoute.as_str()
+                    || id.kind == Kind::NAT44Rule.as_str()
             });
             if !selection_neutral {
                 view.reindex(&self.statuses);
@@ -756,7 +758,12 @@ impl Core {
 
 /// Statuses the step computes (and may delete when the resource goes).
 fn is_computed(id: &str) -> bool {
-    ["/EgressRoutePolicy/", "/IPv4Route/", "/NAT44Rule/"]
-        .iter()
-        .any(|k| id.contains(k))
+    [
+        "/EgressRoutePolicy/",
+        "/IPv4Route/",
+        "/IPv6StaticRoute/",
+        "/NAT44Rule/",
+    ]
+    .iter()
+    .any(|k| id.contains(k))
 }

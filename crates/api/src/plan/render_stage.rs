@@ -147,4 +147,36 @@ spec:
         let json = serde_json::to_value(&doc).unwrap();
         assert_eq!(json["problems"][0]["owner"], p.owner.as_str());
     }
+
+    #[test]
+    fn an_ipv6_static_route_is_installed_as_a_main_table_ipv6_route() {
+        let config = "apiVersion: net.routerd.net/v1alpha1
+kind: Interface
+metadata: {name: wan}
+spec: {ifname: ens18}
+---
+apiVersion: net.routerd.net/v1alpha1
+kind: IPv6StaticRoute
+metadata: {name: lab}
+spec: {interface: wan, destination: \"2001:db8:1::/64\", via: \"fe80::1\", metric: 200}
+";
+        let (loaded, diags) = load_and_validate(&[("c.yaml", config)]);
+        assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+        let doc = build_plan(&PlanInputs {
+            startup: loaded.resources,
+            ..PlanInputs::default()
+        })
+        .unwrap();
+        let st = &doc.status["net.routerd.net/v1alpha1/IPv6StaticRoute/lab"];
+        assert_eq!(st["phase"], "Installed", "{st:?}");
+        assert_eq!(st["device"], "ens18");
+        assert_eq!(st["gateway"], "fe80::1");
+        assert_eq!(doc.dataplane.routes.len(), 1);
+        let r = &doc.dataplane.routes[0];
+        assert_eq!(r["destination"], "2001:db8:1::/64");
+        assert_eq!(r["gateway"], "fe80::1");
+        assert_eq!(r["device"], "ens18");
+        assert_eq!(r["metric"], 200);
+        assert!(doc.problems.is_empty(), "{:?}", doc.problems);
+    }
 }

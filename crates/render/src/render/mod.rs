@@ -2,12 +2,13 @@
 //!
 //! Selection itself is routerd-select's job; rendering only reads its
 //! results from the snapshot (`selectedCandidate`, `candidates[].ready`,
-//! `members`, IPv4Route / NAT44Rule phases), so the same function serves the
+//! `members`, IPv4Route / IPv6StaticRoute / NAT44Rule phases), so the same function serves the
 //! daemon and the offline `routerctl plan`.
 
 mod nat;
 mod policy;
 mod routes;
+mod static6;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -65,6 +66,7 @@ pub fn render(resources: &[Resource], status: &StateSnapshot) -> Rendered {
     let ctx = Ctx::new(resources, status);
     let mut out = Rendered::default();
     routes::render_ipv4_routes(&ctx, &mut out);
+    static6::render_ipv6_static_routes(&ctx, &mut out);
     policy::render_policies(&ctx, &mut out);
     nat::render_nat44(&ctx, &mut out);
     for (owner, winner, object) in out.desired.normalize() {

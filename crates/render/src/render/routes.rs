@@ -8,7 +8,8 @@ use crate::ir::{Family, MAIN_TABLE, NextHop, Route, RouteKind};
 
 /// Phases in which the route controller keeps what is installed
 /// (fail-static): the route is neither rendered anew nor withdrawn.
-const HOLD_PHASES: [&str; 5] = ["Pending", "Error", "Standby", "NotApplicable", "Disabled"];
+pub(super) const HOLD_PHASES: [&str; 5] =
+    ["Pending", "Error", "Standby", "NotApplicable", "Disabled"];
 
 pub(super) fn render_ipv4_routes(ctx: &Ctx<'_>, out: &mut Rendered) {
     for r in ctx.of_kind(Kind::IPv4Route) {
@@ -26,7 +27,7 @@ pub(super) fn render_ipv4_routes(ctx: &Ctx<'_>, out: &mut Rendered) {
     }
 }
 
-fn status_str<'v>(st: &'v serde_json::Map<String, Value>, key: &str) -> Option<&'v str> {
+pub(super) fn status_str<'v>(st: &'v serde_json::Map<String, Value>, key: &str) -> Option<&'v str> {
     st.get(key)
         .and_then(Value::as_str)
         .map(str::trim)
