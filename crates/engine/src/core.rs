@@ -543,7 +543,7 @@ impl Core {
                 self.dataplane_pending = faults.values().any(|f| {
                     matches!(
                         f.reason.as_str(),
-                        "ApplyFailed" | "VerifyFailed" | "DeviceNotReady"
+                        "ApplyFailed" | "VerifyFailed" | "DeviceNotReady" | "HostPolicyApplyFailed"
                     )
                 });
                 self.faults = faults;

@@ -30,6 +30,12 @@ pub fn phase_for(owner: &str, reason: &str) -> &'static str {
     match (kind.as_deref(), reason) {
         (Some("IPv4Route" | "IPv6StaticRoute"), "DeviceNotReady") => "Pending",
         (Some("IPv4Route" | "IPv6StaticRoute"), _) => "Error",
+        // An IPv6 hostTraffic policy is one route and one rule: routerd
+        // reports it Pending while it keeps the last good pair.
+        (
+            Some("EgressRoutePolicy"),
+            crate::render::PREFERRED_SOURCE_UNAVAILABLE | crate::render::HOST_POLICY_APPLY_FAILED,
+        ) => "Pending",
         _ => "Degraded",
     }
 }

@@ -848,6 +848,10 @@ pub struct DesiredState {
     /// Resource ids that exist but could not be resolved now: their kernel
     /// objects stay as they are (fail-static, spec §3.1 / §8.1.9).
     pub retained: BTreeSet<String>,
+    /// IPv6 hostTraffic policies: a refusal of their objects is reported
+    /// as `HostPolicyApplyFailed`, routerd's reason for them.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub host_policies: BTreeSet<String>,
 }
 
 impl DesiredState {

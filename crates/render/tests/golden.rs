@@ -25,7 +25,7 @@ fn describe(r: &Rendered) -> String {
     if !r.problems.is_empty() {
         out.push_str("## problems\n");
         for p in &r.problems {
-            let _ = writeln!(out, "{}: {}", p.owner, p.message);
+            let _ = writeln!(out, "{} [{}]: {}", p.owner, p.reason, p.message);
         }
     }
     out
@@ -178,6 +178,8 @@ golden! {
     ipv6_priority_mode_renders_ip6_tables_and_rules => "ipv6-priority-mode",
     ipv6_mark_mode_uses_ip6_matches_and_ipv6_sets => "ipv6-mark-mode",
     ipv6_hash_mode_hashes_ip6_headers => "ipv6-hash-mode",
+    ipv6_host_traffic_routes_local_traffic_from_the_global_address => "ipv6-host-traffic",
+    ipv6_host_traffic_without_a_source_keeps_the_last_good_pair => "ipv6-host-traffic-no-source",
 }
 
 #[test]

@@ -179,4 +179,41 @@ spec: {interface: wan, destination: \"2001:db8:1::/64\", via: \"fe80::1\", metri
         assert_eq!(r["metric"], 200);
         assert!(doc.problems.is_empty(), "{:?}", doc.problems);
     }
+
+    #[test]
+    fn offline_a_host_traffic_policy_is_pending_for_want_of_a_source_address() {
+        let config = "apiVersion: net.routerd.net/v1alpha1
+kind: Interface
+metadata: {name: wan}
+spec: {ifname: ens18}
+---
+apiVersion: net.routerd.net/v1alpha1
+kind: EgressRoutePolicy
+metadata: {name: host}
+spec:
+  family: ipv6
+  hostTraffic: true
+  candidates:
+    - {name: wan, interface: wan, gatewaySource: static, gateway: \"fe80::1\",
+       preferredSource: interface, table: 300, priority: 10300}
+";
+        let (loaded, diags) = load_and_validate(&[("c.yaml", config)]);
+        assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+        let doc = build_plan(&PlanInputs {
+            startup: loaded.resources,
+            ..PlanInputs::default()
+        })
+        .unwrap();
+        let st = &doc.status["net.routerd.net/v1alpha1/EgressRoutePolicy/host"];
+        assert_eq!(st["phase"], "Pending", "{st:?}");
+        assert_eq!(st["reason"], "PreferredSourceUnavailable", "{st:?}");
+        assert!(
+            st["message"]
+                .as_str()
+                .unwrap()
+                .contains("has no observation of ens18's IPv6 addresses"),
+            "{st:?}"
+        );
+        assert!(doc.dataplane.routes.is_empty() && doc.dataplane.rules.is_empty());
+    }
 }

@@ -5,6 +5,7 @@
 //! `members`, IPv4Route / IPv6StaticRoute / NAT44Rule phases), so the same function serves the
 //! daemon and the offline `routerctl plan`.
 
+mod host;
 mod nat;
 mod policy;
 mod routes;
@@ -22,6 +23,7 @@ use serde_json::Value;
 
 use crate::ir::{AddrValue, CmpOp, DesiredState, Expr, Family, IpField, NftSet};
 
+pub use host::{HOST_POLICY_APPLY_FAILED, PREFERRED_SOURCE_UNAVAILABLE};
 pub use nat::{Redirect, add_redirects};
 
 /// A resource that could not be rendered (the rest still is).
@@ -38,6 +40,10 @@ pub struct RenderProblem {
 
 fn not_rendered() -> String {
     "NotRendered".to_string()
+}
+
+fn not_rendered_reason() -> &'static str {
+    "NotRendered"
 }
 
 impl RenderProblem {
@@ -68,6 +74,7 @@ pub fn render(resources: &[Resource], status: &StateSnapshot) -> Rendered {
     routes::render_ipv4_routes(&ctx, &mut out);
     static6::render_ipv6_static_routes(&ctx, &mut out);
     policy::render_policies(&ctx, &mut out);
+    host::render_host_traffic(&ctx, &mut out);
     nat::render_nat44(&ctx, &mut out);
     for (owner, winner, object) in out.desired.normalize() {
         out.problems.push(RenderProblem {
