@@ -815,3 +815,63 @@ fn ipv6_objects_show_in_ip_as_routerd_writes_them() {
         "{rules}"
     );
 }
+
+/// An IPv6 weighted multipath route (weighted-ecmp of an IPv6 policy in
+/// priority mode) is created, read back identical and replaced in place
+/// when a member's weight changes.
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn ipv6_weighted_multipath_route_round_trips_and_replaces() {
+    use routerd_render::ir::{NextHop, Route, RouteKind};
+    let r = router();
+    r.ip(&["-6", "addr", "add", "2001:db8:a::2/64", "dev", "wan0", "nodad"]);
+    r.ip(&["-6", "addr", "add", "2001:db8:b::2/64", "dev", "wan1", "nodad"]);
+    let desired = |w: u16| {
+        let mut d = DesiredState::default();
+        let mut route = Route::new(300, "::/0".parse().unwrap(), 50, RouteKind::Unicast);
+        route.owner = "x/EgressRoutePolicy/p".into();
+        route.nexthops = vec![
+            NextHop {
+                gateway: Some("2001:db8:a::1".parse().unwrap()),
+                device: "wan0".into(),
+                weight: w,
+            },
+            NextHop {
+                gateway: Some("2001:db8:b::1".parse().unwrap()),
+                device: "wan1".into(),
+                weight: 1,
+            },
+        ];
+        d.routes.push(route);
+        d
+    };
+    let (again, changed, after) = r.run(move || {
+        let mut dp = dataplane();
+        let mut ledger = Ledger::default();
+        let opts = ReconcileOptions::default();
+        let first = reconcile(&mut dp, &desired(3), &mut ledger, &opts).unwrap();
+        assert!(first.faults.is_empty(), "{:?}", first.faults);
+        let again = reconcile(&mut dp, &desired(3), &mut ledger, &opts)
+            .unwrap()
+            .plan;
+        let changed = reconcile(&mut dp, &desired(2), &mut ledger, &opts).unwrap();
+        assert!(changed.faults.is_empty(), "{:?}", changed.faults);
+        let after = reconcile(&mut dp, &desired(2), &mut ledger, &opts)
+            .unwrap()
+            .plan;
+        (again, changed.plan, after)
+    });
+    assert!(again.is_empty(), "observed multipath equals desired: {again}");
+    assert_eq!(changed.ops.len(), 1, "{changed}");
+    assert!(after.is_empty(), "{after}");
+    let shown = r.ip(&["-6", "route", "show", "table", "300"]);
+    assert!(
+        shown.contains("nexthop via 2001:db8:a::1 dev wan0 weight 2"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("nexthop via 2001:db8:b::1 dev wan1 weight 1"),
+        "{shown}"
+    );
+    assert!(!shown.contains("weight 3"), "{shown}");
+}
