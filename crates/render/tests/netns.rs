@@ -824,8 +824,24 @@ fn ipv6_objects_show_in_ip_as_routerd_writes_them() {
 fn ipv6_weighted_multipath_route_round_trips_and_replaces() {
     use routerd_render::ir::{NextHop, Route, RouteKind};
     let r = router();
-    r.ip(&["-6", "addr", "add", "2001:db8:a::2/64", "dev", "wan0", "nodad"]);
-    r.ip(&["-6", "addr", "add", "2001:db8:b::2/64", "dev", "wan1", "nodad"]);
+    r.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:a::2/64",
+        "dev",
+        "wan0",
+        "nodad",
+    ]);
+    r.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:b::2/64",
+        "dev",
+        "wan1",
+        "nodad",
+    ]);
     let desired = |w: u16| {
         let mut d = DesiredState::default();
         let mut route = Route::new(300, "::/0".parse().unwrap(), 50, RouteKind::Unicast);
@@ -861,7 +877,10 @@ fn ipv6_weighted_multipath_route_round_trips_and_replaces() {
             .plan;
         (again, changed.plan, after)
     });
-    assert!(again.is_empty(), "observed multipath equals desired: {again}");
+    assert!(
+        again.is_empty(),
+        "observed multipath equals desired: {again}"
+    );
     assert_eq!(changed.ops.len(), 1, "{changed}");
     assert!(after.is_empty(), "{after}");
     let shown = r.ip(&["-6", "route", "show", "table", "300"]);
