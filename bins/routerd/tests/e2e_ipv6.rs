@@ -262,6 +262,27 @@ fn ipv6_traffic_follows_the_selected_uplink_and_fails_over_on_carrier_loss() {
         "{rules}"
     );
 
+    // Drift: someone deletes the IPv6 rule; the IPv6 rule notification
+    // wakes routerd, which puts it back (the resync is 30s away).
+    lab.ip(
+        Node::Router,
+        &[
+            "-6", "rule", "del", "priority", "1100", "fwmark", "0x10", "table", "110",
+        ],
+    )
+    .unwrap();
+    wait_until(
+        || sh(&lab, "ip", &["-6", "rule", "show"]).contains("1100:\tfrom all fwmark 0x10"),
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+    )
+    .unwrap_or_else(|_| {
+        panic!(
+            "the deleted IPv6 rule was not restored\n{}",
+            debug(&lab, &d)
+        )
+    });
+
     lab.cut_carrier(Uplink::Wan1).unwrap();
     pings_leave_through(&lab, &d, Node::Up2, "wan1 carrier lost");
 
