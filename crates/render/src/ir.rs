@@ -316,19 +316,25 @@ pub struct RuleKey {
     /// Input interface matched (`iif lo` of an IPv6 hostTraffic policy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iif: Option<String>,
+    /// Source prefix matched (`from <addr>/128` of a DS-Lite tunnel's
+    /// endpoint next to a hostTraffic policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<IpNet>,
 }
 
 impl fmt::Display for RuleKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "priority {}", self.priority)?;
-        match &self.iif {
-            Some(iif) => {
-                write!(f, " iif {iif}")?;
-                if self.fwmark != 0 {
-                    write!(f, " fwmark 0x{:x}", self.fwmark)?;
-                }
-            }
-            None => write!(f, " fwmark 0x{:x}", self.fwmark)?,
+        if let Some(from) = &self.from {
+            write!(f, " from {from}")?;
+        }
+        if let Some(iif) = &self.iif {
+            write!(f, " iif {iif}")?;
+        }
+        // An fwmark rule always shows its mark; a rule selecting by source
+        // or interface shows one only when it has one.
+        if self.fwmark != 0 || (self.iif.is_none() && self.from.is_none()) {
+            write!(f, " fwmark 0x{:x}", self.fwmark)?;
         }
         write!(f, " table {}", self.table)
     }
@@ -353,6 +359,9 @@ pub struct Rule {
     /// Input interface matched, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iif: Option<String>,
+    /// Source prefix matched, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<IpNet>,
     /// Rule protocol (`FRA_PROTOCOL`); routerd's rules carry
     /// [`RTPROT_ROUTERD`], so an identical foreign rule is never adopted.
     #[serde(default = "routerd_protocol")]
@@ -375,6 +384,7 @@ impl Rule {
             fwmark,
             table,
             iif: None,
+            from: None,
             protocol: RTPROT_ROUTERD,
             owner: owner.into(),
         }
@@ -394,6 +404,14 @@ impl Rule {
         self
     }
 
+    /// This rule matching packets from `from` (its family is the rule's).
+    #[must_use]
+    pub fn with_from(mut self, from: IpNet) -> Self {
+        self.family = Family::of_net(&from);
+        self.from = Some(from.trunc());
+        self
+    }
+
     /// The identity.
     pub fn key(&self) -> RuleKey {
         RuleKey {
@@ -402,6 +420,7 @@ impl Rule {
             fwmark: self.fwmark,
             table: self.table,
             iif: self.iif.clone(),
+            from: self.from,
         }
     }
 }

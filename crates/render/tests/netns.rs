@@ -736,6 +736,9 @@ fn ipv6_routes_and_rules_apply_idempotently_and_are_removed() {
             .in_family(Family::V6)
             .with_iif("lo"),
     );
+    // A DS-Lite endpoint's `from <addr>/128 lookup main` next to it.
+    d.rules
+        .push(Rule::new(10150, 0, 254, "o").with_from("2001:db8:ff::2/128".parse().unwrap()));
     let (p1, p2, p3) = r.run(move || {
         let mut dp = dataplane();
         let mut ledger = Ledger::default();
@@ -747,14 +750,14 @@ fn ipv6_routes_and_rules_apply_idempotently_and_are_removed() {
         assert!(ledger.is_empty());
         (p1.plan, p2.plan, p3.plan)
     });
-    assert_eq!(p1.ops.len(), 4, "{p1}");
+    assert_eq!(p1.ops.len(), 5, "{p1}");
     assert!(
         p1.to_string()
             .contains("ip -6 rule add priority 10200 iif lo table 100"),
         "{p1}"
     );
     assert!(p2.is_empty(), "second apply must be a no-op: {p2}");
-    assert_eq!(p3.ops.len(), 4, "{p3}");
+    assert_eq!(p3.ops.len(), 5, "{p3}");
     // The kernel adds its own IPv6 routes as link-local addresses settle,
     // so the check is: nothing of routerd's left, the foreign one kept.
     let left = r.ip(&["-6", "route", "show", "table", "all"]);

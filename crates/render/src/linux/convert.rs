@@ -240,10 +240,14 @@ pub(crate) fn rule_message(rule: &Rule, protocol: u8) -> RuleMessage {
     m.header.table = table_u8(rule.table);
     m.header.action = RuleAction::ToTable;
     m.attributes = vec![RuleAttribute::Priority(rule.priority)];
+    if let Some(from) = &rule.from {
+        m.header.src_len = from.prefix_len();
+        m.attributes.push(RuleAttribute::Source(from.network()));
+    }
     if let Some(iif) = &rule.iif {
         m.attributes.push(RuleAttribute::Iifname(iif.clone()));
     }
-    if rule.iif.is_none() || rule.fwmark != 0 {
+    if (rule.iif.is_none() && rule.from.is_none()) || rule.fwmark != 0 {
         m.attributes.push(RuleAttribute::FwMark(rule.fwmark));
         m.attributes.push(RuleAttribute::FwMask(u32::MAX));
     }
@@ -254,11 +258,11 @@ pub(crate) fn rule_message(rule: &Rule, protocol: u8) -> RuleMessage {
 }
 
 /// A dumped IPv4 or IPv6 rule; `None` for rules with selectors routerd
-/// never writes (addresses, output interfaces, partial masks), which
+/// never writes (destinations, output interfaces, partial masks), which
 /// therefore are never ours.
 pub(crate) fn rule_from(m: &RuleMessage) -> Option<Rule> {
     let family = family_of(m.header.family)?;
-    if m.header.action != RuleAction::ToTable || m.header.src_len != 0 || m.header.dst_len != 0 {
+    if m.header.action != RuleAction::ToTable || m.header.dst_len != 0 {
         return None;
     }
     let mut r = Rule::new(0, 0, u32::from(m.header.table), String::new()).in_family(family);
@@ -272,9 +276,8 @@ pub(crate) fn rule_from(m: &RuleMessage) -> Option<Rule> {
             RuleAttribute::Table(t) => r.table = *t,
             RuleAttribute::Protocol(p) => r.protocol = u8::from(*p),
             RuleAttribute::Iifname(n) => r.iif = Some(n.clone()),
-            RuleAttribute::Oifname(_)
-            | RuleAttribute::Source(_)
-            | RuleAttribute::Destination(_) => return None,
+            RuleAttribute::Source(a) => r.from = Some(IpNet::new(*a, m.header.src_len).ok()?),
+            RuleAttribute::Oifname(_) | RuleAttribute::Destination(_) => return None,
             _ => {}
         }
     }
@@ -322,6 +325,7 @@ mod tests {
 
     #[test]
     fn an_iif_rule_carries_no_fwmark_and_reads_back_with_its_family() {
+        const MAIN: u32 = crate::ir::MAIN_TABLE;
         let rule = Rule::new(10200, 0, 200, "o")
             .in_family(Family::V6)
             .with_iif("lo");
@@ -336,6 +340,16 @@ mod tests {
         let back = rule_from(&m).unwrap();
         assert_eq!(back.key(), rule.key());
         assert_eq!(back.to_string(), "priority 10200 iif lo table 200");
+        let from = Rule::new(10100, 0, MAIN, "o").with_from("2001:db8:7::5/128".parse().unwrap());
+        let m = rule_message(&from, 122);
+        assert_eq!(m.header.src_len, 128);
+        let back = rule_from(&m).unwrap();
+        assert_eq!(back.key(), from.key());
+        assert_eq!(back.family, Family::V6);
+        assert_eq!(
+            back.to_string(),
+            "priority 10100 from 2001:db8:7::5/128 table 254"
+        );
         let fw = Rule::new(10100, 0x100, 100, "o").in_family(Family::V6);
         assert_eq!(rule_from(&rule_message(&fw, 122)).unwrap().key(), fw.key());
     }

@@ -19,7 +19,7 @@ use routerd_model::{Kind, Status};
 use serde_json::Value;
 
 use super::{Ctx, RenderProblem, Rendered, parse_addr};
-use crate::ir::{Family, Route, RouteKind, Rule};
+use crate::ir::{Family, MAIN_TABLE, Route, RouteKind, Rule};
 
 /// Reason of a hostTraffic policy without a usable source address.
 pub const PREFERRED_SOURCE_UNAVAILABLE: &str = "PreferredSourceUnavailable";
@@ -30,6 +30,7 @@ pub const HOST_POLICY_APPLY_FAILED: &str = "HostPolicyApplyFailed";
 const DEFAULT_HOST_METRIC: u32 = 50;
 
 pub(super) fn render_host_traffic(ctx: &Ctx<'_>, out: &mut Rendered) {
+    let mut first_installed: Option<String> = None;
     for res in ctx.of_kind(Kind::EgressRoutePolicy) {
         let Some(spec) = res.as_egress_policy() else {
             continue;
@@ -54,6 +55,7 @@ pub(super) fn render_host_traffic(ctx: &Ctx<'_>, out: &mut Rendered) {
             Ok((route, rule)) => {
                 out.desired.routes.push(route);
                 out.desired.rules.push(rule);
+                first_installed.get_or_insert(id);
             }
             Err((reason, message)) => {
                 out.desired.retained.insert(id.clone());
@@ -64,6 +66,42 @@ pub(super) fn render_host_traffic(ctx: &Ctx<'_>, out: &mut Rendered) {
                 });
             }
         }
+    }
+    if let Some(owner) = first_installed {
+        dslite_source_rules(ctx, &owner, out);
+    }
+}
+
+/// First priority of the DS-Lite source rules (routerd's).
+const DSLITE_SOURCE_PRIORITY: u32 = 10100;
+
+/// `iif lo` selects every locally originated packet, the outer packets of
+/// a DS-Lite tunnel included. A tunnel whose endpoint comes from the
+/// delegated prefix must not follow the host policy: routerd gives its
+/// local address `from <addr>/128 lookup main` at priority 10100, 10101, ...
+/// (a tunnel on the WAN's own address stays with the host policy). The
+/// rules belong to the first installed hostTraffic policy, as in routerd.
+fn dslite_source_rules(ctx: &Ctx<'_>, owner: &str, out: &mut Rendered) {
+    let mut priority = DSLITE_SOURCE_PRIORITY;
+    for t in ctx.of_kind(Kind::DSLiteTunnel) {
+        let Some(spec) = t.as_dslite() else {
+            continue;
+        };
+        if spec.local_address_source.as_deref().map(str::trim) != Some("delegatedAddress") {
+            continue;
+        }
+        let Some(local) = ctx
+            .status_of(Kind::DSLiteTunnel, t.name())
+            .and_then(|st| st.get("localIPv6"))
+            .and_then(Value::as_str)
+            .and_then(|a| parse_addr(a, Family::V6).ok())
+        else {
+            continue;
+        };
+        out.desired
+            .rules
+            .push(Rule::new(priority, 0, MAIN_TABLE, owner).with_from(local.into()));
+        priority += 1;
     }
 }
 
