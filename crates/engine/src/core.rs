@@ -427,7 +427,9 @@ impl Core {
             view.merged = view_of(&view.effective);
             let touched = || cs.added.iter().chain(&cs.removed).chain(&cs.changed);
             let selection_neutral = touched().all(|id| {
-                id.kind == Kind::IPv4Route.as_str() || id.kind == Kind::NAT44Rule.as_str()
+                id.kind == Kind::IPv4Route.as_str()
+                    || id.kind == Kind::IPv6StaticRoute.as_str()
+                    || id.kind == Kind::NAT44Rule.as_str()
             });
             if !selection_neutral {
                 view.reindex(&self.statuses);
@@ -593,7 +595,7 @@ impl Core {
                 self.dataplane_pending = faults.values().any(|f| {
                     matches!(
                         f.reason.as_str(),
-                        "ApplyFailed" | "VerifyFailed" | "DeviceNotReady"
+                        "ApplyFailed" | "VerifyFailed" | "DeviceNotReady" | "HostPolicyApplyFailed"
                     )
                 });
                 self.faults = faults;
@@ -918,7 +920,12 @@ fn note_fail_closed(
 
 /// Statuses the step computes (and may delete when the resource goes).
 fn is_computed(id: &str) -> bool {
-    ["/EgressRoutePolicy/", "/IPv4Route/", "/NAT44Rule/"]
-        .iter()
-        .any(|k| id.contains(k))
+    [
+        "/EgressRoutePolicy/",
+        "/IPv4Route/",
+        "/IPv6StaticRoute/",
+        "/NAT44Rule/",
+    ]
+    .iter()
+    .any(|k| id.contains(k))
 }

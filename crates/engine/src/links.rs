@@ -30,6 +30,11 @@ pub struct LinkInfo {
     pub mac: Option<String>,
     /// Addresses with prefix length.
     pub addresses: Vec<String>,
+    /// The IPv6 addresses (with prefix length) a host route may use as its
+    /// source: global scope, neither tentative (DAD still running),
+    /// deprecated (preferred lifetime over) nor failed DAD. An IPv6
+    /// hostTraffic policy installs its route only with one of these.
+    pub usable_ipv6: Vec<String>,
 }
 
 /// Reads device state.
@@ -159,6 +164,9 @@ impl KernelLinks {
                 && let Some(text) = address_text(&a)
                 && let Some(l) = names.get(&a.header.index).and_then(|n| out.get_mut(n))
             {
+                if usable_ipv6(&a) {
+                    l.usable_ipv6.push(text.clone());
+                }
                 l.addresses.push(text);
             }
         }
@@ -242,6 +250,7 @@ fn link_info(l: &LinkMessage) -> Option<(String, LinkInfo)> {
             carrier: flags.contains(LinkFlags::LowerUp),
             mac,
             addresses: Vec::new(),
+            usable_ipv6: Vec::new(),
         },
     ))
 }
@@ -260,6 +269,31 @@ fn address_text(a: &AddressMessage) -> Option<String> {
         })
     })?;
     Some(format!("{addr}/{}", a.header.prefix_len))
+}
+
+/// Whether an address message is an IPv6 address a host route may use as
+/// its source (see [`LinkInfo::usable_ipv6`]). `IFA_FLAGS` carries the
+/// full flag word; the header's byte is the fallback of older kernels.
+fn usable_ipv6(a: &AddressMessage) -> bool {
+    use netlink_packet_route::AddressFamily;
+    use netlink_packet_route::address::{AddressFlags, AddressHeaderFlags, AddressScope};
+    if a.header.family != AddressFamily::Inet6 || a.header.scope != AddressScope::Universe {
+        return false;
+    }
+    let full = a.attributes.iter().find_map(|x| match x {
+        AddressAttribute::Flags(f) => Some(*f),
+        _ => None,
+    });
+    match full {
+        Some(f) => !f.intersects(
+            AddressFlags::Tentative | AddressFlags::Deprecated | AddressFlags::Dadfailed,
+        ),
+        None => !a.header.flags.intersects(
+            AddressHeaderFlags::Tentative
+                | AddressHeaderFlags::Deprecated
+                | AddressHeaderFlags::Dadfailed,
+        ),
+    }
 }
 
 /// Watches link and address notifications of a network namespace; the
@@ -349,6 +383,8 @@ fn link_status(ifname: &str, info: Option<&LinkInfo>) -> Status {
                     json!(a.split('/').next().unwrap_or(a)),
                 );
             }
+            // What an IPv6 hostTraffic policy may use as its source.
+            st.insert("globalIPv6Addresses".into(), json!(l.usable_ipv6));
             if let Some(m) = &l.mac {
                 st.insert("macAddress".into(), json!(m));
             }
@@ -413,6 +449,56 @@ mod tests {
             "{:?}",
             lo.addresses
         );
+    }
+
+    #[test]
+    fn only_global_settled_ipv6_addresses_are_usable_sources() {
+        use netlink_packet_route::AddressFamily;
+        use netlink_packet_route::address::{AddressFlags, AddressScope};
+        let msg = |scope, flags| {
+            let mut a = AddressMessage::default();
+            a.header.family = AddressFamily::Inet6;
+            a.header.prefix_len = 64;
+            a.header.scope = scope;
+            a.attributes
+                .push(AddressAttribute::Address("2001:db8::2".parse().unwrap()));
+            a.attributes.push(AddressAttribute::Flags(flags));
+            a
+        };
+        assert!(usable_ipv6(&msg(
+            AddressScope::Universe,
+            AddressFlags::Permanent | AddressFlags::Nodad
+        )));
+        assert!(!usable_ipv6(&msg(
+            AddressScope::Universe,
+            AddressFlags::Tentative
+        )));
+        assert!(!usable_ipv6(&msg(
+            AddressScope::Universe,
+            AddressFlags::Deprecated
+        )));
+        assert!(!usable_ipv6(&msg(
+            AddressScope::Universe,
+            AddressFlags::Dadfailed
+        )));
+        assert!(!usable_ipv6(&msg(
+            AddressScope::Link,
+            AddressFlags::empty()
+        )));
+        let mut v4 = msg(AddressScope::Universe, AddressFlags::empty());
+        v4.header.family = AddressFamily::Inet;
+        assert!(!usable_ipv6(&v4));
+        // The status publishes them apart from every IPv6 address.
+        let info = LinkInfo {
+            up: true,
+            carrier: true,
+            addresses: vec!["fe80::1/64".into(), "2001:db8::2/64".into()],
+            usable_ipv6: vec!["2001:db8::2/64".into()],
+            ..LinkInfo::default()
+        };
+        let st = link_status("eth0", Some(&info));
+        assert_eq!(st["globalIPv6Addresses"], json!(["2001:db8::2/64"]));
+        assert_eq!(st["ipv6Addresses"], json!(["fe80::1/64", "2001:db8::2/64"]));
     }
 
     #[test]

@@ -546,7 +546,7 @@ async fn orphans_are_listed_and_removed_on_request_only() {
     let inner = SharedMemDataplane::default();
     let mut stray = routerd_render::ir::Route::new(
         150,
-        "192.0.2.0/24".parse().unwrap(),
+        "192.0.2.0/24".parse::<routerd_render::ir::IpNet>().unwrap(),
         0,
         routerd_render::ir::RouteKind::Blackhole,
     );

@@ -546,7 +546,7 @@ fn orphans_are_reported_and_removed_only_when_asked_or_strict() {
     let mut dp = MemDataplane::new();
     let mut stray = routerd_render::ir::Route::new(
         150,
-        "192.0.2.0/24".parse().unwrap(),
+        "192.0.2.0/24".parse::<routerd_render::ir::IpNet>().unwrap(),
         0,
         routerd_render::ir::RouteKind::Blackhole,
     );

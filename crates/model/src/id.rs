@@ -67,6 +67,7 @@ kinds! {
     HealthCheck => NET_API, ["role", "target", "sourceAddress", "sourceInterface", "protocol", "consecutiveFailed", "lastCheckedAt"];
     EgressRoutePolicy => NET_API, ["family", "selectedCandidate", "selectedSource", "selectedDevice", "selectedGateway", "selectedGatewaySource", "selectedRouteTable", "selectedMetric", "selectedWeight", "selectedTargets", "selectedInterface", "candidates", "role", "advisory", "lastTransitionAt", "updatedAt", "dryRun", "members"];
     IPv4Route => NET_API, ["type", "destination", "device", "gateway", "preferredSource", "metric", "dryRun"];
+    IPv6StaticRoute => NET_API, ["destination", "gateway", "interface"];
     NAT44Rule => NET_API, ["egressInterface", "snatAddress", "dryRun"];
     IPAddressSet => NET_API, ["addresses", "family", "ipv4Addresses", "ipv6Addresses", "updatedAt"];
     IPv4StaticAddress => NET_API, ["address", "interface", "ifname", "dryRun"];

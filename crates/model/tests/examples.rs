@@ -27,6 +27,7 @@ fn every_example_is_clean() {
         ("hash-multipath.yaml", 11),
         ("priority-failover.yaml", 6),
         ("snat-pool.yaml", 6),
+        ("ipv6-dual-stack.yaml", 7),
     ];
     for (file, count) in expected {
         let text = std::fs::read_to_string(format!("{dir}/{file}")).unwrap();

@@ -20,24 +20,26 @@
 
 #![deny(missing_docs)]
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 use routerd_render::DataplaneError;
 use routerd_render::ir::{
-    AddrValue, ChainType as IrChainType, CmpOp as IrCmp, Expr, Hook as IrHook, IpField, L4Proto,
-    MarkSource, NFT_OWNER_COMMENT, NatAddr, NftFamily, NftTable, NftTableKey, RejectWith,
+    AddrValue, ChainType as IrChainType, CmpOp as IrCmp, Expr, Family, Hook as IrHook, IpField,
+    L4Proto, MarkSource, NFT_OWNER_COMMENT, NatAddr, NftFamily, NftSet, NftTable, NftTableKey,
+    RejectWith,
 };
 use routerd_render::linux::netns;
 use routerd_render::nft_backend::NftBackend;
+use rustables::data_type::DataType;
 use rustables::expr::{
-    Bitwise, Cmp, CmpOp, Conntrack, ConntrackKey, HighLevelPayload, IPv4HeaderField, Immediate,
-    Lookup, Masquerade, Meta, MetaType, Nat, NatType, NetworkHeaderField, Payload, Register,
-    Reject, RejectType, VerdictKind,
+    Bitwise, Cmp, CmpOp, Conntrack, ConntrackKey, HighLevelPayload, IPv4HeaderField,
+    IPv6HeaderField, Immediate, Lookup, Masquerade, Meta, MetaType, Nat, NatType,
+    NetworkHeaderField, Payload, Register, Reject, RejectType, VerdictKind,
 };
 use rustables::set::SetBuilder;
 use rustables::{
@@ -45,8 +47,10 @@ use rustables::{
 };
 
 /// Set elements per message: 4,000 IPv4 keys stay well under the 64 KiB
-/// attribute limit (deps.md §2.3 item 3).
+/// attribute limit (deps.md §2.3 item 3); IPv6 keys are four times as
+/// large, so a quarter as many.
 const ELEMENTS_PER_MESSAGE: usize = 4000;
+const ELEMENTS_PER_MESSAGE_V6: usize = 1000;
 const RCVBUF: usize = 8 << 20;
 const SNDBUF: usize = 32 << 20;
 const NLMSG_ERROR: u16 = 2;
@@ -144,12 +148,25 @@ fn comment_udata(comment: &str) -> Vec<u8> {
     v
 }
 
-fn ip_payload(field: IpField) -> Payload {
-    HighLevelPayload::Network(NetworkHeaderField::IPv4(match field {
-        IpField::Saddr => IPv4HeaderField::Saddr,
-        IpField::Daddr => IPv4HeaderField::Daddr,
-    }))
-    .build()
+fn ip_payload(family: Family, field: IpField) -> Payload {
+    let f = match family {
+        Family::V4 => NetworkHeaderField::IPv4(match field {
+            IpField::Saddr => IPv4HeaderField::Saddr,
+            IpField::Daddr => IPv4HeaderField::Daddr,
+        }),
+        Family::V6 => NetworkHeaderField::IPv6(match field {
+            IpField::Saddr => IPv6HeaderField::Saddr,
+            IpField::Daddr => IPv6HeaderField::Daddr,
+        }),
+    };
+    HighLevelPayload::Network(f).build()
+}
+
+fn octets(a: IpAddr) -> Vec<u8> {
+    match a {
+        IpAddr::V4(v) => v.octets().to_vec(),
+        IpAddr::V6(v) => v.octets().to_vec(),
+    }
 }
 
 fn cmp(op: IrCmp) -> CmpOp {
@@ -186,16 +203,24 @@ fn add_expr(
             rule.add_expr(Meta::new(MetaType::OifName));
             rule.add_expr(Cmp::new(CmpOp::Eq, ifname(n)));
         }
-        Expr::Ip { field, op, value } => {
-            rule.add_expr(ip_payload(*field));
+        Expr::Ip {
+            family,
+            field,
+            op,
+            value,
+        } => {
+            rule.add_expr(ip_payload(*family, *field));
             match value {
                 AddrValue::Prefix(p) => {
-                    if p.prefix_len() < 32 {
-                        rule.add_expr(
-                            Bitwise::new(p.netmask().octets().to_vec(), vec![0u8; 4]).map_err(b)?,
-                        );
+                    if Family::of_net(p) != *family {
+                        return Err(err(context, format!("{p} in an {} match", family.name())));
                     }
-                    rule.add_expr(Cmp::new(cmp(*op), p.network().octets().to_vec()));
+                    if p.prefix_len() < p.max_prefix_len() {
+                        let mask = octets(p.netmask());
+                        let zero = vec![0u8; mask.len()];
+                        rule.add_expr(Bitwise::new(mask, zero).map_err(b)?);
+                    }
+                    rule.add_expr(Cmp::new(cmp(*op), octets(p.network())));
                 }
                 AddrValue::Set(name) => {
                     let set = sets
@@ -324,31 +349,30 @@ fn replace_batch(t: &NftTable) -> Result<Vec<u8>, DataplaneError> {
     let mut sets = Vec::new();
     for (i, s) in t.sets.iter().enumerate() {
         let id = u32::try_from(i + 1).unwrap_or(u32::MAX);
-        let mut first = true;
-        let chunks: Vec<&[Ipv4Net]> = if s.elements.is_empty() {
-            vec![&[]]
-        } else {
-            s.elements.chunks(ELEMENTS_PER_MESSAGE).collect()
-        };
-        for chunk in chunks {
-            let mut sb = SetBuilder::<Ipv4Addr>::new(s.name.clone(), &table).map_err(b)?;
-            for e in chunk {
-                sb.add(&e.addr());
+        let set = match s.family {
+            Family::V4 => {
+                add_set::<Ipv4Addr>(&mut batch, &table, fam, s, id, ELEMENTS_PER_MESSAGE, |a| {
+                    match a {
+                        IpAddr::V4(v) => Some(v),
+                        IpAddr::V6(_) => None,
+                    }
+                })
             }
-            let (mut set, mut elems) = sb.finish();
-            // SetBuilder leaves both out; the kernel wants them (deps.md §2.3).
-            set.family = fam;
-            set.set_id(id);
-            elems.family = fam;
-            if first {
-                batch.add(&set, MsgType::Add);
-                sets.push(set);
-                first = false;
-            }
-            if !chunk.is_empty() {
-                batch.add(&elems, MsgType::Add);
-            }
+            Family::V6 => add_set::<Ipv6Addr>(
+                &mut batch,
+                &table,
+                fam,
+                s,
+                id,
+                ELEMENTS_PER_MESSAGE_V6,
+                |a| match a {
+                    IpAddr::V6(v) => Some(v),
+                    IpAddr::V4(_) => None,
+                },
+            ),
         }
+        .map_err(|e| err(&ctx, e))?;
+        sets.push(set);
     }
     for c in &t.chains {
         let chain = Chain::new(&table)
@@ -366,6 +390,46 @@ fn replace_batch(t: &NftTable) -> Result<Vec<u8>, DataplaneError> {
         }
     }
     Ok(batch.finalize())
+}
+
+/// Declares set `s` (key type `K`) and adds its elements in chunks of
+/// `per_message`; returns the declared set for lookups.
+fn add_set<K: DataType>(
+    batch: &mut Batch,
+    table: &Table,
+    fam: ProtocolFamily,
+    s: &NftSet,
+    id: u32,
+    per_message: usize,
+    key: impl Fn(IpAddr) -> Option<K>,
+) -> Result<rustables::Set, String> {
+    let chunks: Vec<&[IpNet]> = if s.elements.is_empty() {
+        vec![&[]]
+    } else {
+        s.elements.chunks(per_message).collect()
+    };
+    let mut declared = None;
+    for chunk in chunks {
+        let mut sb = SetBuilder::<K>::new(s.name.clone(), table).map_err(|e| e.to_string())?;
+        for e in chunk {
+            let k = key(e.addr())
+                .ok_or_else(|| format!("{e} in {} set {}", s.family.name(), s.name))?;
+            sb.add(&k);
+        }
+        let (mut set, mut elems) = sb.finish();
+        // SetBuilder leaves both out; the kernel wants them (deps.md §2.3).
+        set.family = fam;
+        set.set_id(id);
+        elems.family = fam;
+        if declared.is_none() {
+            batch.add(&set, MsgType::Add);
+            declared = Some(set);
+        }
+        if !chunk.is_empty() {
+            batch.add(&elems, MsgType::Add);
+        }
+    }
+    declared.ok_or_else(|| format!("set {} has no declaration", s.name))
 }
 
 /// Sends a finalized batch on a fresh socket with forced buffers and waits

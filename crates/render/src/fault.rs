@@ -18,7 +18,8 @@ use crate::reconcile::Fault;
 /// Status key under which the overlay keeps the intended state.
 pub const DATAPLANE_KEY: &str = "dataplane";
 
-/// The phase a fault gives its owner. An IPv4Route is one kernel route, so
+/// The phase a fault gives its owner. An IPv4Route (or IPv6StaticRoute) is
+/// one kernel route, so
 /// it says what routerd says: `Pending` while its device is absent
 /// (`DeviceNotReady`), `Error` when the kernel refused it (`ApplyFailed`).
 /// Every other owner (a policy with one table per candidate, a NAT rule) is
@@ -27,8 +28,14 @@ pub const DATAPLANE_KEY: &str = "dataplane";
 pub fn phase_for(owner: &str, reason: &str) -> &'static str {
     let kind = ResourceId::parse(owner).map(|id| id.kind);
     match (kind.as_deref(), reason) {
-        (Some("IPv4Route"), "DeviceNotReady") => "Pending",
-        (Some("IPv4Route"), _) => "Error",
+        (Some("IPv4Route" | "IPv6StaticRoute"), "DeviceNotReady") => "Pending",
+        (Some("IPv4Route" | "IPv6StaticRoute"), _) => "Error",
+        // An IPv6 hostTraffic policy is one route and one rule: routerd
+        // reports it Pending while it keeps the last good pair.
+        (
+            Some("EgressRoutePolicy"),
+            crate::render::PREFERRED_SOURCE_UNAVAILABLE | crate::render::HOST_POLICY_APPLY_FAILED,
+        ) => "Pending",
         _ => "Degraded",
     }
 }

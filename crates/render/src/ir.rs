@@ -7,9 +7,9 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
-use ipnet::Ipv4Net;
+pub use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 /// routerd's own `rtm_protocol`. Routes carrying it are routerd's; `ip route`
@@ -19,6 +19,123 @@ pub const RTPROT_ROUTERD: u8 = 122;
 
 /// The kernel's main table.
 pub const MAIN_TABLE: u32 = 254;
+
+/// The metric the kernel gives an IPv6 route that asks for none
+/// (`IP6_RT_PRIO_USER`): a desired IPv6 route with metric 0 is stored with
+/// it, so the IR says so too and the diff does not replace it forever.
+pub const IPV6_DEFAULT_METRIC: u32 = 1024;
+
+/// Address family of a route, a rule, an address match or a set. One IR
+/// carries both, so rendering, the ledger and the diff treat them alike;
+/// IPv4 is the default so that IPv4 documents read exactly as before.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+pub enum Family {
+    /// IPv4 (`AF_INET`, nft `ip`).
+    #[default]
+    #[serde(rename = "ipv4")]
+    V4,
+    /// IPv6 (`AF_INET6`, nft `ip6`).
+    #[serde(rename = "ipv6")]
+    V6,
+}
+
+impl Family {
+    /// Whether this is IPv4 (serde skips the default).
+    pub fn is_v4(&self) -> bool {
+        *self == Family::V4
+    }
+
+    /// routerd's spelling (`spec.family`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::V4 => "ipv4",
+            Family::V6 => "ipv6",
+        }
+    }
+
+    /// Parses `spec.family` (empty is IPv4, routerd's default).
+    pub fn parse(s: &str) -> Option<Family> {
+        match s {
+            "" | "ipv4" => Some(Family::V4),
+            "ipv6" => Some(Family::V6),
+            _ => None,
+        }
+    }
+
+    /// The family of an address.
+    pub fn of_addr(a: &IpAddr) -> Family {
+        match a {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+
+    /// The family of a prefix.
+    pub fn of_net(n: &IpNet) -> Family {
+        match n {
+            IpNet::V4(_) => Family::V4,
+            IpNet::V6(_) => Family::V6,
+        }
+    }
+
+    /// Human name in messages (`IPv4`, `IPv6`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        }
+    }
+
+    /// The nft payload protocol of the address header (`ip`, `ip6`).
+    pub fn nft_proto(self) -> &'static str {
+        match self {
+            Family::V4 => "ip",
+            Family::V6 => "ip6",
+        }
+    }
+
+    /// The nft table family routerd's policy tables of this family use.
+    pub fn nft_family(self) -> NftFamily {
+        match self {
+            Family::V4 => NftFamily::Ip,
+            Family::V6 => NftFamily::Ip6,
+        }
+    }
+
+    /// The nft set key type.
+    pub fn addr_type(self) -> &'static str {
+        match self {
+            Family::V4 => "ipv4_addr",
+            Family::V6 => "ipv6_addr",
+        }
+    }
+
+    /// Prefix length of one host.
+    pub fn host_len(self) -> u8 {
+        match self {
+            Family::V4 => 32,
+            Family::V6 => 128,
+        }
+    }
+
+    /// `0.0.0.0/0` or `::/0`.
+    pub fn any(self) -> IpNet {
+        match self {
+            Family::V4 => IpNet::V4(ipnet::Ipv4Net::default()),
+            Family::V6 => IpNet::V6(ipnet::Ipv6Net::default()),
+        }
+    }
+
+    /// The `ip` command's family switch (`-4`, `-6`).
+    pub fn ip_flag(self) -> &'static str {
+        match self {
+            Family::V4 => "-4",
+            Family::V6 => "-6",
+        }
+    }
+}
 
 /// Route type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -35,21 +152,22 @@ pub enum RouteKind {
 pub struct NextHop {
     /// Gateway, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gateway: Option<Ipv4Addr>,
+    pub gateway: Option<IpAddr>,
     /// Outbound device.
     pub device: String,
     /// Relative weight, 1-256 (the kernel stores weight - 1).
     pub weight: u16,
 }
 
-/// The kernel identity of an IPv4 route: the kernel replaces a route in
-/// place only when table, destination and metric match (tos is always 0).
+/// The kernel identity of a route: the kernel replaces a route in place
+/// only when table, destination and metric match (tos is always 0). The
+/// destination's family is part of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct RouteKey {
     /// Routing table id.
     pub table: u32,
     /// Destination prefix (masked).
-    pub destination: Ipv4Net,
+    pub destination: IpNet,
     /// Metric (`priority` in netlink).
     pub metric: u32,
 }
@@ -64,21 +182,21 @@ impl fmt::Display for RouteKey {
     }
 }
 
-/// An IPv4 route.
+/// An IPv4 or IPv6 route (the destination says which).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Route {
     /// Routing table id.
     pub table: u32,
     /// Destination prefix (masked).
-    pub destination: Ipv4Net,
+    pub destination: IpNet,
     /// Metric.
     pub metric: u32,
     /// Unicast or blackhole.
     pub kind: RouteKind,
     /// Gateway of a single-path unicast route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gateway: Option<Ipv4Addr>,
+    pub gateway: Option<IpAddr>,
     /// Device of a single-path unicast route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
@@ -87,7 +205,7 @@ pub struct Route {
     pub nexthops: Vec<NextHop>,
     /// Preferred source address (`src`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub preferred_source: Option<Ipv4Addr>,
+    pub preferred_source: Option<IpAddr>,
     /// Route protocol; desired routes always carry [`RTPROT_ROUTERD`].
     pub protocol: u8,
     /// Resource id that wants the route (empty for observed routes).
@@ -96,11 +214,17 @@ pub struct Route {
 }
 
 impl Route {
-    /// A routerd route with no gateway, device or multipath yet.
-    pub fn new(table: u32, destination: Ipv4Net, metric: u32, kind: RouteKind) -> Self {
+    /// A routerd route with no gateway, device or multipath yet. An IPv6
+    /// route with metric 0 gets [`IPV6_DEFAULT_METRIC`], as in the kernel.
+    pub fn new(table: u32, destination: IpNet, metric: u32, kind: RouteKind) -> Self {
+        let destination = destination.trunc();
+        let metric = match destination {
+            IpNet::V6(_) if metric == 0 => IPV6_DEFAULT_METRIC,
+            _ => metric,
+        };
         Route {
             table,
-            destination: destination.trunc(),
+            destination,
             metric,
             kind,
             gateway: None,
@@ -110,6 +234,11 @@ impl Route {
             protocol: RTPROT_ROUTERD,
             owner: String::new(),
         }
+    }
+
+    /// The address family.
+    pub fn family(&self) -> Family {
+        Family::of_net(&self.destination)
     }
 
     /// The kernel identity.
@@ -171,37 +300,68 @@ impl fmt::Display for Route {
 }
 
 /// The identity of a policy rule. Rules have no replace semantics in the
-/// kernel, so the whole match-and-action is the identity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// kernel, so the whole match-and-action is the identity; IPv4 and IPv6
+/// rules live in separate kernel lists, so the family is part of it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct RuleKey {
+    /// Address family (`ip -4 rule` / `ip -6 rule`).
+    #[serde(default, skip_serializing_if = "Family::is_v4")]
+    pub family: Family,
     /// Rule priority (`pref`).
     pub priority: u32,
     /// fwmark matched with a full mask.
     pub fwmark: u32,
     /// Table looked up.
     pub table: u32,
+    /// Input interface matched (`iif lo` of an IPv6 hostTraffic policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iif: Option<String>,
+    /// Source prefix matched (`from <addr>/128` of a DS-Lite tunnel's
+    /// endpoint next to a hostTraffic policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<IpNet>,
 }
 
 impl fmt::Display for RuleKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "priority {} fwmark 0x{:x} table {}",
-            self.priority, self.fwmark, self.table
-        )
+        write!(f, "priority {}", self.priority)?;
+        if let Some(from) = &self.from {
+            write!(f, " from {from}")?;
+        }
+        if let Some(iif) = &self.iif {
+            write!(f, " iif {iif}")?;
+        }
+        // An fwmark rule always shows its mark; a rule selecting by source
+        // or interface shows one only when it has one.
+        if self.fwmark != 0 || (self.iif.is_none() && self.from.is_none()) {
+            write!(f, " fwmark 0x{:x}", self.fwmark)?;
+        }
+        write!(f, " table {}", self.table)
     }
 }
 
-/// An IPv4 fwmark policy rule: `ip -4 rule add priority P fwmark 0xM table T`.
+/// A policy rule: `ip -4|-6 rule add priority P fwmark 0xM table T`, or
+/// `ip -6 rule add priority P iif lo table T` for locally originated IPv6
+/// (a hostTraffic policy).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Rule {
+    /// Address family.
+    #[serde(default, skip_serializing_if = "Family::is_v4")]
+    pub family: Family,
     /// Priority.
     pub priority: u32,
-    /// fwmark (mask 0xffffffff); 0 means "no fwmark match" in observed rules.
+    /// fwmark (mask 0xffffffff); 0 means "no fwmark match" in observed
+    /// rules and in `iif` rules.
     pub fwmark: u32,
     /// Table.
     pub table: u32,
+    /// Input interface matched, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iif: Option<String>,
+    /// Source prefix matched, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<IpNet>,
     /// Rule protocol (`FRA_PROTOCOL`); routerd's rules carry
     /// [`RTPROT_ROUTERD`], so an identical foreign rule is never adopted.
     #[serde(default = "routerd_protocol")]
@@ -216,23 +376,51 @@ fn routerd_protocol() -> u8 {
 }
 
 impl Rule {
-    /// A routerd rule.
+    /// A routerd IPv4 fwmark rule.
     pub fn new(priority: u32, fwmark: u32, table: u32, owner: impl Into<String>) -> Self {
         Rule {
+            family: Family::V4,
             priority,
             fwmark,
             table,
+            iif: None,
+            from: None,
             protocol: RTPROT_ROUTERD,
             owner: owner.into(),
         }
     }
 
+    /// This rule in `family`.
+    #[must_use]
+    pub fn in_family(mut self, family: Family) -> Self {
+        self.family = family;
+        self
+    }
+
+    /// This rule matching packets that came in on `iif`.
+    #[must_use]
+    pub fn with_iif(mut self, iif: impl Into<String>) -> Self {
+        self.iif = Some(iif.into());
+        self
+    }
+
+    /// This rule matching packets from `from` (its family is the rule's).
+    #[must_use]
+    pub fn with_from(mut self, from: IpNet) -> Self {
+        self.family = Family::of_net(&from);
+        self.from = Some(from.trunc());
+        self
+    }
+
     /// The identity.
     pub fn key(&self) -> RuleKey {
         RuleKey {
+            family: self.family,
             priority: self.priority,
             fwmark: self.fwmark,
             table: self.table,
+            iif: self.iif.clone(),
+            from: self.from,
         }
     }
 }
@@ -393,7 +581,8 @@ impl fmt::Display for Priority {
     }
 }
 
-/// Address field of the IPv4 header.
+/// Address field of the IP header (IPv4 or IPv6, per the expression's
+/// family).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IpField {
@@ -426,8 +615,8 @@ pub enum CmpOp {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum AddrValue {
-    /// A prefix (a /32 is an address).
-    Prefix(Ipv4Net),
+    /// A prefix (a /32 or /128 is an address).
+    Prefix(IpNet),
     /// A named set of the table (`@name`).
     Set(String),
 }
@@ -473,6 +662,9 @@ pub enum MarkSource {
     CtMark,
     /// `jhash <fields> mod <marks.len()> map { 0 : marks[0], ... }`.
     JhashMap {
+        /// Header the fields are read from (`ip` or `ip6`).
+        #[serde(default, skip_serializing_if = "Family::is_v4")]
+        family: Family,
         /// Hashed header fields, in order.
         fields: Vec<IpField>,
         /// The mark of each bucket.
@@ -501,8 +693,11 @@ pub enum Expr {
     IifName(String),
     /// `oifname "x"`.
     OifName(String),
-    /// `ip saddr|daddr [!=]<prefix|@set>`.
+    /// `ip|ip6 saddr|daddr [!=]<prefix|@set>`.
     Ip {
+        /// Header (`ip` or `ip6`); a set's key type must match.
+        #[serde(default, skip_serializing_if = "Family::is_v4")]
+        family: Family,
         /// Field.
         field: IpField,
         /// Comparison.
@@ -602,19 +797,23 @@ pub struct NftChain {
     pub rules: Vec<NftRule>,
 }
 
-/// A named IPv4 address set.
+/// A named address set (`ipv4_addr` or `ipv6_addr`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NftSet {
+    /// Key family; every element is of it.
+    #[serde(default, skip_serializing_if = "Family::is_v4")]
+    pub family: Family,
     /// Set name.
     pub name: String,
     /// Elements, aggregated (non-overlapping, sorted).
-    pub elements: Vec<Ipv4Net>,
+    pub elements: Vec<IpNet>,
 }
 
 impl NftSet {
     /// Whether the set needs `flags interval` (it holds a real prefix).
     pub fn is_interval(&self) -> bool {
-        self.elements.iter().any(|e| e.prefix_len() < 32)
+        let host = self.family.host_len();
+        self.elements.iter().any(|e| e.prefix_len() < host)
     }
 }
 
@@ -683,6 +882,10 @@ pub struct DesiredState {
     /// Resource ids that exist but could not be resolved now: their kernel
     /// objects stay as they are (fail-static, spec §3.1 / §8.1.9).
     pub retained: BTreeSet<String>,
+    /// IPv6 hostTraffic policies: a refusal of their objects is reported
+    /// as `HostPolicyApplyFailed`, routerd's reason for them.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub host_policies: BTreeSet<String>,
 }
 
 impl DesiredState {

@@ -150,7 +150,7 @@ impl Ledger {
             .rules
             .iter()
             .filter(|(k, _)| present_rules.contains(k))
-            .map(|(k, o)| (*k, o.clone()))
+            .map(|(k, o)| (k.clone(), o.clone()))
             .collect();
         rules.extend(
             desired

@@ -12,16 +12,16 @@ use sha2::Digest as _;
 
 use crate::dataplane::ObservedNftTable;
 use crate::ir::{
-    AddrValue, CmpOp, Expr, IpField, MarkSource, NFT_OWNER_COMMENT, NFT_TABLE_PREFIX, NatAddr,
-    NftFamily, NftTable, NftTableKey, RejectWith,
+    AddrValue, CmpOp, Expr, Family, IpField, MarkSource, NFT_OWNER_COMMENT, NFT_TABLE_PREFIX,
+    NatAddr, NftFamily, NftTable, NftTableKey, RejectWith,
 };
 
-fn ip_payload(f: IpField) -> Value {
-    json!({"payload": {"protocol": "ip", "field": f.as_str()}})
+fn ip_payload(family: Family, f: IpField) -> Value {
+    json!({"payload": {"protocol": family.nft_proto(), "field": f.as_str()}})
 }
 
-fn prefix(p: &ipnet::Ipv4Net) -> Value {
-    if p.prefix_len() == 32 {
+fn prefix(p: &ipnet::IpNet) -> Value {
+    if p.prefix_len() == p.max_prefix_len() {
         json!(p.addr().to_string())
     } else {
         json!({"prefix": {"addr": p.network().to_string(), "len": p.prefix_len()}})
@@ -53,10 +53,12 @@ fn port_range(p: Option<(u16, u16)>) -> Option<Value> {
     })
 }
 
-fn jhash(fields: &[IpField], modulus: usize) -> Value {
+fn jhash(family: Family, fields: &[IpField], modulus: usize) -> Value {
     let expr = match fields {
-        [one] => ip_payload(*one),
-        many => json!({"concat": many.iter().map(|f| ip_payload(*f)).collect::<Vec<_>>()}),
+        [one] => ip_payload(family, *one),
+        many => {
+            json!({"concat": many.iter().map(|f| ip_payload(family, *f)).collect::<Vec<_>>()})
+        }
     };
     json!({"jhash": {"mod": modulus, "expr": expr}})
 }
@@ -67,6 +69,7 @@ pub fn expr_json(e: &Expr) -> Value {
         Expr::IifName(n) => json!({"match": {"op": "==", "left": meta("iifname"), "right": n}}),
         Expr::OifName(n) => json!({"match": {"op": "==", "left": meta("oifname"), "right": n}}),
         Expr::Ip {
+            family,
             field,
             op: o,
             value,
@@ -75,7 +78,7 @@ pub fn expr_json(e: &Expr) -> Value {
                 AddrValue::Prefix(p) => prefix(p),
                 AddrValue::Set(s) => json!(format!("@{s}")),
             };
-            json!({"match": {"op": op(*o), "left": ip_payload(*field), "right": right}})
+            json!({"match": {"op": op(*o), "left": ip_payload(*family, *field), "right": right}})
         }
         Expr::CtMark { op: o, mark } => {
             json!({"match": {"op": op(*o), "left": ct_mark(), "right": mark}})
@@ -96,13 +99,17 @@ pub fn expr_json(e: &Expr) -> Value {
             let value = match src {
                 MarkSource::Const(m) => json!(m),
                 MarkSource::CtMark => ct_mark(),
-                MarkSource::JhashMap { fields, marks } => {
+                MarkSource::JhashMap {
+                    family,
+                    fields,
+                    marks,
+                } => {
                     let data: Vec<Value> = marks
                         .iter()
                         .enumerate()
                         .map(|(i, m)| json!([i, m]))
                         .collect();
-                    json!({"map": {"key": jhash(fields, marks.len()), "data": {"set": data}}})
+                    json!({"map": {"key": jhash(*family, fields, marks.len()), "data": {"set": data}}})
                 }
             };
             json!({"mangle": {"key": meta("mark"), "value": value}})
@@ -136,7 +143,7 @@ pub fn expr_json(e: &Expr) -> Value {
                         .enumerate()
                         .map(|(i, a)| json!([i, a.to_string()]))
                         .collect();
-                    json!({"map": {"key": jhash(&[IpField::Saddr], addrs.len()),
+                    json!({"map": {"key": jhash(Family::V4, &[IpField::Saddr], addrs.len()),
                         "data": {"set": data}}})
                 }
             };
@@ -175,7 +182,8 @@ pub fn table_commands(t: &NftTable) -> Vec<Value> {
     cmds.push(json!({"add": {"table": {"family": fam, "name": t.name,
         "comment": NFT_OWNER_COMMENT}}}));
     for s in &t.sets {
-        let mut set = json!({"family": fam, "table": t.name, "name": s.name, "type": "ipv4_addr"});
+        let mut set = json!({"family": fam, "table": t.name, "name": s.name,
+            "type": s.family.addr_type()});
         if s.is_interval() {
             set["flags"] = json!(["interval"]);
         }
@@ -360,6 +368,7 @@ mod tests {
             priority: Priority::Mangle,
             rules: vec![NftRule {
                 exprs: vec![Expr::SetMark(MarkSource::JhashMap {
+                    family: Family::V4,
                     fields: vec![IpField::Saddr, IpField::Daddr],
                     marks: vec![0x11, 0x13],
                 })],
@@ -384,5 +393,39 @@ mod tests {
                     {"payload": {"protocol": "ip", "field": "daddr"}}]}}},
                 "data": {"set": [[0, 0x11], [1, 0x13]]}}}}})
         );
+    }
+
+    #[test]
+    fn ipv6_matches_use_the_ip6_payload_and_ipv6_sets() {
+        use crate::ir::NftSet;
+        let e = Expr::Ip {
+            family: Family::V6,
+            field: IpField::Saddr,
+            op: CmpOp::Eq,
+            value: AddrValue::Prefix("2001:db8::/32".parse().unwrap()),
+        };
+        assert_eq!(
+            expr_json(&e),
+            json!({"match": {"op": "==",
+                "left": {"payload": {"protocol": "ip6", "field": "saddr"}},
+                "right": {"prefix": {"addr": "2001:db8::", "len": 32}}}})
+        );
+        let host = Expr::Ip {
+            family: Family::V6,
+            field: IpField::Daddr,
+            op: CmpOp::Ne,
+            value: AddrValue::Prefix("2001:db8::9/128".parse().unwrap()),
+        };
+        assert_eq!(expr_json(&host)["match"]["right"], json!("2001:db8::9"));
+        let mut t = NftTable::new(NftFamily::Ip6, "routerd_policy");
+        t.sets.push(NftSet {
+            family: Family::V6,
+            name: "s".into(),
+            elements: vec!["2001:db8::/48".parse().unwrap()],
+        });
+        let cmds = table_commands(&t);
+        assert_eq!(cmds[1]["add"]["set"]["type"], json!("ipv6_addr"));
+        assert_eq!(cmds[1]["add"]["set"]["family"], json!("ip6"));
+        assert_eq!(cmds[1]["add"]["set"]["flags"], json!(["interval"]));
     }
 }

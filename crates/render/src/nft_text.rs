@@ -35,14 +35,19 @@ pub fn expr_text(e: &Expr) -> String {
     match e {
         Expr::IifName(n) => format!("iifname \"{n}\""),
         Expr::OifName(n) => format!("oifname \"{n}\""),
-        Expr::Ip { field, op, value } => {
-            let f = field.as_str();
+        Expr::Ip {
+            family,
+            field,
+            op,
+            value,
+        } => {
+            let (ip, f) = (family.nft_proto(), field.as_str());
             match (op, value) {
-                (CmpOp::Eq, AddrValue::Prefix(p)) => format!("ip {f} {p}"),
+                (CmpOp::Eq, AddrValue::Prefix(p)) => format!("{ip} {f} {p}"),
                 // routerd writes `!=` glued to the prefix (spec §5.1).
-                (CmpOp::Ne, AddrValue::Prefix(p)) => format!("ip {f} !={p}"),
-                (CmpOp::Eq, AddrValue::Set(s)) => format!("ip {f} @{s}"),
-                (CmpOp::Ne, AddrValue::Set(s)) => format!("ip {f} != @{s}"),
+                (CmpOp::Ne, AddrValue::Prefix(p)) => format!("{ip} {f} !={p}"),
+                (CmpOp::Eq, AddrValue::Set(s)) => format!("{ip} {f} @{s}"),
+                (CmpOp::Ne, AddrValue::Set(s)) => format!("{ip} {f} != @{s}"),
             }
         }
         Expr::CtMark { op, mark: m } => {
@@ -63,10 +68,14 @@ pub fn expr_text(e: &Expr) -> String {
         Expr::Dport { proto, port } => format!("{} dport {port}", proto.as_str()),
         Expr::SetMark(MarkSource::Const(m)) => format!("meta mark set {}", mark(*m)),
         Expr::SetMark(MarkSource::CtMark) => "meta mark set ct mark".to_string(),
-        Expr::SetMark(MarkSource::JhashMap { fields, marks }) => {
+        Expr::SetMark(MarkSource::JhashMap {
+            family,
+            fields,
+            marks,
+        }) => {
             let f: Vec<String> = fields
                 .iter()
-                .map(|f| format!("ip {}", f.as_str()))
+                .map(|f| format!("{} {}", family.nft_proto(), f.as_str()))
                 .collect();
             let map: Vec<String> = marks
                 .iter()
@@ -142,16 +151,17 @@ pub fn rule_text(r: &NftRule) -> String {
 }
 
 fn set_text(out: &mut String, s: &NftSet) {
-    let _ = write!(out, "\tset {} {{ type ipv4_addr; ", s.name);
+    let _ = write!(out, "\tset {} {{ type {}; ", s.name, s.family.addr_type());
     if s.is_interval() {
         out.push_str("flags interval; ");
     }
     if !s.elements.is_empty() {
+        let host = s.family.host_len();
         let el: Vec<String> = s
             .elements
             .iter()
             .map(|e| {
-                if e.prefix_len() == 32 {
+                if e.prefix_len() == host {
                     e.addr().to_string()
                 } else {
                     e.to_string()
@@ -201,4 +211,88 @@ pub fn table_batch(t: &NftTable) -> String {
     let _ = writeln!(out, "flush table {} {}", t.family, t.name);
     out.push_str(&table_text(t));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{ChainType, Family, Hook, IpField, NftFamily, Priority};
+
+    fn v6_table() -> NftTable {
+        let mut t = NftTable::new(NftFamily::Ip6, "routerd_policy");
+        t.sets.push(NftSet {
+            family: Family::V6,
+            name: "ip_address_set_cloud".into(),
+            elements: vec![
+                "2001:db8:1::/48".parse().unwrap_or_default(),
+                "2001:db8:2::7/128".parse().unwrap_or_default(),
+            ],
+        });
+        let ip = |field, op, value| Expr::Ip {
+            family: Family::V6,
+            field,
+            op,
+            value,
+        };
+        t.chains.push(NftChain {
+            name: "prerouting".into(),
+            chain_type: ChainType::Filter,
+            hook: Hook::Prerouting,
+            priority: Priority::Mangle,
+            rules: vec![NftRule {
+                exprs: vec![
+                    ip(
+                        IpField::Saddr,
+                        CmpOp::Eq,
+                        AddrValue::Prefix("2001:db8:10::/64".parse().unwrap_or_default()),
+                    ),
+                    ip(
+                        IpField::Daddr,
+                        CmpOp::Ne,
+                        AddrValue::Set("ip_address_set_cloud".into()),
+                    ),
+                    Expr::SetMark(MarkSource::JhashMap {
+                        family: Family::V6,
+                        fields: vec![IpField::Saddr, IpField::Daddr],
+                        marks: vec![0x11, 0x12],
+                    }),
+                ],
+            }],
+        });
+        t
+    }
+
+    #[test]
+    fn ipv6_tables_match_ip6_headers_and_declare_ipv6_sets() {
+        let text = table_text(&v6_table());
+        assert!(text.starts_with("table ip6 routerd_policy {\n"), "{text}");
+        assert!(
+            text.contains(
+                "set ip_address_set_cloud { type ipv6_addr; flags interval; elements = { 2001:db8:1::/48, 2001:db8:2::7 } }"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "ip6 saddr 2001:db8:10::/64 ip6 daddr != @ip_address_set_cloud meta mark set jhash ip6 saddr . ip6 daddr mod 2 map { 0 : 0x11, 1 : 0x12 }"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_ipv6_host_set_needs_no_interval_flag() {
+        let s = NftSet {
+            family: Family::V6,
+            name: "h".into(),
+            elements: vec!["2001:db8::1/128".parse().unwrap_or_default()],
+        };
+        assert!(!s.is_interval());
+        let mut out = String::new();
+        set_text(&mut out, &s);
+        assert_eq!(
+            out,
+            "\tset h { type ipv6_addr; elements = { 2001:db8::1 } }\n"
+        );
+    }
 }

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ir::{NftTable, NftTableKey, Route, Rule};
+use crate::ir::{Family, NftTable, NftTableKey, Route, Rule};
 
 /// One kernel operation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,11 +76,13 @@ impl Op {
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Op::AddRoute { route } => write!(f, "ip route add {route}"),
-            Op::ReplaceRoute { new, .. } => write!(f, "ip route replace {new}"),
-            Op::DeleteRoute { route } => write!(f, "ip route del {route}"),
-            Op::AddRule { rule } => write!(f, "ip -4 rule add {rule}"),
-            Op::DeleteRule { rule } => write!(f, "ip -4 rule del {rule}"),
+            Op::AddRoute { route } => write!(f, "ip{} route add {route}", route_flag(route)),
+            Op::ReplaceRoute { new, .. } => {
+                write!(f, "ip{} route replace {new}", route_flag(new))
+            }
+            Op::DeleteRoute { route } => write!(f, "ip{} route del {route}", route_flag(route)),
+            Op::AddRule { rule } => write!(f, "ip {} rule add {rule}", rule.family.ip_flag()),
+            Op::DeleteRule { rule } => write!(f, "ip {} rule del {rule}", rule.family.ip_flag()),
             Op::ReplaceNftTable { table } => {
                 let rules: usize = table.chains.iter().map(|c| c.rules.len()).sum();
                 write!(
@@ -94,6 +96,14 @@ impl fmt::Display for Op {
             }
             Op::DeleteNftTable { key } => write!(f, "nft delete table {key}"),
         }
+    }
+}
+
+/// `ip route` guesses IPv4 for `default`; IPv6 routes say `-6`.
+fn route_flag(route: &Route) -> &'static str {
+    match route.family() {
+        Family::V4 => "",
+        Family::V6 => " -6",
     }
 }
 

@@ -144,7 +144,7 @@ pub fn reconcile_with<D: Dataplane + ?Sized>(
             return Ok(Outcome {
                 plan,
                 retries,
-                faults: faults.into_vec(),
+                faults: faults.into_vec(desired),
                 orphans,
             });
         }
@@ -161,7 +161,7 @@ pub fn reconcile_with<D: Dataplane + ?Sized>(
             return Ok(Outcome {
                 plan,
                 retries,
-                faults: faults.into_vec(),
+                faults: faults.into_vec(desired),
                 orphans,
             });
         }
@@ -188,8 +188,20 @@ impl Faults {
         self.0.contains_key(owner)
     }
 
-    fn into_vec(self) -> Vec<Fault> {
-        self.0.into_values().collect()
+    /// The faults, each in its owner's words: routerd reports a refused
+    /// hostTraffic route or rule as `HostPolicyApplyFailed`.
+    fn into_vec(self, desired: &DesiredState) -> Vec<Fault> {
+        self.0
+            .into_values()
+            .map(|mut f| {
+                if desired.host_policies.contains(&f.owner)
+                    && matches!(f.reason.as_str(), "ApplyFailed" | "VerifyFailed")
+                {
+                    crate::render::HOST_POLICY_APPLY_FAILED.clone_into(&mut f.reason);
+                }
+                f
+            })
+            .collect()
     }
 }
 

@@ -17,6 +17,8 @@
 //!   installed;
 //! * a policy with `whenNoCandidate: reject | drop` has its fail-closed
 //!   table exactly while no candidate is ready.
+//! * an IPv6 policy (half the worlds) renders all of it in its own family:
+//!   ip6 tables, IPv6 routes and `ip -6` rules, nothing IPv4.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -27,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, TimeDelta, Utc};
 use proptest::prelude::*;
 use routerd_model::{Resource, StateSnapshot, Status, load_and_validate};
-use routerd_render::ir::{CmpOp, Expr, MarkSource, NftTable, RejectWith};
+use routerd_render::ir::{CmpOp, Expr, Family, MarkSource, NftTable, RejectWith};
 use routerd_render::{Rendered, render};
 use routerd_select::{PolicySet, SelectOptions};
 use serde_json::{Value, json};
@@ -83,6 +85,7 @@ struct World {
     /// `whenNoCandidate` (`""`: omitted).
     when_no_candidate: &'static str,
     ecmp: bool,
+    family: Family,
     cands: Vec<Cand>,
     resources: Vec<Resource>,
 }
@@ -118,7 +121,7 @@ fn path(s: &mut u64, base: &str, mark: u32, table: u32, priority: u32) -> Path {
     }
 }
 
-fn path_json(p: &Path, mode: &str, ecmp: bool) -> serde_json::Map<String, Value> {
+fn path_json(p: &Path, mode: &str, ecmp: bool, family: Family) -> serde_json::Map<String, Value> {
     let mut m = serde_json::Map::new();
     m.insert("interface".into(), json!(p.link));
     m.insert("mark".into(), json!(p.mark));
@@ -129,16 +132,24 @@ fn path_json(p: &Path, mode: &str, ecmp: bool) -> serde_json::Map<String, Value>
     }
     if ecmp && mode == "priority" {
         m.insert("gatewaySource".into(), json!("static"));
-        m.insert(
-            "gateway".into(),
-            json!(format!("198.51.100.{}", p.mark % 200)),
-        );
+        let gw = match family {
+            Family::V4 => format!("198.51.100.{}", p.mark % 200),
+            Family::V6 => format!("2001:db8:ff::{:x}", p.mark % 200),
+        };
+        m.insert("gateway".into(), json!(gw));
     }
     m
 }
 
 fn world(seed: u64) -> World {
     let mut s = seed;
+    // From a bit the generator does not consume, so a recorded seed still
+    // names the same candidates and events.
+    let family = if seed >> 63 == 1 {
+        Family::V6
+    } else {
+        Family::V4
+    };
     let mode = ["priority", "mark", "hash", ""][pick(&mut s, 4) as usize];
     let ecmp = pick(&mut s, 3) == 0;
     let n = 1 + pick(&mut s, 4) as usize;
@@ -185,6 +196,7 @@ fn world(seed: u64) -> World {
         mode,
         when_no_candidate,
         ecmp,
+        family,
         cands,
         resources: Vec::new(),
     };
@@ -199,10 +211,15 @@ fn world(seed: u64) -> World {
                    "spec": {"ifname": l}})
         });
     }
+    let (hc_target, source) = match family {
+        Family::V4 => ("192.0.2.1", "192.168.10.0/24"),
+        Family::V6 => ("2001:db8::53", "2001:db8:10::/64"),
+    };
     for h in w.hcs() {
         docs.push(
             json!({"apiVersion": NET, "kind": "HealthCheck", "metadata": {"name": h},
-            "spec": {"target": "192.0.2.1", "interval": "10s", "timeout": "1s"}}),
+            "spec": {"addressFamily": family.as_str(), "target": hc_target,
+                     "interval": "10s", "timeout": "1s"}}),
         );
     }
     let candidates: Vec<Value> = w
@@ -210,7 +227,7 @@ fn world(seed: u64) -> World {
         .iter()
         .map(|c| {
             let mut m = match &c.plain {
-                Some(p) => path_json(p, mode, ecmp),
+                Some(p) => path_json(p, mode, ecmp, family),
                 None => serde_json::Map::new(),
             };
             m.insert("name".into(), json!(c.name));
@@ -219,7 +236,7 @@ fn world(seed: u64) -> World {
                 let ts: Vec<Value> = c
                     .targets
                     .iter()
-                    .map(|t| Value::Object(path_json(t, mode, ecmp)))
+                    .map(|t| Value::Object(path_json(t, mode, ecmp, family)))
                     .collect();
                 m.insert("targets".into(), json!(ts));
             }
@@ -227,7 +244,8 @@ fn world(seed: u64) -> World {
         })
         .collect();
     let mut spec = json!({
-        "sourceCIDRs": ["192.168.10.0/24"],
+        "family": family.as_str(),
+        "sourceCIDRs": [source],
         "hysteresis": hysteresis, "preemptDelay": delay, "preempt": preempt,
         "candidates": candidates,
     });
@@ -529,6 +547,44 @@ fn check(w: &World, st: &StateSnapshot, now: DateTime<Utc>, r: &Rendered) -> Res
         }
     } else if !r.desired.routes.is_empty() || !r.desired.rules.is_empty() {
         return Err("a mode-less policy installs no tables".into());
+    }
+
+    // Everything is of the policy's family.
+    if let Some(x) = r.desired.routes.iter().find(|x| x.family() != w.family) {
+        return Err(format!("{} policy renders route {x}", w.family.as_str()));
+    }
+    if let Some(x) = r.desired.rules.iter().find(|x| x.family != w.family) {
+        return Err(format!("{} policy renders rule {x}", w.family.as_str()));
+    }
+    if let Some(t) = r
+        .desired
+        .nft
+        .iter()
+        .find(|t| t.family != w.family.nft_family())
+    {
+        return Err(format!(
+            "{} policy renders table {}",
+            w.family.as_str(),
+            t.key()
+        ));
+    }
+    for t in &r.desired.nft {
+        for e in t
+            .chains
+            .iter()
+            .flat_map(|c| &c.rules)
+            .flat_map(|r| &r.exprs)
+        {
+            let wrong = match e {
+                Expr::Ip { family, .. } | Expr::SetMark(MarkSource::JhashMap { family, .. }) => {
+                    *family != w.family
+                }
+                _ => false,
+            };
+            if wrong {
+                return Err(format!("{} policy matches {e:?}", w.family.as_str()));
+            }
+        }
     }
 
     let policy = mark_sets(table(r, "routerd_policy"));

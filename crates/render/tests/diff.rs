@@ -589,6 +589,50 @@ fn verification_fails_after_bounded_retries() {
     );
 }
 
+/// A refused route or rule of an IPv6 hostTraffic policy is reported in
+/// routerd's words, and phased Pending like its missing source.
+#[test]
+fn a_refused_host_traffic_rule_is_host_policy_apply_failed() {
+    use routerd_render::ir::Family;
+    const HOST: &str = "net.routerd.net/v1alpha1/EgressRoutePolicy/host";
+    let mut d = DesiredState::default();
+    let mut r = Route::new(300, "::/0".parse().unwrap(), 50, RouteKind::Unicast);
+    r.gateway = Some("fe80::1".parse().unwrap());
+    r.device = Some("ens18".into());
+    r.preferred_source = Some("2001:db8:ff::2".parse().unwrap());
+    r.owner = HOST.into();
+    d.routes.push(r);
+    d.rules.push(
+        Rule::new(10300, 0, 300, HOST)
+            .in_family(Family::V6)
+            .with_iif("lo"),
+    );
+    d.host_policies.insert(HOST.into());
+    let mut dp = MemDataplane::new();
+    dp.refuse = vec!["ip -6 rule add priority 10300 iif lo".into()];
+    let mut ledger = Ledger::default();
+    let out = reconcile(&mut dp, &d, &mut ledger, &ReconcileOptions::default()).unwrap();
+    assert_eq!(out.faults.len(), 1, "{:?}", out.faults);
+    assert_eq!(out.faults[0].reason, "HostPolicyApplyFailed");
+    assert_eq!(
+        routerd_render::fault::phase_for(HOST, "HostPolicyApplyFailed"),
+        "Pending"
+    );
+    assert_eq!(
+        routerd_render::fault::phase_for(HOST, "PreferredSourceUnavailable"),
+        "Pending"
+    );
+    // The route went in; the rule follows once the kernel takes it.
+    assert_eq!(dp.routes.len(), 1);
+    dp.refuse.clear();
+    let out = reconcile(&mut dp, &d, &mut ledger, &ReconcileOptions::default()).unwrap();
+    assert!(out.faults.is_empty(), "{:?}", out.faults);
+    assert_eq!(
+        out.plan.to_string(),
+        "ip -6 rule add priority 10300 iif lo table 300\n"
+    );
+}
+
 /// A `whenNoCandidate` policy's filter table (see render::failclosed).
 fn fail_closed_table() -> NftTable {
     let mut t = NftTable::new(NftFamily::Ip, "routerd_failclosed_p");

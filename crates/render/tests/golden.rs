@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use routerd_model::{StateSnapshot, load_and_validate};
 use routerd_render::dataplane::MemDataplane;
-use routerd_render::ir::{L4Proto, NftFamily};
+use routerd_render::ir::{Family, L4Proto, NftFamily};
 use routerd_render::render::{Redirect, add_redirects};
 use routerd_render::{Dataplane, DesiredState, Ledger, Rendered, diff, nft_text, render};
 
@@ -31,20 +31,22 @@ fn describe(r: &Rendered) -> String {
     if !r.problems.is_empty() {
         out.push_str("## problems\n");
         for p in &r.problems {
-            let _ = writeln!(out, "{}: {}", p.owner, p.message);
+            let _ = writeln!(out, "{} [{}]: {}", p.owner, p.reason, p.message);
         }
     }
     out
 }
 
 fn describe_desired(out: &mut String, d: &DesiredState) {
+    // IPv6 objects are marked as `ip -6` shows them apart.
+    let v6 = |f: Family| if f == Family::V6 { "-6 " } else { "" };
     out.push_str("## routes\n");
     for r in &d.routes {
-        let _ = writeln!(out, "{r}    # {}", r.owner);
+        let _ = writeln!(out, "{}{r}    # {}", v6(r.family()), r.owner);
     }
     out.push_str("## rules\n");
     for r in &d.rules {
-        let _ = writeln!(out, "{r}    # {}", r.owner);
+        let _ = writeln!(out, "{}{r}    # {}", v6(r.family), r.owner);
     }
     for t in &d.nft {
         let _ = writeln!(
@@ -184,6 +186,11 @@ golden! {
     fail_closed_policy_with_a_ready_candidate_is_open => "fail-closed-open",
     dead_path_flush_keeps_stale_ct_marks_in_priority_mode => "flush-dead-path-priority",
     dead_path_flush_keeps_stale_ct_marks_in_hash_mode => "flush-dead-path-hash",
+    ipv6_priority_mode_renders_ip6_tables_and_rules => "ipv6-priority-mode",
+    ipv6_mark_mode_uses_ip6_matches_and_ipv6_sets => "ipv6-mark-mode",
+    ipv6_hash_mode_hashes_ip6_headers => "ipv6-hash-mode",
+    ipv6_host_traffic_routes_local_traffic_from_the_global_address => "ipv6-host-traffic",
+    ipv6_host_traffic_without_a_source_keeps_the_last_good_pair => "ipv6-host-traffic-no-source",
 }
 
 #[test]

@@ -93,13 +93,19 @@ fn router() -> Ns {
 }
 
 fn rendered(config: &str, state: &str) -> DesiredState {
+    let r = rendered_with_problems(config, state);
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    r.desired
+}
+
+/// The render of a case that may hold problems on purpose (a golden case
+/// showing one).
+fn rendered_with_problems(config: &str, state: &str) -> routerd_render::Rendered {
     let (loaded, diags) = load_and_validate(&[("c.yaml", config)]);
     assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
     let mut state: StateSnapshot = serde_yaml::from_str(state).unwrap();
     common::select_missing(&loaded.resources, &mut state);
-    let r = render(&loaded.resources, &state);
-    assert!(r.problems.is_empty(), "{:?}", r.problems);
-    r.desired
+    render(&loaded.resources, &state)
 }
 
 const PRIORITY: &str = r#"
@@ -373,7 +379,7 @@ fn every_rendered_table_loads_through_nft_json() {
         let config = std::fs::read_to_string(&p).unwrap();
         let state = std::fs::read_to_string(dir.join(format!("{case}.state.yaml")))
             .unwrap_or_else(|_| "{}".into());
-        tables.extend(rendered(&config, &state).nft);
+        tables.extend(rendered_with_problems(&config, &state).desired.nft);
     }
     let mut dnat = DesiredState::default();
     routerd_render::render::add_redirects(
@@ -675,4 +681,219 @@ fn events_report_carrier_loss_route_deletion_and_table_flush() {
             _ => {}
         }
     }
+}
+
+/// IPv6 routes and rules (fwmark and `iif lo`) through rtnetlink: applied,
+/// read back as the same identities (a second reconcile is a no-op) and
+/// removed without touching the kernel's own IPv6 routes and rules.
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn ipv6_routes_and_rules_apply_idempotently_and_are_removed() {
+    use routerd_render::ir::{Family, Route, RouteKind, Rule};
+    let r = router();
+    r.exec(&["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0"]);
+    r.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:ff::2/64",
+        "dev",
+        "wan0",
+        "nodad",
+    ]);
+    // A foreign IPv6 route in a table routerd writes to must survive.
+    r.ip(&[
+        "-6",
+        "route",
+        "add",
+        "2001:db8:99::/48",
+        "dev",
+        "wan0",
+        "table",
+        "100",
+        "proto",
+        "static",
+    ]);
+    let foreign_rules = r.ip(&["-6", "rule", "show"]);
+    let mut d = DesiredState::default();
+    let mut t = Route::new(100, "::/0".parse().unwrap(), 50, RouteKind::Unicast);
+    t.gateway = Some("2001:db8:ff::1".parse().unwrap());
+    t.device = Some("wan0".into());
+    t.owner = "o".into();
+    d.routes.push(t);
+    let mut b = Route::new(
+        254,
+        "2001:db8:dead::/48".parse().unwrap(),
+        0,
+        RouteKind::Blackhole,
+    );
+    b.owner = "o".into();
+    d.routes.push(b);
+    d.rules
+        .push(Rule::new(10100, 0x100, 100, "o").in_family(Family::V6));
+    d.rules.push(
+        Rule::new(10200, 0, 100, "o")
+            .in_family(Family::V6)
+            .with_iif("lo"),
+    );
+    // A DS-Lite endpoint's `from <addr>/128 lookup main` next to it.
+    d.rules
+        .push(Rule::new(10150, 0, 254, "o").with_from("2001:db8:ff::2/128".parse().unwrap()));
+    let (p1, p2, p3) = r.run(move || {
+        let mut dp = dataplane();
+        let mut ledger = Ledger::default();
+        let opts = ReconcileOptions::default();
+        let p1 = reconcile(&mut dp, &d, &mut ledger, &opts).unwrap();
+        assert!(p1.faults.is_empty(), "{:?}", p1.faults);
+        let p2 = reconcile(&mut dp, &d, &mut ledger, &opts).unwrap();
+        let p3 = reconcile(&mut dp, &DesiredState::default(), &mut ledger, &opts).unwrap();
+        assert!(ledger.is_empty());
+        (p1.plan, p2.plan, p3.plan)
+    });
+    assert_eq!(p1.ops.len(), 5, "{p1}");
+    assert!(
+        p1.to_string()
+            .contains("ip -6 rule add priority 10200 iif lo table 100"),
+        "{p1}"
+    );
+    assert!(p2.is_empty(), "second apply must be a no-op: {p2}");
+    assert_eq!(p3.ops.len(), 5, "{p3}");
+    // The kernel adds its own IPv6 routes as link-local addresses settle,
+    // so the check is: nothing of routerd's left, the foreign one kept.
+    let left = r.ip(&["-6", "route", "show", "table", "all"]);
+    assert!(!left.contains("proto 122"), "{left}");
+    assert!(
+        left.contains("2001:db8:99::/48 dev wan0 table 100 proto static"),
+        "{left}"
+    );
+    assert_eq!(r.ip(&["-6", "rule", "show"]), foreign_rules);
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn ipv6_objects_show_in_ip_as_routerd_writes_them() {
+    use routerd_render::ir::{Family, Route, RouteKind, Rule};
+    let r = router();
+    r.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:ff::2/64",
+        "dev",
+        "wan0",
+        "nodad",
+    ]);
+    let mut d = DesiredState::default();
+    let mut t = Route::new(100, "::/0".parse().unwrap(), 50, RouteKind::Unicast);
+    t.gateway = Some("2001:db8:ff::1".parse().unwrap());
+    t.device = Some("wan0".into());
+    t.preferred_source = Some("2001:db8:ff::2".parse().unwrap());
+    t.owner = "o".into();
+    d.routes.push(t);
+    d.rules.push(
+        Rule::new(10200, 0, 100, "o")
+            .in_family(Family::V6)
+            .with_iif("lo"),
+    );
+    r.run(move || {
+        let out = reconcile(
+            &mut dataplane(),
+            &d,
+            &mut Ledger::default(),
+            &ReconcileOptions::default(),
+        )
+        .unwrap();
+        assert!(out.faults.is_empty(), "{:?}", out.faults);
+    });
+    let t100 = r.ip(&["-6", "route", "show", "table", "100"]);
+    assert!(
+        t100.starts_with(
+            "default via 2001:db8:ff::1 dev wan0 proto 122 src 2001:db8:ff::2 metric 50"
+        ),
+        "{t100}"
+    );
+    let rules = r.ip(&["-6", "rule", "show"]);
+    assert!(
+        rules.contains("10200:\tfrom all iif lo lookup 100 proto 122"),
+        "{rules}"
+    );
+}
+
+/// An IPv6 weighted multipath route (weighted-ecmp of an IPv6 policy in
+/// priority mode) is created, read back identical and replaced in place
+/// when a member's weight changes.
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn ipv6_weighted_multipath_route_round_trips_and_replaces() {
+    use routerd_render::ir::{NextHop, Route, RouteKind};
+    let r = router();
+    r.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:a::2/64",
+        "dev",
+        "wan0",
+        "nodad",
+    ]);
+    r.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:b::2/64",
+        "dev",
+        "wan1",
+        "nodad",
+    ]);
+    let desired = |w: u16| {
+        let mut d = DesiredState::default();
+        let mut route = Route::new(300, "::/0".parse().unwrap(), 50, RouteKind::Unicast);
+        route.owner = "x/EgressRoutePolicy/p".into();
+        route.nexthops = vec![
+            NextHop {
+                gateway: Some("2001:db8:a::1".parse().unwrap()),
+                device: "wan0".into(),
+                weight: w,
+            },
+            NextHop {
+                gateway: Some("2001:db8:b::1".parse().unwrap()),
+                device: "wan1".into(),
+                weight: 1,
+            },
+        ];
+        d.routes.push(route);
+        d
+    };
+    let (again, changed, after) = r.run(move || {
+        let mut dp = dataplane();
+        let mut ledger = Ledger::default();
+        let opts = ReconcileOptions::default();
+        let first = reconcile(&mut dp, &desired(3), &mut ledger, &opts).unwrap();
+        assert!(first.faults.is_empty(), "{:?}", first.faults);
+        let again = reconcile(&mut dp, &desired(3), &mut ledger, &opts)
+            .unwrap()
+            .plan;
+        let changed = reconcile(&mut dp, &desired(2), &mut ledger, &opts).unwrap();
+        assert!(changed.faults.is_empty(), "{:?}", changed.faults);
+        let after = reconcile(&mut dp, &desired(2), &mut ledger, &opts)
+            .unwrap()
+            .plan;
+        (again, changed.plan, after)
+    });
+    assert!(
+        again.is_empty(),
+        "observed multipath equals desired: {again}"
+    );
+    assert_eq!(changed.ops.len(), 1, "{changed}");
+    assert!(after.is_empty(), "{after}");
+    let shown = r.ip(&["-6", "route", "show", "table", "300"]);
+    assert!(
+        shown.contains("nexthop via 2001:db8:a::1 dev wan0 weight 2"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("nexthop via 2001:db8:b::1 dev wan1 weight 1"),
+        "{shown}"
+    );
+    assert!(!shown.contains("weight 3"), "{shown}");
 }

@@ -45,7 +45,7 @@ fn setup(tag: &str) -> Ns {
 fn route(dst: Ipv4Addr, len: u8, gw: &str, table: u32) -> Route {
     let mut r = Route::new(
         table,
-        ipnet::Ipv4Net::new(dst, len).unwrap(),
+        ipnet::Ipv4Net::new(dst, len).unwrap().into(),
         0,
         RouteKind::Unicast,
     );

@@ -1,5 +1,6 @@
 //! Statuses of the resources that follow a selection: IPv4Route through
-//! `deviceFrom`/`gatewayFrom` and NAT44Rule through `egressPolicyRef`.
+//! `deviceFrom`/`gatewayFrom` and NAT44Rule through `egressPolicyRef`, and
+//! of the static IPv6 route ([`ipv6`]), which reports like IPv4Route.
 //!
 //! They belong with selection because they are what makes a selection take
 //! effect, and the offline plan must show both sides of a change. Both are
@@ -16,6 +17,9 @@ use serde_json::{Value, json};
 use crate::observe::{StatusSource, first_value, observe_dependency, phase_of, reference_id};
 use crate::set::World;
 use crate::time::format_rfc3339_nano;
+
+pub mod ipv6;
+pub use ipv6::ipv6_static_route;
 
 /// Daemon knobs for followers.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -155,6 +155,75 @@ spec:
     }
 
     #[test]
+    fn an_ipv6_static_route_is_installed_as_a_main_table_ipv6_route() {
+        let config = "apiVersion: net.routerd.net/v1alpha1
+kind: Interface
+metadata: {name: wan}
+spec: {ifname: ens18}
+---
+apiVersion: net.routerd.net/v1alpha1
+kind: IPv6StaticRoute
+metadata: {name: lab}
+spec: {interface: wan, destination: \"2001:db8:1::/64\", via: \"fe80::1\", metric: 200}
+";
+        let (loaded, diags) = load_and_validate(&[("c.yaml", config)]);
+        assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+        let doc = build_plan(&PlanInputs {
+            startup: loaded.resources,
+            ..PlanInputs::default()
+        })
+        .unwrap();
+        let st = &doc.status["net.routerd.net/v1alpha1/IPv6StaticRoute/lab"];
+        assert_eq!(st["phase"], "Installed", "{st:?}");
+        assert_eq!(st["device"], "ens18");
+        assert_eq!(st["gateway"], "fe80::1");
+        assert_eq!(doc.dataplane.routes.len(), 1);
+        let r = &doc.dataplane.routes[0];
+        assert_eq!(r["destination"], "2001:db8:1::/64");
+        assert_eq!(r["gateway"], "fe80::1");
+        assert_eq!(r["device"], "ens18");
+        assert_eq!(r["metric"], 200);
+        assert!(doc.problems.is_empty(), "{:?}", doc.problems);
+    }
+
+    #[test]
+    fn offline_a_host_traffic_policy_is_pending_for_want_of_a_source_address() {
+        let config = "apiVersion: net.routerd.net/v1alpha1
+kind: Interface
+metadata: {name: wan}
+spec: {ifname: ens18}
+---
+apiVersion: net.routerd.net/v1alpha1
+kind: EgressRoutePolicy
+metadata: {name: host}
+spec:
+  family: ipv6
+  hostTraffic: true
+  candidates:
+    - {name: wan, interface: wan, gatewaySource: static, gateway: \"fe80::1\",
+       preferredSource: interface, table: 300, priority: 10300}
+";
+        let (loaded, diags) = load_and_validate(&[("c.yaml", config)]);
+        assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+        let doc = build_plan(&PlanInputs {
+            startup: loaded.resources,
+            ..PlanInputs::default()
+        })
+        .unwrap();
+        let st = &doc.status["net.routerd.net/v1alpha1/EgressRoutePolicy/host"];
+        assert_eq!(st["phase"], "Pending", "{st:?}");
+        assert_eq!(st["reason"], "PreferredSourceUnavailable", "{st:?}");
+        assert!(
+            st["message"]
+                .as_str()
+                .unwrap()
+                .contains("has no observation of ens18's IPv6 addresses"),
+            "{st:?}"
+        );
+        assert!(doc.dataplane.routes.is_empty() && doc.dataplane.rules.is_empty());
+    }
+
+    #[test]
     fn a_policy_failing_closed_says_so_in_the_plan() {
         let config = "apiVersion: net.routerd.net/v1alpha1
 kind: Interface

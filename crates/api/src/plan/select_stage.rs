@@ -8,7 +8,9 @@
 
 use chrono::{DateTime, Utc};
 use routerd_model::{Kind, Resource, StateSnapshot};
-use routerd_select::follow::{FollowOptions, FollowOutcome, Subject, ipv4_route, nat44};
+use routerd_select::follow::{
+    FollowOptions, FollowOutcome, Subject, ipv4_route, ipv6_static_route, nat44,
+};
 use routerd_select::{PolicySet, SelectOptions, StatusSource, World};
 
 use super::{PlanDocument, PlanError, PlanInputs};
@@ -48,7 +50,7 @@ pub(super) fn run(inputs: &PlanInputs, doc: &mut PlanDocument) -> Result<(), Pla
     Ok(())
 }
 
-/// Evaluates every IPv4Route and NAT44Rule of `effective` against the
+/// Evaluates every IPv4Route, IPv6StaticRoute and NAT44Rule of `effective` against the
 /// statuses selection left in `current` (their own previous status is read
 /// from `previous`), in configuration order. The plan and the daemon's step
 /// both call this, so they follow selections the same way.
@@ -62,7 +64,10 @@ pub fn follow_all(
     let follow = FollowOptions::default();
     let mut out = Vec::new();
     for r in effective {
-        if !matches!(r.kind(), Kind::IPv4Route | Kind::NAT44Rule) {
+        if !matches!(
+            r.kind(),
+            Kind::IPv4Route | Kind::IPv6StaticRoute | Kind::NAT44Rule
+        ) {
             continue;
         }
         let id = r.id().to_string();
@@ -75,6 +80,9 @@ pub fn follow_all(
             Kind::IPv4Route => r
                 .as_ipv4_route()
                 .map(|s| ipv4_route(who, s, current, prev, now, &follow)),
+            Kind::IPv6StaticRoute => r
+                .as_ipv6_static_route()
+                .map(|s| ipv6_static_route(who, s, world, prev, now, &follow)),
             Kind::NAT44Rule => r
                 .as_nat44()
                 .map(|s| nat44(who, s, world, current, prev, now, &follow)),

@@ -3,11 +3,13 @@
 pub mod common;
 pub mod config;
 pub mod hybrid;
+pub mod ipv6;
 pub mod net;
 pub mod plugin;
 
 pub use common::*;
 pub use config::*;
 pub use hybrid::*;
+pub use ipv6::*;
 pub use net::*;
 pub use plugin::*;

@@ -4,6 +4,7 @@
 //! Messages keep routerd's wording; each diagnostic also carries the resource
 //! id and the field path so the loader can attach file positions.
 
+mod ipv6;
 mod net;
 mod other;
 pub mod refs;
@@ -156,6 +157,7 @@ pub fn validate_one(
         Spec::HealthCheck(s) => net::health_check(s, idx, &mut p),
         Spec::EgressRoutePolicy(s) => net::egress_policy(s, idx, &mut p),
         Spec::IPv4Route(s) => net::ipv4_route(s, &mut p),
+        Spec::IPv6StaticRoute(s) => ipv6::ipv6_static_route(s, idx, &mut p),
         Spec::NAT44Rule(s) => net::nat44(s, idx, &mut p),
         Spec::IPAddressSet(s) => net::address_set(s, &mut p),
         Spec::IPv4StaticAddress(s) => net::static_address(s, idx, &mut p),

@@ -167,6 +167,9 @@ pub fn references(r: &Resource) -> Vec<Reference> {
     if let Some(s) = r.as_static_address() {
         push("spec.interface".into(), IFACE, &s.interface);
     }
+    if let Some(s) = r.as_ipv6_static_route() {
+        push("spec.interface".into(), IFACE, &s.interface);
+    }
     if let Some(s) = r.as_pppoe() {
         push("spec.interface".into(), &[Kind::Interface], &s.interface);
     }

@@ -1,9 +1,9 @@
 //! IR ↔ netlink-packet-route messages.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::route::{
@@ -11,7 +11,7 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 
-use crate::ir::{NextHop, Route, RouteKind, Rule};
+use crate::ir::{Family, NextHop, Route, RouteKind, Rule};
 
 /// Kernel's `local` table: never ours, never interesting.
 const LOCAL_TABLE: u32 = 255;
@@ -65,9 +65,31 @@ fn ifindex(links: &Links, dev: &str) -> Result<u32, NoDevice> {
         .ok_or_else(|| NoDevice(dev.to_string()))
 }
 
+pub(crate) fn address_family(f: Family) -> AddressFamily {
+    match f {
+        Family::V4 => AddressFamily::Inet,
+        Family::V6 => AddressFamily::Inet6,
+    }
+}
+
+fn family_of(af: AddressFamily) -> Option<Family> {
+    match af {
+        AddressFamily::Inet => Some(Family::V4),
+        AddressFamily::Inet6 => Some(Family::V6),
+        _ => None,
+    }
+}
+
+fn route_address(a: IpAddr) -> RouteAddress {
+    match a {
+        IpAddr::V4(v) => RouteAddress::Inet(v),
+        IpAddr::V6(v) => RouteAddress::Inet6(v),
+    }
+}
+
 fn base(route: &Route) -> RouteMessage {
     let mut m = RouteMessage::default();
-    m.header.address_family = AddressFamily::Inet;
+    m.header.address_family = address_family(route.family());
     m.header.destination_prefix_length = route.destination.prefix_len();
     // Tables ≥ 256 travel only in RTA_TABLE (deps.md §3.1).
     m.header.table = table_u8(route.table);
@@ -78,10 +100,9 @@ fn base(route: &Route) -> RouteMessage {
     };
     m.attributes.push(RouteAttribute::Table(route.table));
     if route.destination.prefix_len() > 0 {
-        m.attributes
-            .push(RouteAttribute::Destination(RouteAddress::Inet(
-                route.destination.network(),
-            )));
+        m.attributes.push(RouteAttribute::Destination(route_address(
+            route.destination.network(),
+        )));
     }
     m.attributes.push(RouteAttribute::Priority(route.metric));
     m
@@ -100,7 +121,7 @@ pub(crate) fn route_message(route: &Route, links: &Links) -> Result<RouteMessage
         }
         if let Some(gw) = route.gateway {
             m.attributes
-                .push(RouteAttribute::Gateway(RouteAddress::Inet(gw)));
+                .push(RouteAttribute::Gateway(route_address(gw)));
         }
         if let Some(dev) = &route.device {
             m.attributes.push(RouteAttribute::Oif(ifindex(links, dev)?));
@@ -113,7 +134,7 @@ pub(crate) fn route_message(route: &Route, links: &Links) -> Result<RouteMessage
             h.hops = u8::try_from(nh.weight.clamp(1, 256) - 1).unwrap_or(u8::MAX);
             if let Some(gw) = nh.gateway {
                 h.attributes
-                    .push(RouteAttribute::Gateway(RouteAddress::Inet(gw)));
+                    .push(RouteAttribute::Gateway(route_address(gw)));
             }
             hops.push(h);
         }
@@ -121,7 +142,7 @@ pub(crate) fn route_message(route: &Route, links: &Links) -> Result<RouteMessage
     }
     if let Some(src) = route.preferred_source {
         m.attributes
-            .push(RouteAttribute::PrefSource(RouteAddress::Inet(src)));
+            .push(RouteAttribute::PrefSource(route_address(src)));
     }
     Ok(m)
 }
@@ -134,9 +155,10 @@ pub(crate) fn route_delete(route: &Route) -> RouteMessage {
     m
 }
 
-fn inet(a: &RouteAddress) -> Option<Ipv4Addr> {
+fn inet(a: &RouteAddress) -> Option<IpAddr> {
     match a {
-        RouteAddress::Inet(v) => Some(*v),
+        RouteAddress::Inet(v) => Some(IpAddr::V4(*v)),
+        RouteAddress::Inet6(v) => Some(IpAddr::V6(*v)),
         _ => None,
     }
 }
@@ -144,16 +166,17 @@ fn inet(a: &RouteAddress) -> Option<Ipv4Addr> {
 /// A dumped route as IR; `None` for routes routerd never manages (other
 /// families, the local table, local/broadcast/... types).
 pub(crate) fn route_from(m: &RouteMessage, links: &Links) -> Option<Route> {
-    if m.header.address_family != AddressFamily::Inet {
-        return None;
-    }
+    let family = family_of(m.header.address_family)?;
     let kind = match m.header.kind {
         RouteType::Unicast => RouteKind::Unicast,
         RouteType::BlackHole => RouteKind::Blackhole,
         _ => return None,
     };
     let mut table = u32::from(m.header.table);
-    let mut dst = Ipv4Addr::UNSPECIFIED;
+    let mut dst = match family {
+        Family::V4 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        Family::V6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
     let mut metric = 0;
     let mut gateway = None;
     let mut device = None;
@@ -189,9 +212,17 @@ pub(crate) fn route_from(m: &RouteMessage, links: &Links) -> Option<Route> {
     if table == LOCAL_TABLE {
         return None;
     }
-    let destination = Ipv4Net::new(dst, m.header.destination_prefix_length).ok()?;
+    if Family::of_addr(&dst) != family {
+        return None;
+    }
+    let destination = IpNet::new(dst, m.header.destination_prefix_length).ok()?;
     let mut r = Route::new(table, destination, metric, kind);
     r.protocol = u8::from(m.header.protocol);
+    if kind == RouteKind::Blackhole {
+        // The kernel hangs IPv6 blackholes on `lo`; routerd never gives
+        // one a device, so what forwards nothing carries none.
+        device = None;
+    }
     r.gateway = gateway;
     r.device = device;
     r.preferred_source = src;
@@ -201,33 +232,40 @@ pub(crate) fn route_from(m: &RouteMessage, links: &Links) -> Option<Route> {
 }
 
 /// `RTM_NEWRULE` / `RTM_DELRULE` body: `priority P fwmark 0xM/0xffffffff
-/// table T`, tagged with routerd's protocol.
+/// table T` (or `priority P iif <dev> table T`), tagged with routerd's
+/// protocol.
 pub(crate) fn rule_message(rule: &Rule, protocol: u8) -> RuleMessage {
     let mut m = RuleMessage::default();
-    m.header.family = AddressFamily::Inet;
+    m.header.family = address_family(rule.family);
     m.header.table = table_u8(rule.table);
     m.header.action = RuleAction::ToTable;
-    m.attributes = vec![
-        RuleAttribute::Priority(rule.priority),
-        RuleAttribute::FwMark(rule.fwmark),
-        RuleAttribute::FwMask(u32::MAX),
-        RuleAttribute::Table(rule.table),
-        RuleAttribute::Protocol(RouteProtocol::from(protocol)),
-    ];
+    m.attributes = vec![RuleAttribute::Priority(rule.priority)];
+    if let Some(from) = &rule.from {
+        m.header.src_len = from.prefix_len();
+        m.attributes.push(RuleAttribute::Source(from.network()));
+    }
+    if let Some(iif) = &rule.iif {
+        m.attributes.push(RuleAttribute::Iifname(iif.clone()));
+    }
+    if (rule.iif.is_none() && rule.from.is_none()) || rule.fwmark != 0 {
+        m.attributes.push(RuleAttribute::FwMark(rule.fwmark));
+        m.attributes.push(RuleAttribute::FwMask(u32::MAX));
+    }
+    m.attributes.push(RuleAttribute::Table(rule.table));
+    m.attributes
+        .push(RuleAttribute::Protocol(RouteProtocol::from(protocol)));
     m
 }
 
-/// A dumped IPv4 rule; `None` for rules with selectors routerd never writes
-/// (addresses, interfaces, partial masks), which therefore are never ours.
+/// A dumped IPv4 or IPv6 rule; `None` for rules with selectors routerd
+/// never writes (destinations, output interfaces, partial masks), which
+/// therefore are never ours.
 pub(crate) fn rule_from(m: &RuleMessage) -> Option<Rule> {
-    if m.header.family != AddressFamily::Inet
-        || m.header.action != RuleAction::ToTable
-        || m.header.src_len != 0
-        || m.header.dst_len != 0
-    {
+    let family = family_of(m.header.family)?;
+    if m.header.action != RuleAction::ToTable || m.header.dst_len != 0 {
         return None;
     }
-    let mut r = Rule::new(0, 0, u32::from(m.header.table), String::new());
+    let mut r = Rule::new(0, 0, u32::from(m.header.table), String::new()).in_family(family);
     // Kernels report FRA_PROTOCOL; a rule without it was not written by us.
     r.protocol = 0;
     for a in &m.attributes {
@@ -237,12 +275,82 @@ pub(crate) fn rule_from(m: &RuleMessage) -> Option<Rule> {
             RuleAttribute::FwMask(mask) if *mask != u32::MAX => return None,
             RuleAttribute::Table(t) => r.table = *t,
             RuleAttribute::Protocol(p) => r.protocol = u8::from(*p),
-            RuleAttribute::Iifname(_) | RuleAttribute::Oifname(_) => return None,
-            RuleAttribute::Source(IpAddr::V4(_)) | RuleAttribute::Destination(IpAddr::V4(_)) => {
-                return None;
-            }
+            RuleAttribute::Iifname(n) => r.iif = Some(n.clone()),
+            RuleAttribute::Source(a) => r.from = Some(IpNet::new(*a, m.header.src_len).ok()?),
+            RuleAttribute::Oifname(_) | RuleAttribute::Destination(_) => return None,
             _ => {}
         }
     }
     Some(r)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn links() -> Links {
+        let mut l = Links::default();
+        l.by_index.insert(3, "wan0".into());
+        l.by_name.insert("wan0".into(), 3);
+        l
+    }
+
+    #[test]
+    fn an_ipv6_route_goes_out_as_inet6_and_reads_back_equal() {
+        let mut r = Route::new(100, "::/0".parse().unwrap(), 50, RouteKind::Unicast);
+        r.gateway = Some("2001:db8:ff::1".parse().unwrap());
+        r.device = Some("wan0".into());
+        r.preferred_source = Some("2001:db8:ff::2".parse().unwrap());
+        let m = route_message(&r, &links()).unwrap();
+        assert_eq!(m.header.address_family, AddressFamily::Inet6);
+        assert!(
+            m.attributes
+                .contains(&RouteAttribute::Gateway(RouteAddress::Inet6(
+                    "2001:db8:ff::1".parse().unwrap()
+                )))
+        );
+        let back = route_from(&m, &links()).unwrap();
+        assert_eq!(back.key(), r.key());
+        assert!(back.same_forwarding(&r));
+        // The kernel stores an IPv6 route without a metric at 1024.
+        let d = Route::new(
+            254,
+            "2001:db8::/32".parse().unwrap(),
+            0,
+            RouteKind::Blackhole,
+        );
+        assert_eq!(d.metric, crate::ir::IPV6_DEFAULT_METRIC);
+    }
+
+    #[test]
+    fn an_iif_rule_carries_no_fwmark_and_reads_back_with_its_family() {
+        const MAIN: u32 = crate::ir::MAIN_TABLE;
+        let rule = Rule::new(10200, 0, 200, "o")
+            .in_family(Family::V6)
+            .with_iif("lo");
+        let m = rule_message(&rule, 122);
+        assert_eq!(m.header.family, AddressFamily::Inet6);
+        assert!(m.attributes.contains(&RuleAttribute::Iifname("lo".into())));
+        assert!(
+            !m.attributes
+                .iter()
+                .any(|a| matches!(a, RuleAttribute::FwMark(_)))
+        );
+        let back = rule_from(&m).unwrap();
+        assert_eq!(back.key(), rule.key());
+        assert_eq!(back.to_string(), "priority 10200 iif lo table 200");
+        let from = Rule::new(10100, 0, MAIN, "o").with_from("2001:db8:7::5/128".parse().unwrap());
+        let m = rule_message(&from, 122);
+        assert_eq!(m.header.src_len, 128);
+        let back = rule_from(&m).unwrap();
+        assert_eq!(back.key(), from.key());
+        assert_eq!(back.family, Family::V6);
+        assert_eq!(
+            back.to_string(),
+            "priority 10100 from 2001:db8:7::5/128 table 254"
+        );
+        let fw = Rule::new(10100, 0x100, 100, "o").in_family(Family::V6);
+        assert_eq!(rule_from(&rule_message(&fw, 122)).unwrap().key(), fw.key());
+    }
 }

@@ -1,5 +1,6 @@
 //! Kernel notifications: links (carrier in milliseconds, deps.md §5),
-//! IPv4 addresses, routes and rules, so the daemon can repair drift.
+//! IPv4 and IPv6 addresses, routes and rules, so the daemon can repair
+//! drift.
 
 use std::net::IpAddr;
 use std::sync::mpsc;
@@ -17,6 +18,9 @@ const RTNLGRP_LINK: u32 = 1;
 const RTNLGRP_IPV4_IFADDR: u32 = 5;
 const RTNLGRP_IPV4_ROUTE: u32 = 7;
 const RTNLGRP_IPV4_RULE: u32 = 8;
+const RTNLGRP_IPV6_IFADDR: u32 = 9;
+const RTNLGRP_IPV6_ROUTE: u32 = 11;
+const RTNLGRP_IPV6_RULE: u32 = 19;
 const ENOBUFS: i32 = 105;
 
 /// One change in the kernel.
@@ -36,7 +40,7 @@ pub enum DataplaneEvent {
         /// The link was deleted.
         removed: bool,
     },
-    /// An IPv4 address was added or removed.
+    /// An IPv4 or IPv6 address was added or removed.
     Address {
         /// ifindex.
         index: u32,
@@ -81,7 +85,8 @@ pub struct EventStream {
 }
 
 impl EventStream {
-    /// Subscribes to link, IPv4 address, route and rule notifications.
+    /// Subscribes to link, address, route and rule notifications of both
+    /// families.
     pub fn open() -> Result<Self, DataplaneError> {
         let mut rtnl = Rtnl::open()?;
         // Seed the ifindex map before subscribing, so the dump cannot
@@ -99,6 +104,9 @@ impl EventStream {
             RTNLGRP_IPV4_IFADDR,
             RTNLGRP_IPV4_ROUTE,
             RTNLGRP_IPV4_RULE,
+            RTNLGRP_IPV6_IFADDR,
+            RTNLGRP_IPV6_ROUTE,
+            RTNLGRP_IPV6_RULE,
         ])?;
         Ok(EventStream {
             rtnl,

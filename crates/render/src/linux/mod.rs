@@ -12,7 +12,6 @@ mod nft;
 mod rtnl;
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
-use netlink_packet_route::AddressFamily;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::route::RouteMessage;
@@ -23,6 +22,7 @@ pub use nft::NftJson;
 use self::convert::Links;
 use self::rtnl::Rtnl;
 use crate::dataplane::{ApplyError, Dataplane, DataplaneError, Observed};
+use crate::ir::Family;
 use crate::ledger::Ownership;
 use crate::nft_backend::{NftBackend, choose};
 use crate::plan::{Op, Plan};
@@ -88,32 +88,34 @@ impl LinuxDataplane {
         Ok(())
     }
 
-    /// `ip -4 route show table all`.
+    /// `ip -4 route show table all` and `ip -6 route show table all`.
     fn dump_routes(&mut self) -> Result<Vec<crate::ir::Route>, DataplaneError> {
-        let mut req = RouteMessage::default();
-        req.header.address_family = AddressFamily::Inet;
-        let msgs = self.rtnl.dump(RouteNetlinkMessage::GetRoute(req))?;
-        Ok(msgs
-            .iter()
-            .filter_map(|m| match m {
+        let mut out = Vec::new();
+        for family in [Family::V4, Family::V6] {
+            let mut req = RouteMessage::default();
+            req.header.address_family = convert::address_family(family);
+            let msgs = self.rtnl.dump(RouteNetlinkMessage::GetRoute(req))?;
+            out.extend(msgs.iter().filter_map(|m| match m {
                 RouteNetlinkMessage::NewRoute(r) => convert::route_from(r, &self.links),
                 _ => None,
-            })
-            .collect())
+            }));
+        }
+        Ok(out)
     }
 
-    /// `ip -4 rule show`.
+    /// `ip -4 rule show` and `ip -6 rule show`.
     fn dump_rules(&mut self) -> Result<Vec<crate::ir::Rule>, DataplaneError> {
-        let mut req = RuleMessage::default();
-        req.header.family = AddressFamily::Inet;
-        let msgs = self.rtnl.dump(RouteNetlinkMessage::GetRule(req))?;
-        Ok(msgs
-            .iter()
-            .filter_map(|m| match m {
+        let mut out = Vec::new();
+        for family in [Family::V4, Family::V6] {
+            let mut req = RuleMessage::default();
+            req.header.family = convert::address_family(family);
+            let msgs = self.rtnl.dump(RouteNetlinkMessage::GetRule(req))?;
+            out.extend(msgs.iter().filter_map(|m| match m {
                 RouteNetlinkMessage::NewRule(r) => convert::rule_from(r),
                 _ => None,
-            })
-            .collect())
+            }));
+        }
+        Ok(out)
     }
 
     fn netlink_request(&self, op: &Op) -> Result<(RouteNetlinkMessage, u16), DataplaneError> {

@@ -26,8 +26,8 @@ use serde_json::Value;
 
 use super::{Ctx, MatchSpec, RenderProblem, Rendered, build_matches};
 use crate::ir::{
-    ChainType, Expr, Hook, L4Proto, NftChain, NftFamily, NftRule, NftSet, NftTable, Priority,
-    RejectWith,
+    ChainType, Expr, Family, Hook, L4Proto, NftChain, NftFamily, NftRule, NftSet, NftTable,
+    Priority, RejectWith,
 };
 
 /// Name prefix of the fail-closed tables (the diff orders them by it).
@@ -102,6 +102,7 @@ pub(super) fn render_fail_closed(ctx: &Ctx<'_>, out: &mut Rendered) {
         let matches = build_matches(
             ctx,
             &MatchSpec {
+                family: Family::V4,
                 sources: &spec.source_cidrs,
                 destinations: &spec.destination_cidrs,
                 destination_sets: &spec.destination_set_refs,

@@ -2,26 +2,29 @@
 //!
 //! Selection itself is routerd-select's job; rendering only reads its
 //! results from the snapshot (`selectedCandidate`, `candidates[].ready`,
-//! `members`, IPv4Route / NAT44Rule phases), so the same function serves the
+//! `members`, IPv4Route / IPv6StaticRoute / NAT44Rule phases), so the same function serves the
 //! daemon and the offline `routerctl plan`.
 
 pub mod failclosed;
+mod host;
 mod nat;
 mod policy;
 mod routes;
+mod static6;
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use routerd_model::id::split_kind_name;
 use routerd_model::spec::common::StatusValueSource;
 use routerd_model::{Kind, Resource, ResourceId, StateSnapshot, Status};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::ir::{AddrValue, CmpOp, DesiredState, Expr, IpField, NftSet};
+use crate::ir::{AddrValue, CmpOp, DesiredState, Expr, Family, IpField, NftSet};
 
+pub use host::{HOST_POLICY_APPLY_FAILED, PREFERRED_SOURCE_UNAVAILABLE};
 pub use nat::{Redirect, add_redirects};
 
 /// A resource that could not be rendered (the rest still is).
@@ -38,6 +41,10 @@ pub struct RenderProblem {
 
 fn not_rendered() -> String {
     "NotRendered".to_string()
+}
+
+fn not_rendered_reason() -> &'static str {
+    "NotRendered"
 }
 
 impl RenderProblem {
@@ -69,8 +76,10 @@ pub fn render(resources: &[Resource], status: &StateSnapshot) -> Rendered {
     let ctx = Ctx::new(resources, status);
     let mut out = Rendered::default();
     routes::render_ipv4_routes(&ctx, &mut out);
+    static6::render_ipv6_static_routes(&ctx, &mut out);
     policy::render_policies(&ctx, &mut out);
     failclosed::render_fail_closed(&ctx, &mut out);
+    host::render_host_traffic(&ctx, &mut out);
     nat::render_nat44(&ctx, &mut out);
     for (owner, winner, object) in out.desired.normalize() {
         out.problems.push(RenderProblem {
@@ -177,8 +186,9 @@ impl<'a> Ctx<'a> {
         name.to_string()
     }
 
-    /// The IPAddressSet behind a reference, as an nft set.
-    pub(crate) fn address_set(&self, reference: &str) -> Result<NftSet, String> {
+    /// The IPAddressSet behind a reference, as an nft set of `family`
+    /// (the referencing policy's); a set of the other family is an error.
+    pub(crate) fn address_set(&self, reference: &str, family: Family) -> Result<NftSet, String> {
         let name = reference.strip_prefix("IPAddressSet/").unwrap_or(reference);
         let set = self
             .find(Kind::IPAddressSet, name)
@@ -186,11 +196,12 @@ impl<'a> Ctx<'a> {
             .ok_or_else(|| format!("references missing IPAddressSet \"{name}\""))?;
         let mut nets = Vec::new();
         for a in &set.addresses {
-            nets.push(parse_net(a)?);
+            nets.push(parse_net(a, family)?);
         }
         Ok(NftSet {
+            family,
             name: set_name(reference),
-            elements: Ipv4Net::aggregate(&nets),
+            elements: IpNet::aggregate(&nets),
         })
     }
 }
@@ -231,31 +242,36 @@ pub fn set_name(reference: &str) -> String {
     format!("ip_address_set_{clean}")
 }
 
-/// Parses an IPv4 prefix or address and masks it (`192.168.10.5/24` →
-/// `192.168.10.0/24`).
-pub(crate) fn parse_net(s: &str) -> Result<Ipv4Net, String> {
+/// Parses a prefix or address of `family` and masks it (`192.168.10.5/24`
+/// → `192.168.10.0/24`, `2001:db8::5/64` → `2001:db8::/64`).
+pub(crate) fn parse_net(s: &str, family: Family) -> Result<IpNet, String> {
     let s = s.trim();
-    if let Ok(n) = s.parse::<Ipv4Net>() {
-        return Ok(n.trunc());
-    }
-    if s == "default" {
-        return Ok(Ipv4Net::default());
-    }
-    s.parse::<Ipv4Addr>()
-        .map(Ipv4Net::from)
-        .map_err(|_| format!("\"{s}\" is not an IPv4 prefix"))
+    let net = if s == "default" {
+        Some(family.any())
+    } else if let Ok(n) = s.parse::<IpNet>() {
+        Some(n.trunc())
+    } else {
+        s.parse::<IpAddr>().ok().map(IpNet::from)
+    };
+    net.filter(|n| Family::of_net(n) == family)
+        .ok_or_else(|| format!("\"{s}\" is not an {} prefix", family.name()))
 }
 
-pub(crate) fn parse_addr(s: &str) -> Result<Ipv4Addr, String> {
+/// Parses an address of `family` (a `/len` suffix is ignored).
+pub(crate) fn parse_addr(s: &str, family: Family) -> Result<IpAddr, String> {
     let s = s.trim();
     let s = s.split_once('/').map_or(s, |(a, _)| a);
-    s.parse::<Ipv4Addr>()
-        .map_err(|_| format!("\"{s}\" is not an IPv4 address"))
+    s.parse::<IpAddr>()
+        .ok()
+        .filter(|a| Family::of_addr(a) == family)
+        .ok_or_else(|| format!("\"{s}\" is not an {} address", family.name()))
 }
 
 /// The source/destination/exclude terms shared by policy and NAT rendering.
 #[derive(Default)]
 pub(crate) struct MatchSpec<'s> {
+    /// Header matched (`ip` or `ip6`); every prefix must be of it.
+    pub(crate) family: Family,
     pub(crate) sources: &'s [String],
     pub(crate) destinations: &'s [String],
     pub(crate) destination_sets: &'s [String],
@@ -270,13 +286,19 @@ pub(crate) fn build_matches(
     m: &MatchSpec<'_>,
     sets: &mut BTreeMap<String, NftSet>,
 ) -> Result<Vec<Vec<Expr>>, String> {
-    let ip = |field, op, value| Expr::Ip { field, op, value };
+    let family = m.family;
+    let ip = |field, op, value| Expr::Ip {
+        family,
+        field,
+        op,
+        value,
+    };
     let mut srcs: Vec<Option<Expr>> = Vec::new();
     for s in m.sources {
         srcs.push(Some(ip(
             IpField::Saddr,
             CmpOp::Eq,
-            AddrValue::Prefix(parse_net(s)?),
+            AddrValue::Prefix(parse_net(s, family)?),
         )));
     }
     if srcs.is_empty() {
@@ -287,11 +309,11 @@ pub(crate) fn build_matches(
         dsts.push(Some(ip(
             IpField::Daddr,
             CmpOp::Eq,
-            AddrValue::Prefix(parse_net(d)?),
+            AddrValue::Prefix(parse_net(d, family)?),
         )));
     }
     for r in m.destination_sets {
-        let set = ctx.address_set(r)?;
+        let set = ctx.address_set(r, family)?;
         dsts.push(Some(ip(
             IpField::Daddr,
             CmpOp::Eq,
@@ -307,11 +329,11 @@ pub(crate) fn build_matches(
         suffix.push(ip(
             IpField::Daddr,
             CmpOp::Ne,
-            AddrValue::Prefix(parse_net(x)?),
+            AddrValue::Prefix(parse_net(x, family)?),
         ));
     }
     for r in m.exclude_sets {
-        let set = ctx.address_set(r)?;
+        let set = ctx.address_set(r, family)?;
         suffix.push(ip(
             IpField::Daddr,
             CmpOp::Ne,
@@ -405,15 +427,23 @@ mod tests {
 
     #[test]
     fn prefixes_are_masked_and_addresses_are_host_prefixes() {
+        let v4 = |s| parse_net(s, Family::V4).map(|n| n.to_string());
+        let v6 = |s| parse_net(s, Family::V6).map(|n| n.to_string());
+        assert_eq!(v4("192.168.10.5/24").unwrap(), "192.168.10.0/24");
+        assert_eq!(v4("198.51.100.7").unwrap(), "198.51.100.7/32");
+        assert_eq!(v4("default").unwrap(), "0.0.0.0/0");
         assert_eq!(
-            parse_net("192.168.10.5/24").unwrap().to_string(),
-            "192.168.10.0/24"
+            v4("2001:db8::/32").unwrap_err(),
+            "\"2001:db8::/32\" is not an IPv4 prefix"
         );
+        assert_eq!(v6("2001:db8::5/64").unwrap(), "2001:db8::/64");
+        assert_eq!(v6("2001:db8::7").unwrap(), "2001:db8::7/128");
+        assert_eq!(v6("default").unwrap(), "::/0");
+        assert!(v6("10.0.0.0/8").is_err());
+        assert!(parse_addr("fe80::1", Family::V6).is_ok());
         assert_eq!(
-            parse_net("198.51.100.7").unwrap().to_string(),
-            "198.51.100.7/32"
+            parse_addr("fe80::1", Family::V4).unwrap_err(),
+            "\"fe80::1\" is not an IPv4 address"
         );
-        assert_eq!(parse_net("default").unwrap().to_string(), "0.0.0.0/0");
-        assert!(parse_net("2001:db8::/32").is_err());
     }
 }

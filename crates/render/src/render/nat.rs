@@ -9,10 +9,10 @@ use routerd_model::{Kind, Resource};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Ctx, MatchSpec, RenderProblem, Rendered, build_matches, parse_addr};
+use super::{Ctx, MatchSpec, RenderProblem, Rendered, build_matches};
 use crate::ir::{
-    AddrValue, ChainType, CmpOp, DesiredState, Expr, Hook, IpField, L4Proto, NatAddr, NftChain,
-    NftFamily, NftRule, NftSet, NftTable, Priority,
+    AddrValue, ChainType, CmpOp, DesiredState, Expr, Family, Hook, IpField, L4Proto, NatAddr,
+    NftChain, NftFamily, NftRule, NftSet, NftTable, Priority,
 };
 
 const NAT_TABLE: &str = "routerd_nat";
@@ -155,6 +155,7 @@ fn egress_nat(
             destination_sets: &spec.destination_set_refs,
             exclude: &spec.exclude_destination_cidrs,
             exclude_sets: &spec.exclude_destination_set_refs,
+            ..MatchSpec::default()
         },
         sets,
     )
@@ -272,6 +273,7 @@ fn source_nat(
                 destination_sets: &spec.destination_set_refs,
                 exclude: &spec.exclude_destination_cidrs,
                 exclude_sets: &spec.exclude_destination_set_refs,
+                ..MatchSpec::default()
             },
             sets,
         )
@@ -337,6 +339,14 @@ pub struct Redirect {
 }
 
 /// Adds redirects to `routerd_nat` (creating it when needed): chain
+/// NAT44 translates to IPv4 addresses only.
+fn parse_addr(s: &str) -> Result<std::net::Ipv4Addr, String> {
+    match super::parse_addr(s, Family::V4)? {
+        std::net::IpAddr::V4(a) => Ok(a),
+        std::net::IpAddr::V6(_) => Err(format!("\"{}\" is not an IPv4 address", s.trim())),
+    }
+}
+
 /// `prerouting { type nat hook prerouting priority dstnat; }`.
 pub fn add_redirects(desired: &mut DesiredState, redirects: &[Redirect]) {
     if redirects.is_empty() {
@@ -365,9 +375,10 @@ pub fn add_redirects(desired: &mut DesiredState, redirects: &[Redirect]) {
         }
         if let Some(d) = r.destination {
             exprs.push(Expr::Ip {
+                family: Family::V4,
                 field: IpField::Daddr,
                 op: CmpOp::Eq,
-                value: AddrValue::Prefix(d.trunc()),
+                value: AddrValue::Prefix(d.trunc().into()),
             });
         }
         exprs.push(Expr::Dport {

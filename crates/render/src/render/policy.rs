@@ -1,6 +1,8 @@
 //! EgressRoutePolicy → `ip routerd_policy`, `ip routerd_default_route`,
 //! per-candidate route tables and fwmark rules, and the weighted multipath
-//! table of `weighted-ecmp` in mode `priority` (spec §5.2).
+//! table of `weighted-ecmp` in mode `priority` (spec §5.2). A `family:
+//! ipv6` policy goes through the same functions into `ip6` tables, IPv6
+//! default routes and `ip -6` rules; only the family differs.
 //!
 //! Nothing here judges a candidate. Whether a candidate or a target may
 //! carry traffic, and which of them new flows use once hysteresis,
@@ -21,8 +23,8 @@ use serde_json::Value;
 use super::routes::nexthops;
 use super::{Ctx, MatchSpec, RenderProblem, Rendered, build_matches, parse_addr};
 use crate::ir::{
-    ChainType, CmpOp, Expr, Hook, IpField, MarkSource, NftChain, NftFamily, NftRule, NftSet,
-    NftTable, Priority, Route, RouteKind, Rule,
+    ChainType, CmpOp, Expr, Family, Hook, IpField, MarkSource, NftChain, NftRule, NftSet, NftTable,
+    Priority, Route, RouteKind, Rule,
 };
 
 /// Metric of a candidate table's default route when none is given.
@@ -155,6 +157,9 @@ impl<'a> Published<'a> {
 struct PolicyView<'a> {
     res: &'a Resource,
     id: String,
+    /// `spec.family`: which header the nft rules match, which tables
+    /// (`ip` or `ip6`) and which rule and route family they go to.
+    family: Family,
     spec: &'a EgressRoutePolicySpec,
     published: Option<Published<'a>>,
 }
@@ -223,23 +228,33 @@ fn bootstraps(ctx: &Ctx<'_>, hc: Option<&str>, mark: u32) -> bool {
         .is_some_and(|h| mark != 0 && derived_mark(ctx, h) == Some(mark))
 }
 
+/// Both families render the same way, each into its own tables (`ip
+/// routerd_policy` / `ip6 routerd_policy`, ...), rules (`ip -4 rule` /
+/// `ip -6 rule`) and candidate routes.
 pub(super) fn render_policies(ctx: &Ctx<'_>, out: &mut Rendered) {
-    let mut policy_table = NftTable::new(NftFamily::Ip, "routerd_policy");
+    for family in [Family::V4, Family::V6] {
+        render_family(ctx, family, out);
+    }
+}
+
+fn render_family(ctx: &Ctx<'_>, family: Family, out: &mut Rendered) {
+    let mut policy_table = NftTable::new(family.nft_family(), "routerd_policy");
     let mut policy_rules = Vec::new();
     let mut policy_sets: BTreeMap<String, NftSet> = BTreeMap::new();
-    let mut default_table = NftTable::new(NftFamily::Ip, "routerd_default_route");
+    let mut default_table = NftTable::new(family.nft_family(), "routerd_default_route");
     let mut default_rules = Vec::new();
 
     for res in ctx.of_kind(Kind::EgressRoutePolicy) {
         let Some(spec) = res.as_egress_policy() else {
             continue;
         };
-        if spec.host_traffic() || spec.family() != "ipv4" {
+        if spec.host_traffic() || Family::parse(spec.family()) != Some(family) {
             continue;
         }
         let p = PolicyView {
             res,
             id: res.id().to_string(),
+            family,
             spec,
             published: ctx
                 .status_of(Kind::EgressRoutePolicy, res.name())
@@ -366,6 +381,7 @@ fn weighted_buckets(weighted: &[(u32, u64)]) -> Result<Vec<u32>, String> {
 /// installed, and a connection re-marked in between would escape the flush
 /// with its stale NAT binding (docs/adr/0011).
 fn sticky_hash(
+    family: Family,
     m: &[Expr],
     sticky: &[u32],
     fields: &[IpField],
@@ -373,6 +389,7 @@ fn sticky_hash(
     keep_dead: bool,
 ) -> [NftRule; 3] {
     let hash = Expr::SetMark(MarkSource::JhashMap {
+        family,
         fields: fields.to_vec(),
         marks: buckets,
     });
@@ -496,6 +513,7 @@ fn policy_marks(
     let matches = build_matches(
         ctx,
         &MatchSpec {
+            family: p.family,
             sources: &spec.source_cidrs,
             destinations: &spec.destination_cidrs,
             destination_sets: &spec.destination_set_refs,
@@ -517,6 +535,7 @@ fn policy_marks(
             let sticky = published.ready_marks(spec);
             for m in &matches {
                 rules.extend(sticky_hash(
+                    p.family,
                     m,
                     &sticky,
                     &fields,
@@ -559,6 +578,7 @@ fn default_route_rules(ctx: &Ctx<'_>, p: &PolicyView<'_>) -> Result<Vec<NftRule>
     let matches = build_matches(
         ctx,
         &MatchSpec {
+            family: p.family,
             sources: &spec.source_cidrs,
             destinations: &spec.destination_cidrs,
             exclude: &spec.exclude_destination_cidrs,
@@ -635,7 +655,7 @@ fn multipath(p: &PolicyView<'_>, out: &mut Rendered) {
         return;
     }
     let members = p.published.as_ref().map_or(&[][..], |x| x.members);
-    let mut hops = match nexthops(members) {
+    let mut hops = match nexthops(members, p.family) {
         Ok(h) => h,
         Err(e) => {
             out.desired.retained.insert(p.id.clone());
@@ -646,7 +666,7 @@ fn multipath(p: &PolicyView<'_>, out: &mut Rendered) {
     };
     let mut route = Route::new(
         table,
-        ipnet::Ipv4Net::default(),
+        p.family.any(),
         DEFAULT_TABLE_METRIC,
         RouteKind::Unicast,
     );
@@ -661,7 +681,7 @@ fn multipath(p: &PolicyView<'_>, out: &mut Rendered) {
     out.desired.routes.push(route);
     out.desired
         .rules
-        .push(Rule::new(priority, mark, table, p.id.clone()));
+        .push(Rule::new(priority, mark, table, p.id.clone()).in_family(p.family));
 }
 
 /// One path's table route and fwmark rule.
@@ -778,15 +798,15 @@ fn install_path(ctx: &Ctx<'_>, p: &PolicyView<'_>, path: PathSpec<'_>, out: &mut
     let gateway = match path.gateway_source {
         "none" | "" => Ok(None),
         "static" => match path.gateway.map(str::trim).filter(|g| !g.is_empty()) {
-            Some(g) => parse_addr(g).map(Some),
+            Some(g) => parse_addr(g, p.family).map(Some),
             None => path
                 .gateway_from
                 .as_deref()
-                .map(|g| parse_addr(g).map(Some))
+                .map(|g| parse_addr(g, p.family).map(Some))
                 .unwrap_or_else(|| Err(format!("static gateway is empty for {device}"))),
         },
-        "dhcpv4" => match path.gateway_from.as_deref().or(path.gateway) {
-            Some(g) => parse_addr(g).map(Some),
+        "dhcpv4" | "dhcpv6" => match path.gateway_from.as_deref().or(path.gateway) {
+            Some(g) => parse_addr(g, p.family).map(Some),
             None => Err(format!("no gateway found for {device}")),
         },
         other => Err(format!("unsupported gatewaySource \"{other}\"")),
@@ -802,12 +822,12 @@ fn install_path(ctx: &Ctx<'_>, p: &PolicyView<'_>, path: PathSpec<'_>, out: &mut
         0 => DEFAULT_TABLE_METRIC,
         m => m,
     };
-    let mut route = Route::new(table, ipnet::Ipv4Net::default(), metric, RouteKind::Unicast);
+    let mut route = Route::new(table, p.family.any(), metric, RouteKind::Unicast);
     route.device = Some(device);
     route.gateway = gateway;
     route.owner = p.id.clone();
     out.desired.routes.push(route);
     out.desired
         .rules
-        .push(Rule::new(priority, path.mark, table, p.id.clone()));
+        .push(Rule::new(priority, path.mark, table, p.id.clone()).in_family(p.family));
 }

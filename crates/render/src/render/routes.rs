@@ -4,11 +4,12 @@ use routerd_model::{Kind, Resource};
 use serde_json::Value;
 
 use super::{Ctx, RenderProblem, Rendered, parse_addr, parse_net, split_kind_name};
-use crate::ir::{MAIN_TABLE, NextHop, Route, RouteKind};
+use crate::ir::{Family, MAIN_TABLE, NextHop, Route, RouteKind};
 
 /// Phases in which the route controller keeps what is installed
 /// (fail-static): the route is neither rendered anew nor withdrawn.
-const HOLD_PHASES: [&str; 5] = ["Pending", "Error", "Standby", "NotApplicable", "Disabled"];
+pub(super) const HOLD_PHASES: [&str; 5] =
+    ["Pending", "Error", "Standby", "NotApplicable", "Disabled"];
 
 pub(super) fn render_ipv4_routes(ctx: &Ctx<'_>, out: &mut Rendered) {
     for r in ctx.of_kind(Kind::IPv4Route) {
@@ -26,7 +27,7 @@ pub(super) fn render_ipv4_routes(ctx: &Ctx<'_>, out: &mut Rendered) {
     }
 }
 
-fn status_str<'v>(st: &'v serde_json::Map<String, Value>, key: &str) -> Option<&'v str> {
+pub(super) fn status_str<'v>(st: &'v serde_json::Map<String, Value>, key: &str) -> Option<&'v str> {
     st.get(key)
         .and_then(Value::as_str)
         .map(str::trim)
@@ -43,8 +44,8 @@ fn route_of(ctx: &Ctx<'_>, r: &Resource, id: &str) -> Result<Option<Route>, Stri
     } else {
         spec.destination.trim()
     };
-    let destination =
-        parse_net(dest).map_err(|e| format!("{id} spec.destination is invalid: {e}"))?;
+    let destination = parse_net(dest, Family::V4)
+        .map_err(|e| format!("{id} spec.destination is invalid: {e}"))?;
     let metric = u32::try_from(spec.metric.unwrap_or(0).max(0)).unwrap_or(u32::MAX);
     let blackhole = spec.route_type() == "blackhole";
     let kind = if blackhole {
@@ -92,7 +93,7 @@ fn route_of(ctx: &Ctx<'_>, r: &Resource, id: &str) -> Result<Option<Route>, Stri
         .and_then(Value::as_array)
         .filter(|m| !m.is_empty())
     {
-        route.nexthops = nexthops(members).map_err(|e| format!("{id} members: {e}"))?;
+        route.nexthops = nexthops(members, Family::V4).map_err(|e| format!("{id} members: {e}"))?;
         if route.nexthops.len() == 1 {
             // One member is an ordinary route.
             let nh = route.nexthops.remove(0);
@@ -105,7 +106,7 @@ fn route_of(ctx: &Ctx<'_>, r: &Resource, id: &str) -> Result<Option<Route>, Stri
         };
         route.device = Some(device);
         route.gateway = gateway
-            .map(|g| parse_addr(&g))
+            .map(|g| parse_addr(&g, Family::V4))
             .transpose()
             .map_err(|e| format!("{id} spec.gateway must be an IPv4 address: {e}"))?;
     }
@@ -120,7 +121,7 @@ fn route_of(ctx: &Ctx<'_>, r: &Resource, id: &str) -> Result<Option<Route>, Stri
             .filter(|s| !s.trim().is_empty())
     {
         route.preferred_source = Some(
-            parse_addr(src)
+            parse_addr(src, Family::V4)
                 .map_err(|e| format!("{id} spec.preferredSource must be an IPv4 address: {e}"))?,
         );
     }
@@ -135,7 +136,9 @@ fn first(a: Option<String>, b: Option<&str>) -> Option<String> {
     })
 }
 
-pub(crate) fn nexthops(members: &[Value]) -> Result<Vec<NextHop>, String> {
+/// The weighted paths of a weighted-ecmp selection's `members`, gateways
+/// of `family`.
+pub(crate) fn nexthops(members: &[Value], family: Family) -> Result<Vec<NextHop>, String> {
     let mut out = Vec::new();
     for m in members {
         let device = m
@@ -144,7 +147,7 @@ pub(crate) fn nexthops(members: &[Value]) -> Result<Vec<NextHop>, String> {
             .filter(|s| !s.is_empty())
             .ok_or("member without device")?;
         let gateway = match m.get("gateway").and_then(Value::as_str) {
-            Some(g) if !g.trim().is_empty() => Some(parse_addr(g)?),
+            Some(g) if !g.trim().is_empty() => Some(parse_addr(g, family)?),
             _ => None,
         };
         let w = m.get("weight").and_then(Value::as_i64).unwrap_or(1);
