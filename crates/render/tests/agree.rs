@@ -187,7 +187,9 @@ fn world(seed: u64) -> World {
     let preempt = pick(&mut s, 4) != 0;
     // Drawn apart from the stream above, so the worlds of recorded seeds
     // stay what they were.
-    let when_no_candidate = if mode.is_empty() {
+    // Fail-closed is carried for IPv4 only (validation refuses it for
+    // IPv6), so IPv6 worlds never ask for it.
+    let when_no_candidate = if mode.is_empty() || family == Family::V6 {
         ""
     } else {
         ["", "main", "reject", "drop"][(seed.rotate_left(17) % 4) as usize]
