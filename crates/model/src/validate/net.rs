@@ -1048,6 +1048,26 @@ fn source_nat(s: &NAT44RuleSpec, p: &mut Problems<'_>) {
 }
 
 pub(super) fn address_set(s: &IPAddressSetSpec, p: &mut Problems<'_>) {
+    if s.addresses.is_empty() && s.names.is_empty() {
+        p.at("spec.addresses", "spec.addresses or spec.names is required");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, n) in s.names.iter().enumerate() {
+        let path = format!("spec.names[{i}]");
+        let n = n.trim();
+        if n.is_empty() {
+            p.field(&path, "must not be empty");
+        } else if n.contains([' ', '\t', '\n', '\r', '/', ',']) {
+            p.field(&path, "is invalid: must be a single DNS domain");
+        } else if !seen.insert(n) {
+            p.field(&path, format!("duplicates name \"{n}\""));
+        }
+    }
+    if !s.refresh_interval.is_empty()
+        && let Err(e) = GoDuration::parse(&s.refresh_interval)
+    {
+        p.field("spec.refreshInterval", format!("is invalid: {e}"));
+    }
     let family = s.family.as_deref().unwrap_or("");
     if !matches!(family, "" | "ipv4" | "ipv6") {
         p.field("spec.family", "must be ipv4 or ipv6");
