@@ -72,6 +72,10 @@ pub struct PlanDocument {
     /// carry the fault, as the daemon reports them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<routerd_render::render::RenderProblem>,
+    /// What to know about resources that did render (IPAddressSet names
+    /// without a resolution: offline they render as spec.addresses only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<routerd_render::render::RenderNote>,
 }
 
 impl PlanDocument {
@@ -88,6 +92,7 @@ impl PlanDocument {
             decisions: BTreeMap::new(),
             dataplane: DataplaneView::default(),
             problems: Vec::new(),
+            notes: Vec::new(),
         }
     }
 }
