@@ -756,7 +756,12 @@ impl Core {
 
 /// Statuses the step computes (and may delete when the resource goes).
 fn is_computed(id: &str) -> bool {
-    ["/EgressRoutePolicy/", "/IPv4Route/", "/NAT44Rule/"]
-        .iter()
-        .any(|k| id.contains(k))
+    [
+        "/EgressRoutePolicy/",
+        "/IPv4Route/",
+        "/NAT44Rule/",
+        "/IPAddressSet/",
+    ]
+    .iter()
+    .any(|k| id.contains(k))
 }

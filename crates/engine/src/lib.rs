@@ -12,6 +12,7 @@ pub mod faults;
 pub mod health;
 pub mod links;
 pub mod metrics;
+pub mod names;
 pub mod nftwatch;
 pub mod plugins;
 pub mod queue;
