@@ -194,10 +194,12 @@ fn a_dns_named_set_steers_its_destination_and_follows_the_answer() {
     });
     wait_for_upstream(&lab, &d, Uplink::Wan1.upstream());
     // Not asserted: a flow to an address that left the set is routed like
-    // any other packet to it (mark mode matches every packet, no connmark
-    // pinning), so here its packets leave through wan1 with wan2's SNAT
-    // address and up1 resets it. Pinning established flows is a policy
-    // rendering question (docs/operations.md, "IPAddressSet names").
+    // any other packet to it (mark mode matches every packet; nothing pins
+    // connections), so here its packets leave through wan1 with wan2's SNAT
+    // address and up1 resets it. Pinning with `ct mark` alone does not
+    // work here: the priority policy's sticky rules in
+    // routerd_default_route rewrite every LAN connection's ct mark before
+    // routerd_policy runs. See docs/operations.md, "IPAddressSet names".
     let after = flow.ping(Duration::from_secs(2));
     eprintln!("established flow to the address that left the set: {after:?}");
 
