@@ -250,3 +250,75 @@ async fn answers_move_the_set_failures_keep_it_and_quiet_refreshes_wake_nothing(
     let _ = stop_tx.send(());
     task.await.unwrap();
 }
+
+/// Runs the daemon on `store` and `dp` until `until` holds (or panics).
+async fn run_until(
+    dir: &std::path::Path,
+    store: Arc<Store>,
+    dp: SharedMemDataplane,
+    resolver: Arc<MemoryResolver>,
+    settle: Duration,
+    until: impl Fn(&SharedMemDataplane) -> bool,
+) {
+    let options = Options {
+        config_path: dir.join("config.yaml"),
+        resync: Duration::from_secs(24 * 3600),
+    };
+    let shared = Shared::new(options, store, Arc::new(SystemClock)).unwrap();
+    shared.set_resolver(resolver);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let dp2 = dp.clone();
+    let task = tokio::spawn(async move {
+        daemon::run(shared, dp2, links(), NoHealth, None, |_| {}, async {
+            let _ = stop_rx.await;
+        })
+        .await;
+    });
+    wait_for("the daemon to converge", || until(&dp)).await;
+    tokio::time::sleep(settle).await;
+    let _ = stop_tx.send(());
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_while_dns_is_down_keeps_the_last_good_members() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.yaml"), CONFIG).unwrap();
+    let store = Arc::new(Store::in_memory());
+    let dp = SharedMemDataplane::default();
+    let resolver = Arc::new(MemoryResolver::new());
+    resolver.set("svc.lab", Family::V4, &[ip("203.0.113.10")], None);
+    run_until(
+        dir.path(),
+        store.clone(),
+        dp.clone(),
+        resolver,
+        Duration::from_secs(1),
+        |dp| set_text(dp).contains("203.0.113.10"),
+    )
+    .await;
+
+    // A new daemon on the same store and kernel, DNS down from the start.
+    let down = Arc::new(MemoryResolver::new());
+    down.fail("svc.lab", Family::V4, "connection refused");
+    let calls = down.clone();
+    run_until(
+        dir.path(),
+        store.clone(),
+        dp.clone(),
+        down,
+        Duration::from_secs(40),
+        move |_| calls.calls() > 0,
+    )
+    .await;
+    assert!(
+        set_text(&dp).contains("203.0.113.10"),
+        "a restart during a DNS outage emptied the set:\n{}",
+        set_text(&dp)
+    );
+    let stored = store.status_snapshot().unwrap();
+    assert_eq!(
+        stored[SET]["resolved"]["svc.lab"]["addresses"],
+        serde_json::json!(["203.0.113.10"])
+    );
+}
