@@ -148,8 +148,12 @@ async fn run(
     loop {
         let now = start.elapsed();
         let mut jobs = tokio::task::JoinSet::new();
+        let mut pending = vec![0usize; sets.len()];
         for (i, s) in sets.iter().enumerate() {
             for name in s.due(now) {
+                if let Some(p) = pending.get_mut(i) {
+                    *p += 1;
+                }
                 let resolver = resolver.clone();
                 let family = s.spec().family;
                 let limit = limit.clone();
@@ -176,19 +180,22 @@ async fn run(
             }
             continue;
         }
-        let mut touched = BTreeSet::new();
+        // A set is published as soon as its own names of this round are
+        // done, so one slow name elsewhere does not hold it back.
         while let Some(done) = jobs.join_next().await {
             let Ok((i, name, out)) = done else { continue };
             if let Err(e) = &out {
                 tracing::debug!(error = %e, "IPAddressSet name did not resolve; keeping its last good addresses");
             }
-            if let Some(s) = sets.get_mut(i) {
-                s.record(&name, out, start.elapsed(), clock.now());
-                touched.insert(i);
+            let Some(s) = sets.get_mut(i) else { continue };
+            s.record(&name, out, start.elapsed(), clock.now());
+            if let Some(p) = pending.get_mut(i) {
+                *p = p.saturating_sub(1);
+                if *p > 0 {
+                    continue;
+                }
             }
-        }
-        for i in touched {
-            let (Some(s), Some(before)) = (sets.get(i), told.get_mut(i)) else {
+            let Some(before) = told.get_mut(i) else {
                 continue;
             };
             let status = s.status();
