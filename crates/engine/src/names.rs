@@ -239,3 +239,64 @@ fn members_event(
         .attr("removed", removed.to_string())
         .attr("members", after.len().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use routerd_resolve::{Family, MemoryResolver};
+
+    fn spec(name: &str, dns: &str) -> SetSpec {
+        SetSpec {
+            id: format!("net.routerd.net/v1alpha1/IPAddressSet/{name}"),
+            family: Family::V4,
+            addresses: Vec::new(),
+            names: vec![dns.to_string()],
+            refresh_interval: None,
+            refresh_interval_text: String::new(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_name_does_not_hold_back_another_set() {
+        let r = Arc::new(MemoryResolver::new());
+        r.hang("slow.example", Family::V4);
+        r.set(
+            "fast.example",
+            Family::V4,
+            &["198.51.100.9".parse().unwrap()],
+            Some(Duration::from_secs(60)),
+        );
+        let sets = vec![
+            (
+                SetState::new(spec("slow", "slow.example"), None, Duration::ZERO),
+                None,
+            ),
+            (
+                SetState::new(spec("fast", "fast.example"), None, Duration::ZERO),
+                None,
+            ),
+        ];
+        let (tx, mut rx) = mpsc::channel(16);
+        let task = tokio::spawn(run(r, sets, Arc::new(crate::daemon::SystemClock), tx));
+        let first = tokio::time::timeout(Duration::from_secs(1), rx.recv())
+            .await
+            .expect("the fast set waited for the slow one")
+            .unwrap();
+        assert!(first.id.ends_with("/fast"), "{}", first.id);
+        let e = first.event.expect("members changed");
+        assert_eq!(e.type_, MEMBERS_CHANGED);
+        assert_eq!(e.attributes["added"], "1");
+        assert_eq!(e.attributes["removed"], "0");
+        let second = rx.recv().await.unwrap();
+        assert!(second.id.ends_with("/slow"));
+        assert!(second.event.is_none(), "nothing resolved, nothing changed");
+        assert_eq!(second.status["phase"], "Pending");
+        assert_eq!(
+            second.status["resolved"]["slow.example"]["lastError"],
+            "slow.example: no answer within 10s"
+        );
+        task.abort();
+    }
+}
