@@ -459,6 +459,57 @@ fn plan_refuses_an_invalid_config() {
 }
 
 #[test]
+fn plan_notes_sets_whose_names_have_no_resolution_offline() {
+    let f = temp_file(
+        "apiVersion: routerd.net/v1alpha1
+kind: Router
+metadata: {name: names}
+spec:
+  resources:
+    - apiVersion: net.routerd.net/v1alpha1
+      kind: Interface
+      metadata: {name: wan2}
+      spec: {ifname: wan2}
+    - apiVersion: net.routerd.net/v1alpha1
+      kind: IPAddressSet
+      metadata: {name: svc}
+      spec: {addresses: [192.0.2.10], names: [service.example.com], refreshInterval: 10m}
+    - apiVersion: net.routerd.net/v1alpha1
+      kind: EgressRoutePolicy
+      metadata: {name: svc}
+      spec:
+        mode: mark
+        destinationSetRefs: [IPAddressSet/svc]
+        candidates:
+          - {name: alt, interface: wan2, gatewaySource: static, gateway: 198.18.2.2,
+             mark: 0x20, table: 120, priority: 1000}
+",
+    );
+    let path = f.path().to_str().unwrap();
+    let o = run(&["plan", "-f", path, "-o", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let notes = doc["notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(
+        notes[0]["owner"],
+        "net.routerd.net/v1alpha1/IPAddressSet/svc"
+    );
+    // The set renders from spec.addresses alone.
+    let text = doc["dataplane"]["nftables"][0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("set ip_address_set_svc { type ipv4_addr; elements = { 192.0.2.10 } }"),
+        "{text}"
+    );
+    let o = run(&["plan", "-f", path]);
+    assert!(
+        stdout(&o).contains("Notes:\n  net.routerd.net/v1alpha1/IPAddressSet/svc: names service.example.com are not resolved yet"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
 fn plan_rejects_a_bad_now() {
     let ex = examples().join("dslite-static-egress.yaml");
     let o = run(&["plan", "-f", ex.to_str().unwrap(), "--now", "yesterday"]);

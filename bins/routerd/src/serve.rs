@@ -58,6 +58,10 @@ pub(crate) struct Args {
     /// kept besides, whatever its age).
     #[arg(long, default_value_t = routerd_store::StoreOptions::default().generation_history)]
     generation_history: usize,
+    /// The resolver configuration IPAddressSet names are resolved with
+    /// (its `nameserver` lines; read again when it changes).
+    #[arg(long, env = "ROUTERD_RESOLV_CONF", default_value = "/etc/resolv.conf")]
+    resolv_conf: PathBuf,
     /// Events kept in the store (also bounded by --event-bytes).
     #[arg(long, default_value_t = routerd_store::StoreOptions::default().event_capacity)]
     event_history: u64,
@@ -162,6 +166,9 @@ async fn serve(args: Args, resync: Duration, group: Option<u32>) -> Result<i32> 
         unknown_fields: args.unknown_fields,
     };
     let shared = Shared::new(options, store, Arc::new(SystemClock))?;
+    shared.set_resolver(Arc::new(routerd_resolve::system::SystemResolver::new(
+        Some(args.resolv_conf.clone()),
+    )));
     // Plugins forked by a previous routerd that was killed mid-run would
     // otherwise live on; kill them before any plugin of ours starts.
     let groups = args.state_dir.join("plugin-groups");

@@ -925,6 +925,7 @@ fn is_computed(id: &str) -> bool {
         "/IPv4Route/",
         "/IPv6StaticRoute/",
         "/NAT44Rule/",
+        "/IPAddressSet/",
     ]
     .iter()
     .any(|k| id.contains(k))

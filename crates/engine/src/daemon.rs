@@ -188,6 +188,8 @@ pub struct Shared {
     plugins: PluginHost,
     counters: std::sync::Mutex<crate::metrics::Counters>,
     health_detail: std::sync::Mutex<Option<Arc<dyn HealthDetail>>>,
+    /// Resolves IPAddressSet names (none: names stay unresolved).
+    resolver: std::sync::Mutex<Option<Arc<dyn routerd_resolve::Resolver>>>,
     /// The last store write that failed, until a step commits again.
     store_error: std::sync::Mutex<Option<(DateTime<Utc>, String)>>,
     heartbeat: crate::watchdog::Heartbeat,
@@ -334,6 +336,7 @@ impl Shared {
             plugins: PluginHost::new(),
             counters: std::sync::Mutex::new(crate::metrics::Counters::default()),
             health_detail: std::sync::Mutex::new(None),
+            resolver: std::sync::Mutex::new(None),
             store_error: std::sync::Mutex::new(None),
             heartbeat: crate::watchdog::Heartbeat::default(),
         }))
@@ -346,6 +349,16 @@ impl Shared {
         flusher: Arc<dyn routerd_conntrack::ConntrackFlusher>,
     ) {
         self.core.lock().await.set_flusher(flusher);
+    }
+
+    /// Gives the daemon a DNS resolver for IPAddressSet names; [`run`]
+    /// takes it when it starts (the binary passes hickory over
+    /// resolv.conf, tests an in-memory one).
+    pub fn set_resolver(&self, resolver: Arc<dyn routerd_resolve::Resolver>) {
+        *self
+            .resolver
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(resolver);
     }
 
     /// Queues work (for signal handlers and event sources).
@@ -514,11 +527,17 @@ pub async fn run<D, L, H>(
         .plugin_tx
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(plugin_tx.clone());
+    let resolver = shared
+        .resolver
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     let mut lp = Loop {
         shared: shared.clone(),
         dataplane,
         links,
         health,
+        names: crate::names::NameDriver::new(resolver),
         obs_tx,
         plugin_tx,
         plugins: Plugins::default(),
@@ -581,6 +600,8 @@ struct Loop<D, L, H, F> {
     dataplane: D,
     links: L,
     health: H,
+    /// Resolves IPAddressSet names off the loop.
+    names: crate::names::NameDriver,
     obs_tx: mpsc::Sender<Observation>,
     plugin_tx: mpsc::Sender<PluginOutput>,
     plugins: Plugins,
@@ -605,8 +626,9 @@ where
         self.shared.queue.add(Key::Step);
     }
 
-    /// Health results: those that can change a selection wake a step; the
-    /// rest only refresh what readers see.
+    /// Health results and IPAddressSet resolutions: those that can change
+    /// a selection or a set's members wake a step; the rest only refresh
+    /// what readers see.
     async fn on_health(&mut self, batch: Vec<Observation>) {
         let shared = &self.shared;
         shared.count(|c| c.health_updates += batch.len() as u64);
@@ -614,7 +636,12 @@ where
         let mut events = Vec::new();
         let mut relevant = false;
         for o in batch {
-            if selection_relevant(core.statuses.get(&o.id), &o.status) {
+            let moves = if crate::names::is_address_set(&o.id) {
+                crate::names::members_changed(core.statuses.get(&o.id), &o.status)
+            } else {
+                selection_relevant(core.statuses.get(&o.id), &o.status)
+            };
+            if moves {
                 relevant = true;
                 core.observe_one(o.id, o.status);
             } else {
@@ -720,6 +747,12 @@ where
         }
         if res.as_ref().is_ok_and(|r| r.full) {
             self.configure_health(&core);
+            self.names.configure(
+                core.effective(),
+                &core.statuses,
+                shared.clock.clone(),
+                self.obs_tx.clone(),
+            );
         }
         let generation = core.generation;
         drop(core);

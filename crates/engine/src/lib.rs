@@ -13,6 +13,7 @@ pub mod flush;
 pub mod health;
 pub mod links;
 pub mod metrics;
+pub mod names;
 pub mod nftwatch;
 pub mod plugins;
 pub mod queue;

@@ -166,5 +166,11 @@ fn text(doc: &PlanDocument) -> String {
             let _ = writeln!(o, "  {} {}", e.type_, e.resource);
         }
     }
+    if !doc.notes.is_empty() {
+        let _ = writeln!(o, "Notes:");
+        for n in &doc.notes {
+            let _ = writeln!(o, "  {}: {}", n.owner, n.message);
+        }
+    }
     o
 }

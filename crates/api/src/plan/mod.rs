@@ -78,6 +78,10 @@ pub struct PlanDocument {
     /// carry the fault, as the daemon reports them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<routerd_render::render::RenderProblem>,
+    /// What to know about resources that did render (IPAddressSet names
+    /// without a resolution: offline they render as spec.addresses only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<routerd_render::render::RenderNote>,
 }
 
 impl PlanDocument {
@@ -95,6 +99,7 @@ impl PlanDocument {
             dataplane: DataplaneView::default(),
             problems: Vec::new(),
             unmanaged: Vec::new(),
+            notes: Vec::new(),
         }
     }
 }

@@ -34,6 +34,7 @@ pub(super) fn run(
         }
     }
     doc.problems = rendered.problems;
+    doc.notes = rendered.notes;
     Ok(rendered.desired)
 }
 

@@ -767,14 +767,14 @@ pub struct IPAddressSetSpec {
     /// Addresses or prefixes of the family.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<String>,
-    /// DNS names whose A/AAAA answers join the set (routerd's field;
-    /// resolution is docs/compatibility.md's "accepted, not acted on" until
-    /// the resolver lands).
+    /// Exact DNS names whose A (ipv4) or AAAA (ipv6) records join the set
+    /// while the daemon runs (routerd's FQDN sets; no wildcards).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub names: Vec<String>,
-    /// How often `names` are resolved again (Go duration).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refresh_interval: Option<String>,
+    /// Go duration capping how long resolved names go unrefreshed (the
+    /// record TTL applies when it is sooner); empty: TTL only.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub refresh_interval: String,
     /// Gate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<WhenSpec>,

@@ -1136,9 +1136,9 @@ fn source_nat(s: &NAT44RuleSpec, p: &mut Problems<'_>) {
 
 pub(super) fn address_set(s: &IPAddressSetSpec, p: &mut Problems<'_>) {
     if s.addresses.is_empty() && s.names.is_empty() {
-        p.at("spec", "spec.addresses or spec.names is required");
+        p.at("spec.addresses", "spec.addresses or spec.names is required");
     }
-    let mut seen_names = std::collections::HashSet::new();
+    let mut seen = std::collections::BTreeSet::new();
     for (i, n) in s.names.iter().enumerate() {
         let path = format!("spec.names[{i}]");
         let n = n.trim();
@@ -1146,12 +1146,12 @@ pub(super) fn address_set(s: &IPAddressSetSpec, p: &mut Problems<'_>) {
             p.field(&path, "must not be empty");
         } else if n.contains([' ', '\t', '\n', '\r', '/', ',']) {
             p.field(&path, "is invalid: must be a single DNS domain");
-        } else if !seen_names.insert(n) {
-            p.field(&path, format!("duplicates name {n:?}"));
+        } else if !seen.insert(n) {
+            p.field(&path, format!("duplicates name \"{n}\""));
         }
     }
-    if let Some(r) = s.refresh_interval.as_deref().filter(|r| !r.is_empty())
-        && let Err(e) = GoDuration::parse(r)
+    if !s.refresh_interval.is_empty()
+        && let Err(e) = GoDuration::parse(&s.refresh_interval)
     {
         p.field("spec.refreshInterval", format!("is invalid: {e}"));
     }
