@@ -180,31 +180,19 @@ pub fn ipv4_route(
     }
     let preferred = non_empty(spec.preferred_source.as_deref()).unwrap_or("");
     let metric = spec.metric.unwrap_or(0);
-    let same = previous.is_some_and(|p| {
-        let s = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("");
-        s("phase") == "Installed"
-            && s("type") == route_type
-            && s("destination") == destination
-            && s("device") == device
-            && s("gateway") == gateway
-            && s("preferredSource") == preferred
-            && p.get("metric").and_then(Value::as_i64).unwrap_or(0) == metric
-    });
-    let installed_at = previous
-        .filter(|_| same)
-        .and_then(|p| p.get("installedAt").cloned())
-        .unwrap_or_else(|| json!(format_rfc3339_nano(now)));
-    let mut st = Status::new();
-    st.insert("phase".into(), json!("Installed"));
-    st.insert("type".into(), json!(route_type));
-    st.insert("destination".into(), json!(destination));
-    st.insert("device".into(), json!(device));
-    st.insert("gateway".into(), json!(gateway));
-    st.insert("preferredSource".into(), json!(preferred));
-    st.insert("metric".into(), json!(metric));
-    st.insert("dryRun".into(), json!(options.dry_run));
-    st.insert("installedAt".into(), installed_at);
-    st.insert("changed".into(), json!(!same));
+    let (st, same) = installed_status(
+        previous,
+        now,
+        options.dry_run,
+        &[
+            ("type", json!(route_type)),
+            ("destination", json!(destination)),
+            ("device", json!(device)),
+            ("gateway", json!(gateway)),
+            ("preferredSource", json!(preferred)),
+            ("metric", json!(metric)),
+        ],
+    );
     let mut events = Vec::new();
     if !same {
         events.push(
@@ -222,6 +210,34 @@ pub fn ipv4_route(
         );
     }
     outcome(st, previous, events)
+}
+
+/// The `Installed` status of a route follower (IPv4Route, IPv6StaticRoute)
+/// with `fields`, and whether it is the same route as `previous`: then
+/// `installedAt` is kept and no event is due, so a resync never churns.
+pub(crate) fn installed_status(
+    previous: Option<&Status>,
+    now: DateTime<Utc>,
+    dry_run: bool,
+    fields: &[(&str, Value)],
+) -> (Status, bool) {
+    let same = previous.is_some_and(|p| {
+        p.get("phase").and_then(Value::as_str) == Some("Installed")
+            && fields.iter().all(|(k, v)| p.get(*k) == Some(v))
+    });
+    let installed_at = previous
+        .filter(|_| same)
+        .and_then(|p| p.get("installedAt").cloned())
+        .unwrap_or_else(|| json!(format_rfc3339_nano(now)));
+    let mut st = Status::new();
+    st.insert("phase".into(), json!("Installed"));
+    for (k, v) in fields {
+        st.insert((*k).into(), v.clone());
+    }
+    st.insert("dryRun".into(), json!(dry_run));
+    st.insert("installedAt".into(), installed_at);
+    st.insert("changed".into(), json!(!same));
+    (st, same)
 }
 
 fn condition(type_: &str, ok: bool, reason: &str) -> Value {

@@ -11,11 +11,10 @@
 use chrono::{DateTime, Utc};
 use routerd_model::spec::IPv6StaticRouteSpec;
 use routerd_model::{Event, Status};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{FollowOptions, FollowOutcome, Subject, non_empty, outcome};
 use crate::set::World;
-use crate::time::format_rfc3339_nano;
 
 /// The event of an IPv6StaticRoute whose install-relevant fields changed.
 pub const IPV6_ROUTE_INSTALLED_EVENT: &str = "routerd.ipv6.route.installed";
@@ -48,29 +47,18 @@ pub fn ipv6_static_route(
     let destination = spec.destination.trim();
     let gateway = spec.via.trim();
     let metric = spec.metric.unwrap_or(0);
-    let same = previous.is_some_and(|p| {
-        let s = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("");
-        s("phase") == "Installed"
-            && s("destination") == destination
-            && s("gateway") == gateway
-            && s("interface") == interface
-            && s("device") == device
-            && p.get("metric").and_then(Value::as_i64).unwrap_or(0) == metric
-    });
-    let installed_at = previous
-        .filter(|_| same)
-        .and_then(|p| p.get("installedAt").cloned())
-        .unwrap_or_else(|| json!(format_rfc3339_nano(now)));
-    let mut st = Status::new();
-    st.insert("phase".into(), json!("Installed"));
-    st.insert("destination".into(), json!(destination));
-    st.insert("gateway".into(), json!(gateway));
-    st.insert("interface".into(), json!(interface));
-    st.insert("device".into(), json!(device));
-    st.insert("metric".into(), json!(metric));
-    st.insert("dryRun".into(), json!(options.dry_run));
-    st.insert("installedAt".into(), installed_at);
-    st.insert("changed".into(), json!(!same));
+    let (st, same) = super::installed_status(
+        previous,
+        now,
+        options.dry_run,
+        &[
+            ("destination", json!(destination)),
+            ("gateway", json!(gateway)),
+            ("interface", json!(interface)),
+            ("device", json!(device)),
+            ("metric", json!(metric)),
+        ],
+    );
     let mut events = Vec::new();
     if !same {
         events.push(
