@@ -443,3 +443,101 @@ fn ipv6_host_traffic_leaves_through_its_candidate_from_the_global_address() {
         "{rules}"
     );
 }
+
+/// What one echo request from the client prints (stdout and stderr): a
+/// fail-closed `reject` answers with ICMPv6 "Administratively prohibited".
+fn ping_output(lab: &Lab) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", lab.ns(Node::Client), "ping", "-6", "-n"])
+        .args(["-c", "1", "-W", "1", TARGET6])
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `whenNoCandidate: reject` on an IPv6 policy: while its only candidate is
+/// down the client's IPv6 is refused at once (ICMPv6 admin-prohibited from
+/// the router's `ip6 routerd_failclosed_*` table), and nothing leaks through
+/// the router's main-table IPv6 default route via wan2; once the candidate
+/// is back the same pings leave through wan1 again.
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn ipv6_fail_closed_refuses_while_no_candidate_is_ready() {
+    let lab = lab("rv6f");
+    add_ipv6(&lab);
+    // The leak path a fail-open policy would use.
+    let (_, up2) = wan6(Uplink::Wan2);
+    lab.ip(
+        Node::Router,
+        &["-6", "route", "add", "default", "via", up2, "dev", "wan2"],
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(
+        &lab,
+        dir.path(),
+        "    - apiVersion: net.routerd.net/v1alpha1
+      kind: HealthCheck
+      metadata: {name: hc-wan1}
+      spec: {addressFamily: ipv6, target: \"2001:db8:ff::1\", interface: wan1, protocol: icmp,
+             interval: 1s, timeout: 500ms, healthyThreshold: 1, unhealthyThreshold: 2}
+    - apiVersion: net.routerd.net/v1alpha1
+      kind: EgressRoutePolicy
+      metadata: {name: lan-v6}
+      spec:
+        family: ipv6
+        mode: priority
+        whenNoCandidate: reject
+        sourceCIDRs: [\"2001:db8:50::/64\"]
+        hysteresis: 0s
+        candidates:
+          - {name: primary, interface: wan1, gatewaySource: static, gateway: \"2001:db8:1::2\",
+             mark: 0x10, table: 110, priority: 1100, healthCheck: hc-wan1}
+",
+    );
+    pings_leave_through(&lab, &d, Node::Up1, "start");
+    // wan1's upstream drops IPv6 echo requests: the probe fails, the policy
+    // has no ready candidate.
+    lab.nft(
+        Node::Up1,
+        "table ip6 fault6 {\n  chain drop_in {\n    type filter hook prerouting priority -400; policy accept;\n    iifname \"eth0\" meta l4proto ipv6-icmp icmpv6 type echo-request drop\n  }\n}\n",
+    )
+    .unwrap();
+    wait_until(
+        || ping_output(&lab).contains("Administratively prohibited"),
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+    )
+    .unwrap_or_else(|_| {
+        panic!(
+            "the client was never refused while no candidate was ready\n{}",
+            debug(&lab, &d)
+        )
+    });
+    let leaked_before = echo_requests(&lab, Node::Up2);
+    for _ in 0..3 {
+        let out = ping_output(&lab);
+        assert!(out.contains("Administratively prohibited"), "{out}");
+    }
+    assert_eq!(
+        echo_requests(&lab, Node::Up2),
+        leaked_before,
+        "IPv6 leaked through the main table while failing closed\n{}",
+        debug(&lab, &d)
+    );
+    let st = reported_status(&d, "EgressRoutePolicy", "lan-v6");
+    assert_eq!(st["failClosed"], "reject", "{st}");
+    lab.exec(Node::Up1, "nft", ["delete", "table", "ip6", "fault6"])
+        .unwrap();
+    pings_leave_through(&lab, &d, Node::Up1, "candidate ready again");
+    let st = reported_status(&d, "EgressRoutePolicy", "lan-v6");
+    assert!(st.get("failClosed").is_none(), "{st}");
+    assert!(
+        !sh(&lab, "nft", &["list", "tables"]).contains("routerd_failclosed_lan_v6"),
+        "the fail-closed table outlived the candidate's return"
+    );
+}

@@ -109,6 +109,9 @@ fn expressible(e: &Expr) -> Result<(), String> {
         Expr::Reject(RejectWith::IcmpAdminProhibited) => {
             unsupported("reject with icmp type admin-prohibited (only icmpx codes)")
         }
+        Expr::Reject(RejectWith::Icmpv6AdminProhibited) => {
+            unsupported("reject with icmpv6 type admin-prohibited (only icmpx codes)")
+        }
         Expr::Masquerade { ports, persistent } if ports.is_some() || *persistent => {
             unsupported("masquerade port ranges or flags")
         }

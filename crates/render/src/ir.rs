@@ -772,6 +772,9 @@ pub enum RejectWith {
     /// `reject with icmp type admin-prohibited` (destination unreachable,
     /// code 13, "communication administratively prohibited").
     IcmpAdminProhibited,
+    /// `reject with icmpv6 type admin-prohibited` (destination unreachable,
+    /// code 1), the IPv6 twin for `ip6` tables.
+    Icmpv6AdminProhibited,
 }
 
 /// One rule: expressions in order.

@@ -166,6 +166,9 @@ pub fn expr_json(e: &Expr) -> Value {
         Expr::Reject(RejectWith::IcmpAdminProhibited) => {
             json!({"reject": {"type": "icmp", "expr": "admin-prohibited"}})
         }
+        Expr::Reject(RejectWith::Icmpv6AdminProhibited) => {
+            json!({"reject": {"type": "icmpv6", "expr": "admin-prohibited"}})
+        }
         Expr::Drop => json!({"drop": null}),
     }
 }

@@ -140,6 +140,9 @@ pub fn expr_text(e: &Expr) -> String {
         Expr::Reject(RejectWith::IcmpAdminProhibited) => {
             "reject with icmp type admin-prohibited".to_string()
         }
+        Expr::Reject(RejectWith::Icmpv6AdminProhibited) => {
+            "reject with icmpv6 type admin-prohibited".to_string()
+        }
         Expr::Drop => "drop".to_string(),
     }
 }

@@ -187,9 +187,7 @@ fn world(seed: u64) -> World {
     let preempt = pick(&mut s, 4) != 0;
     // Drawn apart from the stream above, so the worlds of recorded seeds
     // stay what they were.
-    // Fail-closed is carried for IPv4 only (validation refuses it for
-    // IPv6), so IPv6 worlds never ask for it.
-    let when_no_candidate = if mode.is_empty() || family == Family::V6 {
+    let when_no_candidate = if mode.is_empty() {
         ""
     } else {
         ["", "main", "reject", "drop"][(seed.rotate_left(17) % 4) as usize]
@@ -457,9 +455,19 @@ fn check_fail_closed(
     } else {
         vec![
             &Expr::Reject(RejectWith::TcpReset),
-            &Expr::Reject(RejectWith::IcmpAdminProhibited),
+            match w.family {
+                Family::V4 => &Expr::Reject(RejectWith::IcmpAdminProhibited),
+                Family::V6 => &Expr::Reject(RejectWith::Icmpv6AdminProhibited),
+            },
         ]
     };
+    if t.family != w.family.nft_family() {
+        return Err(format!(
+            "{} policy fails closed in a {:?} table",
+            w.family.as_str(),
+            t.family
+        ));
+    }
     if verdicts != expected {
         return Err(format!("fail-closed verdicts {verdicts:?}"));
     }

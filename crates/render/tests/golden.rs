@@ -184,6 +184,7 @@ golden! {
     fail_closed_reject_refuses_the_policy_match_first => "fail-closed-reject",
     fail_closed_drop_starts_closed_before_any_probe => "fail-closed-drop",
     fail_closed_policy_with_a_ready_candidate_is_open => "fail-closed-open",
+    fail_closed_ipv6_policy_refuses_in_an_ip6_table => "fail-closed-ipv6-reject",
     dead_path_flush_keeps_stale_ct_marks_in_priority_mode => "flush-dead-path-priority",
     dead_path_flush_keeps_stale_ct_marks_in_hash_mode => "flush-dead-path-hash",
     ipv6_priority_mode_renders_ip6_tables_and_rules => "ipv6-priority-mode",

@@ -501,11 +501,6 @@ fn when_no_candidate(s: &EgressRoutePolicySpec, p: &mut Problems<'_>) {
             PATH,
             format!("{v} cannot be used with hostTraffic: the fail-closed filter sees forwarded traffic only, not the router's own; use main"),
         );
-    } else if s.family() != "ipv4" {
-        p.field(
-            PATH,
-            format!("{v} is carried for family ipv4 only (the fail-closed filter matches IPv4 sources); use main for family {}", s.family()),
-        );
     }
     if s.mode().is_empty() {
         p.field(

@@ -68,32 +68,33 @@ fn has_selection(status: Option<&Status>) -> bool {
 }
 
 pub(super) fn render_fail_closed(ctx: &Ctx<'_>, out: &mut Rendered) {
-    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    let mut names: BTreeMap<(NftFamily, String), String> = BTreeMap::new();
     for res in ctx.of_kind(Kind::EgressRoutePolicy) {
         let Some(spec) = res.as_egress_policy() else {
             continue;
         };
         // Validation refuses the field where it cannot be carried; a
         // policy that got here anyway (an unvalidated snapshot) stays open.
-        if !spec.fails_closed()
-            || spec.host_traffic()
-            || spec.family() != "ipv4"
-            || spec.mode().is_empty()
-        {
+        if !spec.fails_closed() || spec.host_traffic() || spec.mode().is_empty() {
             continue;
         }
         if has_selection(ctx.status_of(Kind::EgressRoutePolicy, res.name())) {
             continue;
         }
+        let Some(family) = Family::parse(spec.family()) else {
+            continue;
+        };
+        let nft_family = family.nft_family();
         let id = res.id().to_string();
         let how = spec.when_no_candidate();
         let name = table_name(res.name());
-        if let Some(other) = names.get(&name) {
+        if let Some(other) = names.get(&(nft_family, name.clone())) {
             out.problems.push(RenderProblem {
                 owner: id.clone(),
                 reason: "Conflict".into(),
                 message: format!(
-                    "{id} whenNoCandidate {how}: table ip {name} is also wanted by {other}; rename one policy"
+                    "{id} whenNoCandidate {how}: table {} {name} is also wanted by {other}; rename one policy",
+                    nft_family.as_str()
                 ),
             });
             continue;
@@ -102,7 +103,7 @@ pub(super) fn render_fail_closed(ctx: &Ctx<'_>, out: &mut Rendered) {
         let matches = build_matches(
             ctx,
             &MatchSpec {
-                family: Family::V4,
+                family,
                 sources: &spec.source_cidrs,
                 destinations: &spec.destination_cidrs,
                 destination_sets: &spec.destination_set_refs,
@@ -133,12 +134,16 @@ pub(super) fn render_fail_closed(ctx: &Ctx<'_>, out: &mut Rendered) {
                         Expr::Reject(RejectWith::TcpReset),
                     ],
                 ));
-                rules.push(with(m, [Expr::Reject(RejectWith::IcmpAdminProhibited)]));
+                let icmp = match family {
+                    Family::V4 => RejectWith::IcmpAdminProhibited,
+                    Family::V6 => RejectWith::Icmpv6AdminProhibited,
+                };
+                rules.push(with(m, [Expr::Reject(icmp)]));
             } else {
                 rules.push(with(m, [Expr::Drop]));
             }
         }
-        let mut table = NftTable::new(NftFamily::Ip, name.clone());
+        let mut table = NftTable::new(nft_family, name.clone());
         table.owners.insert(id.clone());
         table.sets = sets.into_values().collect();
         table.chains.push(NftChain {
@@ -150,7 +155,7 @@ pub(super) fn render_fail_closed(ctx: &Ctx<'_>, out: &mut Rendered) {
         });
         out.desired.nft.push(table);
         out.fail_closed.insert(id.clone(), how.to_string());
-        names.insert(name, id);
+        names.insert((nft_family, name), id);
     }
 }
 
