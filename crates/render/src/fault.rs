@@ -30,6 +30,10 @@ pub fn phase_for(owner: &str, reason: &str) -> &'static str {
     match (kind.as_deref(), reason) {
         (Some("IPv4Route" | "IPv6StaticRoute"), "DeviceNotReady") => "Pending",
         (Some("IPv4Route" | "IPv6StaticRoute"), _) => "Error",
+        // One address: routerd's IPv4StaticAddress phases.
+        (Some("IPv4StaticAddress"), "DeviceNotReady" | "WhenFalse") => "Pending",
+        (Some("IPv4StaticAddress"), crate::reconcile::OVERLAP_REASON) => "Blocked",
+        (Some("IPv4StaticAddress"), _) => "Error",
         // An IPv6 hostTraffic policy is one route and one rule: routerd
         // reports it Pending while it keeps the last good pair.
         (

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::dataplane::{Dataplane, DataplaneError, Observed};
 use crate::diff::diff_with;
-use crate::ir::{DesiredState, Route, RouteKey, RuleKey};
+use crate::ir::{Address, DesiredState, Route, RouteKey, RuleKey};
 use crate::ledger::{Ledger, Ownership};
 use crate::plan::{Op, Plan};
 
@@ -55,6 +55,9 @@ pub struct Outcome {
     /// Objects with routerd's markers that neither the ledger nor the
     /// desired state claims (owners empty): reported, never removed unasked.
     pub orphans: Ledger,
+    /// What owners should be told although nothing failed (an address that
+    /// was already there and stays foreign; `exclusive` neighbours).
+    pub notes: Vec<Fault>,
 }
 
 impl Outcome {
@@ -113,6 +116,15 @@ pub fn reconcile_with<D: Dataplane + ?Sized>(
     for c in &plan.conflicts {
         faults.add(&c.owner, "Conflict", &c.message);
     }
+    let notes: Vec<Fault> = plan
+        .notes
+        .iter()
+        .map(|n| Fault {
+            owner: n.owner.clone(),
+            reason: "Note".into(),
+            message: n.message.clone(),
+        })
+        .collect();
     let mut failed_nft = BTreeSet::new();
     if !plan.is_empty() {
         before_apply(&plan).map_err(ReconcileError::Intent)?;
@@ -133,6 +145,7 @@ pub fn reconcile_with<D: Dataplane + ?Sized>(
         }
         let mut remaining = diff_with(desired, &observed, &next, &opts.ownership);
         remaining.conflicts.clear();
+        remaining.notes.clear();
         // What faulted owners still lack is known; retry only the rest.
         remaining.ops.retain(|op| !faults.has(op_owner(op)));
         if remaining.is_empty() {
@@ -143,6 +156,7 @@ pub fn reconcile_with<D: Dataplane + ?Sized>(
                 retries,
                 faults: faults.into_vec(desired),
                 orphans,
+                notes,
             });
         }
         if retries.len() >= opts.verify_retries as usize {
@@ -160,6 +174,7 @@ pub fn reconcile_with<D: Dataplane + ?Sized>(
                 retries,
                 faults: faults.into_vec(desired),
                 orphans,
+                notes,
             });
         }
         before_apply(&remaining).map_err(ReconcileError::Intent)?;
@@ -210,6 +225,7 @@ fn op_owner(op: &Op) -> &str {
         Op::AddRule { rule } | Op::DeleteRule { rule } => &rule.owner,
         Op::ReplaceNftTable { table } => table.owners.iter().next().map_or("", String::as_str),
         Op::DeleteNftTable { .. } => "",
+        Op::AddAddress { address } | Op::DeleteAddress { address } => &address.owner,
     }
 }
 
@@ -220,6 +236,9 @@ fn op_owners(op: &Op) -> Vec<&str> {
         other => vec![op_owner(other)],
     }
 }
+
+/// routerd's reason for an IPv4 prefix that overlaps another interface's.
+pub const OVERLAP_REASON: &str = "OverlappingIPv4Prefix";
 
 /// Keeps back what must not be sent: routes on devices that do not exist
 /// (`DeviceNotReady`, they install when the device appears) and anything
@@ -250,10 +269,72 @@ fn screen(
                 )
             })
     };
-    if !desired.routes.iter().any(|r| blocked(r).is_some()) {
+    let address_blocked = |a: &Address| -> Option<(&'static str, String)> {
+        if own.protected_devices.contains(&a.device) {
+            return Some((
+                "Protected",
+                format!(
+                    "address {a} is on protected interface \"{}\"; routerd does not touch it",
+                    a.device
+                ),
+            ));
+        }
+        if let Some(links) = observed.links.as_ref()
+            && !links.contains(&a.device)
+        {
+            return Some((
+                "DeviceNotReady",
+                format!(
+                    "device \"{}\" does not exist; address {} waits for it",
+                    a.device, a.address
+                ),
+            ));
+        }
+        if a.allow_overlap {
+            return None;
+        }
+        // routerd blocks an IPv4 prefix that overlaps one on another
+        // interface unless allowOverlap says it is intended.
+        observed
+            .addresses
+            .iter()
+            .find(|o| o.device != a.device && o.family() == a.family() && a.overlaps(&o.address))
+            .map(|o| {
+                (
+                    OVERLAP_REASON,
+                    format!(
+                        "{} prefix {} on {} overlaps with observed prefix {} on {}",
+                        a.family().name(),
+                        a.address.trunc(),
+                        a.device,
+                        o.address.trunc(),
+                        o.device
+                    ),
+                )
+            })
+    };
+    if !desired.routes.iter().any(|r| blocked(r).is_some())
+        && !desired
+            .addresses
+            .iter()
+            .any(|a| address_blocked(a).is_some())
+    {
         return None;
     }
     let mut carried = desired.clone();
+    let mut held = Vec::new();
+    carried.addresses.retain(|a| match address_blocked(a) {
+        None => true,
+        Some((reason, message)) => {
+            faults.add(&a.owner, reason, &message);
+            // An overlap that appeared later keeps what is installed.
+            if reason == OVERLAP_REASON {
+                held.push(a.owner.clone());
+            }
+            false
+        }
+    });
+    carried.retained.extend(held);
     carried.routes.retain(|r| match blocked(r) {
         None => true,
         Some((reason, message)) => {

@@ -737,6 +737,15 @@ pub struct IPv4StaticAddressSpec {
     /// Gate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<WhenSpec>,
+    /// routerd removes other IPv4 addresses from the interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclusive: Option<bool>,
+    /// The address may overlap another resource's prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_overlap: Option<bool>,
+    /// Why an overlap is intended (required with `allowOverlap`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_overlap_reason: Option<String>,
 }
 
 /// A PPPoE session, used here as a readiness source and a link alias.
