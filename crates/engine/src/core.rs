@@ -193,6 +193,10 @@ pub struct Core {
     /// Owners whose kernel state is not what they asked for, as of the
     /// last reconcile (laid over their statuses when reported).
     faults: BTreeMap<String, Fault>,
+    /// What owners were told although nothing failed (an address that was
+    /// already on its device, `exclusive` neighbours), as of the last
+    /// reconcile: a `note` in their reported status.
+    notes: BTreeMap<String, String>,
     /// Objects with routerd's markers that nobody claims (last reconcile).
     pub orphans: Ledger,
     /// `spec.reconcile` of the startup configuration.
@@ -547,6 +551,20 @@ impl Core {
                     )
                 });
                 self.faults = faults;
+                let mut notes: BTreeMap<String, String> = BTreeMap::new();
+                for n in outcome.notes {
+                    let text = notes.entry(n.owner).or_default();
+                    if !text.is_empty() {
+                        text.push_str("; ");
+                    }
+                    text.push_str(&n.message);
+                }
+                for owner in self.notes.keys().chain(notes.keys()) {
+                    if self.notes.get(owner) != notes.get(owner) {
+                        st.moved.insert(owner.clone());
+                    }
+                }
+                self.notes = notes;
                 self.orphans = outcome.orphans;
                 if self.reconcile.remove_orphans && !self.orphans.is_empty() {
                     let n = self.remove_orphans();
@@ -676,9 +694,10 @@ impl Core {
     /// any, laid over.
     pub fn reported_status(&self, id: &str) -> Option<Status> {
         let st = self.statuses.get(id)?;
-        Some(match self.faults.get(id) {
-            Some(f) => crate::faults::overlay(st, f),
-            None => st.clone(),
+        Some(match (self.faults.get(id), self.notes.get(id)) {
+            (Some(f), _) => crate::faults::overlay(st, f),
+            (None, Some(n)) => crate::faults::with_note(st, n),
+            (None, None) => st.clone(),
         })
     }
 
@@ -688,6 +707,13 @@ impl Core {
         for (id, f) in &self.faults {
             if let Some(st) = out.get_mut(id) {
                 *st = crate::faults::overlay(st, f);
+            }
+        }
+        for (id, n) in &self.notes {
+            if !self.faults.contains_key(id)
+                && let Some(st) = out.get_mut(id)
+            {
+                *st = crate::faults::with_note(st, n);
             }
         }
         out
@@ -762,6 +788,7 @@ fn is_computed(id: &str) -> bool {
         "/EgressRoutePolicy/",
         "/IPv4Route/",
         "/IPv6StaticRoute/",
+        "/IPv4StaticAddress/",
         "/NAT44Rule/",
     ]
     .iter()

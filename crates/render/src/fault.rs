@@ -70,8 +70,21 @@ pub fn overlay(status: &Status, fault: &Fault) -> Status {
     out
 }
 
-/// Takes an overlay off a status read back from the store.
+/// Status key of a note: something the owner is told although its
+/// phase is what it intended (an address that was already on the device
+/// and stays the operator's).
+pub const NOTE_KEY: &str = "note";
+
+/// `status` with `note` added.
+pub fn with_note(status: &Status, note: &str) -> Status {
+    let mut out = status.clone();
+    out.insert(NOTE_KEY.into(), json!(note));
+    out
+}
+
+/// Takes an overlay (and a note) off a status read back from the store.
 pub fn strip(mut status: Status) -> Status {
+    status.remove(NOTE_KEY);
     let Some(Value::Object(dp)) = status.remove(DATAPLANE_KEY) else {
         return status;
     };
