@@ -110,7 +110,7 @@ pub fn reconcile_with<D: Dataplane + ?Sized>(
 ) -> Result<Outcome, ReconcileError> {
     let observed = dp.observe().map_err(ReconcileError::Observe)?;
     let mut faults = Faults::default();
-    let screened = screen(desired, &observed, &opts.ownership, &mut faults);
+    let screened = screen(desired, &observed, ledger, &opts.ownership, &mut faults);
     let desired = screened.as_ref().unwrap_or(desired);
     let plan = diff_with(desired, &observed, ledger, &opts.ownership);
     for c in &plan.conflicts {
@@ -247,6 +247,7 @@ pub const OVERLAP_REASON: &str = "OverlappingIPv4Prefix";
 fn screen(
     desired: &DesiredState,
     observed: &Observed,
+    ledger: &Ledger,
     own: &Ownership,
     faults: &mut Faults,
 ) -> Option<DesiredState> {
@@ -294,10 +295,13 @@ fn screen(
             return None;
         }
         // routerd blocks an IPv4 prefix that overlaps one on another
-        // interface unless allowOverlap says it is intended.
+        // interface unless allowOverlap says it is intended. routerd's own
+        // addresses are either desired (the render compared them) or about
+        // to go (an address moving to another device must not block itself).
         observed
             .addresses
             .iter()
+            .filter(|o| !ledger.addresses.contains_key(&o.key()))
             .find(|o| o.device != a.device && o.family() == a.family() && a.overlaps(&o.address))
             .map(|o| {
                 (

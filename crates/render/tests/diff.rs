@@ -812,3 +812,25 @@ fn a_ledger_with_addresses_round_trips_and_old_ledgers_still_load() {
     let old: Ledger = serde_json::from_str(r#"{"routes":[],"rules":[],"nft":[]}"#).unwrap();
     assert!(old.addresses.is_empty());
 }
+
+#[test]
+fn an_address_moving_to_another_device_is_not_blocked_by_itself() {
+    let mut dp = foreign_kernel();
+    let mut ledger = Ledger::default();
+    let opts = ReconcileOptions::default();
+    let before = with_address(addr("eth1", "192.0.2.10/24", ADDR_OWNER));
+    reconcile(&mut dp, &before, &mut ledger, &opts).unwrap();
+    let after = with_address(addr("eth2", "192.0.2.10/24", ADDR_OWNER));
+    let out = reconcile(&mut dp, &after, &mut ledger, &opts).unwrap();
+    assert!(out.faults.is_empty(), "{:?}", out.faults);
+    let lines: Vec<String> = out.plan.ops.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "ip -4 addr add 192.0.2.10/24 dev eth2",
+            "ip -4 addr del 192.0.2.10/24 dev eth1"
+        ]
+    );
+    assert_eq!(dp.addresses.len(), 1);
+    assert_eq!(dp.addresses[0].device, "eth2");
+}

@@ -156,3 +156,95 @@ fn match_holds(value: Option<String>, m: &WhenMatch) -> bool {
             .is_none_or(|list| list.iter().any(|e| e.trim() == v))
         && m.contains.as_deref().is_none_or(|c| v.contains(c.trim()))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use routerd_model::{StateSnapshot, load_and_validate};
+    use serde_json::json;
+
+    use crate::render::render;
+
+    const INTERFACE: &str = "apiVersion: net.routerd.net/v1alpha1
+kind: Interface
+metadata: {name: lan}
+spec: {ifname: ens19}
+";
+
+    fn rendered(addresses: &str, state: &[(&str, serde_json::Value)]) -> crate::render::Rendered {
+        let config = format!("{INTERFACE}{addresses}");
+        let (loaded, diags) = load_and_validate(&[("c.yaml", &config)]);
+        assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+        let mut snapshot = StateSnapshot::new();
+        for (id, st) in state {
+            snapshot.insert((*id).into(), serde_json::from_value(st.clone()).unwrap());
+        }
+        render(&loaded.resources, &snapshot)
+    }
+
+    fn gated(when: &str) -> String {
+        format!(
+            "---
+apiVersion: net.routerd.net/v1alpha1
+kind: IPv4StaticAddress
+metadata: {{name: a}}
+spec: {{interface: lan, address: 10.0.0.1/24, when: {when}}}
+"
+        )
+    }
+
+    const WAN: &str = "net.routerd.net/v1alpha1/Interface/lan";
+
+    #[test]
+    fn the_address_keeps_its_host_bits_on_the_aliased_device() {
+        let r = rendered(
+            &gated("{state: {Interface/lan: {exists: true}}}"),
+            &[(WAN, json!({"phase": "Up"}))],
+        );
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert_eq!(r.desired.addresses.len(), 1);
+        assert_eq!(r.desired.addresses[0].to_string(), "10.0.0.1/24 dev ens19");
+    }
+
+    #[test]
+    fn when_gates_read_phase_or_a_field_and_unknown_values_do_not_match() {
+        let up = [(WAN, json!({"phase": "Up", "primaryIPv4": "10.0.0.9/24"}))];
+        let cases = [
+            ("{state: {Interface/lan: {equals: Up}}}", true),
+            ("{state: {Interface/lan: {equals: Down}}}", false),
+            ("{state: {Interface/lan: {in: [Down, Up]}}}", true),
+            (
+                "{state: {Interface/lan.primaryIPv4: {contains: '10.0.0.'}}}",
+                true,
+            ),
+            (
+                "{state: {Interface/lan.primaryIPv4: {exists: false}}}",
+                false,
+            ),
+            ("{state: {Interface/lan.missing: {status: unset}}}", true),
+            (
+                "{any: [{state: {Interface/lan: {equals: Down}}}, {state: {Interface/lan: {equals: Up}}}]}",
+                true,
+            ),
+            (
+                "{all: [{state: {Interface/lan: {equals: Down}}}, {state: {Interface/lan: {equals: Up}}}]}",
+                false,
+            ),
+        ];
+        for (when, holds) in cases {
+            let r = rendered(&gated(when), &up);
+            assert_eq!(
+                r.desired.addresses.len() == 1,
+                holds,
+                "{when}: {:?}",
+                r.problems
+            );
+            if !holds {
+                assert_eq!(r.problems[0].reason, super::WHEN_FALSE, "{when}");
+            }
+        }
+        // No status yet: the gate does not hold, the address waits.
+        let r = rendered(&gated("{state: {Interface/lan: {equals: Up}}}"), &[]);
+        assert!(r.desired.addresses.is_empty());
+    }
+}
