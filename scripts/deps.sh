@@ -13,6 +13,7 @@ ROUTERD_APT_PACKAGES=(
   procps
   curl          # control-socket tests run a non-root client
   python3        # examples/plugins are Python
+  dnsmasq-base   # a DNS server inside the lab for IPAddressSet names (e2e_names)
 )
 
 missing=()

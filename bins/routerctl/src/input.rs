@@ -4,7 +4,7 @@ use std::io::Read;
 
 use anyhow::Result;
 use routerd_model::validate::Context;
-use routerd_model::{Diagnostic, Loaded};
+use routerd_model::{Diagnostic, Loaded, UnknownFields};
 
 use crate::exit::{Exit, NO_INPUT};
 
@@ -21,9 +21,17 @@ pub fn read(path: &str) -> Result<String> {
         .map_err(|e| Exit::new(NO_INPUT, format!("read {path}: {e}")).into())
 }
 
-/// Loads and validates startup files.
+/// Loads and validates startup files, unknown fields being errors.
 pub fn load_startup(files: &[String]) -> Result<(Loaded, Vec<Diagnostic>)> {
-    let mut loaded = Loaded::new();
+    load_startup_with(files, UnknownFields::Error)
+}
+
+/// Loads and validates startup files, reporting unknown fields per `mode`.
+pub fn load_startup_with(
+    files: &[String],
+    mode: UnknownFields,
+) -> Result<(Loaded, Vec<Diagnostic>)> {
+    let mut loaded = Loaded::with_unknown_fields(mode);
     for f in files {
         let text = read(f)?;
         loaded.add_file(if f == "-" { "<stdin>" } else { f }, &text);

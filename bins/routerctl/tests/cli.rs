@@ -124,10 +124,109 @@ spec:
         stderr(&o),
         format!(
             "{name}:7:3: net.routerd.net/v1alpha1/Interface/wan spec.mtu must be within 576-9216\n\
-             {name}:8:3: net.routerd.net/v1alpha1/Interface/wan spec.role is not a known field of Interface\n\
-             config is invalid: 2 errors\n"
+             {name}:8:3: net.routerd.net/v1alpha1/Interface/wan spec.role is not a known field of Interface {hint}\n\
+             config is invalid: 2 errors\n",
+            hint = routerd_model::compat::UNKNOWN_FIELD_HINT
         )
     );
+}
+
+/// A routerd file relying on routerd dropping unknown fields, with a kind
+/// this daemon does not manage: `--unknown-fields=warn` loads it, the plan
+/// lists the unmanaged resource and renders nothing for it.
+#[test]
+fn unknown_fields_warn_and_unmanaged_kinds_in_validate_and_plan() {
+    let f = temp_file(
+        "apiVersion: net.routerd.net/v1alpha1
+kind: Interface
+metadata: {name: wan}
+spec:
+  ifname: eth0
+  role: trust
+---
+apiVersion: firewall.routerd.net/v1alpha1
+kind: FirewallZone
+metadata: {name: untrust}
+spec: {interfaces: [wan]}
+",
+    );
+    let name = f.path().to_str().unwrap();
+    let o = run(&["validate", "-f", name]);
+    assert_eq!(o.status.code(), Some(65), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--unknown-fields=warn"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = run(&["validate", "--unknown-fields=warn", "-f", name]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "config is valid\n");
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "{name}:6:3: warning: net.routerd.net/v1alpha1/Interface/wan spec.role is not a known field of Interface; routerd ignores this field too; it has no effect"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{name}:9:1: warning: `firewall.routerd.net/v1alpha1/FirewallZone/untrust` is a routerd kind this daemon does not manage; it is kept and ignored"
+        )),
+        "{err}"
+    );
+
+    let o = run(&[
+        "validate",
+        "--unknown-fields=warn",
+        "-f",
+        name,
+        "-o",
+        "json",
+    ]);
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(doc["valid"], true);
+    assert_eq!(doc["warnings"].as_array().unwrap().len(), 2, "{doc}");
+    assert_eq!(doc["warnings"][0]["path"], "spec.role");
+    assert_eq!(doc["warnings"][0]["line"], 6);
+
+    let o = run(&[
+        "plan",
+        "--unknown-fields=warn",
+        "-f",
+        name,
+        "--now",
+        "2026-01-01T00:00:00Z",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(doc["unmanaged"][0]["kind"], "FirewallZone");
+    assert_eq!(doc["unmanaged"][0]["spec"]["interfaces"][0], "wan");
+    assert!(
+        doc["effective"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["kind"] != "FirewallZone")
+    );
+    let o = run(&[
+        "plan",
+        "--unknown-fields=warn",
+        "-f",
+        name,
+        "--now",
+        "2026-01-01T00:00:00Z",
+    ]);
+    assert!(
+        stdout(&o).contains("Unmanaged (1): routerd kinds kept and ignored, never rendered\n  firewall.routerd.net/v1alpha1/FirewallZone/untrust\n"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&["validate", "--unknown-fields=lenient", "-f", name]);
+    assert_eq!(o.status.code(), Some(64), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unknown-fields must be error or warn"));
 }
 
 #[test]
@@ -356,6 +455,57 @@ fn plan_refuses_an_invalid_config() {
         stderr(&o).contains("spec.ifname is required"),
         "{}",
         stderr(&o)
+    );
+}
+
+#[test]
+fn plan_notes_sets_whose_names_have_no_resolution_offline() {
+    let f = temp_file(
+        "apiVersion: routerd.net/v1alpha1
+kind: Router
+metadata: {name: names}
+spec:
+  resources:
+    - apiVersion: net.routerd.net/v1alpha1
+      kind: Interface
+      metadata: {name: wan2}
+      spec: {ifname: wan2}
+    - apiVersion: net.routerd.net/v1alpha1
+      kind: IPAddressSet
+      metadata: {name: svc}
+      spec: {addresses: [192.0.2.10], names: [service.example.com], refreshInterval: 10m}
+    - apiVersion: net.routerd.net/v1alpha1
+      kind: EgressRoutePolicy
+      metadata: {name: svc}
+      spec:
+        mode: mark
+        destinationSetRefs: [IPAddressSet/svc]
+        candidates:
+          - {name: alt, interface: wan2, gatewaySource: static, gateway: 198.18.2.2,
+             mark: 0x20, table: 120, priority: 1000}
+",
+    );
+    let path = f.path().to_str().unwrap();
+    let o = run(&["plan", "-f", path, "-o", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let notes = doc["notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(
+        notes[0]["owner"],
+        "net.routerd.net/v1alpha1/IPAddressSet/svc"
+    );
+    // The set renders from spec.addresses alone.
+    let text = doc["dataplane"]["nftables"][0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("set ip_address_set_svc { type ipv4_addr; elements = { 192.0.2.10 } }"),
+        "{text}"
+    );
+    let o = run(&["plan", "-f", path]);
+    assert!(
+        stdout(&o).contains("Notes:\n  net.routerd.net/v1alpha1/IPAddressSet/svc: names service.example.com are not resolved yet"),
+        "{}",
+        stdout(&o)
     );
 }
 

@@ -65,6 +65,7 @@ impl Daemon {
         let options = Options {
             config_path: config.to_path_buf(),
             resync: Duration::from_secs(3600),
+            ..Options::default()
         };
         let shared = Shared::new(options, store, Arc::new(SystemClock)).unwrap();
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -58,12 +58,27 @@ pub(crate) struct Args {
     /// kept besides, whatever its age).
     #[arg(long, default_value_t = routerd_store::StoreOptions::default().generation_history)]
     generation_history: usize,
+    /// The resolver configuration IPAddressSet names are resolved with
+    /// (its `nameserver` lines; read again when it changes).
+    #[arg(long, env = "ROUTERD_RESOLV_CONF", default_value = "/etc/resolv.conf")]
+    resolv_conf: PathBuf,
     /// Events kept in the store (also bounded by --event-bytes).
     #[arg(long, default_value_t = routerd_store::StoreOptions::default().event_capacity)]
     event_history: u64,
     /// Encoded event bytes kept in the store.
     #[arg(long, default_value_t = routerd_store::StoreOptions::default().event_bytes)]
     event_bytes: u64,
+    /// What a field no type declares does: `error` rejects the
+    /// configuration; `warn` loads it with one logged warning (and a
+    /// `routerd.config.warning` event) per field, as routerd, which drops
+    /// such fields silently, would. A `Router` document's
+    /// `spec.unknownFields: warn` does the same for its own resources.
+    #[arg(
+        long = "unknown-fields",
+        value_name = "error|warn",
+        default_value = "error"
+    )]
+    unknown_fields: routerd_model::UnknownFields,
 }
 
 fn group_id(g: &str) -> Result<u32> {
@@ -148,8 +163,12 @@ async fn serve(args: Args, resync: Duration, group: Option<u32>) -> Result<i32> 
     let options = Options {
         config_path: args.config.clone(),
         resync,
+        unknown_fields: args.unknown_fields,
     };
     let shared = Shared::new(options, store, Arc::new(SystemClock))?;
+    shared.set_resolver(Arc::new(routerd_resolve::system::SystemResolver::new(
+        Some(args.resolv_conf.clone()),
+    )));
     // Plugins forked by a previous routerd that was killed mid-run would
     // otherwise live on; kill them before any plugin of ours starts.
     let groups = args.state_dir.join("plugin-groups");
@@ -167,6 +186,15 @@ async fn serve(args: Args, resync: Duration, group: Option<u32>) -> Result<i32> 
         }
     }
     crate::memory::release_free_heap();
+
+    // Conntrack access for `flushOnFailover: deadPath`, in this namespace.
+    // Without it routerd still runs; a flush it cannot do is reported.
+    match routerd_conntrack::NetlinkFlusher::open() {
+        Ok(f) => shared.set_conntrack_flusher(Arc::new(f)).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "no conntrack access; flushOnFailover cannot delete connections")
+        }
+    }
 
     let ownership = Ownership::default();
     let dataplane = LinuxDataplane::new(crate::apply::backends(), ownership.clone())

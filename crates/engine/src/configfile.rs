@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use routerd_model::validate::{Context, validate};
-use routerd_model::{Diagnostic, Loaded, Resource};
+use routerd_model::validate::{Context, validate_with_unmanaged};
+use routerd_model::{Diagnostic, Loaded, Resource, UnknownFields, Unmanaged};
 
 /// The managed file's name inside the drop-in directory. Sorted after
 /// operator drop-ins named `00-` to `49-`, which only matters to readers:
@@ -34,6 +34,8 @@ pub struct Layout {
     /// The drop-in directory: the operator's file name without its
     /// extension, plus `.d`, in the same directory.
     pub dropin: PathBuf,
+    /// `--unknown-fields`: how fields no type declares are reported.
+    pub unknown_fields: UnknownFields,
 }
 
 impl Layout {
@@ -45,7 +47,14 @@ impl Layout {
         Layout {
             operator: config.to_path_buf(),
             dropin: config.with_file_name(format!("{stem}.d")),
+            unknown_fields: UnknownFields::Error,
         }
+    }
+
+    /// The same layout, reporting unknown fields per `mode`.
+    pub fn with_unknown_fields(mut self, mode: UnknownFields) -> Layout {
+        self.unknown_fields = mode;
+        self
     }
 
     /// The managed file.
@@ -95,6 +104,8 @@ pub struct Sources {
     pub operator: Vec<(String, String)>,
     /// `(name, text)` of the managed file, when it exists.
     pub managed: Option<(String, String)>,
+    /// How fields no type declares are reported.
+    pub unknown_fields: UnknownFields,
 }
 
 /// The startup configuration assembled from the files.
@@ -106,8 +117,11 @@ pub struct Assembled {
     pub managed: Vec<Resource>,
     /// Which operator file defines each id (managed overrides included).
     pub defined_in: BTreeMap<String, String>,
-    /// Warnings of the validation.
+    /// Warnings of decoding and validation (unknown fields in `warn` mode,
+    /// unmanaged routerd kinds, ...), one located line each.
     pub warnings: Vec<String>,
+    /// Resources of routerd kinds kept without being managed.
+    pub unmanaged: Vec<Unmanaged>,
     /// The whole configuration as one document: the operator's file verbatim
     /// when nothing else contributes, else its `Router` envelope (metadata,
     /// `spec.reconcile`) around every resource. This is what a generation
@@ -153,7 +167,11 @@ pub fn read(layout: &Layout) -> Result<Sources, ConfigError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(read_err(&managed_path)(e)),
     };
-    Ok(Sources { operator, managed })
+    Ok(Sources {
+        operator,
+        managed,
+        unknown_fields: layout.unknown_fields,
+    })
 }
 
 /// Decodes one document set without validating it as a whole: the
@@ -210,16 +228,19 @@ impl Sources {
     /// managed layer (`None`: the managed file's content).
     pub fn assemble(&self, managed: Option<Vec<Resource>>) -> Result<Assembled, ConfigError> {
         let mut errors: Vec<String> = Vec::new();
-        // Decodes one file, collecting its decode errors.
+        let mut warnings = Vec::new();
+        let mode = self.unknown_fields;
+        // Decodes one file, collecting its decode errors and warnings.
         let mut load = |name: &str, text: &str| {
-            let mut l = Loaded::new();
+            let mut l = Loaded::with_unknown_fields(mode);
             l.add_file(name, text);
-            errors.extend(
-                l.diagnostics
-                    .iter()
-                    .filter(|d| d.is_error())
-                    .map(ToString::to_string),
-            );
+            for d in &l.diagnostics {
+                if d.is_error() {
+                    errors.push(d.to_string());
+                } else {
+                    warnings.push(d.to_string());
+                }
+            }
             l
         };
         let files: Vec<Loaded> = self
@@ -259,8 +280,16 @@ impl Sources {
             origins.push(Origin::Managed(managed_file.as_ref().map(|_| mi)));
         }
 
-        let mut warnings = Vec::new();
-        for f in validate(&resources, Context::Startup) {
+        // Unmanaged resources are operator-only: the managed layer holds
+        // what the control API applied, which never includes them.
+        let unmanaged: Vec<Unmanaged> = files.iter().flat_map(|l| l.unmanaged.clone()).collect();
+        let mut seen = std::collections::HashSet::new();
+        for u in &unmanaged {
+            if !seen.insert(u.id()) {
+                errors.push(format!("duplicate resource {}", u.id()));
+            }
+        }
+        for f in validate_with_unmanaged(&resources, &unmanaged, Context::Startup) {
             let mut d: Diagnostic = f.diagnostic;
             let located = match f.index.and_then(|i| origins.get(i)) {
                 Some(Origin::Operator(fi, ri)) => files.get(*fi).map(|l| (l, *ri)),
@@ -287,6 +316,7 @@ impl Sources {
             _ => envelope(
                 self.operator.first().map_or("", |(_, t)| t.as_str()),
                 &resources,
+                &unmanaged,
             )?,
         };
         let reconcile =
@@ -296,6 +326,7 @@ impl Sources {
             managed,
             defined_in,
             warnings,
+            unmanaged,
             text,
             reconcile,
         })
@@ -327,18 +358,42 @@ pub fn to_stream(resources: &[Resource]) -> Result<String, ConfigError> {
 /// One document holding `resources`: inside the first `Router` envelope of
 /// `operator_text` (its metadata and `spec.reconcile` kept) when it has
 /// one, else a stream of bare resources.
-fn envelope(operator_text: &str, resources: &[Resource]) -> Result<String, ConfigError> {
+fn envelope(
+    operator_text: &str,
+    resources: &[Resource],
+    unmanaged: &[Unmanaged],
+) -> Result<String, ConfigError> {
     use serde::Deserialize as _;
     let router = serde_yaml::Deserializer::from_str(operator_text)
         .filter_map(|de| serde_yaml::Value::deserialize(de).ok())
         .find(|v| v.get("kind").and_then(serde_yaml::Value::as_str) == Some("Router"));
+    let unmanaged_values = unmanaged
+        .iter()
+        .map(|u| {
+            serde_yaml::to_value(u).map_err(|e| ConfigError::Serialize {
+                id: u.id().to_string(),
+                message: e.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let Some(mut router) = router else {
-        return to_stream(resources);
+        let mut out = to_stream(resources)?;
+        for v in &unmanaged_values {
+            out.push_str("---\n");
+            out.push_str(
+                &serde_yaml::to_string(v).map_err(|e| ConfigError::Serialize {
+                    id: "unmanaged".into(),
+                    message: e.to_string(),
+                })?,
+            );
+        }
+        return Ok(out);
     };
-    let list = resources
+    let mut list = resources
         .iter()
         .map(to_value)
         .collect::<Result<Vec<_>, _>>()?;
+    list.extend(unmanaged_values);
     if let serde_yaml::Value::Mapping(m) = &mut router {
         let spec = m
             .entry("spec".into())
@@ -502,6 +557,7 @@ mod tests {
         let s = Sources {
             operator: vec![("c.yaml".into(), OPERATOR.into())],
             managed: None,
+            unknown_fields: UnknownFields::Error,
         };
         let a = s.assemble(None).unwrap();
         assert_eq!(a.text, OPERATOR);
@@ -513,6 +569,7 @@ mod tests {
         let s = Sources {
             operator: vec![("c.yaml".into(), OPERATOR.into())],
             managed: None,
+            unknown_fields: UnknownFields::Error,
         };
         let a = s
             .assemble(Some(vec![
@@ -545,10 +602,33 @@ mod tests {
                 ("config.d/10-x.yaml".into(), dup.into()),
             ],
             managed: None,
+            unknown_fields: UnknownFields::Error,
         };
         let err = s.assemble(None).unwrap_err().to_string();
         assert!(err.contains("duplicate resource"), "{err}");
         assert!(err.starts_with("config.d/10-x.yaml:"), "{err}");
+    }
+
+    #[test]
+    fn warn_mode_keeps_unmanaged_kinds_and_reports_warnings() {
+        let text = "apiVersion: routerd.net/v1alpha1\nkind: Router\nmetadata: {name: edge}\nspec:\n  resources:\n    - apiVersion: net.routerd.net/v1alpha1\n      kind: Interface\n      metadata: {name: wan}\n      spec: {ifname: eth0, role: untrust}\n    - apiVersion: firewall.routerd.net/v1alpha1\n      kind: FirewallZone\n      metadata: {name: z}\n      spec: {interfaces: [wan]}\n";
+        let mut s = Sources {
+            operator: vec![("c.yaml".into(), text.into())],
+            managed: None,
+            unknown_fields: UnknownFields::Error,
+        };
+        let err = s.assemble(None).unwrap_err().to_string();
+        assert!(err.contains("--unknown-fields=warn"), "{err}");
+        s.unknown_fields = UnknownFields::Warn;
+        let a = s.assemble(None).unwrap();
+        assert_eq!(a.resources.len(), 1);
+        assert_eq!(a.unmanaged.len(), 1);
+        assert_eq!(a.warnings.len(), 2, "{:?}", a.warnings);
+        assert!(a.warnings[0].starts_with("c.yaml:9:"), "{:?}", a.warnings);
+        // With a managed layer the stored text is rebuilt; it keeps the
+        // unmanaged resource.
+        let a = s.assemble(Some(vec![route("b", "10.2.0.0/16")])).unwrap();
+        assert!(a.text.contains("FirewallZone"), "{}", a.text);
     }
 
     #[test]

@@ -24,6 +24,7 @@ use chrono::{DateTime, Utc};
 use routerd_api::{MergeView, build_effective, follow_all, view_of};
 use routerd_merge::{Change, ChangeSet, Effective, Part};
 use routerd_model::{Event, Kind, ObjectRef, Resource, StateSnapshot, Status};
+use routerd_render::render::failclosed as fail_closed;
 use routerd_render::{Dataplane, Fault, Ledger, Plan, ReconcileOptions, reconcile_with, render};
 use routerd_select::{Evaluation, PolicySet, SelectOptions, SetState};
 use routerd_store::{Store, StoreError};
@@ -125,6 +126,8 @@ struct StepState {
     ledger_before: Option<Ledger>,
     /// An intent may be in the store and is cleared with this commit.
     intent_written: bool,
+    /// Dead paths whose connections the conntrack stage deletes.
+    flushes: Vec<crate::flush::Pending>,
 }
 
 /// Records, durably and before anything is sent, which objects a plan is
@@ -152,6 +155,10 @@ struct View {
     state: SetState,
     /// Per policy: when its evaluation can change without new observations.
     wake: Vec<Option<DateTime<Utc>>>,
+    /// Policies with `flushOnFailover: deadPath`, by id (few or none, so
+    /// the select stage looks at nothing else). Copies: positions in
+    /// `merged` shift when routes come and go without a reindex.
+    flush_policies: BTreeMap<String, routerd_model::spec::EgressRoutePolicySpec>,
 }
 
 impl View {
@@ -162,6 +169,7 @@ impl View {
             set: PolicySet::default(),
             state: SetState::default(),
             wake: Vec::new(),
+            flush_policies: BTreeMap::new(),
         };
         v.reindex(statuses);
         v
@@ -173,6 +181,21 @@ impl View {
         self.set = PolicySet::new(&self.merged.effective);
         self.state = self.set.new_state(statuses);
         self.wake = vec![None; self.set.len()];
+        self.flush_policies = self
+            .merged
+            .effective
+            .iter()
+            .filter_map(|r| {
+                let s = r.as_egress_policy()?;
+                (s.flush_on_failover() == routerd_model::spec::FlushOnFailover::DeadPath)
+                    .then(|| (r.id().to_string(), s.clone()))
+            })
+            .collect();
+    }
+
+    /// The spec of policy `id` if it asks for dead-path flushes.
+    fn flush_spec(&self, id: &str) -> Option<&routerd_model::spec::EgressRoutePolicySpec> {
+        self.flush_policies.get(id)
     }
 }
 
@@ -199,6 +222,9 @@ pub struct Core {
     notes: BTreeMap<String, String>,
     /// Objects with routerd's markers that nobody claims (last reconcile).
     pub orphans: Ledger,
+    /// Policies failing closed (`whenNoCandidate`) as of the last render:
+    /// id → `reject` / `drop`, laid over their statuses when reported.
+    fail_closed: BTreeMap<String, String>,
     /// `spec.reconcile` of the startup configuration.
     reconcile: ReconcileSettings,
     view: Option<View>,
@@ -212,6 +238,11 @@ pub struct Core {
     pending: Vec<Change>,
     /// The last step's store commit failed.
     persist_failed: bool,
+    /// Deletes the connections of dead paths (`flushOnFailover`); `None`
+    /// when the daemon has no conntrack access (flushes then fail, visibly).
+    flusher: Option<std::sync::Arc<dyn routerd_conntrack::ConntrackFlusher>>,
+    /// Per policy: its last flush, laid over its reported status.
+    last_flush: BTreeMap<String, Value>,
 }
 
 impl Core {
@@ -234,7 +265,13 @@ impl Core {
         self.statuses = store
             .status_snapshot()?
             .into_iter()
-            .map(|(id, st)| (id, crate::faults::strip(st)))
+            .map(|(id, st)| {
+                let mut st = fail_closed::strip(crate::faults::strip(st));
+                if let Some(v) = crate::flush::strip(&mut st) {
+                    self.last_flush.insert(id.clone(), v);
+                }
+                (id, st)
+            })
             .collect();
         let mut intent = None;
         for (k, v) in store.ledger()? {
@@ -357,6 +394,7 @@ impl Core {
         self.select_stage(now, &mut st);
         self.follow_stage(now, &mut st);
         self.dataplane_stage(dataplane, store, now, &mut st)?;
+        self.conntrack_stage(now, &mut st);
         let persisted = self.persist_stage(store, now, st);
         // What a failed commit did not write is written by the next step:
         // every status (the store skips identical ones) and the ledger.
@@ -449,6 +487,15 @@ impl Core {
                 continue;
             };
             if ev.status_changed || self.statuses.get(id) != Some(status) {
+                if let Some(spec) = view.flush_spec(id) {
+                    let dead =
+                        routerd_select::flush::dead_paths(spec, self.statuses.get(id), status);
+                    st.flushes
+                        .extend(dead.into_iter().map(|path| crate::flush::Pending {
+                            policy: id.to_string(),
+                            path,
+                        }));
+                }
                 self.statuses.insert(id.to_string(), status.clone());
                 st.moved.insert(id.to_string());
             }
@@ -515,6 +562,11 @@ impl Core {
             &mut record_intent,
         ) {
             Ok(outcome) => {
+                // What the kernel holds after the apply, not what was
+                // asked: a filter kept by a fail-static policy still
+                // refuses, and one the kernel refused does not.
+                let held = fail_closed_held(&self.ledger, &rendered.fail_closed, view);
+                note_fail_closed(&mut self.fail_closed, &held, now, st);
                 st.report.applied_ops = outcome.ops_sent();
                 if st.report.applied_ops > 0 {
                     let mut e = Event::info("routerd.dataplane.applied", ObjectRef::default(), now);
@@ -596,6 +648,41 @@ impl Core {
         Ok(())
     }
 
+    /// Conntrack: after the new path is programmed, deletes the connections
+    /// of the paths that died in this step's selection (policies with
+    /// `flushOnFailover: deadPath`). A failure is an event and a status
+    /// message on the policy, never a step failure.
+    fn conntrack_stage(&mut self, now: DateTime<Utc>, st: &mut StepState) {
+        let pending = std::mem::take(&mut st.flushes);
+        if pending.is_empty() {
+            return;
+        }
+        let effective = self
+            .view
+            .as_ref()
+            .map_or(&[][..], |v| v.merged.effective.as_slice());
+        let (events, last) = crate::flush::run(
+            pending,
+            self.flusher.as_deref(),
+            effective,
+            &self.statuses,
+            now,
+        );
+        st.events.extend(events);
+        for (id, v) in last {
+            st.moved.insert(id.clone());
+            self.last_flush.insert(id, v);
+        }
+    }
+
+    /// Sets what deletes the connections of dead paths.
+    pub fn set_flusher(
+        &mut self,
+        flusher: std::sync::Arc<dyn routerd_conntrack::ConntrackFlusher>,
+    ) {
+        self.flusher = Some(flusher);
+    }
+
     /// Persist: statuses as reported (faults laid over), events, and the
     /// ledger, in one batch; the intent is cleared in the same batch, so
     /// after a crash either the ledger or the intent names every object
@@ -636,6 +723,7 @@ impl Core {
             for id in &stale {
                 w.delete_status(id);
                 self.statuses.remove(id);
+                self.last_flush.remove(id);
             }
         }
         let ledger_moved = st
@@ -690,20 +778,31 @@ impl Core {
         }
     }
 
-    /// The status of `id` as reported: the intended one with its fault, if
-    /// any, laid over.
+    /// The status of `id` as reported: the intended one with its fault and
+    /// its fail-closed state, if any, laid over.
     pub fn reported_status(&self, id: &str) -> Option<Status> {
         let st = self.statuses.get(id)?;
-        Some(match (self.faults.get(id), self.notes.get(id)) {
-            (Some(f), _) => crate::faults::overlay(st, f),
-            (None, Some(n)) => crate::faults::with_note(st, n),
-            (None, None) => st.clone(),
-        })
+        let st = match self.fail_closed.get(id) {
+            Some(how) => fail_closed::overlay(st, how),
+            None => st.clone(),
+        };
+        let mut out = match (self.faults.get(id), self.notes.get(id)) {
+            (Some(f), _) => crate::faults::overlay(&st, f),
+            (None, Some(n)) => crate::faults::with_note(&st, n),
+            (None, None) => st,
+        };
+        crate::flush::overlay(&mut out, self.last_flush.get(id));
+        Some(out)
     }
 
     /// Every status as reported (see [`Core::reported_status`]).
     pub fn reported_statuses(&self) -> StateSnapshot {
         let mut out = self.statuses.clone();
+        for (id, how) in &self.fail_closed {
+            if let Some(st) = out.get_mut(id) {
+                *st = fail_closed::overlay(st, how);
+            }
+        }
         for (id, f) in &self.faults {
             if let Some(st) = out.get_mut(id) {
                 *st = crate::faults::overlay(st, f);
@@ -716,7 +815,18 @@ impl Core {
                 *st = crate::faults::with_note(st, n);
             }
         }
+        for (id, v) in &self.last_flush {
+            if let Some(st) = out.get_mut(id) {
+                crate::flush::overlay(st, Some(v));
+            }
+        }
         out
+    }
+
+    /// Policies failing closed (`whenNoCandidate`), by id, as of the last
+    /// render: `reject` or `drop`.
+    pub fn fail_closed(&self) -> &BTreeMap<String, String> {
+        &self.fail_closed
     }
 
     /// Owners whose kernel state is not what they asked for.
@@ -782,6 +892,58 @@ impl Core {
     }
 }
 
+/// The policies whose fail-closed table the kernel holds (per the ledger
+/// after the apply), with how they refuse: as rendered, else as their spec
+/// says.
+fn fail_closed_held(
+    ledger: &Ledger,
+    rendered: &BTreeMap<String, String>,
+    view: &View,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (key, entry) in &ledger.nft {
+        if !key.name.starts_with(fail_closed::FAIL_CLOSED_TABLE_PREFIX) {
+            continue;
+        }
+        for owner in &entry.owners {
+            let how = rendered.get(owner).cloned().or_else(|| {
+                view.merged
+                    .effective
+                    .iter()
+                    .find(|r| r.kind() == Kind::EgressRoutePolicy && r.id().to_string() == *owner)
+                    .and_then(Resource::as_egress_policy)
+                    .filter(|p| p.fails_closed())
+                    .map(|p| p.when_no_candidate().to_string())
+            });
+            if let Some(how) = how {
+                out.insert(owner.clone(), how);
+            }
+        }
+    }
+    out
+}
+
+/// Records which policies fail closed now, with an event for each that
+/// closed or opened, and marks their statuses for persisting.
+fn note_fail_closed(
+    was: &mut BTreeMap<String, String>,
+    now_closed: &BTreeMap<String, String>,
+    now: DateTime<Utc>,
+    st: &mut StepState,
+) {
+    if was == now_closed {
+        return;
+    }
+    st.events
+        .extend(crate::faults::fail_closed_transitions(was, now_closed, now));
+    for id in was.keys().chain(now_closed.keys()) {
+        if was.get(id) != now_closed.get(id) {
+            st.moved.insert(id.clone());
+        }
+    }
+    was.clone_from(now_closed);
+}
+
 /// Statuses the step computes (and may delete when the resource goes).
 fn is_computed(id: &str) -> bool {
     [
@@ -790,6 +952,7 @@ fn is_computed(id: &str) -> bool {
         "/IPv6StaticRoute/",
         "/IPv4StaticAddress/",
         "/NAT44Rule/",
+        "/IPAddressSet/",
     ]
     .iter()
     .any(|k| id.contains(k))

@@ -120,6 +120,10 @@ pub struct Options {
     pub config_path: PathBuf,
     /// Periodic full resync (drift repair even without events).
     pub resync: Duration,
+    /// `--unknown-fields`: whether a field no type declares rejects the
+    /// configuration or only warns (routerd's own files rely on routerd
+    /// dropping such fields).
+    pub unknown_fields: routerd_model::UnknownFields,
 }
 
 impl Default for Options {
@@ -127,6 +131,7 @@ impl Default for Options {
         Options {
             config_path: PathBuf::from("/etc/routerd/config.yaml"),
             resync: Duration::from_secs(30),
+            unknown_fields: routerd_model::UnknownFields::Error,
         }
     }
 }
@@ -169,6 +174,9 @@ pub struct Shared {
     clock: Arc<dyn WallClock>,
     options: Options,
     config_text: Mutex<String>,
+    /// Resources of routerd kinds the files keep without this daemon
+    /// managing them (listed by the control API's plan, never rendered).
+    unmanaged: std::sync::Mutex<Vec<routerd_model::Unmanaged>>,
     /// Serializes apply, delete and reload from reading the files to the
     /// step that runs the result (docs/adr/0008-api-applied-config.md).
     config_lock: Mutex<()>,
@@ -180,6 +188,8 @@ pub struct Shared {
     plugins: PluginHost,
     counters: std::sync::Mutex<crate::metrics::Counters>,
     health_detail: std::sync::Mutex<Option<Arc<dyn HealthDetail>>>,
+    /// Resolves IPAddressSet names (none: names stay unresolved).
+    resolver: std::sync::Mutex<Option<Arc<dyn routerd_resolve::Resolver>>>,
     /// The last store write that failed, until a step commits again.
     store_error: std::sync::Mutex<Option<(DateTime<Utc>, String)>>,
     heartbeat: crate::watchdog::Heartbeat,
@@ -193,7 +203,16 @@ impl std::fmt::Debug for Shared {
 
 /// Parses and validates configuration text as startup configuration.
 pub fn load_config(name: &str, text: &str) -> Result<Vec<Resource>, String> {
-    let (loaded, diags) = routerd_model::load_and_validate(&[(name, text)]);
+    load_config_with(name, text, routerd_model::UnknownFields::Error)
+}
+
+/// [`load_config`] with unknown fields reported per `mode`.
+pub fn load_config_with(
+    name: &str,
+    text: &str,
+    mode: routerd_model::UnknownFields,
+) -> Result<Vec<Resource>, String> {
+    let (loaded, diags) = routerd_model::load_and_validate_with(&[(name, text)], mode);
     let errors: Vec<String> = diags
         .iter()
         .filter(|d| d.is_error())
@@ -212,6 +231,28 @@ pub fn reconcile_settings(name: &str, text: &str) -> crate::core::ReconcileSetti
     let mut loaded = routerd_model::Loaded::new();
     loaded.add_file(name, text);
     crate::core::ReconcileSettings::from_routers(&loaded.routers)
+}
+
+/// Logs each configuration warning (an ignored routerd field, an
+/// unmanaged routerd kind, ...) and records it as a
+/// `routerd.config.warning` event, once per load of the files.
+pub(crate) fn config_warnings(
+    w: &mut routerd_store::Writer<'_>,
+    warnings: &[String],
+    now: DateTime<Utc>,
+) {
+    for text in warnings {
+        tracing::warn!(warning = %text, "configuration");
+        let mut e = Event::info(
+            "routerd.config.warning",
+            routerd_model::ObjectRef::default(),
+            now,
+        );
+        e.severity = "warning".into();
+        e.reason = "ConfigWarning".into();
+        e.message = text.clone();
+        w.append_event(e);
+    }
 }
 
 /// Hex SHA-256 of the configuration text, as the generation record documents.
@@ -240,18 +281,29 @@ impl Shared {
                 .collect(),
         );
         // The operator's file, its drop-ins and the managed file, as one.
-        let layout = crate::configfile::Layout::for_config(&options.config_path);
+        let layout = crate::configfile::Layout::for_config(&options.config_path)
+            .with_unknown_fields(options.unknown_fields);
+        let mut warnings = Vec::new();
+        let mut unmanaged = Vec::new();
         let (text, resources, settings) = match crate::configfile::read(&layout)
             .and_then(|s| s.assemble(None))
-            .map(|a| (a.text, a.resources, a.reconcile))
+            .map(|a| {
+                warnings = a.warnings;
+                unmanaged = a.unmanaged;
+                (a.text, a.resources, a.reconcile)
+            })
             .map_err(|e| e.to_string())
         {
             Ok(ok) => ok,
             Err(err) => match store.last_good_generation()? {
                 Some(g) => {
                     tracing::error!(%err, generation = g.generation, "configuration file unusable; using the last applied generation");
-                    let r = load_config("<stored generation>", &g.config_yaml)
-                        .map_err(DaemonError::Config)?;
+                    let r = load_config_with(
+                        "<stored generation>",
+                        &g.config_yaml,
+                        options.unknown_fields,
+                    )
+                    .map_err(DaemonError::Config)?;
                     let settings = reconcile_settings("<stored generation>", &g.config_yaml);
                     (g.config_yaml, r, settings)
                 }
@@ -265,6 +317,7 @@ impl Shared {
         core.generation = w
             .begin_generation_if_changed(&config_hash(&text), &text, now)?
             .generation;
+        config_warnings(&mut w, &warnings, now);
         w.commit()?;
         Ok(Arc::new(Shared {
             core: Mutex::new(core),
@@ -274,6 +327,7 @@ impl Shared {
             clock,
             options,
             config_text: Mutex::new(text),
+            unmanaged: std::sync::Mutex::new(unmanaged),
             config_lock: Mutex::new(()),
             last_reload: std::sync::Mutex::new(None),
             started: now,
@@ -282,9 +336,29 @@ impl Shared {
             plugins: PluginHost::new(),
             counters: std::sync::Mutex::new(crate::metrics::Counters::default()),
             health_detail: std::sync::Mutex::new(None),
+            resolver: std::sync::Mutex::new(None),
             store_error: std::sync::Mutex::new(None),
             heartbeat: crate::watchdog::Heartbeat::default(),
         }))
+    }
+
+    /// Sets what deletes the connections of dead paths
+    /// (`flushOnFailover: deadPath`).
+    pub async fn set_conntrack_flusher(
+        &self,
+        flusher: Arc<dyn routerd_conntrack::ConntrackFlusher>,
+    ) {
+        self.core.lock().await.set_flusher(flusher);
+    }
+
+    /// Gives the daemon a DNS resolver for IPAddressSet names; [`run`]
+    /// takes it when it starts (the binary passes hickory over
+    /// resolv.conf, tests an in-memory one).
+    pub fn set_resolver(&self, resolver: Arc<dyn routerd_resolve::Resolver>) {
+        *self
+            .resolver
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(resolver);
     }
 
     /// Queues work (for signal handlers and event sources).
@@ -453,11 +527,17 @@ pub async fn run<D, L, H>(
         .plugin_tx
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(plugin_tx.clone());
+    let resolver = shared
+        .resolver
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     let mut lp = Loop {
         shared: shared.clone(),
         dataplane,
         links,
         health,
+        names: crate::names::NameDriver::new(resolver),
         obs_tx,
         plugin_tx,
         plugins: Plugins::default(),
@@ -520,6 +600,8 @@ struct Loop<D, L, H, F> {
     dataplane: D,
     links: L,
     health: H,
+    /// Resolves IPAddressSet names off the loop.
+    names: crate::names::NameDriver,
     obs_tx: mpsc::Sender<Observation>,
     plugin_tx: mpsc::Sender<PluginOutput>,
     plugins: Plugins,
@@ -544,8 +626,9 @@ where
         self.shared.queue.add(Key::Step);
     }
 
-    /// Health results: those that can change a selection wake a step; the
-    /// rest only refresh what readers see.
+    /// Health results and IPAddressSet resolutions: those that can change
+    /// a selection or a set's members wake a step; the rest only refresh
+    /// what readers see.
     async fn on_health(&mut self, batch: Vec<Observation>) {
         let shared = &self.shared;
         shared.count(|c| c.health_updates += batch.len() as u64);
@@ -553,7 +636,12 @@ where
         let mut events = Vec::new();
         let mut relevant = false;
         for o in batch {
-            if selection_relevant(core.statuses.get(&o.id), &o.status) {
+            let moves = if crate::names::is_address_set(&o.id) {
+                crate::names::members_changed(core.statuses.get(&o.id), &o.status)
+            } else {
+                selection_relevant(core.statuses.get(&o.id), &o.status)
+            };
+            if moves {
                 relevant = true;
                 core.observe_one(o.id, o.status);
             } else {
@@ -565,7 +653,7 @@ where
         if !events.is_empty() {
             let mut w = shared.store.writer();
             for e in events {
-                self.plugins.publish(&e.type_);
+                self.plugins.publish(&e);
                 w.append_event(e);
             }
             if let Err(e) = w.commit() {
@@ -604,7 +692,7 @@ where
         match w.commit() {
             Ok(stored) => {
                 for e in &stored {
-                    self.plugins.publish(&e.type_);
+                    self.plugins.publish(e);
                 }
                 shared.events.notify_waiters();
             }
@@ -659,6 +747,12 @@ where
         }
         if res.as_ref().is_ok_and(|r| r.full) {
             self.configure_health(&core);
+            self.names.configure(
+                core.effective(),
+                &core.statuses,
+                shared.clock.clone(),
+                self.obs_tx.clone(),
+            );
         }
         let generation = core.generation;
         drop(core);
@@ -723,7 +817,7 @@ where
         // (status, selection, route, fault and part changes), not only
         // plugin runs' own; a burst coalesces into one run per plugin.
         for e in &report.events {
-            self.plugins.publish(&e.type_);
+            self.plugins.publish(e);
         }
         (self.on_step)(report);
         if let Some(err) = failed {

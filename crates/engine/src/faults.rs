@@ -67,6 +67,46 @@ pub fn transitions(
     out
 }
 
+/// Event of a policy that starts refusing its traffic (`whenNoCandidate`).
+pub const FAIL_CLOSED_EVENT: &str = "routerd.egress.policy.failclosed";
+/// Event of a policy whose fail-closed filter went away because a
+/// candidate's path is programmed.
+pub const REOPENED_EVENT: &str = "routerd.egress.policy.reopened";
+
+/// Events for the policies that started or stopped failing closed.
+pub fn fail_closed_transitions(
+    before: &BTreeMap<String, String>,
+    after: &BTreeMap<String, String>,
+    now: DateTime<Utc>,
+) -> Vec<Event> {
+    let mut out = Vec::new();
+    for (id, how) in after {
+        if before.get(id) == Some(how) {
+            continue;
+        }
+        let mut e = Event::info(FAIL_CLOSED_EVENT, subject(id), now);
+        e.severity = "warning".into();
+        e.reason = "NoReadyCandidates".into();
+        e.message = format!(
+            "no candidate is ready: forwarded traffic of the policy's sources is {} instead of leaving through the main table",
+            if how == "drop" { "dropped" } else { "rejected" }
+        );
+        out.push(e.attr("whenNoCandidate", how.clone()));
+    }
+    for (id, how) in before {
+        if after.contains_key(id) {
+            continue;
+        }
+        let mut e = Event::info(REOPENED_EVENT, subject(id), now);
+        e.reason = "CandidateReady".into();
+        e.message =
+            "a candidate is ready: its path is programmed before the fail-closed filter goes"
+                .into();
+        out.push(e.attr("whenNoCandidate", how.clone()));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -117,5 +157,21 @@ mod tests {
         assert_eq!(up[0].severity, "error");
         let down = transitions(&a, &BTreeMap::new(), now);
         assert_eq!(down[0].type_, "routerd.dataplane.owner.recovered");
+    }
+
+    #[test]
+    fn fail_closed_events_on_close_and_reopen_only() {
+        let closed: BTreeMap<String, String> = [(POLICY.to_string(), "reject".to_string())].into();
+        let now = Utc::now();
+        assert!(fail_closed_transitions(&closed, &closed, now).is_empty());
+        let close = fail_closed_transitions(&BTreeMap::new(), &closed, now);
+        assert_eq!(close.len(), 1);
+        assert_eq!(close[0].type_, FAIL_CLOSED_EVENT);
+        assert_eq!(close[0].resource.name, "p");
+        assert_eq!(close[0].severity, "warning");
+        assert_eq!(close[0].attributes["whenNoCandidate"], "reject");
+        let open = fail_closed_transitions(&closed, &BTreeMap::new(), now);
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].type_, REOPENED_EVENT);
     }
 }

@@ -159,7 +159,7 @@ fn daemon_source() -> EventSource {
 #[derive(Debug, Default)]
 pub struct Plugins {
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    topics: Option<broadcast::Sender<String>>,
+    topics: Option<broadcast::Sender<Event>>,
 }
 
 impl Drop for Plugins {
@@ -230,10 +230,11 @@ impl Plugins {
         }
     }
 
-    /// Publishes an event topic to plugins with event triggers.
-    pub fn publish(&self, topic: &str) {
+    /// Publishes an event to plugins with event triggers; each plugin
+    /// matches the topic and is told the event's resource and attributes.
+    pub fn publish(&self, event: &Event) {
         if let Some(t) = &self.topics {
-            let _ = t.send(topic.to_string());
+            let _ = t.send(event.clone());
         }
     }
 }

@@ -107,6 +107,7 @@ impl Daemon {
         let options = Options {
             config_path: config.to_path_buf(),
             resync: Duration::from_secs(3600),
+            ..Options::default()
         };
         let shared = Shared::new(options, store, Arc::new(SystemClock)).unwrap();
         let socket = config.with_file_name("routerd.sock");

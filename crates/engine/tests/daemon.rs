@@ -103,6 +103,7 @@ async fn run_once(
     let options = Options {
         config_path: dir.join("config.yaml"),
         resync: Duration::from_secs(3600),
+        ..Options::default()
     };
     let shared = Shared::new(options, store, clock).unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -233,6 +234,7 @@ async fn an_invalid_config_file_falls_back_to_the_last_applied_generation() {
     let options = Options {
         config_path: dir.path().join("config.yaml"),
         resync: Duration::from_secs(60),
+        ..Options::default()
     };
     let shared = Shared::new(options, store.clone(), clock).unwrap();
     let h = Handler(shared);
@@ -627,6 +629,7 @@ async fn a_full_state_dir_is_reported_not_hidden() {
     let options = Options {
         config_path: dir.path().join("config.yaml"),
         resync: Duration::from_secs(3600),
+        ..Options::default()
     };
     let shared = Shared::new(options, store, clock).unwrap();
     backend

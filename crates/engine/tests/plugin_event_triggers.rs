@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Plugin `event` triggers fire on the events the daemon itself emits
 //! (here `routerd.ipv4.route.installed`, from the IPv4Route follower), not
-//! only on events of plugin runs; the plugin is told the topic.
+//! only on events of plugin runs; the plugin is told the topic, the
+//! resource and the event's attributes.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -56,6 +57,7 @@ spec:
     let options = Options {
         config_path: d.join("config.yaml"),
         resync: Duration::from_secs(3600),
+        ..Options::default()
     };
     let shared = Shared::new(options, Arc::new(Store::in_memory()), Arc::new(SystemClock)).unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -81,8 +83,17 @@ spec:
     }
     let _ = stop_tx.send(());
     task.await.unwrap();
-    assert!(
-        text.contains("\"event\"") && text.contains("routerd.ipv4.route.installed"),
-        "the plugin never ran for the core event; requests: {text}"
+    let trigger = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|req| req["spec"]["trigger"].clone())
+        .find(|t| t["topic"] == "routerd.ipv4.route.installed")
+        .unwrap_or_else(|| panic!("the plugin never ran for the core event; requests: {text}"));
+    assert_eq!(trigger["type"], "event", "{trigger}");
+    assert_eq!(trigger["resource"], "IPv4Route/bh", "{trigger}");
+    assert_eq!(
+        trigger["attributes"]["destination"], "10.99.0.0/16",
+        "{trigger}"
     );
+    assert_eq!(trigger["attributes"]["type"], "blackhole", "{trigger}");
 }

@@ -96,6 +96,7 @@ spec:
     let options = Options {
         config_path: dir.path().join("config.yaml"),
         resync: Duration::from_secs(3600),
+        ..Options::default()
     };
     let shared = Shared::new(options, store.clone(), Arc::new(SystemClock)).unwrap();
     let dp = SharedMemDataplane::default();

@@ -71,6 +71,7 @@ spec:
     let options = Options {
         config_path: d.join("config.yaml"),
         resync: Duration::from_secs(3600),
+        ..Options::default()
     };
     let shared = Shared::new(options, store.clone(), Arc::new(SystemClock)).unwrap();
     let mut links = BTreeMap::new();

@@ -38,6 +38,7 @@ fn options(dir: &std::path::Path) -> Options {
     Options {
         config_path: dir.join("config.yaml"),
         resync: Duration::from_secs(3600),
+        ..Options::default()
     }
 }
 

@@ -124,6 +124,7 @@ impl Running {
         let options = Options {
             config_path: dir.path().join("config.yaml"),
             resync,
+            ..Options::default()
         };
         let shared = Shared::new(options, store, Arc::new(SystemClock)).unwrap();
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();

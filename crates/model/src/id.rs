@@ -69,9 +69,10 @@ kinds! {
     IPv4Route => NET_API, ["type", "destination", "device", "gateway", "preferredSource", "metric", "dryRun"];
     IPv6StaticRoute => NET_API, ["destination", "gateway", "interface"];
     NAT44Rule => NET_API, ["egressInterface", "snatAddress", "dryRun"];
-    IPAddressSet => NET_API, ["addresses", "family"];
-    IPv4StaticAddress => NET_API, ["address", "interface", "ifname"];
-    PPPoESession => NET_API, ["ifname", "localIPv4", "remoteIPv4", "interface"];
+    IPAddressSet => NET_API, ["addresses", "family", "ipv4Addresses", "ipv6Addresses", "updatedAt"];
+    IPv4StaticAddress => NET_API, ["address", "interface", "ifname", "dryRun"];
+    DHCPv4Client => NET_API, ["interface", "device", "currentAddress", "gateway", "defaultGateway", "dnsServers", "ntpServers", "domain", "leaseTime", "renewAt", "rebindAt", "expiresAt"];
+    PPPoESession => NET_API, ["ifname", "localIPv4", "remoteIPv4", "interface", "device", "currentAddress", "peerAddress", "gateway", "dnsServers", "connectedAt", "dryRun"];
     DynamicOverridePolicy => CONFIG_API, [];
     DynamicConfigPart => CONFIG_API, [];
     Plugin => PLUGIN_API, [];
@@ -81,7 +82,7 @@ kinds! {
     OverlayPeer => HYBRID_API, ["nodeID", "role", "underlayType", "underlayInterface"];
     HybridRoute => HYBRID_API, ["routes", "peerRef", "defaultRouteUntouched", "estimatedMTU"];
     CloudProviderProfile => HYBRID_API, ["provider", "capabilities"];
-    TunnelInterface => HYBRID_API, ["ifname", "mode", "local", "remote", "mtu"];
+    TunnelInterface => HYBRID_API, ["ifname", "mode", "local", "remote", "mtu", "interface", "peerAddress", "observedAddress", "observedPeerAddress", "underlayInterface", "underlayMTU", "tunnelOverhead", "ttl", "encapSport", "encapDport", "dryRun"];
     AddressMobilityDomain => HYBRID_API, ["prefix", "mode", "peerRef", "claims", "claimCount"];
     RemoteAddressClaim => HYBRID_API, ["domainRef", "address", "ownerSide", "captureType", "peerRef", "deliveryMode", "deliveryRouteName", "deliveryDevice", "deliveryMetric", "captureInterface", "captureStatus"];
 }
@@ -120,6 +121,34 @@ impl fmt::Display for Kind {
 /// Legacy kinds that routerd removed, with the pointed advice it gives.
 pub fn legacy_kind_advice(kind: &str) -> Option<&'static str> {
     Some(match kind {
+        "SystemdUnit" => {
+            "is not supported; declare router intent and let routerd generate service units"
+        }
+        "KernelModule" => {
+            "is not supported; routerd derives required kernel modules from declared resources"
+        }
+        "NetworkAdoption" => {
+            "is not supported; routerd derives networkd/resolved adoption from Interface and service resources"
+        }
+        "StatePolicy" => {
+            "is not supported; use spec.when any/all predicates on the dependent resources"
+        }
+        "DHCPv4Lease" => {
+            "is not supported; use DHCPv4Client for routerd-managed DHCPv4 client intent"
+        }
+        "VirtualIPv4Address" => "is not supported; use VirtualAddress with spec.family: ipv4",
+        "VirtualIPv6Address" => "is not supported; use VirtualAddress with spec.family: ipv6",
+        "DHCPv4Scope" => "is not supported; put the DHCPv4 address pool directly on DHCPv4Server",
+        "DHCPv6Scope" => {
+            "is not supported; put the DHCPv6 delegatedAddress and options directly on DHCPv6Server"
+        }
+        "FirewallLog" => "is not supported; use FirewallEventLog for firewall event logging intent",
+        "IPv4ReversePathFilter" => {
+            "is not supported; routerd derives reverse path filter sysctls automatically"
+        }
+        "PathMTUPolicy" => {
+            "is not supported; routerd derives path MTU and TCP MSS handling from tunnel and interface resources"
+        }
         "IPv4DefaultRoutePolicy" => {
             "is not supported; use EgressRoutePolicy with candidates directly"
         }

@@ -7,6 +7,7 @@
 
 #![deny(missing_docs)]
 
+pub mod compat;
 pub mod diag;
 pub mod duration;
 pub mod event;
@@ -18,11 +19,12 @@ pub mod schema;
 pub mod spec;
 pub mod validate;
 
+pub use compat::{UnknownFields, Unmanaged};
 pub use diag::{Diagnostic, Problems, Severity};
 pub use duration::GoDuration;
 pub use event::{Event, EventSource};
 pub use id::{Kind, ObjectRef, ResourceId};
-pub use load::{Loaded, load_and_validate};
+pub use load::{Loaded, load_and_validate, load_and_validate_with};
 pub use resource::{Metadata, Resource, Spec, Status};
 
 /// A state snapshot: resource id (`apiVersion/Kind/name`) to status object.

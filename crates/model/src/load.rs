@@ -4,10 +4,11 @@
 use serde::Deserialize;
 use serde_yaml::Value;
 
+use crate::compat::{UnknownFields, Unmanaged};
 use crate::diag::Diagnostic;
 use crate::id::{Kind, ROUTER_API};
 use crate::position::PositionIndex;
-use crate::resource::{Resource, join_path};
+use crate::resource::{Decoded, Resource, join_path};
 use crate::validate::{self, Context};
 
 /// Where a loaded resource came from.
@@ -31,6 +32,9 @@ pub struct RouterInfo {
     /// `spec.reconcile.protectedInterfaces`: interface names (an Interface
     /// resource's name or a kernel name) routerd never touches.
     pub protected_interfaces: Vec<String>,
+    /// `spec.unknownFields`: how this document's own resources treat fields
+    /// no type declares (`None`: as the command line says).
+    pub unknown_fields: Option<UnknownFields>,
 }
 
 /// Everything loaded from a set of files.
@@ -47,6 +51,14 @@ pub struct Loaded {
     pub routers: Vec<RouterInfo>,
     /// Problems found while decoding (validation adds more).
     pub diagnostics: Vec<Diagnostic>,
+    /// How unknown fields are reported (set before adding files; a
+    /// `Router` document's `spec.unknownFields: warn` relaxes its own
+    /// resources further).
+    pub unknown_fields: UnknownFields,
+    /// Resources of routerd kinds this daemon does not manage, kept as data.
+    pub unmanaged: Vec<Unmanaged>,
+    /// Origin of each unmanaged resource (parallel to `unmanaged`).
+    pub unmanaged_origins: Vec<Origin>,
     /// Per resource, the field paths decoding already reported (findings
     /// about them are dropped: a removed mistyped field is not "missing").
     decode_paths: Vec<Vec<String>>,
@@ -56,6 +68,14 @@ impl Loaded {
     /// An empty set.
     pub fn new() -> Self {
         Loaded::default()
+    }
+
+    /// An empty set reporting unknown fields per `mode`.
+    pub fn with_unknown_fields(mode: UnknownFields) -> Self {
+        Loaded {
+            unknown_fields: mode,
+            ..Loaded::default()
+        }
     }
 
     /// Loads one file's text. Problems are recorded, never returned early.
@@ -99,7 +119,10 @@ impl Loaded {
             // misspelt envelope, not an unknown resource kind. A known kind
             // in the wrong group is a resource (`must use apiVersion ...`).
             if map.get("apiVersion").and_then(Value::as_str) == Some(ROUTER_API)
-                && kind.is_none_or(|k| Kind::parse(k).is_none())
+                && kind.is_none_or(|k| {
+                    Kind::parse(k).is_none()
+                        && crate::compat::routerd_kind_api(k) != Some(ROUTER_API)
+                })
             {
                 self.push_doc(
                     file,
@@ -109,7 +132,8 @@ impl Loaded {
                 );
                 return;
             }
-            self.add_resource(file, doc, String::new(), value);
+            let mode = self.unknown_fields;
+            self.add_resource(file, doc, String::new(), value, mode);
             return;
         }
         let Value::Mapping(mut map) = value else {
@@ -141,19 +165,33 @@ impl Loaded {
             Some(Value::Mapping(m)) => m,
             _ => serde_yaml::Mapping::new(),
         };
+        let own_mode = match spec.remove("unknownFields") {
+            None | Some(Value::Null) => None,
+            Some(v) => match v.as_str().map(str::parse::<UnknownFields>) {
+                Some(Ok(m)) => Some(m),
+                _ => {
+                    self.push_doc(
+                        file,
+                        doc,
+                        "spec.unknownFields",
+                        Diagnostic::error("router spec.unknownFields must be error or warn"),
+                    );
+                    None
+                }
+            },
+        };
+        let mode = self
+            .unknown_fields
+            .or(own_mode.unwrap_or(UnknownFields::Error));
         for (k, _) in map.iter() {
             let k = k.as_str().unwrap_or("?").to_string();
-            self.push_doc(
-                file,
-                doc,
-                &k,
-                Diagnostic::error(format!("router {k} is not a known field")),
-            );
+            self.unknown_router_field(file, doc, &k, mode);
         }
         let mut info = RouterInfo {
             name,
             reconcile_mode: None,
             protected_interfaces: Vec::new(),
+            unknown_fields: own_mode,
         };
         if let Some(Value::Mapping(rec)) = spec.remove("reconcile") {
             for (k, v) in rec.iter() {
@@ -210,13 +248,11 @@ impl Loaded {
                             );
                         }
                     }
-                    other => self.push_doc(
+                    other => self.unknown_router_field(
                         file,
                         doc,
                         &format!("spec.reconcile.{other}"),
-                        Diagnostic::error(format!(
-                            "router spec.reconcile.{other} is not a known field"
-                        )),
+                        mode,
                     ),
                 }
             }
@@ -225,17 +261,12 @@ impl Loaded {
         let resources = spec.remove("resources");
         for (k, _) in spec.iter() {
             let k = k.as_str().unwrap_or("?").to_string();
-            self.push_doc(
-                file,
-                doc,
-                &format!("spec.{k}"),
-                Diagnostic::error(format!("router spec.{k} is not a known field")),
-            );
+            self.unknown_router_field(file, doc, &format!("spec.{k}"), mode);
         }
         match resources {
             Some(Value::Sequence(items)) => {
                 for (i, item) in items.into_iter().enumerate() {
-                    self.add_resource(file, doc, format!("spec.resources[{i}]"), item);
+                    self.add_resource(file, doc, format!("spec.resources[{i}]"), item, mode);
                 }
             }
             None | Some(Value::Null) => {}
@@ -248,18 +279,53 @@ impl Loaded {
         }
     }
 
-    fn add_resource(&mut self, file: usize, doc: usize, base: String, value: Value) {
+    /// A field of the `Router` envelope itself that routerd does not define.
+    fn unknown_router_field(&mut self, file: usize, doc: usize, path: &str, mode: UnknownFields) {
+        let d = match mode {
+            UnknownFields::Error => Diagnostic::error(format!(
+                "router {path} is not a known field {}",
+                crate::compat::UNKNOWN_FIELD_HINT
+            )),
+            UnknownFields::Warn => Diagnostic::warning(format!(
+                "router {path} is not a known field; {}",
+                crate::compat::IGNORED_FIELD
+            )),
+        };
+        self.push_doc(file, doc, path, d);
+    }
+
+    fn add_resource(
+        &mut self,
+        file: usize,
+        doc: usize,
+        base: String,
+        value: Value,
+        mode: UnknownFields,
+    ) {
         let mut found = Vec::new();
-        let decoded = Resource::decode(value, &mut found);
+        let decoded = Resource::decode_with(value, mode, &mut found);
         let decode_paths: Vec<String> = found.iter().filter_map(|d| d.path.clone()).collect();
         for d in found {
             let path = join_path(&base, d.path.as_deref().unwrap_or(""));
             self.push_at(file, doc, &path, d);
         }
-        if let Some(r) = decoded {
-            self.resources.push(r);
-            self.origins.push(Origin { file, doc, base });
-            self.decode_paths.push(decode_paths);
+        match decoded {
+            Some(Decoded::Managed(r)) => {
+                self.resources.push(r);
+                self.origins.push(Origin { file, doc, base });
+                self.decode_paths.push(decode_paths);
+            }
+            Some(Decoded::Unmanaged(u)) => {
+                let id = u.id().to_string();
+                let d = Diagnostic::warning(u.warning_text())
+                    .with_resource(&id)
+                    .with_path("kind");
+                let path = join_path(&base, "kind");
+                self.push_at(file, doc, &path, d);
+                self.unmanaged.push(u);
+                self.unmanaged_origins.push(Origin { file, doc, base });
+            }
+            None => {}
         }
     }
 
@@ -311,7 +377,8 @@ impl Loaded {
     /// problems first, then validation findings), each located.
     pub fn validate(&self, ctx: Context) -> Vec<Diagnostic> {
         let mut out = self.diagnostics.clone();
-        for f in validate::validate(&self.resources, ctx) {
+        out.extend(self.validate_unmanaged());
+        for f in validate::validate_with_unmanaged(&self.resources, &self.unmanaged, ctx) {
             let mut d = f.diagnostic;
             if let Some(i) = f.index {
                 if self.already_reported(i, d.path.as_deref()) {
@@ -333,9 +400,54 @@ impl Loaded {
     }
 }
 
+impl Loaded {
+    /// What routerd itself checks of an unmanaged resource that does not
+    /// need its spec: its group and that its id is unique.
+    fn validate_unmanaged(&self) -> Vec<Diagnostic> {
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (u, o) in self.unmanaged.iter().zip(&self.unmanaged_origins) {
+            let id = u.id().to_string();
+            let mut found = Vec::new();
+            if let Some(api) = crate::compat::routerd_kind_api(&u.kind)
+                && api != u.api_version
+            {
+                found.push(
+                    Diagnostic::error(format!("{id} must use apiVersion {api}"))
+                        .with_resource(&id)
+                        .with_path("apiVersion"),
+                );
+            }
+            if !seen.insert(id.clone()) {
+                found
+                    .push(Diagnostic::error(format!("duplicate resource {id}")).with_resource(&id));
+            }
+            for mut d in found {
+                let path = join_path(&o.base, d.path.as_deref().unwrap_or(""));
+                self.locate_in(o.file, o.doc, &path, &mut d);
+                out.push(d);
+            }
+        }
+        out
+    }
+}
+
 /// Loads and validates `files` (name, text) as startup configuration.
 pub fn load_and_validate(files: &[(&str, &str)]) -> (Loaded, Vec<Diagnostic>) {
     let mut l = Loaded::new();
+    for (n, t) in files {
+        l.add_file(n, t);
+    }
+    let diags = l.validate(Context::Startup);
+    (l, diags)
+}
+
+/// [`load_and_validate`] with unknown fields reported per `mode`.
+pub fn load_and_validate_with(
+    files: &[(&str, &str)],
+    mode: UnknownFields,
+) -> (Loaded, Vec<Diagnostic>) {
+    let mut l = Loaded::with_unknown_fields(mode);
     for (n, t) in files {
         l.add_file(n, t);
     }

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_yaml::Value;
 
+use crate::compat::{UnknownFields, Unmanaged};
 use crate::diag::Diagnostic;
 use crate::id::{Kind, ObjectRef, ResourceId, legacy_kind_advice};
 use crate::spec::*;
@@ -87,6 +88,7 @@ specs! {
     IPAddressSet(IPAddressSetSpec),
     IPv4StaticAddress(IPv4StaticAddressSpec),
     PPPoESession(PPPoESessionSpec),
+    DHCPv4Client(DHCPv4ClientSpec),
     DynamicOverridePolicy(DynamicOverridePolicySpec),
     DynamicConfigPart(Box<DynamicConfigPartSpec>),
     Plugin(PluginSpec),
@@ -153,6 +155,30 @@ impl Resource {
     /// Returns the resource when its spec decoded, even if unknown fields were
     /// reported, so cross-resource checks can still run on it.
     pub fn decode(value: Value, out: &mut Vec<Diagnostic>) -> Option<Resource> {
+        match Resource::decode_with(value, UnknownFields::Error, out)? {
+            Decoded::Managed(r) => Some(r),
+            Decoded::Unmanaged(u) => {
+                let id = u.id().to_string();
+                out.push(
+                    Diagnostic::error(format!(
+                        "{id} is a routerd kind this daemon does not manage; it is accepted only in configuration files"
+                    ))
+                    .with_resource(&id)
+                    .with_path("kind"),
+                );
+                None
+            }
+        }
+    }
+
+    /// [`Resource::decode`] for configuration files: unknown fields are
+    /// errors or warnings per `mode`, and a kind routerd defines but this
+    /// daemon does not manage is kept as [`Unmanaged`] data.
+    pub fn decode_with(
+        value: Value,
+        mode: UnknownFields,
+        out: &mut Vec<Diagnostic>,
+    ) -> Option<Decoded> {
         let Value::Mapping(mut map) = value else {
             out.push(Diagnostic::error("resource must be a mapping"));
             return None;
@@ -181,7 +207,27 @@ impl Resource {
             out.push(Diagnostic::error("resource kind is required").with_path("kind"));
             return None;
         }
-        let metadata_value = map.remove("metadata").unwrap_or(Value::Null);
+        let mut metadata_value = map.remove("metadata").unwrap_or(Value::Null);
+        let hint_id = format!("{api_version}/{kind}");
+        if let Value::Mapping(m) = &mut metadata_value {
+            let unknown: Vec<Value> = m
+                .keys()
+                .filter(|k| {
+                    !matches!(
+                        k.as_str(),
+                        Some("name" | "ownerRefs" | "labels" | "annotations")
+                    )
+                })
+                .cloned()
+                .collect();
+            if mode == UnknownFields::Warn {
+                for k in unknown {
+                    m.remove(&k);
+                    let path = join_path("metadata", &key_text(&k));
+                    out.push(unknown_field(mode, &hint_id, &path, None));
+                }
+            }
+        }
         let metadata: Metadata = if metadata_value.is_null() {
             Metadata::default()
         } else {
@@ -207,6 +253,30 @@ impl Resource {
         }
         let id = format!("{api_version}/{kind}/{}", metadata.name);
         let Some(k) = Kind::parse(&kind) else {
+            if crate::compat::routerd_kind_api(&kind).is_some()
+                && legacy_kind_advice(&kind).is_none()
+            {
+                let spec = match map.remove("spec") {
+                    None | Some(Value::Null) => serde_json::Value::Object(serde_json::Map::new()),
+                    Some(v) => match serde_json::to_value(&v) {
+                        Ok(j) => j,
+                        Err(e) => {
+                            out.push(
+                                Diagnostic::error(format!("{id} spec: {e}"))
+                                    .with_resource(&id)
+                                    .with_path("spec"),
+                            );
+                            return None;
+                        }
+                    },
+                };
+                return Some(Decoded::Unmanaged(Unmanaged {
+                    api_version,
+                    kind,
+                    metadata,
+                    spec,
+                }));
+            }
             let msg = match legacy_kind_advice(&kind) {
                 Some(advice) => format!("{id} {advice}"),
                 None => format!("unsupported resource kind {kind} in {id}"),
@@ -234,23 +304,21 @@ impl Resource {
         };
         for (key, _) in map.iter() {
             let key = key_text(key);
-            out.push(
-                Diagnostic::error(format!("{id} {key} is not a known field"))
-                    .with_resource(&id)
-                    .with_path(key),
-            );
+            out.push(unknown_field(mode, &id, &key, None));
         }
         let mut unknown = Vec::new();
         let (type_errors, spec) = decode_spec_all(k, spec_value, &mut unknown);
         for path in unknown {
             let full = join_path("spec", &path);
-            let msg = removed_field_advice(k, &full)
-                .unwrap_or_else(|| format!("{full} is not a known field of {k}"));
-            out.push(
-                Diagnostic::error(format!("{id} {msg}"))
-                    .with_resource(&id)
-                    .with_path(full),
-            );
+            match removed_field_advice(k, &full) {
+                // routerd rejects these itself, so they stay errors.
+                Some(msg) => out.push(
+                    Diagnostic::error(format!("{id} {msg}"))
+                        .with_resource(&id)
+                        .with_path(full),
+                ),
+                None => out.push(unknown_field(mode, &id, &full, Some(k))),
+            }
         }
         for (path, msg) in type_errors {
             let full = join_path("spec", &path);
@@ -268,11 +336,13 @@ impl Resource {
         // With type errors the spec lacks the failing fields. It is still
         // returned so validation can report the other problems; the loader
         // drops findings about the removed fields.
-        spec.map(|spec| Resource {
-            api_version,
-            metadata,
-            spec,
-            status,
+        spec.map(|spec| {
+            Decoded::Managed(Resource {
+                api_version,
+                metadata,
+                spec,
+                status,
+            })
         })
     }
 
@@ -284,6 +354,34 @@ impl Resource {
             _ => Err(DecodeError(out)),
         }
     }
+}
+
+/// What a configuration file's resource decoded to.
+#[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)]
+pub enum Decoded {
+    /// A kind this daemon manages.
+    Managed(Resource),
+    /// A routerd kind kept as data.
+    Unmanaged(Unmanaged),
+}
+
+/// The diagnostic for a field no type declares: an error naming the
+/// switch, or (in `warn` mode) a warning saying routerd ignores it too.
+fn unknown_field(mode: UnknownFields, id: &str, path: &str, kind: Option<Kind>) -> Diagnostic {
+    let what = match kind {
+        Some(k) => format!("{path} is not a known field of {k}"),
+        None => format!("{path} is not a known field"),
+    };
+    let d = match mode {
+        UnknownFields::Error => {
+            Diagnostic::error(format!("{id} {what} {}", crate::compat::UNKNOWN_FIELD_HINT))
+        }
+        UnknownFields::Warn => {
+            Diagnostic::warning(format!("{id} {what}; {}", crate::compat::IGNORED_FIELD))
+        }
+    };
+    d.with_resource(id).with_path(path)
 }
 
 /// Problems that prevented strict decoding.
@@ -576,6 +674,7 @@ accessors! {
     as_address_set => IPAddressSet(IPAddressSetSpec),
     as_static_address => IPv4StaticAddress(IPv4StaticAddressSpec),
     as_pppoe => PPPoESession(PPPoESessionSpec),
+    as_dhcpv4_client => DHCPv4Client(DHCPv4ClientSpec),
     as_override_policy => DynamicOverridePolicy(DynamicOverridePolicySpec),
     as_plugin => Plugin(PluginSpec),
     as_dynamic_source => DynamicConfigSource(DynamicConfigSourceSpec),

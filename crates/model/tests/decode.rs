@@ -40,6 +40,7 @@ fn only(ds: &[Diagnostic]) -> &Diagnostic {
 }
 
 const IFACE: &str = "net.routerd.net/v1alpha1/Interface/wan";
+const H: &str = routerd_model::compat::UNKNOWN_FIELD_HINT;
 
 /// (message, path, line, column).
 type Located = (String, Option<String>, Option<usize>, Option<usize>);
@@ -59,7 +60,7 @@ spec:
     );
     assert_diag(
         only(&ds),
-        &format!("{IFACE} spec.role is not a known field of Interface"),
+        &format!("{IFACE} spec.role is not a known field of Interface {H}"),
         Some(IFACE),
         Some("spec.role"),
         6,
@@ -99,20 +100,22 @@ spec: {ifname: eth0}
         unknown,
         vec![
             (
-                format!("{id} spec.famly is not a known field of EgressRoutePolicy"),
+                format!("{id} spec.famly is not a known field of EgressRoutePolicy {H}"),
                 Some("spec.famly".into()),
                 Some(5),
                 Some(3)
             ),
             (
-                format!("{id} spec.candidates[1].weigth is not a known field of EgressRoutePolicy"),
+                format!(
+                    "{id} spec.candidates[1].weigth is not a known field of EgressRoutePolicy {H}"
+                ),
                 Some("spec.candidates[1].weigth".into()),
                 Some(10),
                 Some(7)
             ),
             (
                 format!(
-                    "{id} spec.candidates[1].targets[0].tabel is not a known field of EgressRoutePolicy"
+                    "{id} spec.candidates[1].targets[0].tabel is not a known field of EgressRoutePolicy {H}"
                 ),
                 Some("spec.candidates[1].targets[0].tabel".into()),
                 Some(12),
@@ -134,7 +137,7 @@ spec: {ifname: eth0}
     );
     assert_diag(
         only(&ds),
-        &format!("{IFACE} labels is not a known field"),
+        &format!("{IFACE} labels is not a known field {H}"),
         Some(IFACE),
         Some("labels"),
         4,
@@ -288,11 +291,12 @@ fn resource_metadata_name_is_required() {
 
 #[test]
 fn unsupported_kind() {
-    let ds = load("apiVersion: net.routerd.net/v1alpha1\nkind: VRF\nmetadata: {name: blue}\n");
-    let id = "net.routerd.net/v1alpha1/VRF/blue";
+    let ds =
+        load("apiVersion: net.routerd.net/v1alpha1\nkind: Frobnicator\nmetadata: {name: blue}\n");
+    let id = "net.routerd.net/v1alpha1/Frobnicator/blue";
     assert_diag(
         only(&ds),
-        &format!("unsupported resource kind VRF in {id}"),
+        &format!("unsupported resource kind Frobnicator in {id}"),
         Some(id),
         Some("kind"),
         2,
@@ -640,26 +644,23 @@ fn router_unknown_fields_are_errors() {
         .iter()
         .map(|d| (d.message.as_str(), d.path.as_deref(), d.line))
         .collect();
+    let a = format!("router spec.reconcil is not a known field {H}");
+    let b = format!("router spec.reconcile.dryRun is not a known field {H}");
     assert_eq!(
         got,
         vec![
-            (
-                "router spec.reconcil is not a known field",
-                Some("spec.reconcil"),
-                Some(5)
-            ),
-            (
-                "router spec.reconcile.dryRun is not a known field",
-                Some("spec.reconcile.dryRun"),
-                Some(7)
-            ),
+            (a.as_str(), Some("spec.reconcil"), Some(5)),
+            (b.as_str(), Some("spec.reconcile.dryRun"), Some(7)),
         ]
     );
     let ds = load(&ROUTER_OK.replace(
         "metadata: {name: edge}",
         "metadata: {name: edge}\nstatus: {}",
     ));
-    assert_eq!(only(&ds).message, "router status is not a known field");
+    assert_eq!(
+        only(&ds).message,
+        format!("router status is not a known field {H}")
+    );
 }
 
 #[test]

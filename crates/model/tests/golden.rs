@@ -171,11 +171,12 @@ fn one_bad_resource_among_a_hundred_good_ones_is_reported_alone() {
         })
         .collect();
     got.sort();
+    let colour = format!(
+        "spec.colour is not a known field of EgressRoutePolicy {}",
+        routerd_model::compat::UNKNOWN_FIELD_HINT
+    );
     let mut want = vec![
-        (
-            "spec.colour",
-            "spec.colour is not a known field of EgressRoutePolicy",
-        ),
+        ("spec.colour", colour.as_str()),
         ("spec.family", "spec.family must be ipv4 or ipv6"),
         (
             "spec.hashFields",

@@ -304,7 +304,7 @@ fn egress_policy() -> BoxedStrategy<Spec> {
             opt_text(),
             option::of(any::<bool>()),
         ),
-        (vec(candidate(), 0..4), option::of(when())),
+        (vec(candidate(), 0..4), option::of(when()), opt_text()),
     )
         .prop_map(|(a, lists, b, c)| {
             Spec::EgressRoutePolicy(EgressRoutePolicySpec {
@@ -324,7 +324,9 @@ fn egress_policy() -> BoxedStrategy<Spec> {
                 multipath_table: None,
                 multipath_priority: None,
                 multipath_mark: None,
+                flush_on_failover: None,
                 candidates: c.0,
+                when_no_candidate: c.2,
                 when: c.1,
             })
         })
@@ -523,6 +525,7 @@ fn dslite() -> BoxedStrategy<Spec> {
                 encapsulation_limit: e.0,
                 when: e.1,
                 depends_on: e.2,
+                local_ipv6_source: None,
             })
         })
         .boxed()

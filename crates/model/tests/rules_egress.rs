@@ -1008,3 +1008,101 @@ fn weighted_ecmp_without_mode_marks_all_members_or_none() {
         "selection: weighted-ecmp\ncandidates:\n  - {name: a, interface: wan}\n  - {name: b, interface: lan}\n",
     );
 }
+
+// ---- whenNoCandidate ----
+
+#[test]
+fn when_no_candidate_values() {
+    let cand = "name: a\ninterface: wan\nmark: 256\npriority: 10000\ntable: 100";
+    for v in ["main", "reject", "drop"] {
+        expect_valid(
+            K,
+            &policy(&format!("mode: mark\nwhenNoCandidate: {v}"), cand),
+        );
+    }
+    expect_valid(K, &policy("whenNoCandidate: main", "name: a"));
+    expect_error(
+        K,
+        &policy("mode: mark\nwhenNoCandidate: refuse", cand),
+        "spec.whenNoCandidate",
+        "spec.whenNoCandidate must be one of main, reject, drop",
+    );
+}
+
+#[test]
+fn when_no_candidate_needs_a_steering_ipv4_policy() {
+    expect_error(
+        K,
+        &policy("whenNoCandidate: reject", "name: a\ninterface: wan"),
+        "spec.whenNoCandidate",
+        "spec.whenNoCandidate reject requires mode priority, mark or hash: an advisory policy (mode omitted) steers no traffic, so there is nothing to close; set a mode or use main",
+    );
+    expect_error(
+        K,
+        &policy(
+            "family: ipv6\nmode: priority\nwhenNoCandidate: drop",
+            "name: a\ninterface: wan\nmark: 256\npriority: 10000\ntable: 100",
+        ),
+        "spec.whenNoCandidate",
+        "spec.whenNoCandidate drop is carried for family ipv4 only (the fail-closed filter matches IPv4 sources); use main for family ipv6",
+    );
+    expect_error(
+        K,
+        &policy(
+            "family: ipv6\nhostTraffic: true\nmode: priority\nwhenNoCandidate: reject",
+            host_candidate(),
+        ),
+        "spec.whenNoCandidate",
+        "spec.whenNoCandidate reject cannot be used with hostTraffic: the fail-closed filter sees forwarded traffic only, not the router's own; use main",
+    );
+}
+
+// ---- flushOnFailover ----
+
+#[test]
+fn flush_on_failover_accepts_none_and_dead_path() {
+    expect_valid(K, &policy("flushOnFailover: none", "name: a"));
+    expect_valid(
+        K,
+        &policy(
+            "mode: priority\nflushOnFailover: deadPath",
+            "name: a\ninterface: wan\nmark: 256\npriority: 10000\ntable: 100",
+        ),
+    );
+}
+
+#[test]
+fn flush_on_failover_enum() {
+    expect_error(
+        K,
+        &policy(
+            "mode: priority\nflushOnFailover: always",
+            "name: a\ninterface: wan\nmark: 256\npriority: 10000\ntable: 100",
+        ),
+        "spec.flushOnFailover",
+        "spec.flushOnFailover must be none or deadPath",
+    );
+}
+
+#[test]
+fn flush_on_failover_needs_marks() {
+    expect_error(
+        K,
+        &policy("flushOnFailover: deadPath", "name: a\ninterface: wan"),
+        "spec.flushOnFailover",
+        "spec.flushOnFailover deadPath requires candidates or targets with a mark: a path's connections are found by their ct mark",
+    );
+}
+
+#[test]
+fn flush_on_failover_needs_connection_marks() {
+    expect_error(
+        K,
+        &policy(
+            "mode: mark\nflushOnFailover: deadPath",
+            "name: a\ninterface: wan\nmark: 256\npriority: 10000\ntable: 100",
+        ),
+        "spec.flushOnFailover",
+        "spec.flushOnFailover deadPath needs connections that carry their path's mark: mode mark marks packets, not connections; use mode priority, targets or weighted-ecmp",
+    );
+}

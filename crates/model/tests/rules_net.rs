@@ -701,14 +701,18 @@ fn nat44_egress_interface_must_exist() {
     );
 }
 
-/// Stricter than routerd, which does not check egressPolicyRef at all.
+/// routerd accepts a dangling egressPolicyRef (a dynamic part may bring the
+/// policy); the rule is Pending/EgressPolicyMissing meanwhile. A typo looks
+/// the same, so it is a warning.
 #[test]
-fn nat44_egress_policy_ref_must_exist() {
-    expect_error(
+fn nat44_dangling_egress_policy_ref_validates_with_a_warning() {
+    expect_warnings(
         "NAT44Rule",
         "type: masquerade\negressPolicyRef: ipv4-defualt\nsourceRanges: [192.168.0.0/16]",
-        "spec.egressPolicyRef",
-        "spec.egressPolicyRef references missing EgressRoutePolicy \"ipv4-defualt\"",
+        &[(
+            "spec.egressPolicyRef",
+            "spec.egressPolicyRef references missing EgressRoutePolicy \"ipv4-defualt\"; the rule stays Pending (EgressPolicyMissing) until the policy appears",
+        )],
     );
 }
 
@@ -941,9 +945,48 @@ fn address_set_rules() {
     expect_valid("IPAddressSet", "addresses: [10.0.0.0/8, 192.0.2.1]");
     expect_error(
         "IPAddressSet",
-        "family: ip",
+        "family: ip\naddresses: [10.0.0.0/8]",
         "spec.family",
         "spec.family must be ipv4 or ipv6",
+    );
+    // routerd's FQDN sets: names alone are enough, refreshInterval is a Go duration.
+    expect_valid(
+        "IPAddressSet",
+        "names: [service.example.com]\nrefreshInterval: 10m",
+    );
+    expect_valid(
+        "IPAddressSet",
+        "addresses: [192.0.2.1]\nnames: [a.example, b.example]",
+    );
+    expect_error(
+        "IPAddressSet",
+        "family: ipv4",
+        "spec.addresses",
+        "spec.addresses or spec.names is required",
+    );
+    expect_error(
+        "IPAddressSet",
+        "names: [a.example, '  ']",
+        "spec.names[1]",
+        "spec.names[1] must not be empty",
+    );
+    expect_error(
+        "IPAddressSet",
+        "names: ['a.example/24']",
+        "spec.names[0]",
+        "spec.names[0] is invalid: must be a single DNS domain",
+    );
+    expect_error(
+        "IPAddressSet",
+        "names: [a.example, a.example]",
+        "spec.names[1]",
+        "spec.names[1] duplicates name \"a.example\"",
+    );
+    expect_error(
+        "IPAddressSet",
+        "names: [a.example]\nrefreshInterval: soon",
+        "spec.refreshInterval",
+        "spec.refreshInterval is invalid: time: invalid duration \"soon\"",
     );
     expect_error(
         "IPAddressSet",
@@ -999,22 +1042,122 @@ fn pppoe_session_rules() {
         "PPPoESession",
         "interface: wan\nmtu: 1454\nusername: u\npasswordFile: /etc/ppp/secret",
     );
+    let creds = "username: u\npasswordFile: /etc/ppp/secret";
     expect_error(
         "PPPoESession",
-        "mtu: 1454",
+        &format!("mtu: 1454\n{creds}"),
         "spec.interface",
         "spec.interface is required",
     );
     expect_error(
         "PPPoESession",
-        "interface: dsl",
+        &format!("interface: dsl\n{creds}"),
         "spec.interface",
         "references missing Interface \"dsl\"",
     );
     expect_error(
         "PPPoESession",
-        "interface: wan\nmtu: 1501",
+        &format!("interface: wan\nmtu: 1501\n{creds}"),
         "spec.mtu",
         "spec.mtu must be within 576-1500",
+    );
+    // Every field routerd defines is accepted.
+    expect_valid(
+        "PPPoESession",
+        "interface: wan\nusername: u\npassword: hunter2\nauthMethod: chap\nmtu: 1454\nmru: 1454\nserviceName: isp\nacName: ac1\ndefaultRoute: true\nusePeerDNS: false\npersist: true\nlcpInterval: 10\nlcpFailure: 3\nlcpEchoInterval: 10\nlcpEchoFailure: 3\nipv6: true\nmanaged: true\nsecretEncoding: plain",
+    );
+    expect_errors(
+        "PPPoESession",
+        "interface: wan\npassword: a\npasswordFile: /x\nauthMethod: mschap\nmru: 100\nlcpFailure: -1\nlcpEchoInterval: -1\nsecretEncoding: base64\nifname: ppp-this-is-too-long\nacName: \"a\\nb\"",
+        &[
+            ("spec.username", "spec.username is required"),
+            (
+                "spec.password",
+                "spec.password and spec.passwordFile are mutually exclusive",
+            ),
+            (
+                "spec.authMethod",
+                "spec.authMethod must be chap, pap, or both",
+            ),
+            ("spec.mru", "spec.mru must be within 576-1500"),
+            (
+                "spec.lcpFailure",
+                "spec.lcpInterval and spec.lcpFailure must be non-negative",
+            ),
+            (
+                "spec.lcpEchoInterval",
+                "spec.lcpEchoInterval and spec.lcpEchoFailure must be non-negative",
+            ),
+            ("spec.secretEncoding", "spec.secretEncoding must be plain"),
+            ("spec.ifname", "spec.ifname must be 15 characters or fewer"),
+            ("spec.acName", "spec.acName contains invalid newline"),
+        ],
+    );
+    expect_error(
+        "PPPoESession",
+        "interface: wan\nusername: u",
+        "spec.password",
+        "spec.password or spec.passwordFile is required",
+    );
+}
+
+#[test]
+fn pppoe_password_never_prints() {
+    let text = "apiVersion: net.routerd.net/v1alpha1\nkind: PPPoESession\nmetadata: {name: isp}\nspec: {interface: wan, username: u, password: hunter2}\n";
+    let (l, d) = routerd_model::load_and_validate(&[("base.yaml", common::BASE), ("t.yaml", text)]);
+    assert!(d.iter().all(|d| !d.is_error()), "{d:?}");
+    let r = l.resources.iter().find(|r| r.name() == "isp").unwrap();
+    assert_eq!(
+        r.as_pppoe().unwrap().password.as_ref().unwrap().expose(),
+        "hunter2"
+    );
+    let shown = [
+        serde_json::to_string(r).unwrap(),
+        serde_yaml::to_string(r).unwrap(),
+        format!("{r:?}"),
+    ];
+    for s in shown {
+        assert!(!s.contains("hunter2"), "{s}");
+        assert!(s.contains("<redacted>"), "{s}");
+    }
+}
+
+#[test]
+fn static_address_overlap_needs_a_reason() {
+    expect_valid(
+        "IPv4StaticAddress",
+        "interface: lan\naddress: 192.168.10.1/24\nexclusive: true\nallowOverlap: true\nallowOverlapReason: anycast",
+    );
+    expect_error(
+        "IPv4StaticAddress",
+        "interface: lan\naddress: 192.168.10.1/24\nallowOverlap: true",
+        "spec.allowOverlapReason",
+        "spec.allowOverlapReason is required when allowOverlap is true",
+    );
+}
+
+#[test]
+fn dhcpv4_client_rules() {
+    expect_valid(
+        "DHCPv4Client",
+        "interface: wan\nhostname: edge\nrequestedAddress: 192.0.2.10\nclassID: routerd\nclientID: \"01:02\"\nuseRoutes: false\nuseDNS: true\nrouteMetric: 100",
+    );
+    expect_errors(
+        "DHCPv4Client",
+        "requestedAddress: 2001:db8::1\nhostname: my edge",
+        &[
+            ("spec.interface", "spec.interface is required"),
+            (
+                "spec.requestedAddress",
+                "spec.requestedAddress must be an IPv4 address",
+            ),
+            ("spec.hostname", "spec.hostname must not contain whitespace"),
+        ],
+    );
+    expect_error(
+        "DHCPv4Client",
+        "interface: wan9",
+        "spec.interface",
+        "references missing Interface \"wan9\"",
     );
 }

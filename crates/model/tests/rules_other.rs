@@ -477,7 +477,31 @@ fn tunnel_interface_rules() {
         "TunnelInterface",
         "mode: ipip\nremote: 192.0.2.2",
         "spec.local",
-        "spec.local is required",
+        "spec.local or spec.localFrom is required",
+    );
+    // routerd's fields: endpoints from status, inner address, FOU ports.
+    expect_valid(
+        "TunnelInterface",
+        "mode: fou\nlocalFrom: {resource: Interface/wan, field: primaryIPv4}\nremote: 192.0.2.2\naddress: 10.255.0.1/30\nunderlayInterface: wan\nencapSport: 5555\nencapDport: 5555\ntrustedUnderlay: true\npathMTU: {forceFragmentIPv4: true}",
+    );
+    expect_errors(
+        "TunnelInterface",
+        "mode: ipip\nlocal: 192.0.2.1\nlocalFrom: {resource: Interface/wan, field: primaryIPv4}\nremote: 192.0.2.2\naddress: 2001:db8::/64\npeerAddress: 10.0.0.2\nencapSport: 5555",
+        &[
+            (
+                "spec.local",
+                "spec.local and spec.localFrom are mutually exclusive",
+            ),
+            ("spec.address", "spec.address: must be an IPv4 prefix"),
+            (
+                "spec.peerAddress",
+                "spec.peerAddress is supported only on FreeBSD TunnelInterface; Linux address semantics are unchanged",
+            ),
+            (
+                "spec.encapSport",
+                "spec.encapSport/spec.encapDport are only supported when spec.mode is fou or gue",
+            ),
+        ],
     );
     expect_error(
         "TunnelInterface",

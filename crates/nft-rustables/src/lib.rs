@@ -31,6 +31,7 @@ use routerd_render::DataplaneError;
 use routerd_render::ir::{
     AddrValue, ChainType as IrChainType, CmpOp as IrCmp, Expr, Family, Hook as IrHook, IpField,
     L4Proto, MarkSource, NFT_OWNER_COMMENT, NatAddr, NftFamily, NftSet, NftTable, NftTableKey,
+    RejectWith,
 };
 use routerd_render::linux::netns;
 use routerd_render::nft_backend::NftBackend;
@@ -38,7 +39,7 @@ use rustables::data_type::DataType;
 use rustables::expr::{
     Bitwise, Cmp, CmpOp, Conntrack, ConntrackKey, HighLevelPayload, IPv4HeaderField,
     IPv6HeaderField, Immediate, Lookup, Masquerade, Meta, MetaType, Nat, NatType,
-    NetworkHeaderField, Payload, Register, VerdictKind,
+    NetworkHeaderField, Payload, Register, Reject, RejectType, VerdictKind,
 };
 use rustables::set::SetBuilder;
 use rustables::{
@@ -103,6 +104,11 @@ fn expressible(e: &Expr) -> Result<(), String> {
         Expr::CtMarkIn { .. } => unsupported("anonymous sets (ct mark { ... })"),
         Expr::L4Proto(ps) if ps.len() != 1 => unsupported("anonymous sets (meta l4proto { ... })"),
         Expr::SetMark(MarkSource::JhashMap { .. }) => unsupported("jhash maps"),
+        // rustables writes only the icmpx codes, and an `ip` table's reject
+        // sends nothing for those: the kernel would drop silently.
+        Expr::Reject(RejectWith::IcmpAdminProhibited) => {
+            unsupported("reject with icmp type admin-prohibited (only icmpx codes)")
+        }
         Expr::Masquerade { ports, persistent } if ports.is_some() || *persistent => {
             unsupported("masquerade port ranges or flags")
         }
@@ -279,6 +285,10 @@ fn add_expr(
         } => add_nat(rule, NatType::SNat, *a, None),
         Expr::Dnat { addr, port } => add_nat(rule, NatType::DNat, *addr, *port),
         Expr::Accept => rule.add_expr(Immediate::new_verdict(VerdictKind::Accept)),
+        Expr::Drop => rule.add_expr(Immediate::new_verdict(VerdictKind::Drop)),
+        Expr::Reject(RejectWith::TcpReset) => {
+            rule.add_expr(Reject::default().with_type(RejectType::TcpRst));
+        }
         other => {
             return Err(DataplaneError::Unsupported(format!(
                 "rustables cannot express {other:?}"

@@ -511,3 +511,69 @@ fn loads_an_ipv6_policy_table_as_nft_lists_it() {
     });
     assert!(!ns.nft(&["list", "tables"]).contains("routerd_policy"));
 }
+
+/// A fail-closed table: `drop` for every matched packet, or TCP reset and
+/// ICMP admin-prohibited.
+fn failclosed_table(reject: bool) -> NftTable {
+    use routerd_render::ir::RejectWith;
+    let mut t = NftTable::new(NftFamily::Ip, "routerd_failclosed_p");
+    t.owners.insert("p".into());
+    let m = || ip(IpField::Saddr, CmpOp::Eq, "192.168.10.0/24");
+    let rules = if reject {
+        vec![
+            vec![
+                m(),
+                Expr::L4Proto(vec![L4Proto::Tcp]),
+                Expr::Reject(RejectWith::TcpReset),
+            ],
+            vec![m(), Expr::Reject(RejectWith::IcmpAdminProhibited)],
+        ]
+    } else {
+        vec![vec![m(), Expr::Drop]]
+    };
+    t.chains.push(chain(
+        "forward",
+        ChainType::Filter,
+        Hook::Forward,
+        Priority::Num(-10),
+        rules,
+    ));
+    t
+}
+
+#[test]
+fn fail_closed_drop_is_expressible_and_icmp_reject_falls_back() {
+    let b = RustablesBackend::new();
+    assert_eq!(b.supports(&failclosed_table(false)), Ok(()));
+    // Only icmpx codes exist in rustables; an ip table would send nothing.
+    let why = b.supports(&failclosed_table(true)).unwrap_err();
+    assert!(why.contains("admin-prohibited"), "{why}");
+    let mut tcp_only = failclosed_table(true);
+    tcp_only.chains[0].rules.truncate(1);
+    assert_eq!(b.supports(&tcp_only), Ok(()));
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn loads_fail_closed_drop_and_tcp_reset() {
+    let ns = Ns::new();
+    let mut tcp_only = failclosed_table(true);
+    tcp_only.chains[0].rules.truncate(1);
+    tcp_only.name = "routerd_failclosed_q".into();
+    ns.run(move || {
+        let mut b = RustablesBackend::new();
+        b.replace_table(&failclosed_table(false)).unwrap();
+        b.replace_table(&tcp_only).unwrap();
+    });
+    let drop = ns.nft(&["list", "table", "ip", "routerd_failclosed_p"]);
+    assert!(
+        drop.contains("type filter hook forward priority filter - 10; policy accept;"),
+        "{drop}"
+    );
+    assert!(drop.contains("ip saddr 192.168.10.0/24 drop"), "{drop}");
+    let reset = ns.nft(&["list", "table", "ip", "routerd_failclosed_q"]);
+    assert!(
+        reset.contains("ip saddr 192.168.10.0/24 reject with tcp reset"),
+        "{reset}"
+    );
+}

@@ -171,6 +171,29 @@ mod tests {
     }
 
     #[test]
+    fn a_pppoe_password_never_reaches_a_plugin() {
+        let yaml = r#"
+- apiVersion: net.routerd.net/v1alpha1
+  kind: PPPoESession
+  metadata: {name: isp}
+  spec: {interface: wan, username: u, password: hunter2, passwordFile: /etc/ppp/x}
+"#;
+        let startup: Vec<Resource> = serde_yaml::from_str(yaml).unwrap();
+        let allow = PluginContextSpec {
+            resources: vec![ObjectRef {
+                api_version: "net.routerd.net/v1alpha1".into(),
+                kind: "PPPoESession".into(),
+                name: "isp".into(),
+            }],
+        };
+        let ctx = build_context(Some(&allow), &startup);
+        let text = serde_json::to_string(&ctx).unwrap();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains("/etc/ppp/x"), "{text}");
+        assert!(text.contains("\"username\":\"u\""), "{text}");
+    }
+
+    #[test]
     fn empty_allowlist_omits_the_key() {
         let ctx = build_context(Some(&PluginContextSpec::default()), &startup());
         assert!(ctx.resources.is_none());

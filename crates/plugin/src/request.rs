@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Timelike as _, Utc};
 use routerd_model::spec::{PluginRequest, PluginRequestSpec, PluginSpec, RequestTrigger};
-use routerd_model::{Metadata, Resource};
+use routerd_model::{Event, Metadata, Resource};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -13,7 +13,7 @@ use crate::{API_VERSION, REQUEST_KIND};
 pub fn manual_trigger() -> RequestTrigger {
     RequestTrigger {
         type_: "manual".into(),
-        topic: None,
+        ..RequestTrigger::default()
     }
 }
 
@@ -21,15 +21,23 @@ pub fn manual_trigger() -> RequestTrigger {
 pub fn interval_trigger() -> RequestTrigger {
     RequestTrigger {
         type_: "interval".into(),
-        topic: None,
+        ..RequestTrigger::default()
     }
 }
 
-/// An `event` trigger for `topic`.
-pub fn event_trigger(topic: &str) -> RequestTrigger {
+/// An `event` trigger for `event`: its topic, and what a plugin needs to
+/// act on it without re-reading every status (the resource, reason and
+/// attributes).
+pub fn event_trigger(event: &Event) -> RequestTrigger {
+    let resource = (!event.resource.kind.is_empty())
+        .then(|| format!("{}/{}", event.resource.kind, event.resource.name));
     RequestTrigger {
         type_: "event".into(),
-        topic: Some(topic.to_string()),
+        topic: Some(event.type_.clone()),
+        resource,
+        reason: (!event.reason.is_empty()).then(|| event.reason.clone()),
+        attributes: event.attributes.clone(),
+        coalesced: None,
     }
 }
 

@@ -12,7 +12,7 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 use routerd_model::spec::{DynamicOverridePolicySpec, PluginSpec, RequestTrigger};
-use routerd_model::{EventSource, Resource};
+use routerd_model::{Event, EventSource, Resource};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
@@ -43,13 +43,13 @@ pub struct DriveStats {
 pub struct TriggerSource {
     plan: TriggerPlan,
     next: Vec<Instant>,
-    topics: Option<broadcast::Receiver<String>>,
+    topics: Option<broadcast::Receiver<Event>>,
 }
 
 impl TriggerSource {
     /// Starts the clock: interval triggers first fire one period from now.
     /// A lagging `topics` receiver loses events rather than queueing runs.
-    pub fn new(plan: TriggerPlan, topics: Option<broadcast::Receiver<String>>) -> Self {
+    pub fn new(plan: TriggerPlan, topics: Option<broadcast::Receiver<Event>>) -> Self {
         let start = Instant::now();
         let next = plan.intervals.iter().map(|d| start + *d).collect();
         TriggerSource { plan, next, topics }
@@ -65,7 +65,7 @@ impl TriggerSource {
                     return interval_trigger();
                 }
                 msg = recv_opt(&mut self.topics) => match msg {
-                    Ok(topic) if self.plan.matches_topic(&topic) => return event_trigger(&topic),
+                    Ok(event) if self.plan.matches_topic(&event.type_) => return event_trigger(&event),
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => self.topics = None,
                 },
@@ -75,7 +75,9 @@ impl TriggerSource {
 
     /// Takes, without waiting, every trigger that has arrived since the last
     /// look: how many there were and the one to run for them (an event
-    /// trigger when a topic matched, as it says more than a tick).
+    /// trigger when a topic matched, as it says more than a tick: the latest
+    /// matching event, since it describes the state the run will see, with
+    /// `coalesced` counting the events it stands for).
     pub fn drain(&mut self) -> (u64, Option<RequestTrigger>) {
         let now = Instant::now();
         let mut count = 0;
@@ -87,14 +89,14 @@ impl TriggerSource {
                 trigger.get_or_insert_with(interval_trigger);
             }
         }
+        let mut events = 0;
         if let Some(rx) = &mut self.topics {
             loop {
                 match rx.try_recv() {
-                    Ok(topic) if self.plan.matches_topic(&topic) => {
+                    Ok(event) if self.plan.matches_topic(&event.type_) => {
                         count += 1;
-                        if trigger.as_ref().is_none_or(|t| t.type_ != "event") {
-                            trigger = Some(event_trigger(&topic));
-                        }
+                        events += 1;
+                        trigger = Some(event_trigger(&event));
                     }
                     Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
                     Err(broadcast::error::TryRecvError::Empty) => break,
@@ -104,6 +106,9 @@ impl TriggerSource {
                     }
                 }
             }
+        }
+        if let Some(t) = trigger.as_mut().filter(|_| events > 1) {
+            t.coalesced = Some(events);
         }
         (count, trigger)
     }
@@ -159,9 +164,16 @@ impl<'a> Flights<'a> {
                 since: clock(),
             })
             .await;
+        let mut trigger = trigger;
         if permit.waited() {
             self.stats.waited += 1;
-            self.stats.coalesced += self.source.drain().0;
+            let (count, newer) = self.source.drain();
+            self.stats.coalesced += count;
+            // An event that arrived while waiting describes the state this
+            // run will see better than the one that started the wait.
+            if let Some(newer) = newer.filter(|t| t.type_ == "event") {
+                trigger = fold(trigger, newer);
+            }
         }
         self.stats.runs += 1;
         (trigger, permit)
@@ -182,7 +194,7 @@ impl<'a> Flights<'a> {
 pub async fn drive<F, Fut>(
     plugin: &str,
     plan: &TriggerPlan,
-    topics: Option<broadcast::Receiver<String>>,
+    topics: Option<broadcast::Receiver<Event>>,
     gates: &Gates,
     shutdown: impl Future<Output = ()>,
     mut run: F,
@@ -241,7 +253,7 @@ pub struct PluginTask<'a> {
 pub async fn serve(
     task: PluginTask<'_>,
     state: &mut SourceState,
-    topics: Option<broadcast::Receiver<String>>,
+    topics: Option<broadcast::Receiver<Event>>,
     gates: &Gates,
     events_from: &EventSource,
     shutdown: impl Future<Output = ()>,
@@ -281,6 +293,20 @@ pub async fn serve(
     Ok(flights.stats)
 }
 
+/// `newer` replaces `older`, counting the events both stand for.
+fn fold(older: RequestTrigger, mut newer: RequestTrigger) -> RequestTrigger {
+    let stood_for = |t: &RequestTrigger| {
+        if t.type_ == "event" {
+            t.coalesced.unwrap_or(1)
+        } else {
+            0
+        }
+    };
+    let total = stood_for(&older) + stood_for(&newer);
+    newer.coalesced = (total > 1).then_some(total);
+    newer
+}
+
 async fn sleep_until_opt(t: Option<Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(t).await,
@@ -289,8 +315,8 @@ async fn sleep_until_opt(t: Option<Instant>) {
 }
 
 async fn recv_opt(
-    rx: &mut Option<broadcast::Receiver<String>>,
-) -> Result<String, broadcast::error::RecvError> {
+    rx: &mut Option<broadcast::Receiver<Event>>,
+) -> Result<Event, broadcast::error::RecvError> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

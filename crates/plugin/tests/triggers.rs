@@ -8,9 +8,23 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use routerd_model::spec::{RequestTrigger, Trigger};
+use routerd_model::{Event, ObjectRef};
 use routerd_plugin::TriggerPlan;
 use routerd_plugin::scheduler::{DriveStats, Gates, Holder, drive};
 use tokio::sync::{broadcast, oneshot};
+
+/// An event of `topic` about IPv4Route `name`, with one attribute.
+fn ev(topic: &str, name: &str, selected: &str) -> Event {
+    let resource = ObjectRef {
+        api_version: "net.routerd.net/v1alpha1".into(),
+        kind: "IPv4Route".into(),
+        name: name.into(),
+    };
+    let mut e = Event::info(topic, resource, chrono::Utc::now());
+    e.reason = "RouteChanged".into();
+    e.attributes.insert("selected".into(), selected.into());
+    e
+}
 
 fn plan(triggers: &[(&str, &str)]) -> TriggerPlan {
     let ts: Vec<Trigger> = triggers
@@ -27,7 +41,7 @@ fn plan(triggers: &[(&str, &str)]) -> TriggerPlan {
 /// Runs the loop for `total` of virtual time; each run takes `run_time`.
 async fn drive_for(
     plan: &TriggerPlan,
-    topics: Option<broadcast::Receiver<String>>,
+    topics: Option<broadcast::Receiver<Event>>,
     flights: &Gates,
     total: Duration,
     run_time: Duration,
@@ -110,10 +124,12 @@ async fn event_topics_trigger_runs() {
     let (tx, rx) = broadcast::channel(16);
     let sender = async {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        tx.send("routerd.lan.route.changed".to_string()).unwrap();
-        tx.send("routerd.other".to_string()).unwrap();
+        tx.send(ev("routerd.lan.route.changed", "a", "wan-a"))
+            .unwrap();
+        tx.send(ev("routerd.other", "x", "none")).unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
-        tx.send("routerd.lan.route.changed".to_string()).unwrap();
+        tx.send(ev("routerd.lan.route.changed", "b", "wan-b"))
+            .unwrap();
     };
     let flights = Gates::new();
     let ((), (stats, seen, _)) = tokio::join!(
@@ -130,6 +146,36 @@ async fn event_topics_trigger_runs() {
     assert!(
         seen.iter()
             .all(|t| t.type_ == "event" && t.topic.as_deref() == Some("routerd.lan.route.changed"))
+    );
+    // Each run is told which resource the event was about and its
+    // attributes, so a plugin need not re-read every status.
+    let told: Vec<_> = seen
+        .iter()
+        .map(|t| {
+            (
+                t.resource.clone().unwrap_or_default(),
+                t.attributes.get("selected").cloned().unwrap_or_default(),
+                t.reason.clone().unwrap_or_default(),
+                t.coalesced,
+            )
+        })
+        .collect();
+    assert_eq!(
+        told,
+        vec![
+            (
+                "IPv4Route/a".into(),
+                "wan-a".into(),
+                "RouteChanged".into(),
+                None
+            ),
+            (
+                "IPv4Route/b".into(),
+                "wan-b".into(),
+                "RouteChanged".into(),
+                None
+            ),
+        ]
     );
 }
 
@@ -178,12 +224,14 @@ async fn a_burst_of_events_during_a_run_makes_one_follow_up() {
     let (tx, rx) = broadcast::channel(64);
     let sender = async {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        tx.send("routerd.lan.route.changed".to_string()).unwrap();
+        tx.send(ev("routerd.lan.route.changed", "first", "wan-a"))
+            .unwrap();
         // Ten more while the first run (5 s) is in progress.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        for _ in 0..10 {
-            tx.send("routerd.lan.route.changed".to_string()).unwrap();
-            tx.send("routerd.other".to_string()).unwrap();
+        for i in 0..10 {
+            tx.send(ev("routerd.lan.route.changed", &format!("r{i}"), "wan-b"))
+                .unwrap();
+            tx.send(ev("routerd.other", "x", "none")).unwrap();
         }
     };
     let flights = Gates::new();
@@ -201,6 +249,12 @@ async fn a_burst_of_events_during_a_run_makes_one_follow_up() {
     assert_eq!(stats.coalesced, 9, "{stats:?}");
     assert_eq!(max, 1);
     assert!(seen.iter().all(|t| t.type_ == "event"));
+    // The follow-up describes the latest event and counts the ten.
+    let last = seen.last().unwrap();
+    assert_eq!(last.resource.as_deref(), Some("IPv4Route/r9"));
+    assert_eq!(last.coalesced, Some(10));
+    assert_eq!(seen[0].resource.as_deref(), Some("IPv4Route/first"));
+    assert_eq!(seen[0].coalesced, None);
 }
 
 #[tokio::test(start_paused = true)]

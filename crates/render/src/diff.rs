@@ -8,14 +8,18 @@
 //! one already on the device is left as it is and noted.
 //!
 //! Safe order of the plan:
-//! 0. addresses added (a route may use one as `src` or need its subnet);
+//! 0. fail-closed tables created or replaced (`whenNoCandidate`: a policy
+//!    closes before anything else moves, at start-up too);
+//! 0b. addresses added (a route may use one as `src` or need its subnet);
 //! 1. routes added or replaced (a rule must never point at an empty table);
 //! 2. nft tables replaced (each atomically);
 //! 3. rules added;
 //! 4. stale rules deleted (before the tables they use are emptied);
 //! 5. stale routes deleted;
-//! 6. stale nft tables deleted;
-//! 7. stale addresses deleted (after the routes that may use them).
+//! 6. stale nft tables deleted, fail-closed ones last of all: a policy
+//!    opens only after its candidate's routes, rules and marks went in;
+//! 6b. stale addresses deleted (after the routes that may use them), before
+//!    the fail-closed tables go.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
@@ -178,6 +182,14 @@ pub fn diff_with(
 
     let (address_adds, address_deletes) = diff_addresses(desired, observed, ledger, own, &mut plan);
 
+    let closing = |op: &Op| match op {
+        Op::ReplaceNftTable { table } => is_fail_closed(&table.name),
+        Op::DeleteNftTable { key } => is_fail_closed(&key.name),
+        _ => false,
+    };
+    let (closes, nft_replaces): (Vec<Op>, Vec<Op>) = nft_replaces.into_iter().partition(closing);
+    let (opens, nft_deletes): (Vec<Op>, Vec<Op>) = nft_deletes.into_iter().partition(closing);
+    plan.ops.extend(closes);
     plan.ops.extend(address_adds);
     plan.ops.extend(upserts);
     plan.ops.extend(nft_replaces);
@@ -186,7 +198,12 @@ pub fn diff_with(
     plan.ops.extend(route_deletes);
     plan.ops.extend(nft_deletes);
     plan.ops.extend(address_deletes);
+    plan.ops.extend(opens);
     plan
+}
+
+fn is_fail_closed(table: &str) -> bool {
+    table.starts_with(crate::render::failclosed::FAIL_CLOSED_TABLE_PREFIX)
 }
 
 /// Addresses: added when absent; one present that the ledger does not

@@ -840,6 +840,21 @@ pub enum Expr {
     },
     /// `accept`.
     Accept,
+    /// `reject with <how>`.
+    Reject(RejectWith),
+    /// `drop`.
+    Drop,
+}
+
+/// The reply a `reject` sends (IPv4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RejectWith {
+    /// `reject with tcp reset`: the client's connect fails at once.
+    TcpReset,
+    /// `reject with icmp type admin-prohibited` (destination unreachable,
+    /// code 13, "communication administratively prohibited").
+    IcmpAdminProhibited,
 }
 
 /// One rule: expressions in order.

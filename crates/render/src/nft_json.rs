@@ -13,7 +13,7 @@ use sha2::Digest as _;
 use crate::dataplane::ObservedNftTable;
 use crate::ir::{
     AddrValue, CmpOp, Expr, Family, IpField, MarkSource, NFT_OWNER_COMMENT, NFT_TABLE_PREFIX,
-    NatAddr, NftFamily, NftTable, NftTableKey,
+    NatAddr, NftFamily, NftTable, NftTableKey, RejectWith,
 };
 
 fn ip_payload(family: Family, f: IpField) -> Value {
@@ -162,6 +162,11 @@ pub fn expr_json(e: &Expr) -> Value {
             None => json!({"dnat": {"addr": addr.to_string()}}),
         },
         Expr::Accept => json!({"accept": null}),
+        Expr::Reject(RejectWith::TcpReset) => json!({"reject": {"type": "tcp reset"}}),
+        Expr::Reject(RejectWith::IcmpAdminProhibited) => {
+            json!({"reject": {"type": "icmp", "expr": "admin-prohibited"}})
+        }
+        Expr::Drop => json!({"drop": null}),
     }
 }
 

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use crate::ir::{
     AddrValue, CmpOp, Expr, MarkSource, NFT_OWNER_COMMENT, NatAddr, NftChain, NftRule, NftSet,
-    NftTable,
+    NftTable, RejectWith,
 };
 
 /// `0x%x`, routerd's mark formatting.
@@ -136,6 +136,11 @@ pub fn expr_text(e: &Expr) -> String {
             None => format!("dnat to {addr}"),
         },
         Expr::Accept => "accept".to_string(),
+        Expr::Reject(RejectWith::TcpReset) => "reject with tcp reset".to_string(),
+        Expr::Reject(RejectWith::IcmpAdminProhibited) => {
+            "reject with icmp type admin-prohibited".to_string()
+        }
+        Expr::Drop => "drop".to_string(),
     }
 }
 

@@ -128,7 +128,7 @@ pub fn reconcile_with<D: Dataplane + ?Sized>(
     let mut failed_nft = BTreeSet::new();
     if !plan.is_empty() {
         before_apply(&plan).map_err(ReconcileError::Intent)?;
-        apply_isolated(dp, &plan, ledger, &mut faults, &mut failed_nft);
+        apply_opening_last(dp, &plan, ledger, &mut faults, &mut failed_nft);
     }
     let mut retries = Vec::new();
     loop {
@@ -146,8 +146,11 @@ pub fn reconcile_with<D: Dataplane + ?Sized>(
         let mut remaining = diff_with(desired, &observed, &next, &opts.ownership);
         remaining.conflicts.clear();
         remaining.notes.clear();
-        // What faulted owners still lack is known; retry only the rest.
-        remaining.ops.retain(|op| !faults.has(op_owner(op)));
+        // What faulted owners still lack is known; retry only the rest
+        // (and never open a policy the kernel refused something of).
+        remaining
+            .ops
+            .retain(|op| !faults.has(op_owner(op)) && !held_closed(op, &next, &faults));
         if remaining.is_empty() {
             let orphans = orphans(&observed, desired, &next, &opts.ownership);
             *ledger = next;
@@ -178,7 +181,7 @@ pub fn reconcile_with<D: Dataplane + ?Sized>(
             });
         }
         before_apply(&remaining).map_err(ReconcileError::Intent)?;
-        apply_isolated(dp, &remaining, ledger, &mut faults, &mut failed_nft);
+        apply_opening_last(dp, &remaining, ledger, &mut faults, &mut failed_nft);
         retries.push(remaining);
     }
 }
@@ -347,6 +350,80 @@ fn screen(
         }
     });
     Some(carried)
+}
+
+/// Sends `plan` with the deletions of fail-closed tables (`whenNoCandidate`
+/// policies opening) held back until everything else was sent, and drops
+/// those whose policy had an operation refused just now: a policy opens
+/// only once the kernel took its candidate's routes, rules and marks. A
+/// kept-back route (`DeviceNotReady`, screened before the plan) does not
+/// hold it: a missing backup device must not keep a working policy shut.
+fn apply_opening_last<D: Dataplane + ?Sized>(
+    dp: &mut D,
+    plan: &Plan,
+    ledger: &mut Ledger,
+    faults: &mut Faults,
+    failed_nft: &mut BTreeSet<crate::ir::NftTableKey>,
+) {
+    let (opens, rest): (Vec<Op>, Vec<Op>) = plan.ops.iter().cloned().partition(is_opening);
+    if opens.is_empty() {
+        apply_isolated(dp, plan, ledger, faults, failed_nft);
+        return;
+    }
+    let before = faults.0.len();
+    let rest = Plan {
+        ops: rest,
+        ..Plan::default()
+    };
+    if !rest.ops.is_empty() {
+        apply_isolated(dp, &rest, ledger, faults, failed_nft);
+    }
+    let refused: BTreeSet<String> = if faults.0.len() == before {
+        BTreeSet::new()
+    } else {
+        faults
+            .0
+            .values()
+            .filter(|f| f.reason == "ApplyFailed")
+            .map(|f| f.owner.clone())
+            .collect()
+    };
+    let opens = Plan {
+        ops: opens
+            .into_iter()
+            .filter(|op| !owners_of(op, ledger).iter().any(|o| refused.contains(o)))
+            .collect(),
+        ..Plan::default()
+    };
+    if !opens.ops.is_empty() {
+        apply_isolated(dp, &opens, ledger, faults, failed_nft);
+    }
+}
+
+fn is_opening(op: &Op) -> bool {
+    matches!(op, Op::DeleteNftTable { key }
+        if key.name.starts_with(crate::render::failclosed::FAIL_CLOSED_TABLE_PREFIX))
+}
+
+/// The owners the ledger records for a table deletion.
+fn owners_of(op: &Op, ledger: &Ledger) -> Vec<String> {
+    match op {
+        Op::DeleteNftTable { key } => ledger
+            .nft
+            .get(key)
+            .map(|e| e.owners.iter().cloned().collect())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// A fail-closed table deletion whose policy the kernel refused something
+/// of in this reconcile: it stays until a later step carries the policy.
+fn held_closed(op: &Op, ledger: &Ledger, faults: &Faults) -> bool {
+    is_opening(op)
+        && owners_of(op, ledger)
+            .iter()
+            .any(|o| faults.0.get(o).is_some_and(|f| f.reason == "ApplyFailed"))
 }
 
 /// Sends `plan`; refused operations fault their owners, everything that

@@ -15,6 +15,8 @@
 //! * connections keep their path exactly while that path is ready;
 //! * a policy with nothing selected renders no steering and keeps what is
 //!   installed;
+//! * a policy with `whenNoCandidate: reject | drop` has its fail-closed
+//!   table exactly while no candidate is ready.
 //! * an IPv6 policy (half the worlds) renders all of it in its own family:
 //!   ip6 tables, IPv6 routes and `ip -6` rules, nothing IPv4.
 
@@ -27,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, TimeDelta, Utc};
 use proptest::prelude::*;
 use routerd_model::{Resource, StateSnapshot, Status, load_and_validate};
-use routerd_render::ir::{CmpOp, Expr, Family, MarkSource, NftTable};
+use routerd_render::ir::{CmpOp, Expr, Family, MarkSource, NftTable, RejectWith};
 use routerd_render::{Rendered, render};
 use routerd_select::{PolicySet, SelectOptions};
 use serde_json::{Value, json};
@@ -80,6 +82,8 @@ struct Cand {
 #[derive(Clone, Debug)]
 struct World {
     mode: &'static str,
+    /// `whenNoCandidate` (`""`: omitted).
+    when_no_candidate: &'static str,
     ecmp: bool,
     family: Family,
     cands: Vec<Cand>,
@@ -181,8 +185,18 @@ fn world(seed: u64) -> World {
     let hysteresis = ["0s", "20s"][pick(&mut s, 2) as usize];
     let delay = ["0s", "15s"][pick(&mut s, 2) as usize];
     let preempt = pick(&mut s, 4) != 0;
+    // Drawn apart from the stream above, so the worlds of recorded seeds
+    // stay what they were.
+    // Fail-closed is carried for IPv4 only (validation refuses it for
+    // IPv6), so IPv6 worlds never ask for it.
+    let when_no_candidate = if mode.is_empty() || family == Family::V6 {
+        ""
+    } else {
+        ["", "main", "reject", "drop"][(seed.rotate_left(17) % 4) as usize]
+    };
     let mut w = World {
         mode,
+        when_no_candidate,
         ecmp,
         family,
         cands,
@@ -242,6 +256,9 @@ fn world(seed: u64) -> World {
     }
     if ecmp {
         spec["selection"] = json!("weighted-ecmp");
+    }
+    if !when_no_candidate.is_empty() {
+        spec["whenNoCandidate"] = json!(when_no_candidate);
     }
     if mode == "hash" || w.cands.iter().any(|c| !c.targets.is_empty()) {
         spec["hashFields"] = json!(["sourceAddress"]);
@@ -401,7 +418,56 @@ fn kept_marks(rules: &[(Vec<Expr>, MarkSource)]) -> Option<Vec<u32>> {
 }
 
 /// Checks one published status against the world's rule and the render.
+/// The fail-closed table is there exactly while no candidate is ready by
+/// the availability rule, and refuses the policy's sources as asked.
+fn check_fail_closed(
+    w: &World,
+    st: &StateSnapshot,
+    now: DateTime<Utc>,
+    r: &Rendered,
+) -> Result<(), String> {
+    let any_ready = w.cands.iter().any(|c| {
+        c.plain
+            .iter()
+            .chain(&c.targets)
+            .any(|p| link_ok(st, p) && health_ok(st, p, now))
+    });
+    let closes = matches!(w.when_no_candidate, "reject" | "drop");
+    let table = table(r, "routerd_failclosed_p");
+    let want = closes && !any_ready;
+    if table.is_some() != want || r.fail_closed.contains_key(POLICY) != want {
+        return Err(format!(
+            "whenNoCandidate {:?}, a candidate ready: {any_ready}, fail-closed table: {}, reported: {:?}",
+            w.when_no_candidate,
+            table.is_some(),
+            r.fail_closed
+        ));
+    }
+    let Some(t) = table else {
+        return Ok(());
+    };
+    let verdicts: Vec<&Expr> = t
+        .chains
+        .iter()
+        .flat_map(|c| &c.rules)
+        .filter_map(|rule| rule.exprs.last())
+        .collect();
+    let expected = if w.when_no_candidate == "drop" {
+        vec![&Expr::Drop]
+    } else {
+        vec![
+            &Expr::Reject(RejectWith::TcpReset),
+            &Expr::Reject(RejectWith::IcmpAdminProhibited),
+        ]
+    };
+    if verdicts != expected {
+        return Err(format!("fail-closed verdicts {verdicts:?}"));
+    }
+    Ok(())
+}
+
 fn check(w: &World, st: &StateSnapshot, now: DateTime<Utc>, r: &Rendered) -> Result<(), String> {
+    check_fail_closed(w, st, now, r)?;
     let status = st.get(POLICY).ok_or("no policy status")?;
     let v = Value::Object(status.clone());
     let entries = v["candidates"].as_array().ok_or("no candidates")?;

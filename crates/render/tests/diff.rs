@@ -634,6 +634,107 @@ fn a_refused_host_traffic_rule_is_host_policy_apply_failed() {
     );
 }
 
+/// A `whenNoCandidate` policy's filter table (see render::failclosed).
+fn fail_closed_table() -> NftTable {
+    let mut t = NftTable::new(NftFamily::Ip, "routerd_failclosed_p");
+    t.owners.insert(OWNER.into());
+    t.chains.push(NftChain {
+        name: "forward".into(),
+        chain_type: ChainType::Filter,
+        hook: Hook::Forward,
+        priority: Priority::Num(-10),
+        rules: vec![NftRule {
+            exprs: vec![Expr::Drop],
+        }],
+    });
+    t
+}
+
+#[test]
+fn a_policy_closes_before_anything_else_and_opens_after_its_path_is_programmed() {
+    // Closed: the path's tables are there (probes), no marks, the filter.
+    let mut closed = desired();
+    closed.nft = vec![fail_closed_table()];
+    closed.routes.push({
+        let mut r = route(254, "10.0.0.0/8", "eth1", None);
+        r.owner = "net.routerd.net/v1alpha1/IPv4Route/static".into();
+        r
+    });
+    let _ = closed.normalize();
+    let mut dp = MemDataplane::new();
+    let mut ledger = Ledger::default();
+    let first = diff(&closed, &dp.observe().unwrap(), &ledger);
+    assert!(
+        matches!(&first.ops[0], Op::ReplaceNftTable { table } if table.name == "routerd_failclosed_p"),
+        "the filter goes in before any route:\n{first}"
+    );
+    reconcile(&mut dp, &closed, &mut ledger, &ReconcileOptions::default()).unwrap();
+
+    // A candidate became ready: marks in, filter out, in that order.
+    let open = desired();
+    let plan = diff(&open, &dp.observe().unwrap(), &ledger);
+    let pos = |want: &dyn Fn(&Op) -> bool| plan.ops.iter().position(want).unwrap();
+    let marks =
+        pos(&|op| matches!(op, Op::ReplaceNftTable { table } if table.name == "routerd_policy"));
+    let filter =
+        pos(&|op| matches!(op, Op::DeleteNftTable { key } if key.name == "routerd_failclosed_p"));
+    assert_eq!(filter, plan.ops.len() - 1, "{plan}");
+    assert!(marks < filter, "{plan}");
+    reconcile(&mut dp, &open, &mut ledger, &ReconcileOptions::default()).unwrap();
+    let observed = dp.observe().unwrap();
+    assert!(
+        !observed
+            .nft
+            .iter()
+            .any(|t| t.key.name == "routerd_failclosed_p")
+    );
+    assert!(ledger.nft.keys().all(|k| k.name != "routerd_failclosed_p"));
+}
+
+#[test]
+fn a_policy_stays_closed_while_the_kernel_refuses_its_path() {
+    let mut dp = MemDataplane::new();
+    let mut ledger = Ledger::default();
+    let closed = DesiredState {
+        nft: vec![fail_closed_table()],
+        ..DesiredState::default()
+    };
+    reconcile(&mut dp, &closed, &mut ledger, &ReconcileOptions::default()).unwrap();
+    let is_closed = |dp: &MemDataplane| dp.nft.keys().any(|k| k.name == "routerd_failclosed_p");
+    assert!(is_closed(&dp));
+
+    // The candidate is ready but the kernel refuses its table route.
+    dp.refuse = vec!["table 100".into()];
+    let out = reconcile(
+        &mut dp,
+        &desired(),
+        &mut ledger,
+        &ReconcileOptions::default(),
+    )
+    .unwrap();
+    assert!(is_closed(&dp), "opened although its path was refused");
+    assert!(
+        out.faults
+            .iter()
+            .any(|f| f.owner == OWNER && f.reason == "ApplyFailed"),
+        "{:?}",
+        out.faults
+    );
+    assert!(ledger.nft.keys().any(|k| k.name == "routerd_failclosed_p"));
+
+    // The kernel takes it: the policy opens.
+    dp.refuse.clear();
+    let out = reconcile(
+        &mut dp,
+        &desired(),
+        &mut ledger,
+        &ReconcileOptions::default(),
+    )
+    .unwrap();
+    assert!(out.faults.is_empty(), "{:?}", out.faults);
+    assert!(!is_closed(&dp));
+}
+
 const ADDR_OWNER: &str = "net.routerd.net/v1alpha1/IPv4StaticAddress/lan";
 
 fn addr(device: &str, a: &str, owner: &str) -> routerd_render::ir::Address {

@@ -22,6 +22,12 @@ fn dir() -> PathBuf {
 fn describe(r: &Rendered) -> String {
     let mut out = String::new();
     describe_desired(&mut out, &r.desired);
+    if !r.fail_closed.is_empty() {
+        out.push_str("## failing closed\n");
+        for (id, how) in &r.fail_closed {
+            let _ = writeln!(out, "{id}: {how}");
+        }
+    }
     if !r.problems.is_empty() {
         out.push_str("## problems\n");
         for p in &r.problems {
@@ -182,6 +188,11 @@ golden! {
     weighted_ecmp_in_priority_mode_is_a_multipath_table => "weighted-ecmp-priority",
     weighted_ecmp_in_mark_mode_hashes_over_member_marks => "weighted-ecmp-mark",
     weighted_ecmp_in_hash_mode_hashes_over_member_marks => "weighted-ecmp-hash",
+    fail_closed_reject_refuses_the_policy_match_first => "fail-closed-reject",
+    fail_closed_drop_starts_closed_before_any_probe => "fail-closed-drop",
+    fail_closed_policy_with_a_ready_candidate_is_open => "fail-closed-open",
+    dead_path_flush_keeps_stale_ct_marks_in_priority_mode => "flush-dead-path-priority",
+    dead_path_flush_keeps_stale_ct_marks_in_hash_mode => "flush-dead-path-hash",
     ipv6_priority_mode_renders_ip6_tables_and_rules => "ipv6-priority-mode",
     ipv6_mark_mode_uses_ip6_matches_and_ipv6_sets => "ipv6-mark-mode",
     ipv6_hash_mode_hashes_ip6_headers => "ipv6-hash-mode",

@@ -14,12 +14,15 @@
 //! * [`PolicySet`] keeps reverse indexes so a health or source change
 //!   re-evaluates only the policies, and within them only the candidates,
 //!   that depend on it ([`SetState`] holds the incremental state).
+//! * [`flush`] decides which dead paths' connections a failover deletes
+//!   (`flushOnFailover: deadPath`).
 //! * [`follow`] computes the statuses of the resources that follow a
 //!   selection (IPv4Route, NAT44Rule).
 
 #![deny(missing_docs)]
 
 pub mod decision;
+pub mod flush;
 pub mod follow;
 pub mod observe;
 pub mod rank;

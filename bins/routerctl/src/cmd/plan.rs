@@ -25,13 +25,23 @@ pub struct Args {
     /// The instant to plan for (RFC 3339); defaults to now.
     #[arg(long)]
     now: Option<String>,
+    /// What a field no type declares does: `error` rejects the file;
+    /// `warn` accepts it with one warning per field, as routerd (which
+    /// drops such fields silently) would. A `Router` document's
+    /// `spec.unknownFields: warn` does the same for its own resources.
+    #[arg(
+        long = "unknown-fields",
+        value_name = "error|warn",
+        default_value = "error"
+    )]
+    unknown_fields: routerd_model::UnknownFields,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     output: Format,
 }
 
 pub fn run(args: Args) -> Result<i32> {
-    let (loaded, diags) = input::load_startup(&args.files)?;
+    let (loaded, diags) = input::load_startup_with(&args.files, args.unknown_fields)?;
     for d in &diags {
         eprintln!("{d}");
     }
@@ -44,13 +54,15 @@ pub fn run(args: Args) -> Result<i32> {
         None => StateSnapshot::new(),
     };
     let dynamic_parts = load_parts(&args.dynamic)?;
+    let unmanaged = loaded.unmanaged;
     let inputs = PlanInputs {
         startup: loaded.resources,
         dynamic_parts,
         state,
         now,
     };
-    let doc = build_plan(&inputs).map_err(|e| Exit::new(DATA, e.to_string()))?;
+    let mut doc = build_plan(&inputs).map_err(|e| Exit::new(DATA, e.to_string()))?;
+    doc.unmanaged = unmanaged;
     match args.output {
         Format::Text => crate::output::out(&text(&doc))?,
         f => print_doc(&doc, f)?,
@@ -130,6 +142,16 @@ fn text(doc: &PlanDocument) -> String {
             let _ = writeln!(o, "  {p}");
         }
     }
+    if !doc.unmanaged.is_empty() {
+        let _ = writeln!(
+            o,
+            "Unmanaged ({}): routerd kinds kept and ignored, never rendered",
+            doc.unmanaged.len()
+        );
+        for u in &doc.unmanaged {
+            let _ = writeln!(o, "  {}", u.id());
+        }
+    }
     if !doc.status.is_empty() {
         let _ = writeln!(o, "Status:");
         for (id, st) in &doc.status {
@@ -155,6 +177,12 @@ fn text(doc: &PlanDocument) -> String {
         let _ = writeln!(o, "Events:");
         for e in &doc.events {
             let _ = writeln!(o, "  {} {}", e.type_, e.resource);
+        }
+    }
+    if !doc.notes.is_empty() {
+        let _ = writeln!(o, "Notes:");
+        for n in &doc.notes {
+            let _ = writeln!(o, "  {}: {}", n.owner, n.message);
         }
     }
     o

@@ -13,6 +13,16 @@ pub struct Args {
     /// Configuration file (`-` for standard input); repeat to combine files.
     #[arg(short = 'f', long = "file", required = true)]
     files: Vec<String>,
+    /// What a field no type declares does: `error` rejects the file;
+    /// `warn` accepts it with one warning per field, as routerd (which
+    /// drops such fields silently) would. A `Router` document's
+    /// `spec.unknownFields: warn` does the same for its own resources.
+    #[arg(
+        long = "unknown-fields",
+        value_name = "error|warn",
+        default_value = "error"
+    )]
+    unknown_fields: routerd_model::UnknownFields,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     output: Format,
@@ -26,7 +36,7 @@ struct Report<'a> {
 }
 
 pub fn run(args: Args) -> Result<i32> {
-    let (_loaded, diags) = input::load_startup(&args.files)?;
+    let (_loaded, diags) = input::load_startup_with(&args.files, args.unknown_fields)?;
     let (errors, warnings): (Vec<_>, Vec<_>) = diags.iter().partition(|d| d.is_error());
     let valid = errors.is_empty();
     match args.output {

@@ -3,7 +3,8 @@
 //! the host. Its shape is a stable contract (docs/cli.md):
 //!
 //! `{apiVersion, kind: Plan, now, effective, suppressed, dynamicParts, status,
-//! events, decisions, dataplane: {routes, rules, nftables}}`.
+//! events, decisions, dataplane: {routes, rules, nftables}, problems?,
+//! unmanaged?}` (the last two only when non-empty).
 
 mod merge_stage;
 mod render_stage;
@@ -71,10 +72,19 @@ pub struct PlanDocument {
     pub decisions: BTreeMap<String, serde_json::Value>,
     /// Desired dataplane.
     pub dataplane: DataplaneView,
+    /// Resources of routerd kinds this daemon keeps without managing:
+    /// listed so an operator sees they were read, never rendered. The plan
+    /// builder leaves this empty; the caller that loaded the files fills it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmanaged: Vec<routerd_model::Unmanaged>,
     /// Resources the renderer could not carry (their statuses in `status`
     /// carry the fault, as the daemon reports them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<routerd_render::render::RenderProblem>,
+    /// What to know about resources that did render (IPAddressSet names
+    /// without a resolution: offline they render as spec.addresses only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<routerd_render::render::RenderNote>,
 }
 
 impl PlanDocument {
@@ -91,6 +101,8 @@ impl PlanDocument {
             decisions: BTreeMap::new(),
             dataplane: DataplaneView::default(),
             problems: Vec::new(),
+            unmanaged: Vec::new(),
+            notes: Vec::new(),
         }
     }
 }
@@ -120,4 +132,78 @@ pub fn build_plan_with_desired(
     select_stage::run(inputs, &mut doc)?;
     let desired = render_stage::run(inputs, &mut doc)?;
     Ok((doc, desired))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    /// An inline PPPoE password is part of the effective configuration the
+    /// plan shows (and the control API's get/describe serialize), so its
+    /// serialization must be the redacted one.
+    #[test]
+    fn the_plan_never_shows_a_pppoe_password() {
+        let config = "apiVersion: net.routerd.net/v1alpha1\nkind: Interface\nmetadata: {name: wan}\nspec: {ifname: eth0}\n---\napiVersion: net.routerd.net/v1alpha1\nkind: PPPoESession\nmetadata: {name: isp}\nspec: {interface: wan, username: u, password: hunter2}\n";
+        let (loaded, diags) = routerd_model::load_and_validate(&[("c.yaml", config)]);
+        assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+        let doc = build_plan(&PlanInputs {
+            startup: loaded.resources,
+            dynamic_parts: Vec::new(),
+            state: StateSnapshot::new(),
+            now: DateTime::<Utc>::UNIX_EPOCH,
+        })
+        .unwrap();
+        let json = serde_json::to_string(&doc).unwrap();
+        assert!(!json.contains("hunter2"), "{json}");
+        assert!(json.contains("<redacted>"), "{json}");
+        let debug = format!("{doc:?}");
+        assert!(!debug.contains("hunter2"));
+    }
+
+    /// routerd's lenient edge: a NAT44Rule naming a policy that does not
+    /// exist validates and waits (Pending, EgressPolicyMissing); a dynamic
+    /// part that brings the policy resolves it.
+    #[test]
+    fn a_dangling_egress_policy_ref_waits_for_a_dynamic_part() {
+        let config = "apiVersion: net.routerd.net/v1alpha1\nkind: Interface\nmetadata: {name: wan}\nspec: {ifname: eth0}\n---\napiVersion: net.routerd.net/v1alpha1\nkind: NAT44Rule\nmetadata: {name: masq}\nspec: {type: masquerade, egressPolicyRef: overlay, sourceRanges: [192.168.0.0/16]}\n";
+        let (loaded, diags) = routerd_model::load_and_validate(&[("c.yaml", config)]);
+        assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+        let now: DateTime<Utc> = "2026-05-29T12:00:00Z".parse().unwrap();
+        let id = "net.routerd.net/v1alpha1/NAT44Rule/masq";
+        let doc = build_plan(&PlanInputs {
+            startup: loaded.resources.clone(),
+            now,
+            ..PlanInputs::default()
+        })
+        .unwrap();
+        assert!(
+            doc.status.contains_key(id),
+            "{:?} {:?}",
+            doc.status,
+            doc.problems
+        );
+        assert_eq!(doc.status[id]["phase"], "Pending");
+        assert_eq!(doc.status[id]["reason"], "EgressPolicyMissing");
+
+        let part = "apiVersion: config.routerd.net/v1alpha1\nkind: DynamicConfigPart\nmetadata: {name: Plugin-cloud-1}\nspec:\n  source: Plugin/cloud\n  generation: 1\n  resources:\n    - apiVersion: net.routerd.net/v1alpha1\n      kind: EgressRoutePolicy\n      metadata: {name: overlay}\n      spec:\n        family: ipv4\n        candidates:\n          - {name: wan, interface: wan, device: eth0, gatewaySource: none}\n";
+        let mut l = routerd_model::Loaded::new();
+        l.add_file("part.yaml", part);
+        assert!(l.diagnostics.is_empty(), "{:?}", l.diagnostics);
+        let doc = build_plan(&PlanInputs {
+            startup: loaded.resources,
+            dynamic_parts: l.resources,
+            now,
+            ..PlanInputs::default()
+        })
+        .unwrap();
+        assert_eq!(
+            doc.dynamic_parts[0]["state"], "active",
+            "{:?}",
+            doc.dynamic_parts
+        );
+        let reason = doc.status[id].get("reason").and_then(|r| r.as_str());
+        assert_ne!(reason, Some("EgressPolicyMissing"), "{:?}", doc.status[id]);
+    }
 }

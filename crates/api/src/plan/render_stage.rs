@@ -15,6 +15,12 @@ pub(super) fn run(
     status.extend(doc.status.iter().map(|(k, v)| (k.clone(), v.clone())));
     let rendered = render(&doc.effective, &status);
     doc.dataplane = dataplane_view(&rendered.desired)?;
+    // A policy failing closed says so, as the daemon reports it.
+    for (id, how) in &rendered.fail_closed {
+        if let Some(st) = doc.status.get_mut(id) {
+            *st = routerd_render::render::failclosed::overlay(st, how);
+        }
+    }
     // No silent failure: what cannot be rendered is listed and laid over
     // its owner's status the way the daemon reports it.
     for p in &rendered.problems {
@@ -28,6 +34,7 @@ pub(super) fn run(
         }
     }
     doc.problems = rendered.problems;
+    doc.notes = rendered.notes;
     Ok(rendered.desired)
 }
 
@@ -220,5 +227,46 @@ spec:
             "{st:?}"
         );
         assert!(doc.dataplane.routes.is_empty() && doc.dataplane.rules.is_empty());
+    }
+
+    #[test]
+    fn a_policy_failing_closed_says_so_in_the_plan() {
+        let config = "apiVersion: net.routerd.net/v1alpha1
+kind: Interface
+metadata: {name: wan}
+spec: {ifname: ens18}
+---
+apiVersion: net.routerd.net/v1alpha1
+kind: HealthCheck
+metadata: {name: hc}
+spec: {target: 192.0.2.1}
+---
+apiVersion: net.routerd.net/v1alpha1
+kind: EgressRoutePolicy
+metadata: {name: lan}
+spec:
+  mode: mark
+  whenNoCandidate: drop
+  sourceCIDRs: [192.168.10.0/24]
+  candidates:
+    - {name: a, interface: wan, table: 110, priority: 1100, mark: 16, healthCheck: hc}
+";
+        let (loaded, diags) = load_and_validate(&[("c.yaml", config)]);
+        assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+        let doc = build_plan(&PlanInputs {
+            startup: loaded.resources,
+            ..PlanInputs::default()
+        })
+        .unwrap();
+        let st = &doc.status["net.routerd.net/v1alpha1/EgressRoutePolicy/lan"];
+        assert_eq!(st["phase"], "Pending");
+        assert_eq!(st["failClosed"], "drop");
+        let names: Vec<&str> = doc
+            .dataplane
+            .nftables
+            .iter()
+            .filter_map(|t| t["name"].as_str())
+            .collect();
+        assert_eq!(names, ["routerd_failclosed_lan"]);
     }
 }

@@ -32,7 +32,7 @@ fn config_error(e: ConfigError) -> ApiError {
 }
 
 fn layout(s: &Shared) -> Layout {
-    Layout::for_config(&s.options.config_path)
+    Layout::for_config(&s.options.config_path).with_unknown_fields(s.options.unknown_fields)
 }
 
 /// Decodes an applied document: its resources, and warnings about what of
@@ -126,13 +126,14 @@ pub(super) async fn plan(s: &Shared, req: CandidateRequest) -> Result<Value, Api
             .0
             .resources
     };
-    let doc = routerd_api::build_plan(&routerd_api::PlanInputs {
+    let mut doc = routerd_api::build_plan(&routerd_api::PlanInputs {
         startup,
         dynamic_parts: parts,
         state,
         now: s.clock.now(),
     })
     .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    doc.unmanaged = lock(&s.unmanaged).clone();
     serde_json::to_value(doc).map_err(|e| ApiError::internal(e.to_string()))
 }
 
@@ -282,11 +283,16 @@ pub(super) fn spawn_reload(shared: &Arc<Shared>) {
 async fn reload(s: &Shared) {
     let serial = s.config_lock.lock().await;
     let now = s.clock.now();
+    let mut warnings = Vec::new();
     let result = match configfile::read(&layout(s)).and_then(|src| src.assemble(None)) {
-        Ok(a) => install(s, &a, None).await.map_err(|e| e.message),
+        Ok(a) => {
+            warnings.clone_from(&a.warnings);
+            install(s, &a, None).await.map_err(|e| e.message)
+        }
         Err(e) => Err(e.to_string()),
     };
     let mut w = s.store.writer();
+    super::config_warnings(&mut w, &warnings, now);
     let installed = match result {
         Ok(installed) => {
             tracing::info!(
@@ -434,6 +440,7 @@ async fn install(
     let seq = s.steps.borrow().seq;
     drop(core);
     *s.config_text.lock().await = a.text.clone();
+    *lock(&s.unmanaged) = a.unmanaged.clone();
     s.queue.add(Key::Links);
     s.queue.add(Key::Step);
     Ok(Installed {

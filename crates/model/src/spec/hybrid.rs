@@ -169,7 +169,43 @@ pub struct TunnelInterfaceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[allow(missing_docs)]
     pub encap: Option<TunnelEncap>,
+    /// Local outer address read from another resource's status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_from: Option<super::common::StatusValueSource>,
+    /// Remote outer address read from another resource's status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_from: Option<super::common::StatusValueSource>,
+    /// Inner IPv4 prefix assigned to the tunnel link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Point-to-point peer (FreeBSD only in routerd; refused here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_address: Option<String>,
+    /// Underlay link the outer packets leave by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub underlay_interface: Option<String>,
+    /// FOU/GUE source port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encap_sport: Option<i64>,
+    /// FOU/GUE destination port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encap_dport: Option<i64>,
+    /// The operator asserts the underlay is trusted (the tunnel is
+    /// unencrypted and unauthenticated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_underlay: Option<bool>,
+    /// Path MTU handling.
+    #[serde(default, rename = "pathMTU", skip_serializing_if = "Option::is_none")]
+    pub path_mtu: Option<TunnelPathMtu>,
 }
+
+opt_struct!(
+    /// Path MTU options of a tunnel.
+    TunnelPathMtu {
+        #[serde(rename = "forceFragmentIPv4")]
+        force_fragment_ipv4: bool,
+    }
+);
 
 /// Selective address mobility over an overlay (removed upstream; kept for
 /// configs written against it).

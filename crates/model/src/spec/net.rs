@@ -45,6 +45,14 @@ pub struct DSLiteTunnelSpec {
     /// Kernel name of the tunnel (defaults to the resource name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tunnel_name: Option<String>,
+    /// routerd's legacy status reference for the local IPv6 address
+    /// (`localAddressFrom` replaces it).
+    #[serde(
+        default,
+        rename = "localIPv6Source",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub local_ipv6_source: Option<String>,
     /// Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
@@ -524,9 +532,22 @@ pub struct EgressRoutePolicySpec {
     /// The fwmark of connections steered to the multipath table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multipath_mark: Option<i64>,
+    /// What happens to the connections of a path that fails while it
+    /// carries flows: omitted or `none` (default) keeps them (they time
+    /// out on their own); `deadPath` deletes the conntrack entries whose
+    /// ct mark is the dead path's mark, and only those, so NAT and routing
+    /// are decided afresh on their next packet (docs/adr/0011).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flush_on_failover: Option<String>,
     /// The paths.
     #[serde(default)]
     pub candidates: Vec<EgressCandidate>,
+    /// What the policy's forwarded traffic meets while no candidate is
+    /// ready: `main` (default: it falls through to the main table, as in
+    /// routerd), `reject` (ICMP admin-prohibited, TCP reset) or `drop`. A
+    /// routerd-rs extension; routerd has no such field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_no_candidate: Option<String>,
     /// Gate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<WhenSpec>,
@@ -565,6 +586,33 @@ impl EgressRoutePolicySpec {
     pub fn host_traffic(&self) -> bool {
         self.host_traffic.unwrap_or(false)
     }
+    /// `whenNoCandidate`, defaulted to `main`.
+    pub fn when_no_candidate(&self) -> &str {
+        non_empty(self.when_no_candidate.as_deref()).unwrap_or("main")
+    }
+    /// Whether the policy's traffic is refused (`reject`, `drop`) rather
+    /// than left to the main table while no candidate is ready.
+    pub fn fails_closed(&self) -> bool {
+        matches!(self.when_no_candidate(), "reject" | "drop")
+    }
+    /// `flushOnFailover`, defaulted to never flushing (an unknown value
+    /// also never flushes, though validation rejects it).
+    pub fn flush_on_failover(&self) -> FlushOnFailover {
+        match self.flush_on_failover.as_deref().map(str::trim) {
+            Some("deadPath") => FlushOnFailover::DeadPath,
+            _ => FlushOnFailover::None,
+        }
+    }
+}
+
+/// `spec.flushOnFailover` of an EgressRoutePolicy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FlushOnFailover {
+    /// Never touch conntrack (routerd's behaviour).
+    #[default]
+    None,
+    /// Delete the conntrack entries of a path that became unavailable.
+    DeadPath,
 }
 
 /// A route in the main table, possibly following a policy's selection.
@@ -719,6 +767,14 @@ pub struct IPAddressSetSpec {
     /// Addresses or prefixes of the family.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<String>,
+    /// Exact DNS names whose A (ipv4) or AAAA (ipv6) records join the set
+    /// while the daemon runs (routerd's FQDN sets; no wildcards).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+    /// Go duration capping how long resolved names go unrefreshed (the
+    /// record TTL applies when it is sooner); empty: TTL only.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub refresh_interval: String,
     /// Gate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<WhenSpec>,
@@ -764,18 +820,78 @@ pub struct PPPoESessionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[allow(missing_docs)]
     pub username: Option<String>,
-    /// File holding the password (never inlined).
+    /// The password inline. A [`Secret`]: it never leaves the daemon in
+    /// output, logs, events or plugin requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// File holding the password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_file: Option<String>,
+    /// `chap`, `pap` or `both` (empty: pppd's choice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_method: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[allow(missing_docs)]
     pub service_name: Option<String>,
+    /// Access concentrator name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ac_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[allow(missing_docs)]
     pub mtu: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[allow(missing_docs)]
+    pub mru: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[allow(missing_docs)]
     pub default_route: Option<bool>,
+    #[serde(
+        default,
+        rename = "usePeerDNS",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[allow(missing_docs)]
+    pub use_peer_dns: Option<bool>,
+    /// Redial after a drop (routerd's default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persist: Option<bool>,
+    #[serde(
+        default,
+        rename = "lcpInterval",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[allow(missing_docs)]
+    pub lcp_interval: Option<i64>,
+    #[serde(
+        default,
+        rename = "lcpFailure",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[allow(missing_docs)]
+    pub lcp_failure: Option<i64>,
+    #[serde(
+        default,
+        rename = "lcpEchoInterval",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[allow(missing_docs)]
+    pub lcp_echo_interval: Option<i64>,
+    #[serde(
+        default,
+        rename = "lcpEchoFailure",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[allow(missing_docs)]
+    pub lcp_echo_failure: Option<i64>,
+    /// Negotiate IPv6CP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<bool>,
+    /// routerd runs the session (pppd).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed: Option<bool>,
+    /// Only `plain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_encoding: Option<String>,
     /// Gate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<WhenSpec>,
@@ -793,8 +909,101 @@ impl PPPoESessionSpec {
     pub fn is_enabled(&self) -> bool {
         self.enabled.unwrap_or(true)
     }
+    /// Whether the session redials after a drop (routerd's default: yes).
+    pub fn persists(&self) -> bool {
+        self.persist.unwrap_or(true)
+    }
 }
 
 pub(crate) fn non_empty(s: Option<&str>) -> Option<&str> {
     s.map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// A DHCPv4 client on an interface. routerd runs the client; this daemon
+/// reads its status (`currentAddress`, `gateway`, ...) through `*From`
+/// references and `dependsOn`, and never runs a client itself
+/// (docs/compatibility.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DHCPv4ClientSpec {
+    /// Interface-like resource name.
+    #[serde(default)]
+    pub interface: String,
+    /// Hostname sent to the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Address to ask the server for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_address: Option<String>,
+    /// Vendor class identifier (option 60).
+    #[serde(default, rename = "classID", skip_serializing_if = "Option::is_none")]
+    pub class_id: Option<String>,
+    /// Client identifier (option 61).
+    #[serde(default, rename = "clientID", skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Install the server's routes (routerd's default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_routes: Option<bool>,
+    /// Use the server's DNS servers (routerd's default true).
+    #[serde(default, rename = "useDNS", skip_serializing_if = "Option::is_none")]
+    pub use_dns: Option<bool>,
+    /// Metric of the installed routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_metric: Option<i64>,
+    /// Gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<WhenSpec>,
+}
+
+impl DHCPv4ClientSpec {
+    /// Whether the server's routes are installed (routerd's default: yes).
+    pub fn uses_routes(&self) -> bool {
+        self.use_routes.unwrap_or(true)
+    }
+    /// Whether the server's DNS servers are used (routerd's default: yes).
+    pub fn uses_dns(&self) -> bool {
+        self.use_dns.unwrap_or(true)
+    }
+}
+
+/// A secret value (a PPPoE password). It decodes from a string like any
+/// other field, but never prints: `Debug` and serialization (plan, `get`,
+/// `describe`, the stored generation, events, plugin requests) show
+/// [`Secret::REDACTED`] instead, so a value typed into a config file never
+/// leaves the daemon. Nothing in this daemon uses the value itself
+/// (docs/compatibility.md).
+#[derive(Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// What every output shows in place of the value.
+    pub const REDACTED: &'static str = "<redacted>";
+
+    /// A secret holding `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The value itself, for the code that must use it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the value is empty (after trimming).
+    pub fn is_empty(&self) -> bool {
+        self.0.trim().is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(Secret::REDACTED)
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(Secret::REDACTED)
+    }
 }

@@ -96,6 +96,23 @@ pub struct RequestTrigger {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[allow(missing_docs)]
     pub topic: Option<String>,
+    /// For `event`: the resource the event is about (`Kind/name`), so a
+    /// plugin can react to one resource without re-reading every status.
+    /// An addition to routerd's `{type, topic}`; plugins that ignore it see
+    /// routerd's shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// For `event`: the event's reason, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// For `event`: the event's attributes (for example `selected` and
+    /// `previous` of `routerd.lan.route.changed`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+    /// For `event`: how many matching events this run stands for. A burst
+    /// coalesces into one run; the request describes the latest event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coalesced: Option<u64>,
 }
 
 /// One allowlisted, redacted resource in a request's context.

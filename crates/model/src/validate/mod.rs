@@ -44,7 +44,22 @@ pub struct Finding {
 /// Validates a whole configuration: every resource's fields, identity
 /// clashes, and references against the same configuration.
 pub fn validate(resources: &[Resource], ctx: Context) -> Vec<Finding> {
-    let idx = NameIndex::build(resources);
+    validate_with_unmanaged(resources, &[], ctx)
+}
+
+/// [`validate`] where references may also name the routerd kinds kept
+/// without being managed (`unmanaged`): such a reference is satisfied by
+/// the resource existing; its status is never published, so a readiness
+/// dependency on it stays unready.
+pub fn validate_with_unmanaged(
+    resources: &[Resource],
+    unmanaged: &[crate::compat::Unmanaged],
+    ctx: Context,
+) -> Vec<Finding> {
+    let mut idx = NameIndex::build(resources);
+    for u in unmanaged {
+        idx.insert_unmanaged(&u.kind, u.name());
+    }
     let mut findings = Vec::new();
     let mut seen: HashMap<(&str, Kind, &str), usize> = HashMap::with_capacity(resources.len());
     let mut buf = Vec::new();
@@ -147,6 +162,7 @@ pub fn validate_one(
         Spec::IPAddressSet(s) => net::address_set(s, &mut p),
         Spec::IPv4StaticAddress(s) => net::static_address(s, idx, &mut p),
         Spec::PPPoESession(s) => net::pppoe(s, idx, &mut p),
+        Spec::DHCPv4Client(s) => net::dhcpv4_client(s, idx, &mut p),
         Spec::DynamicOverridePolicy(s) => other::override_policy(s, &mut p),
         Spec::DynamicConfigPart(_) => {}
         Spec::Plugin(s) => other::plugin(s, &mut p),

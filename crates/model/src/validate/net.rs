@@ -471,10 +471,95 @@ pub(super) fn egress_policy(s: &EgressRoutePolicySpec, idx: &NameIndex<'_>, p: &
         candidate(s, c, i, idx, p);
     }
     weighted_ecmp(s, p);
+    when_no_candidate(s, p);
+    flush_on_failover(s, p);
     if mode.is_empty() && any_mark && !host {
         p.warn(
             "spec.mode",
             "candidates set mark but spec.mode is omitted: marks are rendered but no route tables or rules follow them; set mode mark or priority",
+        );
+    }
+}
+
+/// `whenNoCandidate` is refused wherever the fail-closed filter could not
+/// cover the policy's traffic, so a policy never promises to refuse what
+/// still leaks to the main table.
+fn when_no_candidate(s: &EgressRoutePolicySpec, p: &mut Problems<'_>) {
+    const PATH: &str = "spec.whenNoCandidate";
+    let Some(v) = s.when_no_candidate.as_deref() else {
+        return;
+    };
+    if !matches!(v, "main" | "reject" | "drop") {
+        p.field(PATH, "must be one of main, reject, drop");
+        return;
+    }
+    if v == "main" {
+        return;
+    }
+    if s.host_traffic() {
+        p.field(
+            PATH,
+            format!("{v} cannot be used with hostTraffic: the fail-closed filter sees forwarded traffic only, not the router's own; use main"),
+        );
+    } else if s.family() != "ipv4" {
+        p.field(
+            PATH,
+            format!("{v} is carried for family ipv4 only (the fail-closed filter matches IPv4 sources); use main for family {}", s.family()),
+        );
+    }
+    if s.mode().is_empty() {
+        p.field(
+            PATH,
+            format!("{v} requires mode priority, mark or hash: an advisory policy (mode omitted) steers no traffic, so there is nothing to close; set a mode or use main"),
+        );
+    }
+}
+
+/// `flushOnFailover: deadPath` finds a dead path's connections by their
+/// ct mark, so it is refused wherever connections carry no mark of their
+/// own path: it would report flushes that can never delete anything.
+fn flush_on_failover(s: &EgressRoutePolicySpec, p: &mut Problems<'_>) {
+    const PATH: &str = "spec.flushOnFailover";
+    let Some(v) = s.flush_on_failover.as_deref() else {
+        return;
+    };
+    match v.trim() {
+        "" | "none" => return,
+        "deadPath" => {}
+        _ => {
+            p.field(PATH, "must be none or deadPath");
+            return;
+        }
+    }
+    let mode = s.mode();
+    let has_targets = s.candidates.iter().any(|c| !c.targets.is_empty());
+    let ecmp = s.selection() == "weighted-ecmp";
+    let any_mark = s
+        .candidates
+        .iter()
+        .any(|c| nz(c.mark) || c.targets.iter().any(|t| nz(t.mark)));
+    if s.host_traffic() {
+        p.field(
+            PATH,
+            "deadPath does not apply to hostTraffic: locally originated traffic carries no path mark",
+        );
+    } else if !any_mark {
+        p.field(
+            PATH,
+            "deadPath requires candidates or targets with a mark: a path's connections are found by their ct mark",
+        );
+    } else if ecmp && mode == "priority" {
+        p.field(
+            PATH,
+            "deadPath cannot single out a weighted-ecmp member in mode priority: every member's connections carry multipathMark",
+        );
+    } else if mode != "priority" && !has_targets && !ecmp {
+        p.field(
+            PATH,
+            format!(
+                "deadPath needs connections that carry their path's mark: mode {} marks packets, not connections; use mode priority, targets or weighted-ecmp",
+                if mode.is_empty() { "omitted" } else { mode }
+            ),
         );
     }
 }
@@ -913,11 +998,13 @@ pub(super) fn nat44(s: &NAT44RuleSpec, idx: &NameIndex<'_>, p: &mut Problems<'_>
         _ => {}
     }
     if let Some(pol) = policy {
-        // routerd does not check this; a typo silently left NAT unresolved.
+        // routerd accepts this (a dynamic part may bring the policy later)
+        // and reports the rule Pending/EgressPolicyMissing; a typo would
+        // look the same, so it is a warning rather than silence.
         if !idx.contains(Kind::EgressRoutePolicy, pol) {
-            p.field(
+            p.warn(
                 "spec.egressPolicyRef",
-                format!("references missing EgressRoutePolicy \"{pol}\""),
+                format!("spec.egressPolicyRef references missing EgressRoutePolicy \"{pol}\"; the rule stays Pending (EgressPolicyMissing) until the policy appears"),
             );
         }
     }
@@ -1048,6 +1135,26 @@ fn source_nat(s: &NAT44RuleSpec, p: &mut Problems<'_>) {
 }
 
 pub(super) fn address_set(s: &IPAddressSetSpec, p: &mut Problems<'_>) {
+    if s.addresses.is_empty() && s.names.is_empty() {
+        p.at("spec.addresses", "spec.addresses or spec.names is required");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, n) in s.names.iter().enumerate() {
+        let path = format!("spec.names[{i}]");
+        let n = n.trim();
+        if n.is_empty() {
+            p.field(&path, "must not be empty");
+        } else if n.contains([' ', '\t', '\n', '\r', '/', ',']) {
+            p.field(&path, "is invalid: must be a single DNS domain");
+        } else if !seen.insert(n) {
+            p.field(&path, format!("duplicates name \"{n}\""));
+        }
+    }
+    if !s.refresh_interval.is_empty()
+        && let Err(e) = GoDuration::parse(&s.refresh_interval)
+    {
+        p.field("spec.refreshInterval", format!("is invalid: {e}"));
+    }
     let family = s.family.as_deref().unwrap_or("");
     if !matches!(family, "" | "ipv4" | "ipv6") {
         p.field("spec.family", "must be ipv4 or ipv6");
@@ -1070,11 +1177,26 @@ pub(super) fn address_set(s: &IPAddressSetSpec, p: &mut Problems<'_>) {
     }
 }
 
+/// Kinds routerd counts as interfaces for an IPv4StaticAddress besides the
+/// interface-like kinds this daemon manages (its config index).
+const ROUTERD_LINK_KINDS: &[&str] = &[
+    "Bridge",
+    "VXLANSegment",
+    "WireGuardInterface",
+    "TailscaleNode",
+    "VRF",
+    "VXLANTunnel",
+];
+
 pub(super) fn static_address(s: &IPv4StaticAddressSpec, idx: &NameIndex<'_>, p: &mut Problems<'_>) {
     let i = s.interface.trim();
+    let routerd_link = idx.contains(Kind::TunnelInterface, i)
+        || ROUTERD_LINK_KINDS
+            .iter()
+            .any(|k| idx.contains_unmanaged(k, i));
     if i.is_empty() {
         p.field("spec.interface", "is required");
-    } else if !idx.has_interface_like(i) {
+    } else if !idx.has_interface_like(i) && !routerd_link {
         p.at(
             "spec.interface",
             format!("references missing Interface, PPPoESession, or DSLiteTunnel \"{i}\""),
@@ -1090,6 +1212,43 @@ pub(super) fn static_address(s: &IPv4StaticAddressSpec, idx: &NameIndex<'_>, p: 
             "spec.address",
             "must be an IPv4 address with prefix length, such as 192.168.10.1/24",
         );
+    }
+    if s.allow_overlap == Some(true)
+        && s.allow_overlap_reason
+            .as_deref()
+            .is_none_or(|r| r.trim().is_empty())
+    {
+        p.field(
+            "spec.allowOverlapReason",
+            "is required when allowOverlap is true",
+        );
+    }
+}
+
+pub(super) fn dhcpv4_client(s: &DHCPv4ClientSpec, idx: &NameIndex<'_>, p: &mut Problems<'_>) {
+    let i = s.interface.trim();
+    let routerd_link = idx.contains(Kind::TunnelInterface, i)
+        || ROUTERD_LINK_KINDS
+            .iter()
+            .any(|k| idx.contains_unmanaged(k, i));
+    if i.is_empty() {
+        p.field("spec.interface", "is required");
+    } else if !idx.has_interface_like(i) && !routerd_link {
+        p.at(
+            "spec.interface",
+            format!("references missing Interface \"{i}\""),
+        );
+    }
+    if let Some(a) = s.requested_address.as_deref().filter(|a| !a.is_empty())
+        && ipv4(a).is_none()
+    {
+        p.field("spec.requestedAddress", "must be an IPv4 address");
+    }
+    if s.hostname
+        .as_deref()
+        .is_some_and(|h| h.contains([' ', '\t', '\n', '\r']))
+    {
+        p.field("spec.hostname", "must not contain whitespace");
     }
 }
 
@@ -1109,4 +1268,77 @@ pub(super) fn pppoe(s: &PPPoESessionSpec, idx: &NameIndex<'_>, p: &mut Problems<
     {
         p.field("spec.mtu", "must be within 576-1500");
     }
+    if let Some(m) = s.mru
+        && m != 0
+        && !(576..=1500).contains(&m)
+    {
+        p.field("spec.mru", "must be within 576-1500");
+    }
+    if s.username.as_deref().is_none_or(str::is_empty) {
+        p.field("spec.username", "is required");
+    }
+    let has_password = s.password.as_ref().is_some_and(|x| !x.expose().is_empty());
+    let has_file = s.password_file.as_deref().is_some_and(|x| !x.is_empty());
+    match (has_password, has_file) {
+        (false, false) => p.at(
+            "spec.password",
+            "spec.password or spec.passwordFile is required",
+        ),
+        (true, true) => p.at(
+            "spec.password",
+            "spec.password and spec.passwordFile are mutually exclusive",
+        ),
+        _ => {}
+    }
+    if let Some(n) = s.ifname.as_deref().filter(|n| !n.is_empty()) {
+        if n.contains([' ', '\t', '\n', '/']) {
+            p.field("spec.ifname", "contains invalid whitespace or slash");
+        } else if n.len() > 15 {
+            p.field("spec.ifname", "must be 15 characters or fewer");
+        }
+    } else if format!("ppp-{}", resource_name(p)).len() > 15 {
+        p.field(
+            "spec.ifname",
+            "is required when default PPP interface name exceeds 15 characters",
+        );
+    }
+    for (path, v) in [
+        ("spec.serviceName", &s.service_name),
+        ("spec.acName", &s.ac_name),
+    ] {
+        if v.as_deref().is_some_and(|x| x.contains(['\n', '\r'])) {
+            p.field(path, "contains invalid newline");
+        }
+    }
+    // routerd's messages name the pair; the path names the negative one.
+    for (a, b) in [
+        (
+            ("spec.lcpInterval", s.lcp_interval),
+            ("spec.lcpFailure", s.lcp_failure),
+        ),
+        (
+            ("spec.lcpEchoInterval", s.lcp_echo_interval),
+            ("spec.lcpEchoFailure", s.lcp_echo_failure),
+        ),
+    ] {
+        if let Some((path, _)) = [a, b].into_iter().find(|(_, v)| v.is_some_and(|x| x < 0)) {
+            p.at(path, format!("{} and {} must be non-negative", a.0, b.0));
+        }
+    }
+    if !matches!(
+        s.auth_method.as_deref().unwrap_or(""),
+        "" | "chap" | "pap" | "both"
+    ) {
+        p.field("spec.authMethod", "must be chap, pap, or both");
+    }
+
+    if !matches!(s.secret_encoding.as_deref().unwrap_or(""), "" | "plain") {
+        p.field("spec.secretEncoding", "must be plain");
+    }
+}
+
+/// `metadata.name` from the id the collector reports for
+/// (`apiVersion/Kind/name`).
+fn resource_name<'a>(p: &'a Problems<'_>) -> &'a str {
+    p.id().rsplit('/').next().unwrap_or("")
 }

@@ -308,13 +308,57 @@ pub(super) fn tunnel_interface(s: &TunnelInterfaceSpec, p: &mut Problems<'_>) {
         Some("ipip" | "gre" | "fou" | "gue") => {}
         _ => p.field("spec.mode", "must be ipip, gre, fou, or gue"),
     }
-    for (f, v) in [("local", &s.local), ("remote", &s.remote)] {
-        match v.as_deref().filter(|x| !x.trim().is_empty()) {
-            None => p.field(&format!("spec.{f}"), "is required"),
-            Some(a) if ipv4(a).is_none() => {
+    for (f, v, from) in [
+        ("local", &s.local, &s.local_from),
+        ("remote", &s.remote, &s.remote_from),
+    ] {
+        let from = from.as_ref().filter(|x| !x.resource.trim().is_empty());
+        match (v.as_deref().filter(|x| !x.trim().is_empty()), from) {
+            (Some(_), Some(_)) => p.at(
+                &format!("spec.{f}"),
+                format!("spec.{f} and spec.{f}From are mutually exclusive"),
+            ),
+            (None, None) => p.at(
+                &format!("spec.{f}"),
+                format!("spec.{f} or spec.{f}From is required"),
+            ),
+            (Some(a), None) if ipv4(a).is_none() => {
                 p.field(&format!("spec.{f}"), "must be an IPv4 address")
             }
+            (None, Some(src)) if src.field.as_deref().is_none_or(|x| x.trim().is_empty()) => {
+                p.field(&format!("spec.{f}From.field"), "is required")
+            }
             _ => {}
+        }
+    }
+    if let Some(a) = s.address.as_deref().filter(|x| !x.trim().is_empty())
+        && !matches!(a.trim().parse::<ipnet::IpNet>(), Ok(ipnet::IpNet::V4(_)))
+    {
+        p.at("spec.address", "spec.address: must be an IPv4 prefix");
+    }
+    if s.peer_address
+        .as_deref()
+        .is_some_and(|x| !x.trim().is_empty())
+    {
+        p.field(
+            "spec.peerAddress",
+            "is supported only on FreeBSD TunnelInterface; Linux address semantics are unchanged",
+        );
+    }
+    let fou = matches!(s.mode.as_deref(), Some("fou" | "gue"));
+    for (f, v) in [("encapSport", s.encap_sport), ("encapDport", s.encap_dport)] {
+        if let Some(port) = v
+            && port != 0
+            && (!fou || !(1..=65535).contains(&port))
+        {
+            if fou {
+                p.field(&format!("spec.{f}"), "must be within 1-65535");
+            } else {
+                p.at(
+                    &format!("spec.{f}"),
+                    "spec.encapSport/spec.encapDport are only supported when spec.mode is fou or gue",
+                );
+            }
         }
     }
     if s.key.is_some() && s.mode.as_deref() != Some("gre") {
@@ -331,7 +375,12 @@ pub(super) fn tunnel_interface(s: &TunnelInterfaceSpec, p: &mut Problems<'_>) {
     }
     if matches!(s.mode.as_deref(), Some("fou" | "gue")) {
         let e = s.encap.clone().unwrap_or_default();
-        if !e.dport.is_some_and(|d| (1..=65535).contains(&d)) {
+        // routerd spells it spec.encapDport; either is the destination port.
+        if !e
+            .dport
+            .or(s.encap_dport)
+            .is_some_and(|d| (1..=65535).contains(&d))
+        {
             p.field(
                 "spec.encap.dport",
                 "must be within 1-65535 when spec.mode is fou or gue",

@@ -12,6 +12,8 @@ use crate::spec::{ResourceDependency, StatusValueSource};
 #[derive(Debug, Default)]
 pub struct NameIndex<'a> {
     map: HashMap<(Kind, &'a str), usize>,
+    /// (kind, name) of resources of routerd kinds kept without being managed.
+    unmanaged: std::collections::HashSet<(&'a str, &'a str)>,
 }
 
 impl<'a> NameIndex<'a> {
@@ -21,7 +23,10 @@ impl<'a> NameIndex<'a> {
         for (i, r) in resources.iter().enumerate() {
             map.entry((r.kind(), r.name())).or_insert(i);
         }
-        NameIndex { map }
+        NameIndex {
+            map,
+            unmanaged: Default::default(),
+        }
     }
 
     /// Indexes an iterator of resources with their positions.
@@ -30,12 +35,25 @@ impl<'a> NameIndex<'a> {
         for (i, r) in items {
             map.entry((r.kind(), r.name())).or_insert(i);
         }
-        NameIndex { map }
+        NameIndex {
+            map,
+            unmanaged: Default::default(),
+        }
     }
 
     /// Adds one resource.
     pub fn insert(&mut self, kind: Kind, name: &'a str, pos: usize) {
         self.map.entry((kind, name)).or_insert(pos);
+    }
+
+    /// Adds a resource of a routerd kind this daemon does not manage.
+    pub fn insert_unmanaged(&mut self, kind: &'a str, name: &'a str) {
+        self.unmanaged.insert((kind, name));
+    }
+
+    /// Whether an unmanaged resource (kind, name) exists.
+    pub fn contains_unmanaged(&self, kind: &str, name: &str) -> bool {
+        self.unmanaged.contains(&(kind, name))
     }
 
     /// Removes one resource.
@@ -154,6 +172,9 @@ pub fn references(r: &Resource) -> Vec<Reference> {
     }
     if let Some(s) = r.as_pppoe() {
         push("spec.interface".into(), &[Kind::Interface], &s.interface);
+    }
+    if let Some(s) = r.as_dhcpv4_client() {
+        push("spec.interface".into(), IFACE, &s.interface);
     }
     if let Some(s) = r.as_hybrid_route() {
         if let Some(p) = &s.peer_ref {
@@ -317,6 +338,11 @@ pub(crate) fn check_status_refs(r: &Resource, idx: &NameIndex<'_>, p: &mut Probl
             continue;
         }
         let kind = Kind::parse(k);
+        if kind.is_none() && idx.contains_unmanaged(k, n) {
+            // Kept, never managed: its status never appears, and which
+            // fields it would provide is routerd's business.
+            continue;
+        }
         let exists = kind.is_some_and(|kind| idx.contains(kind, n));
         if !exists {
             if !optional {

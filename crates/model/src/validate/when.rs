@@ -18,6 +18,7 @@ pub(super) fn check(r: &Resource, p: &mut Problems<'_>) {
         Spec::IPAddressSet(s) => s.when.as_ref(),
         Spec::IPv4StaticAddress(s) => s.when.as_ref(),
         Spec::PPPoESession(s) => s.when.as_ref(),
+        Spec::DHCPv4Client(s) => s.when.as_ref(),
         _ => None,
     };
     if let Some(w) = top {

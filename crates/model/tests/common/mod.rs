@@ -29,7 +29,7 @@ spec: {interface: wan, aftrFQDN: gw.example.net}
 apiVersion: net.routerd.net/v1alpha1
 kind: PPPoESession
 metadata: {name: ppp}
-spec: {interface: wan}
+spec: {interface: wan, username: user, passwordFile: /etc/routerd/ppp.secret}
 ---
 apiVersion: net.routerd.net/v1alpha1
 kind: HealthCheck

@@ -6,6 +6,7 @@
 //! daemon and the offline `routerctl plan`.
 
 mod addresses;
+pub mod failclosed;
 mod host;
 mod nat;
 mod policy;
@@ -59,6 +60,16 @@ impl RenderProblem {
     }
 }
 
+/// Something the reader of a plan should know about a resource that did
+/// render: unlike a [`RenderProblem`] it is no fault of its owner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenderNote {
+    /// Resource id.
+    pub owner: String,
+    /// What to know.
+    pub message: String,
+}
+
 /// The result of rendering.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Rendered {
@@ -66,6 +77,11 @@ pub struct Rendered {
     pub desired: DesiredState,
     /// Per-resource problems.
     pub problems: Vec<RenderProblem>,
+    /// Policies failing closed (`whenNoCandidate`), by id: `reject` or
+    /// `drop`. Their statuses say so (see [`failclosed::overlay`]).
+    pub fail_closed: BTreeMap<String, String>,
+    /// Notes (an IPAddressSet whose names have no resolution yet).
+    pub notes: Vec<RenderNote>,
 }
 
 /// Renders the desired dataplane of `resources` (the effective config)
@@ -77,6 +93,7 @@ pub fn render(resources: &[Resource], status: &StateSnapshot) -> Rendered {
     routes::render_ipv4_routes(&ctx, &mut out);
     static6::render_ipv6_static_routes(&ctx, &mut out);
     policy::render_policies(&ctx, &mut out);
+    failclosed::render_fail_closed(&ctx, &mut out);
     host::render_host_traffic(&ctx, &mut out);
     nat::render_nat44(&ctx, &mut out);
     for (owner, winner, object) in out.desired.normalize() {
@@ -86,7 +103,38 @@ pub fn render(resources: &[Resource], status: &StateSnapshot) -> Rendered {
             message: format!("{object} is also wanted by {winner}; only one resource can hold it"),
         });
     }
+    unresolved_notes(&ctx, &mut out);
     out
+}
+
+/// Offline (`routerctl plan` without state) or before the daemon's first
+/// resolution, a set's names contribute nothing: say so for every such
+/// set that was rendered, rather than show a set emptier than it will be.
+fn unresolved_notes(ctx: &Ctx<'_>, out: &mut Rendered) {
+    for r in ctx.of_kind(Kind::IPAddressSet) {
+        let Some(s) = r.as_address_set() else {
+            continue;
+        };
+        if s.names.is_empty() || ctx.status_of(Kind::IPAddressSet, r.name()).is_some() {
+            continue;
+        }
+        let set = set_name(r.name());
+        if !out
+            .desired
+            .nft
+            .iter()
+            .any(|t| t.sets.iter().any(|x| x.name == set))
+        {
+            continue;
+        }
+        out.notes.push(RenderNote {
+            owner: r.id().to_string(),
+            message: format!(
+                "names {} are not resolved yet (no status); set {set} holds spec.addresses only until the daemon resolves them",
+                s.names.join(", ")
+            ),
+        });
+    }
 }
 
 /// Read-only view of the inputs with routerd's lookup rules.
@@ -195,6 +243,34 @@ impl<'a> Ctx<'a> {
         let mut nets = Vec::new();
         for a in &set.addresses {
             nets.push(parse_net(a, family)?);
+        }
+        // Names: the last good addresses the daemon's resolver published
+        // for each name still in the spec (status `resolved.<name>`).
+        if !set.names.is_empty()
+            && let Some(resolved) = self
+                .status_of(Kind::IPAddressSet, name)
+                .and_then(|st| st.get("resolved"))
+        {
+            for n in &set.names {
+                let key = n.trim().trim_end_matches('.').to_ascii_lowercase();
+                let addrs = resolved
+                    .get(key.as_str())
+                    .and_then(|v| v.get("addresses"))
+                    .and_then(Value::as_array);
+                // Addresses of the other family cannot be in this set.
+                nets.extend(
+                    addrs
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .filter_map(|a| a.parse::<IpAddr>().ok())
+                        .filter(|a| match family {
+                            Family::V4 => a.is_ipv4(),
+                            Family::V6 => a.is_ipv6(),
+                        })
+                        .map(IpNet::from),
+                );
+            }
         }
         Ok(NftSet {
             family,
@@ -412,6 +488,121 @@ mod tests {
         assert!(r.problems.is_empty());
         assert!(r.desired.nft.is_empty() && r.desired.routes.is_empty());
         assert!(r.desired.retained.contains(id));
+    }
+
+    fn named_set() -> Resource {
+        Resource::new(
+            "svc",
+            Spec::IPAddressSet(routerd_model::spec::net::IPAddressSetSpec {
+                addresses: vec!["192.0.2.0/24".into()],
+                names: vec!["Svc.Example.".into(), "gone.example".into()],
+                ..Default::default()
+            }),
+        )
+    }
+
+    fn steering_policy() -> Resource {
+        let mut p = hash_policy(Vec::new());
+        if let Spec::EgressRoutePolicy(s) = &mut p.spec {
+            s.mode = None;
+            s.destination_set_refs = vec!["IPAddressSet/svc".into()];
+            let c = &mut s.candidates[0];
+            c.targets.clear();
+            c.interface = Some("eth1".into());
+            c.table = Some(110);
+            c.mark = Some(0x11);
+        }
+        p
+    }
+
+    fn selected() -> StateSnapshot {
+        let published = serde_json::json!({
+            "phase": "Applied", "selectedCandidate": "c",
+            "candidates": [{"name": "c", "ready": true, "pathReady": true, "targetStates": [
+                {"name": "c-0", "ready": true, "pathReady": true, "inUse": true}
+            ]}]
+        });
+        let mut state = StateSnapshot::new();
+        state.insert(
+            "net.routerd.net/v1alpha1/EgressRoutePolicy/spread".to_string(),
+            published.as_object().cloned().unwrap_or_default(),
+        );
+        state
+    }
+
+    #[test]
+    fn named_sets_hold_spec_addresses_and_each_names_last_good_addresses() {
+        let resources = [named_set()];
+        let mut state = StateSnapshot::new();
+        let status = serde_json::json!({
+            "phase": "Ready",
+            "addresses": ["192.0.2.0/24", "198.51.100.7", "203.0.113.9"],
+            "resolved": {
+                "svc.example": {"addresses": ["198.51.100.7", "2001:db8::7"]},
+                // A name no longer in the spec contributes nothing.
+                "old.example": {"addresses": ["203.0.113.9"]},
+            }
+        });
+        state.insert(
+            "net.routerd.net/v1alpha1/IPAddressSet/svc".into(),
+            status.as_object().cloned().unwrap_or_default(),
+        );
+        let ctx = Ctx::new(&resources, &state);
+        let set = ctx.address_set("IPAddressSet/svc", Family::V4).unwrap();
+        let elements: Vec<String> = set.elements.iter().map(ToString::to_string).collect();
+        assert_eq!(elements, ["192.0.2.0/24", "198.51.100.7/32"]);
+        // No status: the spec addresses only.
+        let empty = StateSnapshot::new();
+        let ctx = Ctx::new(&resources, &empty);
+        let set = ctx.address_set("svc", Family::V4).unwrap();
+        assert_eq!(set.elements.len(), 1);
+    }
+
+    #[test]
+    fn unresolved_names_are_noted_when_their_set_renders() {
+        let resources = [named_set(), steering_policy()];
+        let r = render(&resources, &selected());
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert_eq!(r.notes.len(), 1, "{:?}", r.notes);
+        assert_eq!(
+            r.notes[0].owner,
+            "net.routerd.net/v1alpha1/IPAddressSet/svc"
+        );
+        assert!(
+            r.notes[0].message.contains("not resolved yet"),
+            "{}",
+            r.notes[0].message
+        );
+        // Once the daemon published a resolution there is nothing to note.
+        let mut state = selected();
+        state.insert(
+            "net.routerd.net/v1alpha1/IPAddressSet/svc".into(),
+            serde_json::json!({"resolved": {"svc.example": {"addresses": ["198.51.100.7"]}}})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        let r = render(&resources, &state);
+        assert!(r.notes.is_empty());
+        let set = r
+            .desired
+            .nft
+            .iter()
+            .flat_map(|t| t.sets.iter())
+            .find(|s| s.name == "ip_address_set_svc")
+            .map(|s| {
+                s.elements
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+            });
+        assert_eq!(set.unwrap_or_default(), ["192.0.2.0/24", "198.51.100.7/32"]);
+        // A set nothing renders is not noted.
+        assert!(
+            render(&[named_set()], &StateSnapshot::new())
+                .notes
+                .is_empty()
+        );
     }
 
     #[test]

@@ -374,12 +374,19 @@ fn weighted_buckets(weighted: &[(u32, u64)]) -> Result<Vec<u32>, String> {
 /// New connections are hashed onto `buckets`; a connection already on a
 /// path that is still ready (`sticky`) stays there; one on a path that
 /// went away is hashed again instead of leaking to the main table.
+///
+/// With `flushOnFailover: deadPath` (`keep_dead`) such a connection is
+/// hashed again packet by packet but keeps its ct mark: the daemon deletes
+/// the dead path's connections by that mark right after this ruleset is
+/// installed, and a connection re-marked in between would escape the flush
+/// with its stale NAT binding (docs/adr/0011).
 fn sticky_hash(
     family: Family,
     m: &[Expr],
     sticky: &[u32],
     fields: &[IpField],
     buckets: Vec<u32>,
+    keep_dead: bool,
 ) -> [NftRule; 3] {
     let hash = Expr::SetMark(MarkSource::JhashMap {
         family,
@@ -394,11 +401,26 @@ fn sticky_hash(
         op: CmpOp::Ne,
         marks: sticky.to_vec(),
     };
+    let unmarked = if keep_dead {
+        Expr::CtMark {
+            op: CmpOp::Eq,
+            mark: 0,
+        }
+    } else {
+        fresh()
+    };
     [
         with(m, [keep, Expr::SetMark(MarkSource::CtMark)]),
         with(m, [fresh(), hash]),
-        with(m, [fresh(), Expr::SetCtMarkFromMark]),
+        with(m, [unmarked, Expr::SetCtMarkFromMark]),
     ]
+}
+
+/// `flushOnFailover: deadPath`: connections of a path that went away keep
+/// its ct mark (routed over the new path packet by packet) so the flush
+/// that follows the failover finds them all.
+fn keeps_dead_marks(spec: &EgressRoutePolicySpec) -> bool {
+    spec.flush_on_failover() == routerd_model::spec::FlushOnFailover::DeadPath
 }
 
 /// Rules of one applied policy in `routerd_policy`.
@@ -512,7 +534,14 @@ fn policy_marks(
         Some(fields) => {
             let sticky = published.ready_marks(spec);
             for m in &matches {
-                rules.extend(sticky_hash(p.family, m, &sticky, &fields, buckets.clone()));
+                rules.extend(sticky_hash(
+                    p.family,
+                    m,
+                    &sticky,
+                    &fields,
+                    buckets.clone(),
+                    keeps_dead_marks(spec),
+                ));
             }
         }
     }
@@ -572,21 +601,23 @@ fn default_route_rules(ctx: &Ctx<'_>, p: &PolicyView<'_>) -> Result<Vec<NftRule>
                 ],
             ));
             let remark = if active_targets { 0 } else { active_mark };
-            rules.push(with(
-                m,
-                [
-                    Expr::CtMark {
-                        op: CmpOp::Ne,
-                        mark: 0,
-                    },
-                    Expr::CtMarkIn {
-                        op: CmpOp::Ne,
-                        marks: healthy.clone(),
-                    },
-                    Expr::SetMark(MarkSource::Const(remark)),
-                    Expr::SetCtMarkFromMark,
-                ],
-            ));
+            let mut stale = vec![
+                Expr::CtMark {
+                    op: CmpOp::Ne,
+                    mark: 0,
+                },
+                Expr::CtMarkIn {
+                    op: CmpOp::Ne,
+                    marks: healthy.clone(),
+                },
+                Expr::SetMark(MarkSource::Const(remark)),
+            ];
+            // See `sticky_hash`: with deadPath a stale connection keeps its
+            // ct mark until the daemon flushes it.
+            if !keeps_dead_marks(spec) {
+                stale.push(Expr::SetCtMarkFromMark);
+            }
+            rules.push(with(m, stale));
         }
         if !active_targets {
             rules.push(with(
