@@ -8,18 +8,18 @@
 //! one already on the device is left as it is and noted.
 //!
 //! Safe order of the plan:
-//! 0. fail-closed tables created or replaced (`whenNoCandidate`: a policy
+//! 1. fail-closed tables created or replaced (`whenNoCandidate`: a policy
 //!    closes before anything else moves, at start-up too);
-//! 0b. addresses added (a route may use one as `src` or need its subnet);
-//! 1. routes added or replaced (a rule must never point at an empty table);
-//! 2. nft tables replaced (each atomically);
-//! 3. rules added;
-//! 4. stale rules deleted (before the tables they use are emptied);
-//! 5. stale routes deleted;
-//! 6. stale nft tables deleted, fail-closed ones last of all: a policy
-//!    opens only after its candidate's routes, rules and marks went in;
-//! 6b. stale addresses deleted (after the routes that may use them), before
-//!    the fail-closed tables go.
+//! 2. addresses added (a route may use one as `src` or need its subnet);
+//! 3. routes added or replaced (a rule must never point at an empty table);
+//! 4. nft tables replaced (each atomically);
+//! 5. rules added;
+//! 6. stale rules deleted (before the tables they use are emptied);
+//! 7. stale routes deleted;
+//! 8. stale nft tables deleted;
+//! 9. stale addresses deleted (after the routes that may use them);
+//! 10. stale fail-closed tables deleted, last of all: a policy opens only
+//!     after its candidate's routes, rules and marks went in.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
