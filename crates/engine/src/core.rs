@@ -216,6 +216,10 @@ pub struct Core {
     /// Owners whose kernel state is not what they asked for, as of the
     /// last reconcile (laid over their statuses when reported).
     faults: BTreeMap<String, Fault>,
+    /// What owners were told although nothing failed (an address that was
+    /// already on its device, `exclusive` neighbours), as of the last
+    /// reconcile: a `note` in their reported status.
+    notes: BTreeMap<String, String>,
     /// Objects with routerd's markers that nobody claims (last reconcile).
     pub orphans: Ledger,
     /// Policies failing closed (`whenNoCandidate`) as of the last render:
@@ -599,6 +603,20 @@ impl Core {
                     )
                 });
                 self.faults = faults;
+                let mut notes: BTreeMap<String, String> = BTreeMap::new();
+                for n in outcome.notes {
+                    let text = notes.entry(n.owner).or_default();
+                    if !text.is_empty() {
+                        text.push_str("; ");
+                    }
+                    text.push_str(&n.message);
+                }
+                for owner in self.notes.keys().chain(notes.keys()) {
+                    if self.notes.get(owner) != notes.get(owner) {
+                        st.moved.insert(owner.clone());
+                    }
+                }
+                self.notes = notes;
                 self.orphans = outcome.orphans;
                 if self.reconcile.remove_orphans && !self.orphans.is_empty() {
                     let n = self.remove_orphans();
@@ -768,9 +786,10 @@ impl Core {
             Some(how) => fail_closed::overlay(st, how),
             None => st.clone(),
         };
-        let mut out = match self.faults.get(id) {
-            Some(f) => crate::faults::overlay(&st, f),
-            None => st,
+        let mut out = match (self.faults.get(id), self.notes.get(id)) {
+            (Some(f), _) => crate::faults::overlay(&st, f),
+            (None, Some(n)) => crate::faults::with_note(&st, n),
+            (None, None) => st,
         };
         crate::flush::overlay(&mut out, self.last_flush.get(id));
         Some(out)
@@ -787,6 +806,13 @@ impl Core {
         for (id, f) in &self.faults {
             if let Some(st) = out.get_mut(id) {
                 *st = crate::faults::overlay(st, f);
+            }
+        }
+        for (id, n) in &self.notes {
+            if !self.faults.contains_key(id)
+                && let Some(st) = out.get_mut(id)
+            {
+                *st = crate::faults::with_note(st, n);
             }
         }
         for (id, v) in &self.last_flush {
@@ -924,6 +950,7 @@ fn is_computed(id: &str) -> bool {
         "/EgressRoutePolicy/",
         "/IPv4Route/",
         "/IPv6StaticRoute/",
+        "/IPv4StaticAddress/",
         "/NAT44Rule/",
         "/IPAddressSet/",
     ]

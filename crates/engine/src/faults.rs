@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use routerd_model::{Event, ObjectRef, ResourceId};
 use routerd_render::Fault;
 
-pub use routerd_render::fault::{DATAPLANE_KEY, overlay, phase_for, strip};
+pub use routerd_render::fault::{DATAPLANE_KEY, NOTE_KEY, overlay, phase_for, strip, with_note};
 
 fn subject(owner: &str) -> ObjectRef {
     ResourceId::parse(owner)

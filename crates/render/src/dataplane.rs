@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ir::{NftTable, NftTableKey, Route, Rule};
+use crate::ir::{Address, NftTable, NftTableKey, Route, Rule};
 use crate::plan::{Op, Plan};
 
 /// An nft table as observed: enough to tell "present and unchanged" from
@@ -29,6 +29,9 @@ pub struct Observed {
     pub rules: Vec<Rule>,
     /// `routerd_*` nft tables.
     pub nft: Vec<ObservedNftTable>,
+    /// Every interface address (both families), foreign ones included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<Address>,
     /// Names of the links that exist, when the dataplane knows them
     /// (`None`: unknown, e.g. an offline plan). A route on a device that is
     /// absent waits (`DeviceNotReady`) instead of being sent to a kernel
@@ -168,6 +171,8 @@ pub struct MemDataplane {
     /// The links that exist (`None`: any device is accepted). A route on a
     /// device not listed is refused with ENODEV, as the kernel does.
     pub links: Option<BTreeSet<String>>,
+    /// Interface addresses (foreign ones may be inserted by tests).
+    pub addresses: Vec<Address>,
     /// Number of operations executed so far.
     pub ops_executed: usize,
 }
@@ -219,7 +224,35 @@ impl MemDataplane {
                 }
             }
         }
+        if let (Some(links), Op::AddAddress { address } | Op::DeleteAddress { address }) =
+            (&self.links, op)
+            && !links.contains(&address.device)
+        {
+            return Err(err(
+                op,
+                19,
+                &format!("Cannot find device \"{}\"", address.device),
+            ));
+        }
         match op {
+            Op::AddAddress { address } => {
+                if self.addresses.iter().any(|a| a.key() == address.key()) {
+                    return Err(err(op, EEXIST, "File exists"));
+                }
+                self.addresses.push(Address {
+                    owner: String::new(),
+                    allow_overlap: false,
+                    exclusive: false,
+                    ..address.clone()
+                });
+            }
+            Op::DeleteAddress { address } => {
+                let Some(i) = self.addresses.iter().position(|a| a.key() == address.key()) else {
+                    // The kernel's answer to deleting an absent address.
+                    return Err(err(op, 99, "Cannot assign requested address"));
+                };
+                self.addresses.remove(i);
+            }
             Op::AddRoute { route } => {
                 if self.routes.iter().any(|r| r.key() == route.key()) {
                     return Err(err(op, EEXIST, "File exists"));
@@ -282,6 +315,7 @@ impl Dataplane for MemDataplane {
             routes: self.routes.clone(),
             rules: self.rules.clone(),
             nft,
+            addresses: self.addresses.clone(),
             links: self.links.clone(),
         })
     }

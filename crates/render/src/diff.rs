@@ -4,22 +4,28 @@
 //! Routes and rules are routerd's only when they carry routerd's protocol
 //! (`proto 122`), nft tables when their name starts with `routerd_`.
 //!
+//! Addresses are routerd's only when the ledger says routerd added them:
+//! one already on the device is left as it is and noted.
+//!
 //! Safe order of the plan:
-//! 0. fail-closed tables created or replaced (`whenNoCandidate`: a policy
+//! 1. fail-closed tables created or replaced (`whenNoCandidate`: a policy
 //!    closes before anything else moves, at start-up too);
-//! 1. routes added or replaced (a rule must never point at an empty table);
-//! 2. nft tables replaced (each atomically);
-//! 3. rules added;
-//! 4. stale rules deleted (before the tables they use are emptied);
-//! 5. stale routes deleted;
-//! 6. stale nft tables deleted, fail-closed ones last of all: a policy
-//!    opens only after its candidate's routes, rules and marks went in.
+//! 2. addresses added (a route may use one as `src` or need its subnet);
+//! 3. routes added or replaced (a rule must never point at an empty table);
+//! 4. nft tables replaced (each atomically);
+//! 5. rules added;
+//! 6. stale rules deleted (before the tables they use are emptied);
+//! 7. stale routes deleted;
+//! 8. stale nft tables deleted;
+//! 9. stale addresses deleted (after the routes that may use them);
+//! 10. stale fail-closed tables deleted, last of all: a policy opens only
+//!     after its candidate's routes, rules and marks went in.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::dataplane::Observed;
-use crate::ir::{DesiredState, Route, RuleKey};
+use crate::ir::{AddressKey, DesiredState, Route, RuleKey};
 use crate::ledger::{Ledger, Ownership};
 use crate::plan::{Conflict, Op, Plan};
 
@@ -174,6 +180,8 @@ pub fn diff_with(
         }
     }
 
+    let (address_adds, address_deletes) = diff_addresses(desired, observed, ledger, own, &mut plan);
+
     let closing = |op: &Op| match op {
         Op::ReplaceNftTable { table } => is_fail_closed(&table.name),
         Op::DeleteNftTable { key } => is_fail_closed(&key.name),
@@ -182,18 +190,84 @@ pub fn diff_with(
     let (closes, nft_replaces): (Vec<Op>, Vec<Op>) = nft_replaces.into_iter().partition(closing);
     let (opens, nft_deletes): (Vec<Op>, Vec<Op>) = nft_deletes.into_iter().partition(closing);
     plan.ops.extend(closes);
+    plan.ops.extend(address_adds);
     plan.ops.extend(upserts);
     plan.ops.extend(nft_replaces);
     plan.ops.extend(rule_adds);
     plan.ops.extend(rule_deletes);
     plan.ops.extend(route_deletes);
     plan.ops.extend(nft_deletes);
+    plan.ops.extend(address_deletes);
     plan.ops.extend(opens);
     plan
 }
 
 fn is_fail_closed(table: &str) -> bool {
     table.starts_with(crate::render::failclosed::FAIL_CLOSED_TABLE_PREFIX)
+}
+
+/// Addresses: added when absent; one present that the ledger does not
+/// record is foreign and only noted; an owned one nobody wants any more is
+/// deleted (unless its owner is retained or its device protected).
+fn diff_addresses(
+    desired: &DesiredState,
+    observed: &Observed,
+    ledger: &Ledger,
+    own: &Ownership,
+    plan: &mut Plan,
+) -> (Vec<Op>, Vec<Op>) {
+    let mut adds = Vec::new();
+    let mut deletes = Vec::new();
+    if desired.addresses.is_empty() && ledger.addresses.is_empty() {
+        return (adds, deletes);
+    }
+    let have: BTreeSet<AddressKey> = observed.addresses.iter().map(|a| a.key()).collect();
+    let want: BTreeSet<AddressKey> = desired.addresses.iter().map(|a| a.key()).collect();
+    for d in &desired.addresses {
+        let key = d.key();
+        if !have.contains(&key) {
+            adds.push(Op::AddAddress { address: d.clone() });
+        } else if !ledger.addresses.contains_key(&key) {
+            plan.notes.push(Conflict {
+                owner: d.owner.clone(),
+                message: format!(
+                    "address {key} was already there; routerd did not add it and will not remove it"
+                ),
+            });
+        }
+        if d.exclusive {
+            let others: Vec<String> = observed
+                .addresses
+                .iter()
+                .filter(|o| o.device == d.device && o.family() == d.family() && o.key() != key)
+                .map(|o| o.address.to_string())
+                .collect();
+            if !others.is_empty() {
+                plan.notes.push(Conflict {
+                    owner: d.owner.clone(),
+                    message: format!(
+                        "exclusive: {} also carries {}; routerd reports them and removes none it did not add",
+                        d.device,
+                        others.join(", ")
+                    ),
+                });
+            }
+        }
+    }
+    for o in &observed.addresses {
+        let key = o.key();
+        if want.contains(&key) || own.protected_devices.contains(&o.device) {
+            continue;
+        }
+        if let Some(owner) = ledger.addresses.get(&key)
+            && !desired.retained.contains(owner)
+        {
+            let mut address = o.clone();
+            address.owner = owner.clone();
+            deletes.push(Op::DeleteAddress { address });
+        }
+    }
+    (adds, deletes)
 }
 
 fn stale_route(

@@ -30,6 +30,10 @@ pub fn phase_for(owner: &str, reason: &str) -> &'static str {
     match (kind.as_deref(), reason) {
         (Some("IPv4Route" | "IPv6StaticRoute"), "DeviceNotReady") => "Pending",
         (Some("IPv4Route" | "IPv6StaticRoute"), _) => "Error",
+        // One address: routerd's IPv4StaticAddress phases.
+        (Some("IPv4StaticAddress"), "DeviceNotReady" | "WhenFalse") => "Pending",
+        (Some("IPv4StaticAddress"), crate::reconcile::OVERLAP_REASON) => "Blocked",
+        (Some("IPv4StaticAddress"), _) => "Error",
         // An IPv6 hostTraffic policy is one route and one rule: routerd
         // reports it Pending while it keeps the last good pair.
         (
@@ -66,8 +70,21 @@ pub fn overlay(status: &Status, fault: &Fault) -> Status {
     out
 }
 
-/// Takes an overlay off a status read back from the store.
+/// Status key of a note: something the owner is told although its
+/// phase is what it intended (an address that was already on the device
+/// and stays the operator's).
+pub const NOTE_KEY: &str = "note";
+
+/// `status` with `note` added.
+pub fn with_note(status: &Status, note: &str) -> Status {
+    let mut out = status.clone();
+    out.insert(NOTE_KEY.into(), json!(note));
+    out
+}
+
+/// Takes an overlay (and a note) off a status read back from the store.
 pub fn strip(mut status: Status) -> Status {
+    status.remove(NOTE_KEY);
     let Some(Value::Object(dp)) = status.remove(DATAPLANE_KEY) else {
         return status;
     };

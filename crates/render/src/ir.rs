@@ -431,6 +431,89 @@ impl fmt::Display for Rule {
     }
 }
 
+/// The identity of an interface address: the device and the address with
+/// its prefix length (host bits kept). The kernel refuses a second identical
+/// address on one device, and the same address with another length is a
+/// different object to it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AddressKey {
+    /// Kernel device name.
+    pub device: String,
+    /// Address with prefix length (`192.0.2.10/24`).
+    pub address: IpNet,
+}
+
+impl fmt::Display for AddressKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} dev {}", self.address, self.device)
+    }
+}
+
+/// An address assigned to an interface (`ip addr add A/P dev D`).
+///
+/// Addresses carry no owner marker the kernel keeps on every version, so
+/// routerd owns exactly the addresses its ledger says it added; an identical
+/// address someone else put there stays theirs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Address {
+    /// Kernel device name.
+    pub device: String,
+    /// Address with prefix length (host bits kept).
+    pub address: IpNet,
+    /// The resource may overlap prefixes on other devices
+    /// (`spec.allowOverlap`); otherwise an overlap keeps it back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_overlap: bool,
+    /// `spec.exclusive`: other addresses of the family on the device are
+    /// reported, never removed (routerd's controller does not remove them
+    /// either; only its plan text promises it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exclusive: bool,
+    /// Resource id that wants the address (empty for observed addresses).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub owner: String,
+}
+
+impl Address {
+    /// An address of `device`, without owner.
+    pub fn new(device: impl Into<String>, address: IpNet) -> Self {
+        Address {
+            device: device.into(),
+            address,
+            allow_overlap: false,
+            exclusive: false,
+            owner: String::new(),
+        }
+    }
+
+    /// The address family.
+    pub fn family(&self) -> Family {
+        Family::of_net(&self.address)
+    }
+
+    /// The identity.
+    pub fn key(&self) -> AddressKey {
+        AddressKey {
+            device: self.device.clone(),
+            address: self.address,
+        }
+    }
+
+    /// Whether the two prefixes share an address (one contains the other).
+    pub fn overlaps(&self, other: &IpNet) -> bool {
+        let (a, b) = (self.address.trunc(), other.trunc());
+        a.contains(&b.network()) || b.contains(&a.network())
+    }
+}
+
+/// Renders the `ip addr` arguments (after `ip addr <verb>`).
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.key().fmt(f)
+    }
+}
+
 /// nftables address family of a table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -882,6 +965,9 @@ pub struct DesiredState {
     pub rules: Vec<Rule>,
     /// Owned nft tables, sorted by key.
     pub nft: Vec<NftTable>,
+    /// Interface addresses (IPv4StaticAddress), sorted by key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<Address>,
     /// Resource ids that exist but could not be resolved now: their kernel
     /// objects stay as they are (fail-static, spec §3.1 / §8.1.9).
     pub retained: BTreeSet<String>,
@@ -924,6 +1010,18 @@ impl DesiredState {
             same
         });
         self.nft.sort_by_key(NftTable::key);
+        self.addresses.sort_by_key(Address::key);
+        self.addresses.dedup_by(|dropped, kept| {
+            let same = dropped.key() == kept.key();
+            if same && dropped.owner != kept.owner {
+                clashes.push((
+                    dropped.owner.clone(),
+                    kept.owner.clone(),
+                    format!("address {}", kept.key()),
+                ));
+            }
+            same
+        });
         clashes
     }
 }

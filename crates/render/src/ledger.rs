@@ -11,7 +11,7 @@ use std::ops::RangeInclusive;
 use serde::{Deserialize, Serialize};
 
 use crate::dataplane::Observed;
-use crate::ir::{DesiredState, NftTableKey, RTPROT_ROUTERD, RouteKey, RuleKey};
+use crate::ir::{AddressKey, DesiredState, NftTableKey, RTPROT_ROUTERD, RouteKey, RuleKey};
 use crate::plan::{Op, Plan};
 
 /// Which kernel objects routerd may consider its own.
@@ -73,6 +73,9 @@ pub struct Ledger {
     pub rules: BTreeMap<RuleKey, String>,
     /// Owned nft tables.
     pub nft: BTreeMap<NftTableKey, NftEntry>,
+    /// Addresses routerd added, and for whom. Addresses have no marker,
+    /// so this is the only thing that makes one routerd's.
+    pub addresses: BTreeMap<AddressKey, String>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -83,6 +86,8 @@ struct LedgerFile {
     rules: Vec<(RuleKey, String)>,
     #[serde(default)]
     nft: Vec<(NftTableKey, NftEntry)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    addresses: Vec<(AddressKey, String)>,
 }
 
 impl From<LedgerFile> for Ledger {
@@ -91,6 +96,7 @@ impl From<LedgerFile> for Ledger {
             routes: f.routes.into_iter().collect(),
             rules: f.rules.into_iter().collect(),
             nft: f.nft.into_iter().collect(),
+            addresses: f.addresses.into_iter().collect(),
         }
     }
 }
@@ -101,6 +107,7 @@ impl From<Ledger> for LedgerFile {
             routes: l.routes.into_iter().collect(),
             rules: l.rules.into_iter().collect(),
             nft: l.nft.into_iter().collect(),
+            addresses: l.addresses.into_iter().collect(),
         }
     }
 }
@@ -108,7 +115,10 @@ impl From<Ledger> for LedgerFile {
 impl Ledger {
     /// Whether routerd records nothing.
     pub fn is_empty(&self) -> bool {
-        self.routes.is_empty() && self.rules.is_empty() && self.nft.is_empty()
+        self.routes.is_empty()
+            && self.rules.is_empty()
+            && self.nft.is_empty()
+            && self.addresses.is_empty()
     }
 
     /// Records the outcome of an applied plan: every desired object the
@@ -185,7 +195,22 @@ impl Ledger {
                 },
             );
         }
-        *self = Ledger { routes, rules, nft };
+        // Addresses are never adopted from the desired state: one the
+        // kernel holds that routerd did not add (record_ops) is foreign.
+        let present_addresses: BTreeSet<AddressKey> =
+            observed.addresses.iter().map(|a| a.key()).collect();
+        let addresses = self
+            .addresses
+            .iter()
+            .filter(|(k, _)| present_addresses.contains(k))
+            .map(|(k, o)| (k.clone(), o.clone()))
+            .collect();
+        *self = Ledger {
+            routes,
+            rules,
+            nft,
+            addresses,
+        };
     }
 
     /// Adds `other`'s entries (an intent left by a crashed step, or orphans
@@ -200,6 +225,9 @@ impl Ledger {
         for (k, e) in other.nft {
             self.nft.entry(k).or_insert(e);
         }
+        for (k, o) in other.addresses {
+            self.addresses.entry(k).or_insert(o);
+        }
     }
 
     /// One line per object, for listings (`routerctl get orphans`).
@@ -207,7 +235,8 @@ impl Ledger {
         let routes = self.routes.keys().map(|k| format!("route {k}"));
         let rules = self.rules.keys().map(|k| format!("rule {k}"));
         let nft = self.nft.keys().map(|k| format!("nft table {k}"));
-        routes.chain(rules).chain(nft).collect()
+        let addresses = self.addresses.keys().map(|k| format!("address {k}"));
+        routes.chain(rules).chain(nft).chain(addresses).collect()
     }
 
     /// Records the operations of a partly applied plan, so that what was
@@ -240,6 +269,12 @@ impl Ledger {
                 }
                 Op::DeleteNftTable { key } => {
                     self.nft.remove(key);
+                }
+                Op::AddAddress { address } => {
+                    self.addresses.insert(address.key(), address.owner.clone());
+                }
+                Op::DeleteAddress { address } => {
+                    self.addresses.remove(&address.key());
                 }
             }
         }

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ir::{Family, NftTable, NftTableKey, Route, Rule};
+use crate::ir::{Address, Family, NftTable, NftTableKey, Route, Rule};
 
 /// One kernel operation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +48,16 @@ pub enum Op {
         /// The table.
         key: NftTableKey,
     },
+    /// `ip addr add` (exclusive: an address already there is not adopted).
+    AddAddress {
+        /// The address.
+        address: Address,
+    },
+    /// `ip addr del` of an address the ledger says routerd added.
+    DeleteAddress {
+        /// The address.
+        address: Address,
+    },
 }
 
 impl Op {
@@ -67,6 +77,12 @@ impl Op {
             },
             Op::AddRule { rule } => Op::DeleteRule { rule: rule.clone() },
             Op::DeleteRule { rule } => Op::AddRule { rule: rule.clone() },
+            Op::AddAddress { address } => Op::DeleteAddress {
+                address: address.clone(),
+            },
+            Op::DeleteAddress { address } => Op::AddAddress {
+                address: address.clone(),
+            },
             Op::ReplaceNftTable { .. } | Op::DeleteNftTable { .. } => return None,
         })
     }
@@ -95,6 +111,12 @@ impl fmt::Display for Op {
                 )
             }
             Op::DeleteNftTable { key } => write!(f, "nft delete table {key}"),
+            Op::AddAddress { address } => {
+                write!(f, "ip {} addr add {address}", address.family().ip_flag())
+            }
+            Op::DeleteAddress { address } => {
+                write!(f, "ip {} addr del {address}", address.family().ip_flag())
+            }
         }
     }
 }
@@ -125,6 +147,11 @@ pub struct Plan {
     /// Desired objects left alone because foreign state holds their identity.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conflicts: Vec<Conflict>,
+    /// Things an owner should be told that need no operation: an address
+    /// the kernel already carries that routerd did not add (left as the
+    /// operator's), other addresses on an `exclusive` address's device.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<Conflict>,
 }
 
 impl Plan {
@@ -142,6 +169,9 @@ impl fmt::Display for Plan {
         }
         for c in &self.conflicts {
             writeln!(f, "# skipped ({}): {}", c.owner, c.message)?;
+        }
+        for n in &self.notes {
+            writeln!(f, "# note ({}): {}", n.owner, n.message)?;
         }
         Ok(())
     }

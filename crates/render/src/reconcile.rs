@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::dataplane::{Dataplane, DataplaneError, Observed};
 use crate::diff::diff_with;
-use crate::ir::{DesiredState, Route, RouteKey, RuleKey};
+use crate::ir::{Address, DesiredState, Route, RouteKey, RuleKey};
 use crate::ledger::{Ledger, Ownership};
 use crate::plan::{Op, Plan};
 
@@ -55,6 +55,9 @@ pub struct Outcome {
     /// Objects with routerd's markers that neither the ledger nor the
     /// desired state claims (owners empty): reported, never removed unasked.
     pub orphans: Ledger,
+    /// What owners should be told although nothing failed (an address that
+    /// was already there and stays foreign; `exclusive` neighbours).
+    pub notes: Vec<Fault>,
 }
 
 impl Outcome {
@@ -107,12 +110,21 @@ pub fn reconcile_with<D: Dataplane + ?Sized>(
 ) -> Result<Outcome, ReconcileError> {
     let observed = dp.observe().map_err(ReconcileError::Observe)?;
     let mut faults = Faults::default();
-    let screened = screen(desired, &observed, &opts.ownership, &mut faults);
+    let screened = screen(desired, &observed, ledger, &opts.ownership, &mut faults);
     let desired = screened.as_ref().unwrap_or(desired);
     let plan = diff_with(desired, &observed, ledger, &opts.ownership);
     for c in &plan.conflicts {
         faults.add(&c.owner, "Conflict", &c.message);
     }
+    let notes: Vec<Fault> = plan
+        .notes
+        .iter()
+        .map(|n| Fault {
+            owner: n.owner.clone(),
+            reason: "Note".into(),
+            message: n.message.clone(),
+        })
+        .collect();
     let mut failed_nft = BTreeSet::new();
     if !plan.is_empty() {
         before_apply(&plan).map_err(ReconcileError::Intent)?;
@@ -133,6 +145,7 @@ pub fn reconcile_with<D: Dataplane + ?Sized>(
         }
         let mut remaining = diff_with(desired, &observed, &next, &opts.ownership);
         remaining.conflicts.clear();
+        remaining.notes.clear();
         // What faulted owners still lack is known; retry only the rest
         // (and never open a policy the kernel refused something of).
         remaining
@@ -146,6 +159,7 @@ pub fn reconcile_with<D: Dataplane + ?Sized>(
                 retries,
                 faults: faults.into_vec(desired),
                 orphans,
+                notes,
             });
         }
         if retries.len() >= opts.verify_retries as usize {
@@ -163,6 +177,7 @@ pub fn reconcile_with<D: Dataplane + ?Sized>(
                 retries,
                 faults: faults.into_vec(desired),
                 orphans,
+                notes,
             });
         }
         before_apply(&remaining).map_err(ReconcileError::Intent)?;
@@ -213,6 +228,7 @@ fn op_owner(op: &Op) -> &str {
         Op::AddRule { rule } | Op::DeleteRule { rule } => &rule.owner,
         Op::ReplaceNftTable { table } => table.owners.iter().next().map_or("", String::as_str),
         Op::DeleteNftTable { .. } => "",
+        Op::AddAddress { address } | Op::DeleteAddress { address } => &address.owner,
     }
 }
 
@@ -224,6 +240,9 @@ fn op_owners(op: &Op) -> Vec<&str> {
     }
 }
 
+/// routerd's reason for an IPv4 prefix that overlaps another interface's.
+pub const OVERLAP_REASON: &str = "OverlappingIPv4Prefix";
+
 /// Keeps back what must not be sent: routes on devices that do not exist
 /// (`DeviceNotReady`, they install when the device appears) and anything
 /// on a protected device (`Protected`). `None` when nothing is kept back,
@@ -231,6 +250,7 @@ fn op_owners(op: &Op) -> Vec<&str> {
 fn screen(
     desired: &DesiredState,
     observed: &Observed,
+    ledger: &Ledger,
     own: &Ownership,
     faults: &mut Faults,
 ) -> Option<DesiredState> {
@@ -253,10 +273,75 @@ fn screen(
                 )
             })
     };
-    if !desired.routes.iter().any(|r| blocked(r).is_some()) {
+    let address_blocked = |a: &Address| -> Option<(&'static str, String)> {
+        if own.protected_devices.contains(&a.device) {
+            return Some((
+                "Protected",
+                format!(
+                    "address {a} is on protected interface \"{}\"; routerd does not touch it",
+                    a.device
+                ),
+            ));
+        }
+        if let Some(links) = observed.links.as_ref()
+            && !links.contains(&a.device)
+        {
+            return Some((
+                "DeviceNotReady",
+                format!(
+                    "device \"{}\" does not exist; address {} waits for it",
+                    a.device, a.address
+                ),
+            ));
+        }
+        if a.allow_overlap {
+            return None;
+        }
+        // routerd blocks an IPv4 prefix that overlaps one on another
+        // interface unless allowOverlap says it is intended. routerd's own
+        // addresses are either desired (the render compared them) or about
+        // to go (an address moving to another device must not block itself).
+        observed
+            .addresses
+            .iter()
+            .filter(|o| !ledger.addresses.contains_key(&o.key()))
+            .find(|o| o.device != a.device && o.family() == a.family() && a.overlaps(&o.address))
+            .map(|o| {
+                (
+                    OVERLAP_REASON,
+                    format!(
+                        "{} prefix {} on {} overlaps with observed prefix {} on {}",
+                        a.family().name(),
+                        a.address.trunc(),
+                        a.device,
+                        o.address.trunc(),
+                        o.device
+                    ),
+                )
+            })
+    };
+    if !desired.routes.iter().any(|r| blocked(r).is_some())
+        && !desired
+            .addresses
+            .iter()
+            .any(|a| address_blocked(a).is_some())
+    {
         return None;
     }
     let mut carried = desired.clone();
+    let mut held = Vec::new();
+    carried.addresses.retain(|a| match address_blocked(a) {
+        None => true,
+        Some((reason, message)) => {
+            faults.add(&a.owner, reason, &message);
+            // An overlap that appeared later keeps what is installed.
+            if reason == OVERLAP_REASON {
+                held.push(a.owner.clone());
+            }
+            false
+        }
+    });
+    carried.retained.extend(held);
     carried.routes.retain(|r| match blocked(r) {
         None => true,
         Some((reason, message)) => {
@@ -288,7 +373,7 @@ fn apply_opening_last<D: Dataplane + ?Sized>(
     let before = faults.0.len();
     let rest = Plan {
         ops: rest,
-        conflicts: Vec::new(),
+        ..Plan::default()
     };
     if !rest.ops.is_empty() {
         apply_isolated(dp, &rest, ledger, faults, failed_nft);
@@ -308,7 +393,7 @@ fn apply_opening_last<D: Dataplane + ?Sized>(
             .into_iter()
             .filter(|op| !owners_of(op, ledger).iter().any(|o| refused.contains(o)))
             .collect(),
-        conflicts: Vec::new(),
+        ..Plan::default()
     };
     if !opens.ops.is_empty() {
         apply_isolated(dp, &opens, ledger, faults, failed_nft);

@@ -102,6 +102,7 @@ fn touches_foreign(op: &Op) -> bool {
         Op::AddRule { rule } | Op::DeleteRule { rule } => rule.table == 99 || rule.priority > 32765,
         Op::ReplaceNftTable { table } => table.name != "routerd_policy",
         Op::DeleteNftTable { key } => key.name == "filter" || key.name == "routerd_somebody_elses",
+        Op::AddAddress { address } | Op::DeleteAddress { address } => address.owner.is_empty(),
     }
 }
 
@@ -732,4 +733,205 @@ fn a_policy_stays_closed_while_the_kernel_refuses_its_path() {
     .unwrap();
     assert!(out.faults.is_empty(), "{:?}", out.faults);
     assert!(!is_closed(&dp));
+}
+
+const ADDR_OWNER: &str = "net.routerd.net/v1alpha1/IPv4StaticAddress/lan";
+
+fn addr(device: &str, a: &str, owner: &str) -> routerd_render::ir::Address {
+    let mut x = routerd_render::ir::Address::new(device, a.parse().unwrap());
+    x.owner = owner.into();
+    x
+}
+
+fn with_address(a: routerd_render::ir::Address) -> DesiredState {
+    let mut d = desired();
+    d.addresses.push(a);
+    let _ = d.normalize();
+    d
+}
+
+#[test]
+fn an_address_is_added_first_owned_and_removed_when_the_resource_goes() {
+    let mut dp = foreign_kernel();
+    let mut ledger = Ledger::default();
+    let want = with_address(addr("eth1", "192.0.2.10/24", ADDR_OWNER));
+    let out = reconcile(&mut dp, &want, &mut ledger, &ReconcileOptions::default()).unwrap();
+    assert_eq!(
+        out.plan.ops.first().map(ToString::to_string).as_deref(),
+        Some("ip -4 addr add 192.0.2.10/24 dev eth1"),
+        "addresses go before the routes that may use them"
+    );
+    assert!(out.faults.is_empty(), "{:?}", out.faults);
+    assert_eq!(ledger.addresses.len(), 1);
+    assert_eq!(dp.addresses.len(), 1);
+
+    // Idempotent.
+    let again = reconcile(&mut dp, &want, &mut ledger, &ReconcileOptions::default()).unwrap();
+    assert!(again.plan.is_empty(), "{}", again.plan);
+
+    // The resource goes: its address goes, last.
+    let out = reconcile(
+        &mut dp,
+        &desired(),
+        &mut ledger,
+        &ReconcileOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        out.plan
+            .ops
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["ip -4 addr del 192.0.2.10/24 dev eth1"]
+    );
+    assert!(dp.addresses.is_empty());
+    assert!(ledger.addresses.is_empty());
+}
+
+#[test]
+fn a_foreign_address_is_never_deleted_nor_adopted() {
+    let mut dp = foreign_kernel();
+    // The operator's address, identical to the desired one, and another.
+    dp.addresses.push(addr("eth1", "192.0.2.10/24", ""));
+    dp.addresses.push(addr("eth1", "203.0.113.5/24", ""));
+    let mut ledger = Ledger::default();
+    let mut want_addr = addr("eth1", "192.0.2.10/24", ADDR_OWNER);
+    want_addr.exclusive = true;
+    let want = with_address(want_addr);
+    let out = reconcile(&mut dp, &want, &mut ledger, &ReconcileOptions::default()).unwrap();
+    assert!(
+        !out.plan
+            .ops
+            .iter()
+            .any(|o| matches!(o, Op::AddAddress { .. } | Op::DeleteAddress { .. })),
+        "{}",
+        out.plan
+    );
+    assert!(
+        ledger.addresses.is_empty(),
+        "an identical foreign address is not adopted"
+    );
+    assert!(
+        out.faults.is_empty(),
+        "the kernel carries the address: {:?}",
+        out.faults
+    );
+    let notes: Vec<&str> = out.notes.iter().map(|n| n.message.as_str()).collect();
+    assert!(
+        notes.iter().any(|n| n.contains("was already there")),
+        "{notes:?}"
+    );
+    assert!(
+        notes.iter().any(|n| n.contains("203.0.113.5/24")),
+        "exclusive reports the other address: {notes:?}"
+    );
+
+    // The resource goes: the operator's addresses stay.
+    let out = reconcile(
+        &mut dp,
+        &desired(),
+        &mut ledger,
+        &ReconcileOptions::default(),
+    )
+    .unwrap();
+    assert!(
+        !out.plan
+            .ops
+            .iter()
+            .any(|o| matches!(o, Op::DeleteAddress { .. }))
+    );
+    assert_eq!(dp.addresses.len(), 2);
+}
+
+#[test]
+fn an_address_waits_for_its_device_and_an_overlap_is_blocked() {
+    let mut dp = foreign_kernel();
+    dp.links = Some(["eth0", "eth1", "eth2", "eth9"].map(String::from).into());
+    dp.addresses.push(addr("eth2", "192.0.2.99/25", ""));
+    let mut ledger = Ledger::default();
+    let mut want = desired();
+    want.addresses.push(addr("lan0", "10.9.0.1/24", ADDR_OWNER));
+    want.addresses.push(addr(
+        "eth1",
+        "192.0.2.10/24",
+        "net.routerd.net/v1alpha1/IPv4StaticAddress/b",
+    ));
+    let mut allowed = addr(
+        "eth1",
+        "192.0.2.11/24",
+        "net.routerd.net/v1alpha1/IPv4StaticAddress/c",
+    );
+    allowed.allow_overlap = true;
+    want.addresses.push(allowed);
+    let _ = want.normalize();
+    let out = reconcile(&mut dp, &want, &mut ledger, &ReconcileOptions::default()).unwrap();
+    let reason = |o: &str| {
+        out.faults
+            .iter()
+            .find(|f| f.owner == o)
+            .map(|f| f.reason.clone())
+    };
+    assert_eq!(reason(ADDR_OWNER).as_deref(), Some("DeviceNotReady"));
+    assert_eq!(
+        reason("net.routerd.net/v1alpha1/IPv4StaticAddress/b").as_deref(),
+        Some("OverlappingIPv4Prefix")
+    );
+    assert_eq!(reason("net.routerd.net/v1alpha1/IPv4StaticAddress/c"), None);
+    let lines: Vec<String> = out.plan.ops.iter().map(ToString::to_string).collect();
+    assert!(
+        lines.contains(&"ip -4 addr add 192.0.2.11/24 dev eth1".to_string()),
+        "{lines:?}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("lan0") || l.contains("192.0.2.10/")),
+        "{lines:?}"
+    );
+    assert_eq!(
+        routerd_render::fault::phase_for(
+            "net.routerd.net/v1alpha1/IPv4StaticAddress/b",
+            "OverlappingIPv4Prefix"
+        ),
+        "Blocked"
+    );
+    assert_eq!(
+        routerd_render::fault::phase_for(ADDR_OWNER, "DeviceNotReady"),
+        "Pending"
+    );
+}
+
+#[test]
+fn a_ledger_with_addresses_round_trips_and_old_ledgers_still_load() {
+    let mut l = Ledger::default();
+    l.addresses
+        .insert(addr("eth1", "192.0.2.10/24", "").key(), ADDR_OWNER.into());
+    let text = serde_json::to_string(&l).unwrap();
+    let back: Ledger = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, l);
+    let old: Ledger = serde_json::from_str(r#"{"routes":[],"rules":[],"nft":[]}"#).unwrap();
+    assert!(old.addresses.is_empty());
+}
+
+#[test]
+fn an_address_moving_to_another_device_is_not_blocked_by_itself() {
+    let mut dp = foreign_kernel();
+    let mut ledger = Ledger::default();
+    let opts = ReconcileOptions::default();
+    let before = with_address(addr("eth1", "192.0.2.10/24", ADDR_OWNER));
+    reconcile(&mut dp, &before, &mut ledger, &opts).unwrap();
+    let after = with_address(addr("eth2", "192.0.2.10/24", ADDR_OWNER));
+    let out = reconcile(&mut dp, &after, &mut ledger, &opts).unwrap();
+    assert!(out.faults.is_empty(), "{:?}", out.faults);
+    let lines: Vec<String> = out.plan.ops.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "ip -4 addr add 192.0.2.10/24 dev eth2",
+            "ip -4 addr del 192.0.2.10/24 dev eth1"
+        ]
+    );
+    assert_eq!(dp.addresses.len(), 1);
+    assert_eq!(dp.addresses[0].device, "eth2");
 }

@@ -56,6 +56,12 @@ fn describe_desired(out: &mut String, d: &DesiredState) {
         );
         out.push_str(&nft_text::table_batch(t));
     }
+    if !d.addresses.is_empty() {
+        out.push_str("## addresses\n");
+        for a in &d.addresses {
+            let _ = writeln!(out, "{a}    # {}", a.owner);
+        }
+    }
     if !d.retained.is_empty() {
         out.push_str("## retained (fail-static)\n");
         for o in &d.retained {
@@ -174,6 +180,7 @@ golden! {
     hash_mode_jhash_targets => "hash-mode",
     selection_only_routes_and_nat_follow_selection => "selection-only",
     nat44_shapes => "nat-shapes",
+    static_addresses_assigned_gated_and_overlap_blocked => "static-addresses",
     weighted_ecmp_multipath_route => "weighted-ecmp",
     pending_resources_are_retained => "pending",
     modeless_policy_with_marks_renders_marks_only => "modeless-marks",

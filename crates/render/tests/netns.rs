@@ -897,3 +897,120 @@ fn ipv6_weighted_multipath_route_round_trips_and_replaces() {
     );
     assert!(!shown.contains("weight 3"), "{shown}");
 }
+
+const STATIC_ADDRESSES: &str = "apiVersion: net.routerd.net/v1alpha1
+kind: Interface
+metadata: {name: lan}
+spec: {ifname: lan0}
+---
+apiVersion: net.routerd.net/v1alpha1
+kind: Interface
+metadata: {name: wan}
+spec: {ifname: wan0}
+---
+apiVersion: net.routerd.net/v1alpha1
+kind: Interface
+metadata: {name: ghost}
+spec: {ifname: ghost0}
+---
+apiVersion: net.routerd.net/v1alpha1
+kind: IPv4StaticAddress
+metadata: {name: lan-ip}
+spec: {interface: lan, address: 192.168.50.1/24, exclusive: true}
+---
+apiVersion: net.routerd.net/v1alpha1
+kind: IPv4StaticAddress
+metadata: {name: wan-ip}
+spec: {interface: wan, address: 198.51.100.2/24}
+---
+apiVersion: net.routerd.net/v1alpha1
+kind: IPv4StaticAddress
+metadata: {name: ghost}
+spec: {interface: ghost, address: 10.200.0.1/24}
+";
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn static_addresses_are_assigned_and_removed_and_foreign_ones_left_alone() {
+    let r = router();
+    r.ip(&[
+        "link", "add", "lan0", "type", "veth", "peer", "name", "lan0p",
+    ]);
+    r.ip(&["link", "set", "lan0", "up"]);
+    // The operator's address on the same device.
+    r.ip(&["addr", "add", "10.77.0.1/24", "dev", "lan0"]);
+    let d = rendered(STATIC_ADDRESSES, "{}");
+    let (first, second, removal, ledger_after) = r.run(move || {
+        let mut dp = dataplane();
+        let mut ledger = Ledger::default();
+        let opts = ReconcileOptions::default();
+        let first = reconcile(&mut dp, &d, &mut ledger, &opts).unwrap();
+        let second = reconcile(&mut dp, &d, &mut ledger, &opts).unwrap();
+        let owned = ledger.addresses.len();
+        let removal = reconcile(&mut dp, &DesiredState::default(), &mut ledger, &opts).unwrap();
+        (first, second, removal, (owned, ledger.addresses.len()))
+    });
+    let lines: Vec<String> = first.plan.ops.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        ["ip -4 addr add 192.168.50.1/24 dev lan0"],
+        "{}",
+        first.plan
+    );
+    let fault = |o: &str| {
+        first
+            .faults
+            .iter()
+            .find(|f| f.owner.ends_with(o))
+            .map(|f| f.reason.clone())
+    };
+    assert_eq!(fault("/ghost").as_deref(), Some("DeviceNotReady"));
+    assert_eq!(fault("/lan-ip"), None);
+    assert_eq!(fault("/wan-ip"), None, "the kernel carries it (foreign)");
+    let notes: Vec<&str> = first.notes.iter().map(|n| n.message.as_str()).collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("198.51.100.2/24 dev wan0 was already there")),
+        "{notes:?}"
+    );
+    assert!(
+        notes.iter().any(|n| n.contains("10.77.0.1/24")),
+        "exclusive reports the operator's address: {notes:?}"
+    );
+    assert!(
+        second.plan.is_empty(),
+        "second apply must be a no-op: {}",
+        second.plan
+    );
+    assert_eq!(ledger_after, (1, 0), "only the added address is owned");
+    let lines: Vec<String> = removal.plan.ops.iter().map(ToString::to_string).collect();
+    assert_eq!(lines, ["ip -4 addr del 192.168.50.1/24 dev lan0"]);
+
+    // What the kernel holds afterwards: the operator's addresses only.
+    let lan = r.ip(&["-4", "-o", "addr", "show", "dev", "lan0"]);
+    assert!(lan.contains("10.77.0.1/24"), "{lan}");
+    assert!(!lan.contains("192.168.50.1"), "{lan}");
+    let wan = r.ip(&["-4", "-o", "addr", "show", "dev", "wan0"]);
+    assert!(wan.contains("198.51.100.2/24"), "{wan}");
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn an_added_address_shows_in_ip_while_applied() {
+    let r = router();
+    r.ip(&[
+        "link", "add", "lan0", "type", "veth", "peer", "name", "lan0p",
+    ]);
+    let d = rendered(STATIC_ADDRESSES, "{}");
+    let faults = r.run(move || {
+        let mut dp = dataplane();
+        let mut ledger = Ledger::default();
+        reconcile(&mut dp, &d, &mut ledger, &ReconcileOptions::default())
+            .unwrap()
+            .faults
+    });
+    assert_eq!(faults.len(), 1, "only the ghost device waits: {faults:?}");
+    let lan = r.ip(&["-4", "-o", "addr", "show", "dev", "lan0"]);
+    assert!(lan.contains("inet 192.168.50.1/24"), "{lan}");
+}

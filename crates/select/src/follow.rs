@@ -18,7 +18,9 @@ use crate::observe::{StatusSource, first_value, observe_dependency, phase_of, re
 use crate::set::World;
 use crate::time::format_rfc3339_nano;
 
+pub mod address;
 pub mod ipv6;
+pub use address::ipv4_static_address;
 pub use ipv6::ipv6_static_route;
 
 /// Daemon knobs for followers.

@@ -160,6 +160,19 @@ fn text(doc: &PlanDocument) -> String {
             let _ = writeln!(o, "  {id}: {phase} {reason}");
         }
     }
+    if !doc.dataplane.addresses.is_empty() {
+        let _ = writeln!(o, "Addresses:");
+        for a in &doc.dataplane.addresses {
+            let s = |k: &str| a.get(k).and_then(|v| v.as_str()).unwrap_or("");
+            let _ = writeln!(
+                o,
+                "  {} dev {}  # {}",
+                s("address"),
+                s("device"),
+                s("owner")
+            );
+        }
+    }
     if !doc.events.is_empty() {
         let _ = writeln!(o, "Events:");
         for e in &doc.events {

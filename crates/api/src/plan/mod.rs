@@ -43,6 +43,9 @@ pub struct DataplaneView {
     pub rules: Vec<serde_json::Value>,
     /// nft text of each owned table.
     pub nftables: Vec<serde_json::Value>,
+    /// Interface addresses (IPv4StaticAddress).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<serde_json::Value>,
 }
 
 /// The plan document.

@@ -66,6 +66,11 @@ pub fn dataplane_view(d: &routerd_render::DesiredState) -> Result<DataplaneView,
                 })
             })
             .collect(),
+        addresses: d
+            .addresses
+            .iter()
+            .map(|a| to_value(serde_json::to_value(a)))
+            .collect::<Result<_, _>>()?,
     })
 }
 

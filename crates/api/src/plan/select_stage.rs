@@ -9,7 +9,8 @@
 use chrono::{DateTime, Utc};
 use routerd_model::{Kind, Resource, StateSnapshot};
 use routerd_select::follow::{
-    FollowOptions, FollowOutcome, Subject, ipv4_route, ipv6_static_route, nat44,
+    FollowOptions, FollowOutcome, Subject, ipv4_route, ipv4_static_address, ipv6_static_route,
+    nat44,
 };
 use routerd_select::{PolicySet, SelectOptions, StatusSource, World};
 
@@ -50,7 +51,7 @@ pub(super) fn run(inputs: &PlanInputs, doc: &mut PlanDocument) -> Result<(), Pla
     Ok(())
 }
 
-/// Evaluates every IPv4Route, IPv6StaticRoute and NAT44Rule of `effective` against the
+/// Evaluates every IPv4Route, IPv6StaticRoute, IPv4StaticAddress and NAT44Rule of `effective` against the
 /// statuses selection left in `current` (their own previous status is read
 /// from `previous`), in configuration order. The plan and the daemon's step
 /// both call this, so they follow selections the same way.
@@ -66,7 +67,7 @@ pub fn follow_all(
     for r in effective {
         if !matches!(
             r.kind(),
-            Kind::IPv4Route | Kind::IPv6StaticRoute | Kind::NAT44Rule
+            Kind::IPv4Route | Kind::IPv6StaticRoute | Kind::NAT44Rule | Kind::IPv4StaticAddress
         ) {
             continue;
         }
@@ -83,6 +84,9 @@ pub fn follow_all(
             Kind::IPv6StaticRoute => r
                 .as_ipv6_static_route()
                 .map(|s| ipv6_static_route(who, s, world, prev, now, &follow)),
+            Kind::IPv4StaticAddress => r
+                .as_static_address()
+                .map(|s| ipv4_static_address(who, s, world, prev, now, &follow)),
             Kind::NAT44Rule => r
                 .as_nat44()
                 .map(|s| nat44(who, s, world, current, prev, now, &follow)),

@@ -284,6 +284,49 @@ pub(crate) fn rule_from(m: &RuleMessage) -> Option<Rule> {
     Some(r)
 }
 
+/// `ip addr add|del A/P dev D`: the local address and the prefix length
+/// on the device's index (no broadcast, like routerd's `ip addr replace`).
+pub(crate) fn address_message(
+    a: &crate::ir::Address,
+    links: &Links,
+) -> Result<netlink_packet_route::address::AddressMessage, NoDevice> {
+    use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
+    let mut m = AddressMessage::default();
+    m.header.family = address_family(a.family());
+    m.header.prefix_len = a.address.prefix_len();
+    m.header.index = ifindex(links, &a.device)?;
+    m.header.scope = AddressScope::Universe;
+    let ip = a.address.addr();
+    if a.family() == Family::V4 {
+        m.attributes.push(AddressAttribute::Local(ip));
+    }
+    m.attributes.push(AddressAttribute::Address(ip));
+    Ok(m)
+}
+
+/// An observed address (`IFA_LOCAL`, or `IFA_ADDRESS` where there is no
+/// local one, as for IPv6) on a known device.
+pub(crate) fn address_from(
+    m: &netlink_packet_route::address::AddressMessage,
+    links: &Links,
+) -> Option<crate::ir::Address> {
+    use netlink_packet_route::address::AddressAttribute;
+    family_of(m.header.family)?;
+    let local = m.attributes.iter().find_map(|x| match x {
+        AddressAttribute::Local(ip) => Some(*ip),
+        _ => None,
+    });
+    let ip = local.or_else(|| {
+        m.attributes.iter().find_map(|x| match x {
+            AddressAttribute::Address(ip) => Some(*ip),
+            _ => None,
+        })
+    })?;
+    let device = links.by_index.get(&m.header.index)?;
+    let address = IpNet::new(ip, m.header.prefix_len).ok()?;
+    Some(crate::ir::Address::new(device.clone(), address))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -1,4 +1,4 @@
-//! The Linux dataplane: routes and rules over rtnetlink, owned nft tables
+//! The Linux dataplane: routes, rules and addresses over rtnetlink, owned nft tables
 //! through an ordered list of [`NftBackend`]s (the first that can express a
 //! table loads it), and a stream of link/address/route/rule events.
 //!
@@ -13,6 +13,7 @@ mod rtnl;
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::route::RouteMessage;
 use netlink_packet_route::rule::RuleMessage;
@@ -118,6 +119,21 @@ impl LinuxDataplane {
         Ok(out)
     }
 
+    /// `ip -4 addr show` and `ip -6 addr show`.
+    fn dump_addresses(&mut self) -> Result<Vec<crate::ir::Address>, DataplaneError> {
+        let mut out = Vec::new();
+        for family in [Family::V4, Family::V6] {
+            let mut req = AddressMessage::default();
+            req.header.family = convert::address_family(family);
+            let msgs = self.rtnl.dump(RouteNetlinkMessage::GetAddress(req))?;
+            out.extend(msgs.iter().filter_map(|m| match m {
+                RouteNetlinkMessage::NewAddress(a) => convert::address_from(a, &self.links),
+                _ => None,
+            }));
+        }
+        Ok(out)
+    }
+
     fn netlink_request(&self, op: &Op) -> Result<(RouteNetlinkMessage, u16), DataplaneError> {
         let nodev = |e: convert::NoDevice| DataplaneError::Netlink {
             context: op.to_string(),
@@ -158,6 +174,20 @@ impl LinuxDataplane {
             ),
             Op::DeleteRule { rule } => (
                 RouteNetlinkMessage::DelRule(convert::rule_message(rule, proto)),
+                0,
+            ),
+            // Exclusive: an identical address already there is foreign and
+            // must not be taken over by a replace.
+            Op::AddAddress { address } => (
+                RouteNetlinkMessage::NewAddress(
+                    convert::address_message(address, &self.links).map_err(nodev)?,
+                ),
+                NLM_F_CREATE | NLM_F_EXCL,
+            ),
+            Op::DeleteAddress { address } => (
+                RouteNetlinkMessage::DelAddress(
+                    convert::address_message(address, &self.links).map_err(nodev)?,
+                ),
                 0,
             ),
             Op::ReplaceNftTable { .. } | Op::DeleteNftTable { .. } => {
@@ -232,6 +262,7 @@ impl Dataplane for LinuxDataplane {
             routes: self.dump_routes()?,
             rules: self.dump_rules()?,
             nft: self.lister.list_owned()?,
+            addresses: self.dump_addresses()?,
             links: Some(self.links.by_name.keys().cloned().collect()),
         })
     }

@@ -5,6 +5,7 @@
 //! `members`, IPv4Route / IPv6StaticRoute / NAT44Rule phases), so the same function serves the
 //! daemon and the offline `routerctl plan`.
 
+mod addresses;
 pub mod failclosed;
 mod host;
 mod nat;
@@ -24,6 +25,7 @@ use serde_json::Value;
 
 use crate::ir::{AddrValue, CmpOp, DesiredState, Expr, Family, IpField, NftSet};
 
+pub use addresses::WHEN_FALSE;
 pub use host::{HOST_POLICY_APPLY_FAILED, PREFERRED_SOURCE_UNAVAILABLE};
 pub use nat::{Redirect, add_redirects};
 
@@ -87,6 +89,7 @@ pub struct Rendered {
 pub fn render(resources: &[Resource], status: &StateSnapshot) -> Rendered {
     let ctx = Ctx::new(resources, status);
     let mut out = Rendered::default();
+    addresses::render_static_addresses(&ctx, &mut out);
     routes::render_ipv4_routes(&ctx, &mut out);
     static6::render_ipv6_static_routes(&ctx, &mut out);
     policy::render_policies(&ctx, &mut out);
