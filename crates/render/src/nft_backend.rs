@@ -4,6 +4,7 @@
 
 use crate::dataplane::DataplaneError;
 use crate::ir::{NftTable, NftTableKey};
+use crate::plan::NftSetDelta;
 
 /// Loads and removes whole owned tables, each change in one kernel
 /// transaction.
@@ -21,6 +22,37 @@ pub trait NftBackend: Send {
 
     /// `nft delete table <family> <name>`.
     fn delete_table(&mut self, key: &NftTableKey) -> Result<(), DataplaneError>;
+
+    /// Whether [`NftBackend::update_sets`] is implemented. A backend that
+    /// cannot change elements in place leaves the op to the next one.
+    fn supports_set_updates(&self) -> bool {
+        false
+    }
+
+    /// Deletes and adds set elements of an existing table in one kernel
+    /// transaction (deletes first, so a prefix can be replaced by an
+    /// overlapping one).
+    fn update_sets(
+        &mut self,
+        key: &NftTableKey,
+        sets: &[NftSetDelta],
+    ) -> Result<(), DataplaneError> {
+        let _ = sets;
+        Err(DataplaneError::Unsupported(format!(
+            "{}: no in-place set updates (table {key})",
+            self.name()
+        )))
+    }
+}
+
+/// The first backend that updates set elements in place.
+pub fn choose_for_sets(
+    backends: &mut [Box<dyn NftBackend>],
+) -> Result<&mut Box<dyn NftBackend>, DataplaneError> {
+    backends
+        .iter_mut()
+        .find(|b| b.supports_set_updates())
+        .ok_or_else(|| DataplaneError::Unsupported("no nft backend updates set elements".into()))
 }
 
 /// Picks, for a table, the first backend that can express it.

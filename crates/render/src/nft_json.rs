@@ -15,6 +15,7 @@ use crate::ir::{
     AddrValue, CmpOp, Expr, Family, IpField, MarkSource, NFT_OWNER_COMMENT, NFT_TABLE_PREFIX,
     NatAddr, NftFamily, NftTable, NftTableKey, RejectWith,
 };
+use crate::plan::NftSetDelta;
 
 fn ip_payload(family: Family, f: IpField) -> Value {
     json!({"payload": {"protocol": family.nft_proto(), "field": f.as_str()}})
@@ -226,6 +227,77 @@ pub fn delete_document(key: &NftTableKey) -> Value {
     json!({"nftables": [{"delete": table_obj(key.family, &key.name)}]})
 }
 
+/// Element changes of one table's sets as one transaction: every delete,
+/// then every add (the kernel checks interval overlaps against the next
+/// generation, so a prefix can be swapped for an overlapping one).
+pub fn update_sets_document(key: &NftTableKey, sets: &[NftSetDelta]) -> Value {
+    let fam = key.family.as_str();
+    let elements = |name: &str, nets: &[ipnet::IpNet]| {
+        let elem: Vec<Value> = nets.iter().map(prefix).collect();
+        json!({"element": {"family": fam, "table": key.name, "name": name, "elem": elem}})
+    };
+    let mut cmds = Vec::new();
+    for d in sets.iter().filter(|d| !d.remove.is_empty()) {
+        cmds.push(json!({"delete": elements(&d.name, &d.remove)}));
+    }
+    for d in sets.iter().filter(|d| !d.add.is_empty()) {
+        cmds.push(json!({"add": elements(&d.name, &d.add)}));
+    }
+    json!({ "nftables": cmds })
+}
+
+/// One element of a listed set as prefixes (`None`: a form routerd never
+/// writes, so the set is replaced instead of updated).
+fn listed_element(v: &Value, out: &mut Vec<ipnet::IpNet>) -> Option<()> {
+    match v {
+        Value::String(a) => {
+            let a: std::net::IpAddr = a.parse().ok()?;
+            out.push(ipnet::IpNet::from(a));
+        }
+        Value::Object(m) => {
+            if let Some(p) = m.get("prefix") {
+                let addr: std::net::IpAddr = p.get("addr")?.as_str()?.parse().ok()?;
+                let len = u8::try_from(p.get("len")?.as_u64()?).ok()?;
+                out.push(ipnet::IpNet::new(addr, len).ok()?);
+            } else if let Some(r) = m.get("range") {
+                let lo: std::net::IpAddr = r.get(0)?.as_str()?.parse().ok()?;
+                let hi: std::net::IpAddr = r.get(1)?.as_str()?.parse().ok()?;
+                match (lo, hi) {
+                    (std::net::IpAddr::V4(lo), std::net::IpAddr::V4(hi)) => {
+                        out.extend(ipnet::Ipv4Subnets::new(lo, hi, 0).map(ipnet::IpNet::V4));
+                    }
+                    (std::net::IpAddr::V6(lo), std::net::IpAddr::V6(hi)) => {
+                        out.extend(ipnet::Ipv6Subnets::new(lo, hi, 0).map(ipnet::IpNet::V6));
+                    }
+                    _ => return None,
+                }
+            } else if let Some(e) = m.get("elem") {
+                return listed_element(e.get("val")?, out);
+            } else {
+                return None;
+            }
+        }
+        _ => return None,
+    }
+    Some(())
+}
+
+/// The elements of a listed set, sorted; `None` if one is unreadable.
+fn listed_elements(set: &Value) -> Option<Vec<ipnet::IpNet>> {
+    let mut out = Vec::new();
+    match set.get("elem") {
+        None => {}
+        Some(Value::Array(items)) => {
+            for v in items {
+                listed_element(v, &mut out)?;
+            }
+        }
+        Some(_) => return None,
+    }
+    out.sort();
+    Some(out)
+}
+
 /// Error reading a ruleset listing.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot parse nft -j output: {0}")]
@@ -240,7 +312,12 @@ pub fn parse_listing(text: &str) -> Result<Vec<ObservedNftTable>, ListingError> 
         .get("nftables")
         .and_then(Value::as_array)
         .ok_or_else(|| ListingError("no \"nftables\" array".into()))?;
-    let mut tables: BTreeMap<NftTableKey, (BTreeMap<String, usize>, Vec<Value>)> = BTreeMap::new();
+    type Parts = (
+        BTreeMap<String, usize>,
+        Vec<Value>,
+        BTreeMap<String, Vec<ipnet::IpNet>>,
+    );
+    let mut tables: BTreeMap<NftTableKey, Parts> = BTreeMap::new();
     let key_of = |o: &Value, name_key: &str| -> Option<NftTableKey> {
         let fam = NftFamily::parse(o.get("family")?.as_str()?)?;
         let name = o.get(name_key)?.as_str()?;
@@ -272,6 +349,13 @@ pub fn parse_listing(text: &str) -> Result<Vec<ObservedNftTable>, ListingError> 
                         *entry.0.entry(n.to_string()).or_insert(0) += 1;
                     }
                 }
+                "set" => {
+                    if let (Some(n), Some(e)) =
+                        (o.get("name").and_then(Value::as_str), listed_elements(o))
+                    {
+                        entry.2.insert(n.to_string(), e);
+                    }
+                }
                 _ => {}
             }
             let mut clean = o.clone();
@@ -281,13 +365,14 @@ pub fn parse_listing(text: &str) -> Result<Vec<ObservedNftTable>, ListingError> 
     }
     Ok(tables
         .into_iter()
-        .map(|(key, (chains, objs))| {
+        .map(|(key, (chains, objs, sets))| {
             let canon = serde_json::to_string(&objs).unwrap_or_default();
             let d = sha2::Sha256::digest(canon.as_bytes());
             ObservedNftTable {
                 key,
                 chains,
                 fingerprint: hex::encode(&d[..8]),
+                sets,
             }
         })
         .collect())
