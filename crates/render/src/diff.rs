@@ -222,6 +222,7 @@ fn set_update(t: &NftTable, o: &ObservedNftTable, e: &NftEntry) -> Option<Op> {
             sets.push(NftSetDelta {
                 name: s.name.clone(),
                 family: s.family,
+                interval: s.is_interval(),
                 add,
                 remove,
             });

@@ -23,10 +23,12 @@ pub trait NftBackend: Send {
     /// `nft delete table <family> <name>`.
     fn delete_table(&mut self, key: &NftTableKey) -> Result<(), DataplaneError>;
 
-    /// Whether [`NftBackend::update_sets`] is implemented. A backend that
-    /// cannot change elements in place leaves the op to the next one.
-    fn supports_set_updates(&self) -> bool {
-        false
+    /// `Ok` when [`NftBackend::update_sets`] can carry these changes; a
+    /// backend that cannot leaves the op to the next one (`nft -j` takes
+    /// every kind).
+    fn supports_set_update(&self, sets: &[NftSetDelta]) -> Result<(), String> {
+        let _ = sets;
+        Err("no in-place set updates".into())
     }
 
     /// Deletes and adds set elements of an existing table in one kernel
@@ -45,14 +47,22 @@ pub trait NftBackend: Send {
     }
 }
 
-/// The first backend that updates set elements in place.
-pub fn choose_for_sets(
-    backends: &mut [Box<dyn NftBackend>],
-) -> Result<&mut Box<dyn NftBackend>, DataplaneError> {
-    backends
-        .iter_mut()
-        .find(|b| b.supports_set_updates())
-        .ok_or_else(|| DataplaneError::Unsupported("no nft backend updates set elements".into()))
+/// The first backend that can carry these element changes.
+pub fn choose_for_sets<'b>(
+    backends: &'b mut [Box<dyn NftBackend>],
+    sets: &[NftSetDelta],
+) -> Result<&'b mut Box<dyn NftBackend>, DataplaneError> {
+    let mut reasons = Vec::new();
+    for b in backends.iter_mut() {
+        match b.supports_set_update(sets) {
+            Ok(()) => return Ok(b),
+            Err(e) => reasons.push(format!("{}: {e}", b.name())),
+        }
+    }
+    Err(DataplaneError::Unsupported(format!(
+        "no nft backend updates these set elements ({})",
+        reasons.join("; ")
+    )))
 }
 
 /// Picks, for a table, the first backend that can express it.

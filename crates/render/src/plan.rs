@@ -74,6 +74,10 @@ pub struct NftSetDelta {
     /// Key family of the set.
     #[serde(default, skip_serializing_if = "Family::is_v4")]
     pub family: Family,
+    /// Whether the set is an interval set (`flags interval`): its elements
+    /// are ranges in the kernel, which not every backend can edit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interval: bool,
     /// Elements to add (absent from the kernel's set now).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub add: Vec<IpNet>,
@@ -111,6 +115,7 @@ impl Op {
                     .map(|d| NftSetDelta {
                         name: d.name.clone(),
                         family: d.family,
+                        interval: d.interval,
                         add: d.remove.clone(),
                         remove: d.add.clone(),
                     })

@@ -794,6 +794,7 @@ fn changed_set_elements_are_updated_in_place_not_replaced() {
             sets: vec![NftSetDelta {
                 name: "ip_address_set_cloud".into(),
                 family: Family::V4,
+                interval: false,
                 add: vec!["198.51.100.7/32".parse().unwrap()],
                 remove: vec!["192.0.2.1/32".parse().unwrap()],
             }],
@@ -899,6 +900,7 @@ fn the_inverse_of_a_set_update_swaps_adds_and_removes() {
         sets: vec![NftSetDelta {
             name: "s".into(),
             family: Family::V4,
+            interval: false,
             add: vec!["192.0.2.1/32".parse().unwrap()],
             remove: vec![],
         }],

@@ -256,7 +256,8 @@ impl Dataplane for LinuxDataplane {
                         .ok_or_else(|| DataplaneError::Unsupported("no nft backend".into()))
                         .and_then(|b| b.delete_table(key)),
                     Op::UpdateNftSets { table, sets, .. } => {
-                        choose_for_sets(&mut self.backends).and_then(|b| b.update_sets(table, sets))
+                        choose_for_sets(&mut self.backends, sets)
+                            .and_then(|b| b.update_sets(table, sets))
                     }
                     _ => Ok(()),
                 };

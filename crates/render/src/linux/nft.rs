@@ -140,8 +140,8 @@ impl NftBackend for NftJson {
         )
     }
 
-    fn supports_set_updates(&self) -> bool {
-        true
+    fn supports_set_update(&self, _sets: &[NftSetDelta]) -> Result<(), String> {
+        Ok(())
     }
 
     fn update_sets(
