@@ -513,4 +513,69 @@ mod tests {
         assert_eq!(cmds[1]["add"]["set"]["family"], json!("ip6"));
         assert_eq!(cmds[1]["add"]["set"]["flags"], json!(["interval"]));
     }
+
+    fn delta() -> Vec<NftSetDelta> {
+        vec![NftSetDelta {
+            name: "s".into(),
+            family: Family::V4,
+            interval: true,
+            add: vec![
+                "10.0.0.0/16".parse().unwrap(),
+                "192.0.2.9/32".parse().unwrap(),
+            ],
+            remove: vec!["10.0.0.0/24".parse().unwrap()],
+        }]
+    }
+
+    #[test]
+    fn a_set_update_deletes_then_adds_in_one_document() {
+        let key = NftTableKey {
+            family: NftFamily::Ip,
+            name: "routerd_policy".into(),
+        };
+        let doc = update_sets_document(&key, &delta());
+        assert_eq!(
+            doc,
+            json!({"nftables": [
+                {"delete": {"element": {"family": "ip", "table": "routerd_policy", "name": "s",
+                    "elem": [{"prefix": {"addr": "10.0.0.0", "len": 24}}]}}},
+                {"add": {"element": {"family": "ip", "table": "routerd_policy", "name": "s",
+                    "elem": [{"prefix": {"addr": "10.0.0.0", "len": 16}}, "192.0.2.9"]}}}
+            ]})
+        );
+        assert_eq!(
+            crate::nft_text::set_update_batch(&key, &delta()),
+            "delete element ip routerd_policy s { 10.0.0.0/24 }\n\
+             add element ip routerd_policy s { 10.0.0.0/16, 192.0.2.9 }\n"
+        );
+    }
+
+    #[test]
+    fn listed_set_elements_are_read_back_sorted_in_every_form() {
+        let listing = r#"{"nftables": [
+          {"table": {"family": "ip", "name": "routerd_policy", "handle": 1}},
+          {"set": {"family": "ip", "name": "s", "table": "routerd_policy", "type": "ipv4_addr",
+                   "handle": 2, "flags": ["interval"], "elem": ["192.0.2.9",
+                   {"prefix": {"addr": "10.0.0.0", "len": 16}},
+                   {"range": ["172.16.0.0", "172.16.1.255"]},
+                   {"elem": {"val": "198.51.100.1", "counter": {"packets": 0, "bytes": 0}}}]}},
+          {"set": {"family": "ip", "name": "empty", "table": "routerd_policy",
+                   "type": "ipv4_addr", "handle": 3}},
+          {"set": {"family": "ip", "name": "odd", "table": "routerd_policy",
+                   "type": "ipv4_addr", "handle": 4, "elem": [{"concat": ["a", "b"]}]}}
+        ]}"#;
+        let t = parse_listing(listing).unwrap();
+        let got: Vec<String> = t[0].sets["s"].iter().map(ToString::to_string).collect();
+        assert_eq!(
+            got,
+            [
+                "10.0.0.0/16",
+                "172.16.0.0/23",
+                "192.0.2.9/32",
+                "198.51.100.1/32"
+            ]
+        );
+        assert_eq!(t[0].sets["empty"], Vec::<ipnet::IpNet>::new());
+        assert!(!t[0].sets.contains_key("odd"));
+    }
 }
