@@ -680,3 +680,55 @@ fn host_set_refresh_updates_elements_in_place() {
         s[s.len() / 2]
     );
 }
+
+/// The IPv6 twin: `ipv6_addr` host elements deleted and added in place.
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn ipv6_host_set_refresh_updates_elements_in_place() {
+    use routerd_render::plan::Op;
+    let with = |hosts: &[&str]| {
+        let mut t = ipv6_policy_table();
+        t.owners.insert("p".into());
+        t.sets[0].elements = hosts.iter().map(|h| h.parse().unwrap()).collect();
+        let mut d = DesiredState {
+            nft: vec![t],
+            ..DesiredState::default()
+        };
+        let _ = d.normalize();
+        d
+    };
+    let first = with(&["2001:db8:ff::10/128", "2001:db8:ff::11/128"]);
+    let second = with(&["2001:db8:ff::11/128", "2001:db8:ff::12/128"]);
+    let ns = Ns::new();
+    let plan = ns.run(move || {
+        let mut dp = LinuxDataplane::new(
+            vec![Box::new(RustablesBackend::new())],
+            Ownership::default(),
+        )
+        .unwrap();
+        let mut ledger = Ledger::default();
+        let opts = ReconcileOptions::default();
+        reconcile(&mut dp, &first, &mut ledger, &opts).unwrap();
+        let out = reconcile(&mut dp, &second, &mut ledger, &opts).unwrap();
+        assert!(out.faults.is_empty(), "{:?}", out.faults);
+        assert!(out.retries.is_empty(), "{:?}", out.retries);
+        out.plan
+    });
+    assert!(
+        matches!(plan.ops.as_slice(), [Op::UpdateNftSets { .. }]),
+        "{plan}"
+    );
+    let set = ns.nft(&[
+        "list",
+        "set",
+        "ip6",
+        "routerd_policy",
+        "ip_address_set_bypass",
+    ]);
+    // nft wraps long element lists; compare without whitespace.
+    let flat: String = set.split_whitespace().collect();
+    assert!(
+        flat.contains("elements={2001:db8:ff::11,2001:db8:ff::12}"),
+        "{set}"
+    );
+}
