@@ -35,6 +35,7 @@ use routerd_render::ir::{
 };
 use routerd_render::linux::netns;
 use routerd_render::nft_backend::NftBackend;
+use routerd_render::plan::NftSetDelta;
 use rustables::data_type::DataType;
 use rustables::expr::{
     Bitwise, Cmp, CmpOp, Conntrack, ConntrackKey, HighLevelPayload, IPv4HeaderField,
@@ -435,6 +436,73 @@ fn add_set<K: DataType>(
     declared.ok_or_else(|| format!("set {} has no declaration", s.name))
 }
 
+/// `count` element messages of set `name` (key type `K`) as `msg`,
+/// in chunks of `per_message`.
+fn set_elements<K: DataType>(
+    batch: &mut Batch,
+    table: &Table,
+    name: &str,
+    nets: &[IpNet],
+    msg: MsgType,
+    per_message: usize,
+    key: impl Fn(IpAddr) -> Option<K>,
+) -> Result<(), String> {
+    for chunk in nets.chunks(per_message) {
+        let mut sb = SetBuilder::<K>::new(name.to_string(), table).map_err(|e| e.to_string())?;
+        for e in chunk {
+            let k = key(e.addr()).ok_or_else(|| format!("{e} in set {name}"))?;
+            sb.add(&k);
+        }
+        let (_, elems) = sb.finish();
+        batch.add(&elems, msg);
+    }
+    Ok(())
+}
+
+/// Element changes of one table as one batch: every delete, then every add.
+fn update_batch(key: &NftTableKey, sets: &[NftSetDelta]) -> Result<Vec<u8>, String> {
+    let table = Table::new(family(key.family)).with_name(key.name.clone());
+    let mut batch = Batch::new();
+    for msg in [MsgType::Del, MsgType::Add] {
+        for d in sets {
+            let nets: &[IpNet] = match msg {
+                MsgType::Del => &d.remove,
+                MsgType::Add => &d.add,
+            };
+            if nets.is_empty() {
+                continue;
+            }
+            match d.family {
+                Family::V4 => set_elements::<Ipv4Addr>(
+                    &mut batch,
+                    &table,
+                    &d.name,
+                    nets,
+                    msg,
+                    ELEMENTS_PER_MESSAGE,
+                    |a| match a {
+                        IpAddr::V4(v) => Some(v),
+                        IpAddr::V6(_) => None,
+                    },
+                )?,
+                Family::V6 => set_elements::<Ipv6Addr>(
+                    &mut batch,
+                    &table,
+                    &d.name,
+                    nets,
+                    msg,
+                    ELEMENTS_PER_MESSAGE_V6,
+                    |a| match a {
+                        IpAddr::V6(v) => Some(v),
+                        IpAddr::V4(_) => None,
+                    },
+                )?,
+            }
+        }
+    }
+    Ok(batch.finalize())
+}
+
 /// Sends a finalized batch on a fresh socket with forced buffers and waits
 /// for the ACK of its last object (every object message carries
 /// `NLM_F_ACK`; the batch-end message does not).
@@ -548,6 +616,30 @@ impl NftBackend for RustablesBackend {
             &bytes,
             &format!("rustables replace table {} {}", table.family, table.name),
         )
+    }
+
+    /// Host sets only: an interval set's elements are start/end pairs in
+    /// the kernel, which this backend does not build, so those updates go
+    /// to `nft -j` (as interval sets' loads already do).
+    fn supports_set_update(&self, sets: &[NftSetDelta]) -> Result<(), String> {
+        if sets.iter().any(|d| d.interval) {
+            return unsupported("interval set updates");
+        }
+        Ok(())
+    }
+
+    fn update_sets(
+        &mut self,
+        key: &NftTableKey,
+        sets: &[NftSetDelta],
+    ) -> Result<(), DataplaneError> {
+        self.check_netns()?;
+        let ctx = format!("rustables update sets of table {key}");
+        if let Err(why) = self.supports_set_update(sets) {
+            return Err(DataplaneError::Unsupported(why));
+        }
+        let bytes = update_batch(key, sets).map_err(|e| err(&ctx, e))?;
+        send_batch(&bytes, &ctx)
     }
 
     fn delete_table(&mut self, key: &NftTableKey) -> Result<(), DataplaneError> {

@@ -577,3 +577,158 @@ fn loads_fail_closed_drop_and_tcp_reset() {
         "{reset}"
     );
 }
+
+/// Every object of the table with its kernel handle.
+fn handles(ns: &Ns) -> Vec<String> {
+    let v: serde_json::Value =
+        serde_json::from_str(&ns.nft(&["-a", "-j", "list", "table", "ip", "routerd_policy"]))
+            .unwrap();
+    let mut out = Vec::new();
+    for item in v["nftables"].as_array().unwrap() {
+        for (kind, o) in item.as_object().unwrap() {
+            if let Some(h) = o.get("handle") {
+                let name = o.get("name").or_else(|| o.get("chain")).cloned();
+                out.push(format!("{kind} {name:?} {h}"));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn with_bypass(base: u32, n: u32) -> DesiredState {
+    let mut t = policy_table();
+    t.owners.insert("p".into());
+    t.sets[0].elements = (0..n)
+        .map(|i| Ipv4Net::from(Ipv4Addr::from(base + i)).into())
+        .collect();
+    let mut d = DesiredState {
+        nft: vec![t],
+        ..DesiredState::default()
+    };
+    let _ = d.normalize();
+    d
+}
+
+/// A host set refresh goes through rustables as element messages: the
+/// table, its chains, rules and sets keep their handles, and a 10,000-name
+/// refresh with every answer changed is one transaction (its time printed:
+/// `cargo test --release -p routerd-nft-rustables --test backend -- --ignored --nocapture host_set`).
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn host_set_refresh_updates_elements_in_place() {
+    use routerd_render::Dataplane as _;
+    use routerd_render::plan::Op;
+    use std::time::{Duration, Instant};
+    const N: u32 = 10_000;
+    let ns = Ns::new();
+    let ledger = ns.run(|| {
+        let mut dp = LinuxDataplane::new(
+            vec![Box::new(RustablesBackend::new())],
+            Ownership::default(),
+        )
+        .unwrap();
+        let mut ledger = Ledger::default();
+        let out = reconcile(
+            &mut dp,
+            &with_bypass(0xC612_0000, 2),
+            &mut ledger,
+            &ReconcileOptions::default(),
+        )
+        .unwrap();
+        assert!(out.faults.is_empty(), "{:?}", out.faults);
+        ledger
+    });
+    let before = handles(&ns);
+    let (plan, retries, samples) = ns.run(move || {
+        let mut ledger = ledger;
+        let mut dp = LinuxDataplane::new(
+            vec![Box::new(RustablesBackend::new())],
+            Ownership::default(),
+        )
+        .unwrap();
+        let opts = ReconcileOptions::default();
+        let out = reconcile(&mut dp, &with_bypass(0xC612_0000, N), &mut ledger, &opts).unwrap();
+        assert!(out.faults.is_empty(), "{:?}", out.faults);
+        let mut samples: Vec<Duration> = Vec::new();
+        for run in 1..=9u32 {
+            let d = with_bypass(0xC612_0000 + (run % 2) * 0x1_0000, N);
+            let plan = routerd_render::diff(&d, &dp.observe().unwrap(), &ledger);
+            let [Op::UpdateNftSets { sets, .. }] = plan.ops.as_slice() else {
+                panic!("expected one in-place update: {plan}");
+            };
+            assert_eq!((sets[0].add.len(), sets[0].remove.len()), (10_000, 10_000));
+            let t0 = Instant::now();
+            dp.apply(&plan).unwrap();
+            samples.push(t0.elapsed());
+            let observed = dp.observe().unwrap();
+            ledger.commit(&d, &observed, &Ownership::default());
+            assert!(routerd_render::diff(&d, &observed, &ledger).is_empty());
+        }
+        (out.plan, out.retries, samples)
+    });
+    assert!(
+        matches!(plan.ops.as_slice(), [Op::UpdateNftSets { .. }]),
+        "{plan}"
+    );
+    assert!(retries.is_empty(), "verify saw a difference: {retries:?}");
+    assert_eq!(handles(&ns), before, "the table was rebuilt");
+    let mut s = samples.clone();
+    s.sort();
+    println!(
+        "rustables 10k-name set refresh (10k deletes + 10k adds, one transaction): median {:?} (runs {samples:?})",
+        s[s.len() / 2]
+    );
+}
+
+/// The IPv6 twin: `ipv6_addr` host elements deleted and added in place.
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn ipv6_host_set_refresh_updates_elements_in_place() {
+    use routerd_render::plan::Op;
+    let with = |hosts: &[&str]| {
+        let mut t = ipv6_policy_table();
+        t.owners.insert("p".into());
+        t.sets[0].elements = hosts.iter().map(|h| h.parse().unwrap()).collect();
+        let mut d = DesiredState {
+            nft: vec![t],
+            ..DesiredState::default()
+        };
+        let _ = d.normalize();
+        d
+    };
+    let first = with(&["2001:db8:ff::10/128", "2001:db8:ff::11/128"]);
+    let second = with(&["2001:db8:ff::11/128", "2001:db8:ff::12/128"]);
+    let ns = Ns::new();
+    let plan = ns.run(move || {
+        let mut dp = LinuxDataplane::new(
+            vec![Box::new(RustablesBackend::new())],
+            Ownership::default(),
+        )
+        .unwrap();
+        let mut ledger = Ledger::default();
+        let opts = ReconcileOptions::default();
+        reconcile(&mut dp, &first, &mut ledger, &opts).unwrap();
+        let out = reconcile(&mut dp, &second, &mut ledger, &opts).unwrap();
+        assert!(out.faults.is_empty(), "{:?}", out.faults);
+        assert!(out.retries.is_empty(), "{:?}", out.retries);
+        out.plan
+    });
+    assert!(
+        matches!(plan.ops.as_slice(), [Op::UpdateNftSets { .. }]),
+        "{plan}"
+    );
+    let set = ns.nft(&[
+        "list",
+        "set",
+        "ip6",
+        "routerd_policy",
+        "ip_address_set_bypass",
+    ]);
+    // nft wraps long element lists; compare without whitespace.
+    let flat: String = set.split_whitespace().collect();
+    assert!(
+        flat.contains("elements={2001:db8:ff::11,2001:db8:ff::12}"),
+        "{set}"
+    );
+}

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ir::{Address, NftTable, NftTableKey, Route, Rule};
+use crate::ir::{Address, IpNet, NftTable, NftTableKey, Route, Rule};
 use crate::plan::{Op, Plan};
 
 /// An nft table as observed: enough to tell "present and unchanged" from
@@ -17,6 +17,10 @@ pub struct ObservedNftTable {
     pub chains: BTreeMap<String, usize>,
     /// Digest of the listing without handles and counters.
     pub fingerprint: String,
+    /// Elements of each named set, sorted (a set whose elements could not
+    /// be read is left out, so it is replaced rather than updated).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sets: BTreeMap<String, Vec<IpNet>>,
 }
 
 /// What the kernel holds. Implementations may include foreign objects;
@@ -290,6 +294,32 @@ impl MemDataplane {
                     return Err(err(op, ENOENT, "No such file or directory"));
                 }
             }
+            Op::UpdateNftSets { table, sets, .. } => {
+                let Some(t) = self.nft.get(table) else {
+                    return Err(err(op, ENOENT, "No such file or directory"));
+                };
+                // One transaction: check everything before changing anything.
+                let mut next = t.clone();
+                for d in sets {
+                    let Some(s) = next.sets.iter_mut().find(|s| s.name == d.name) else {
+                        return Err(err(op, ENOENT, "No such file or directory"));
+                    };
+                    for r in &d.remove {
+                        let Some(i) = s.elements.iter().position(|e| e == r) else {
+                            return Err(err(op, ENOENT, "No such file or directory"));
+                        };
+                        s.elements.remove(i);
+                    }
+                    for a in &d.add {
+                        if s.elements.contains(a) {
+                            return Err(err(op, EEXIST, "File exists"));
+                        }
+                        s.elements.push(*a);
+                    }
+                    s.elements.sort();
+                }
+                self.nft.insert(table.clone(), next);
+            }
         }
         Ok(())
     }
@@ -304,12 +334,22 @@ impl Dataplane for MemDataplane {
                 key: k.clone(),
                 chains: t.shape(),
                 fingerprint: t.digest(),
+                sets: t
+                    .sets
+                    .iter()
+                    .map(|s| {
+                        let mut e = s.elements.clone();
+                        e.sort();
+                        (s.name.clone(), e)
+                    })
+                    .collect(),
             })
             .collect();
         nft.extend(self.foreign_nft.iter().map(|(k, c)| ObservedNftTable {
             key: k.clone(),
             chains: c.clone(),
             fingerprint: String::new(),
+            sets: BTreeMap::new(),
         }));
         Ok(Observed {
             routes: self.routes.clone(),

@@ -12,7 +12,8 @@
 //!    closes before anything else moves, at start-up too);
 //! 2. addresses added (a route may use one as `src` or need its subnet);
 //! 3. routes added or replaced (a rule must never point at an empty table);
-//! 4. nft tables replaced (each atomically);
+//! 4. nft tables replaced (each atomically), or only their set elements
+//!    updated in place when nothing else differs;
 //! 5. rules added;
 //! 6. stale rules deleted (before the tables they use are emptied);
 //! 7. stale routes deleted;
@@ -25,9 +26,11 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::dataplane::Observed;
-use crate::ir::{AddressKey, DesiredState, Route, RuleKey};
+use crate::dataplane::ObservedNftTable;
+use crate::ir::{AddressKey, DesiredState, NftTable, Route, RuleKey};
+use crate::ledger::NftEntry;
 use crate::ledger::{Ledger, Ownership};
-use crate::plan::{Conflict, Op, Plan};
+use crate::plan::{Conflict, NftSetDelta, Op, Plan};
 
 /// Plans with the default [`Ownership`].
 pub fn diff(desired: &DesiredState, observed: &Observed, ledger: &Ledger) -> Plan {
@@ -165,8 +168,12 @@ pub fn diff_with(
             }
             _ => false,
         };
-        if !up_to_date {
-            nft_replaces.push(Op::ReplaceNftTable { table: t.clone() });
+        if up_to_date {
+            continue;
+        }
+        match current.and_then(|o| set_update(t, o, ledger.nft.get(&key)?)) {
+            Some(op) => nft_replaces.push(op),
+            None => nft_replaces.push(Op::ReplaceNftTable { table: t.clone() }),
         }
     }
     for o in &observed.nft {
@@ -200,6 +207,47 @@ pub fn diff_with(
     plan.ops.extend(address_deletes);
     plan.ops.extend(opens);
     plan
+}
+
+/// The in-place update that turns the kernel's table into `t`, when only
+/// set elements differ: the kernel holds what routerd last loaded
+/// (fingerprint unchanged), that load had `t`'s skeleton, and every set's
+/// elements were read back. Anything else is replaced whole.
+fn set_update(t: &NftTable, o: &ObservedNftTable, e: &NftEntry) -> Option<Op> {
+    if e.skeleton.is_empty()
+        || e.fingerprint.is_empty()
+        || e.fingerprint != o.fingerprint
+        || e.skeleton != t.skeleton_digest()
+        || o.chains != t.shape()
+    {
+        return None;
+    }
+    let mut sets = Vec::new();
+    for s in &t.sets {
+        let have: BTreeSet<_> = o.sets.get(&s.name)?.iter().collect();
+        let want: BTreeSet<_> = s.elements.iter().collect();
+        let add: Vec<_> = want.difference(&have).map(|n| **n).collect();
+        let remove: Vec<_> = have.difference(&want).map(|n| **n).collect();
+        if !add.is_empty() || !remove.is_empty() {
+            sets.push(NftSetDelta {
+                name: s.name.clone(),
+                family: s.family,
+                interval: s.is_interval(),
+                add,
+                remove,
+            });
+        }
+    }
+    // Same skeleton and elements but another digest cannot happen; a
+    // replacement is the safe answer if it somehow does.
+    if sets.is_empty() {
+        return None;
+    }
+    Some(Op::UpdateNftSets {
+        table: t.key(),
+        owners: t.owners.clone(),
+        sets,
+    })
 }
 
 fn is_fail_closed(table: &str) -> bool {

@@ -954,6 +954,23 @@ impl NftTable {
         let d = sha2::Sha256::digest(text.as_bytes());
         hex::encode(&d[..8])
     }
+
+    /// Digest of everything but set elements (chains, rules, set names,
+    /// key types and interval flags). Two tables with the same skeleton
+    /// differ only in elements, which the kernel can change in place.
+    pub fn skeleton_digest(&self) -> String {
+        use sha2::Digest;
+        let mut bare = self.clone();
+        let mut flags = String::new();
+        for s in &mut bare.sets {
+            flags.push_str(if s.is_interval() { "i" } else { "h" });
+            s.elements.clear();
+        }
+        let mut text = crate::nft_text::table_text(&bare);
+        text.push_str(&flags);
+        let d = sha2::Sha256::digest(text.as_bytes());
+        hex::encode(&d[..8])
+    }
 }
 
 /// The desired dataplane.

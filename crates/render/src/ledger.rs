@@ -61,6 +61,13 @@ pub struct NftEntry {
     /// Fingerprint of the kernel's listing right after that load; a
     /// different fingerprint later means someone changed the table.
     pub fingerprint: String,
+    /// [`NftTable::skeleton_digest`] of that table: when the desired one
+    /// has the same, only set elements changed and they are updated in
+    /// place. Empty (older ledgers): the table is replaced.
+    ///
+    /// [`NftTable::skeleton_digest`]: crate::ir::NftTable::skeleton_digest
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub skeleton: String,
 }
 
 /// The ownership ledger. Persist it (JSON) across restarts.
@@ -192,6 +199,7 @@ impl Ledger {
                     owners: t.owners.clone(),
                     digest: t.digest(),
                     fingerprint,
+                    skeleton: t.skeleton_digest(),
                 },
             );
         }
@@ -264,8 +272,16 @@ impl Ledger {
                             digest: table.digest(),
                             // Unknown until observed: forces a reload next time.
                             fingerprint: String::new(),
+                            skeleton: table.skeleton_digest(),
                         },
                     );
+                }
+                Op::UpdateNftSets { table, .. } => {
+                    // The kernel's elements are no longer the ones the
+                    // digest describes; until observed, reload next time.
+                    if let Some(e) = self.nft.get_mut(table) {
+                        e.fingerprint.clear();
+                    }
                 }
                 Op::DeleteNftTable { key } => {
                     self.nft.remove(key);

@@ -15,6 +15,7 @@ use crate::ir::{
     AddrValue, CmpOp, Expr, Family, IpField, MarkSource, NFT_OWNER_COMMENT, NFT_TABLE_PREFIX,
     NatAddr, NftFamily, NftTable, NftTableKey, RejectWith,
 };
+use crate::plan::NftSetDelta;
 
 fn ip_payload(family: Family, f: IpField) -> Value {
     json!({"payload": {"protocol": family.nft_proto(), "field": f.as_str()}})
@@ -229,6 +230,77 @@ pub fn delete_document(key: &NftTableKey) -> Value {
     json!({"nftables": [{"delete": table_obj(key.family, &key.name)}]})
 }
 
+/// Element changes of one table's sets as one transaction: every delete,
+/// then every add (the kernel checks interval overlaps against the next
+/// generation, so a prefix can be swapped for an overlapping one).
+pub fn update_sets_document(key: &NftTableKey, sets: &[NftSetDelta]) -> Value {
+    let fam = key.family.as_str();
+    let elements = |name: &str, nets: &[ipnet::IpNet]| {
+        let elem: Vec<Value> = nets.iter().map(prefix).collect();
+        json!({"element": {"family": fam, "table": key.name, "name": name, "elem": elem}})
+    };
+    let mut cmds = Vec::new();
+    for d in sets.iter().filter(|d| !d.remove.is_empty()) {
+        cmds.push(json!({"delete": elements(&d.name, &d.remove)}));
+    }
+    for d in sets.iter().filter(|d| !d.add.is_empty()) {
+        cmds.push(json!({"add": elements(&d.name, &d.add)}));
+    }
+    json!({ "nftables": cmds })
+}
+
+/// One element of a listed set as prefixes (`None`: a form routerd never
+/// writes, so the set is replaced instead of updated).
+fn listed_element(v: &Value, out: &mut Vec<ipnet::IpNet>) -> Option<()> {
+    match v {
+        Value::String(a) => {
+            let a: std::net::IpAddr = a.parse().ok()?;
+            out.push(ipnet::IpNet::from(a));
+        }
+        Value::Object(m) => {
+            if let Some(p) = m.get("prefix") {
+                let addr: std::net::IpAddr = p.get("addr")?.as_str()?.parse().ok()?;
+                let len = u8::try_from(p.get("len")?.as_u64()?).ok()?;
+                out.push(ipnet::IpNet::new(addr, len).ok()?);
+            } else if let Some(r) = m.get("range") {
+                let lo: std::net::IpAddr = r.get(0)?.as_str()?.parse().ok()?;
+                let hi: std::net::IpAddr = r.get(1)?.as_str()?.parse().ok()?;
+                match (lo, hi) {
+                    (std::net::IpAddr::V4(lo), std::net::IpAddr::V4(hi)) => {
+                        out.extend(ipnet::Ipv4Subnets::new(lo, hi, 0).map(ipnet::IpNet::V4));
+                    }
+                    (std::net::IpAddr::V6(lo), std::net::IpAddr::V6(hi)) => {
+                        out.extend(ipnet::Ipv6Subnets::new(lo, hi, 0).map(ipnet::IpNet::V6));
+                    }
+                    _ => return None,
+                }
+            } else if let Some(e) = m.get("elem") {
+                return listed_element(e.get("val")?, out);
+            } else {
+                return None;
+            }
+        }
+        _ => return None,
+    }
+    Some(())
+}
+
+/// The elements of a listed set, sorted; `None` if one is unreadable.
+fn listed_elements(set: &Value) -> Option<Vec<ipnet::IpNet>> {
+    let mut out = Vec::new();
+    match set.get("elem") {
+        None => {}
+        Some(Value::Array(items)) => {
+            for v in items {
+                listed_element(v, &mut out)?;
+            }
+        }
+        Some(_) => return None,
+    }
+    out.sort();
+    Some(out)
+}
+
 /// Error reading a ruleset listing.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot parse nft -j output: {0}")]
@@ -243,7 +315,12 @@ pub fn parse_listing(text: &str) -> Result<Vec<ObservedNftTable>, ListingError> 
         .get("nftables")
         .and_then(Value::as_array)
         .ok_or_else(|| ListingError("no \"nftables\" array".into()))?;
-    let mut tables: BTreeMap<NftTableKey, (BTreeMap<String, usize>, Vec<Value>)> = BTreeMap::new();
+    type Parts = (
+        BTreeMap<String, usize>,
+        Vec<Value>,
+        BTreeMap<String, Vec<ipnet::IpNet>>,
+    );
+    let mut tables: BTreeMap<NftTableKey, Parts> = BTreeMap::new();
     let key_of = |o: &Value, name_key: &str| -> Option<NftTableKey> {
         let fam = NftFamily::parse(o.get("family")?.as_str()?)?;
         let name = o.get(name_key)?.as_str()?;
@@ -275,6 +352,13 @@ pub fn parse_listing(text: &str) -> Result<Vec<ObservedNftTable>, ListingError> 
                         *entry.0.entry(n.to_string()).or_insert(0) += 1;
                     }
                 }
+                "set" => {
+                    if let (Some(n), Some(e)) =
+                        (o.get("name").and_then(Value::as_str), listed_elements(o))
+                    {
+                        entry.2.insert(n.to_string(), e);
+                    }
+                }
                 _ => {}
             }
             let mut clean = o.clone();
@@ -284,13 +368,14 @@ pub fn parse_listing(text: &str) -> Result<Vec<ObservedNftTable>, ListingError> 
     }
     Ok(tables
         .into_iter()
-        .map(|(key, (chains, objs))| {
+        .map(|(key, (chains, objs, sets))| {
             let canon = serde_json::to_string(&objs).unwrap_or_default();
             let d = sha2::Sha256::digest(canon.as_bytes());
             ObservedNftTable {
                 key,
                 chains,
                 fingerprint: hex::encode(&d[..8]),
+                sets,
             }
         })
         .collect())
@@ -430,5 +515,70 @@ mod tests {
         assert_eq!(cmds[1]["add"]["set"]["type"], json!("ipv6_addr"));
         assert_eq!(cmds[1]["add"]["set"]["family"], json!("ip6"));
         assert_eq!(cmds[1]["add"]["set"]["flags"], json!(["interval"]));
+    }
+
+    fn delta() -> Vec<NftSetDelta> {
+        vec![NftSetDelta {
+            name: "s".into(),
+            family: Family::V4,
+            interval: true,
+            add: vec![
+                "10.0.0.0/16".parse().unwrap(),
+                "192.0.2.9/32".parse().unwrap(),
+            ],
+            remove: vec!["10.0.0.0/24".parse().unwrap()],
+        }]
+    }
+
+    #[test]
+    fn a_set_update_deletes_then_adds_in_one_document() {
+        let key = NftTableKey {
+            family: NftFamily::Ip,
+            name: "routerd_policy".into(),
+        };
+        let doc = update_sets_document(&key, &delta());
+        assert_eq!(
+            doc,
+            json!({"nftables": [
+                {"delete": {"element": {"family": "ip", "table": "routerd_policy", "name": "s",
+                    "elem": [{"prefix": {"addr": "10.0.0.0", "len": 24}}]}}},
+                {"add": {"element": {"family": "ip", "table": "routerd_policy", "name": "s",
+                    "elem": [{"prefix": {"addr": "10.0.0.0", "len": 16}}, "192.0.2.9"]}}}
+            ]})
+        );
+        assert_eq!(
+            crate::nft_text::set_update_batch(&key, &delta()),
+            "delete element ip routerd_policy s { 10.0.0.0/24 }\n\
+             add element ip routerd_policy s { 10.0.0.0/16, 192.0.2.9 }\n"
+        );
+    }
+
+    #[test]
+    fn listed_set_elements_are_read_back_sorted_in_every_form() {
+        let listing = r#"{"nftables": [
+          {"table": {"family": "ip", "name": "routerd_policy", "handle": 1}},
+          {"set": {"family": "ip", "name": "s", "table": "routerd_policy", "type": "ipv4_addr",
+                   "handle": 2, "flags": ["interval"], "elem": ["192.0.2.9",
+                   {"prefix": {"addr": "10.0.0.0", "len": 16}},
+                   {"range": ["172.16.0.0", "172.16.1.255"]},
+                   {"elem": {"val": "198.51.100.1", "counter": {"packets": 0, "bytes": 0}}}]}},
+          {"set": {"family": "ip", "name": "empty", "table": "routerd_policy",
+                   "type": "ipv4_addr", "handle": 3}},
+          {"set": {"family": "ip", "name": "odd", "table": "routerd_policy",
+                   "type": "ipv4_addr", "handle": 4, "elem": [{"concat": ["a", "b"]}]}}
+        ]}"#;
+        let t = parse_listing(listing).unwrap();
+        let got: Vec<String> = t[0].sets["s"].iter().map(ToString::to_string).collect();
+        assert_eq!(
+            got,
+            [
+                "10.0.0.0/16",
+                "172.16.0.0/23",
+                "192.0.2.9/32",
+                "198.51.100.1/32"
+            ]
+        );
+        assert_eq!(t[0].sets["empty"], Vec::<ipnet::IpNet>::new());
+        assert!(!t[0].sets.contains_key("odd"));
     }
 }

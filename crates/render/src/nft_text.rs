@@ -216,6 +216,48 @@ pub fn table_batch(t: &NftTable) -> String {
     out
 }
 
+/// The element changes of [`crate::plan::Op::UpdateNftSets`] as an nft
+/// batch: deletes, then adds, one transaction when loaded with `nft -f`.
+pub fn set_update_batch(key: &crate::ir::NftTableKey, sets: &[crate::plan::NftSetDelta]) -> String {
+    let list = |nets: &[ipnet::IpNet], host: u8| {
+        let el: Vec<String> = nets
+            .iter()
+            .map(|e| {
+                if e.prefix_len() == host {
+                    e.addr().to_string()
+                } else {
+                    e.to_string()
+                }
+            })
+            .collect();
+        el.join(", ")
+    };
+    let mut out = String::new();
+    for d in sets.iter().filter(|d| !d.remove.is_empty()) {
+        let host = d.family.host_len();
+        let _ = writeln!(
+            out,
+            "delete element {} {} {} {{ {} }}",
+            key.family,
+            key.name,
+            d.name,
+            list(&d.remove, host)
+        );
+    }
+    for d in sets.iter().filter(|d| !d.add.is_empty()) {
+        let host = d.family.host_len();
+        let _ = writeln!(
+            out,
+            "add element {} {} {} {{ {} }}",
+            key.family,
+            key.name,
+            d.name,
+            list(&d.add, host)
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

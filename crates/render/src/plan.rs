@@ -5,7 +5,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ir::{Address, Family, NftTable, NftTableKey, Route, Rule};
+use std::collections::BTreeSet;
+
+use crate::ir::{Address, Family, IpNet, NftTable, NftTableKey, Route, Rule};
 
 /// One kernel operation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +60,40 @@ pub enum Op {
         /// The address.
         address: Address,
     },
+    /// Element changes of an owned table whose chains, rules and set
+    /// declarations already match: `delete element` / `add element` in one
+    /// transaction, so a DNS refresh never rebuilds the table (no rule,
+    /// counter or chain is recreated and packets see the old or the new
+    /// set, never an empty one).
+    UpdateNftSets {
+        /// The table.
+        table: NftTableKey,
+        /// Resource ids that contributed to the table (for faults).
+        #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+        owners: BTreeSet<String>,
+        /// One entry per set whose elements differ.
+        sets: Vec<NftSetDelta>,
+    },
+}
+
+/// The element changes of one named set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NftSetDelta {
+    /// Set name.
+    pub name: String,
+    /// Key family of the set.
+    #[serde(default, skip_serializing_if = "Family::is_v4")]
+    pub family: Family,
+    /// Whether the set is an interval set (`flags interval`): its elements
+    /// are ranges in the kernel, which not every backend can edit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interval: bool,
+    /// Elements to add (absent from the kernel's set now).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add: Vec<IpNet>,
+    /// Elements to delete (present in the kernel's set now).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<IpNet>,
 }
 
 impl Op {
@@ -82,6 +118,24 @@ impl Op {
             },
             Op::DeleteAddress { address } => Op::AddAddress {
                 address: address.clone(),
+            },
+            Op::UpdateNftSets {
+                table,
+                owners,
+                sets,
+            } => Op::UpdateNftSets {
+                table: table.clone(),
+                owners: owners.clone(),
+                sets: sets
+                    .iter()
+                    .map(|d| NftSetDelta {
+                        name: d.name.clone(),
+                        family: d.family,
+                        interval: d.interval,
+                        add: d.remove.clone(),
+                        remove: d.add.clone(),
+                    })
+                    .collect(),
             },
             Op::ReplaceNftTable { .. } | Op::DeleteNftTable { .. } => return None,
         })
@@ -116,6 +170,16 @@ impl fmt::Display for Op {
             }
             Op::DeleteAddress { address } => {
                 write!(f, "ip {} addr del {address}", address.family().ip_flag())
+            }
+            Op::UpdateNftSets { table, sets, .. } => {
+                let add: usize = sets.iter().map(|d| d.add.len()).sum();
+                let remove: usize = sets.iter().map(|d| d.remove.len()).sum();
+                let names: Vec<&str> = sets.iter().map(|d| d.name.as_str()).collect();
+                write!(
+                    f,
+                    "nft -f (update sets of table {table}: {}; +{add} -{remove} elements)",
+                    names.join(", ")
+                )
             }
         }
     }

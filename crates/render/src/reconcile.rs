@@ -227,6 +227,7 @@ fn op_owner(op: &Op) -> &str {
         Op::ReplaceRoute { new, .. } => &new.owner,
         Op::AddRule { rule } | Op::DeleteRule { rule } => &rule.owner,
         Op::ReplaceNftTable { table } => table.owners.iter().next().map_or("", String::as_str),
+        Op::UpdateNftSets { owners, .. } => owners.iter().next().map_or("", String::as_str),
         Op::DeleteNftTable { .. } => "",
         Op::AddAddress { address } | Op::DeleteAddress { address } => &address.owner,
     }
@@ -236,6 +237,7 @@ fn op_owner(op: &Op) -> &str {
 fn op_owners(op: &Op) -> Vec<&str> {
     match op {
         Op::ReplaceNftTable { table } => table.owners.iter().map(String::as_str).collect(),
+        Op::UpdateNftSets { owners, .. } => owners.iter().map(String::as_str).collect(),
         other => vec![op_owner(other)],
     }
 }
@@ -443,8 +445,14 @@ fn apply_isolated<D: Dataplane + ?Sized>(
                 let Some(reason) = e.reason_for(i) else {
                     continue;
                 };
-                if let Op::ReplaceNftTable { table } = op {
-                    failed_nft.insert(table.key());
+                match op {
+                    Op::ReplaceNftTable { table } => {
+                        failed_nft.insert(table.key());
+                    }
+                    Op::UpdateNftSets { table, .. } => {
+                        failed_nft.insert(table.clone());
+                    }
+                    _ => {}
                 }
                 for owner in op_owners(op) {
                     faults.add(owner, "ApplyFailed", &format!("{op}: {}", reason.reason()));

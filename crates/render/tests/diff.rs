@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 
 use routerd_render::dataplane::MemDataplane;
 use routerd_render::ir::{
-    ChainType, Expr, Hook, MarkSource, NftChain, NftFamily, NftRule, NftTable, NftTableKey,
-    Priority, Route, RouteKind, Rule,
+    AddrValue, ChainType, CmpOp, Expr, Family, Hook, IpField, MarkSource, NftChain, NftFamily,
+    NftRule, NftSet, NftTable, NftTableKey, Priority, Route, RouteKind, Rule,
 };
-use routerd_render::plan::Op;
+use routerd_render::plan::{NftSetDelta, Op};
 use routerd_render::{
     Dataplane, DesiredState, Ledger, Ownership, ReconcileOptions, diff, reconcile,
 };
@@ -102,6 +102,7 @@ fn touches_foreign(op: &Op) -> bool {
         Op::AddRule { rule } | Op::DeleteRule { rule } => rule.table == 99 || rule.priority > 32765,
         Op::ReplaceNftTable { table } => table.name != "routerd_policy",
         Op::DeleteNftTable { key } => key.name == "filter" || key.name == "routerd_somebody_elses",
+        Op::UpdateNftSets { table, .. } => table.name != "routerd_policy",
         Op::AddAddress { address } | Op::DeleteAddress { address } => address.owner.is_empty(),
     }
 }
@@ -733,6 +734,183 @@ fn a_policy_stays_closed_while_the_kernel_refuses_its_path() {
     .unwrap();
     assert!(out.faults.is_empty(), "{:?}", out.faults);
     assert!(!is_closed(&dp));
+}
+
+/// A policy table that matches destinations in a named set, as an
+/// IPAddressSet renders.
+fn set_table(elements: &[&str]) -> NftTable {
+    let mut t = table("routerd_policy", 0x10);
+    t.sets.push(NftSet {
+        family: Family::V4,
+        name: "ip_address_set_cloud".into(),
+        elements: elements.iter().map(|e| e.parse().unwrap()).collect(),
+    });
+    t.chains[0].rules[0].exprs.insert(
+        0,
+        Expr::Ip {
+            family: Family::V4,
+            field: IpField::Daddr,
+            op: CmpOp::Eq,
+            value: AddrValue::Set("ip_address_set_cloud".into()),
+        },
+    );
+    t
+}
+
+fn with_set(elements: &[&str]) -> DesiredState {
+    let mut d = desired();
+    d.nft[0] = set_table(elements);
+    d
+}
+
+#[test]
+fn changed_set_elements_are_updated_in_place_not_replaced() {
+    let mut dp = foreign_kernel();
+    let mut ledger = Ledger::default();
+    let opts = ReconcileOptions::default();
+    reconcile(
+        &mut dp,
+        &with_set(&["192.0.2.1/32", "192.0.2.2/32"]),
+        &mut ledger,
+        &opts,
+    )
+    .unwrap();
+
+    let next = with_set(&["192.0.2.2/32", "198.51.100.7/32"]);
+    let out = reconcile(&mut dp, &next, &mut ledger, &opts).unwrap();
+    assert!(out.faults.is_empty(), "{:?}", out.faults);
+    assert!(
+        out.retries.is_empty(),
+        "verify found a difference: {:?}",
+        out.retries
+    );
+    assert_eq!(
+        out.plan.ops,
+        [Op::UpdateNftSets {
+            table: NftTableKey {
+                family: NftFamily::Ip,
+                name: "routerd_policy".into(),
+            },
+            owners: [OWNER.to_string()].into(),
+            sets: vec![NftSetDelta {
+                name: "ip_address_set_cloud".into(),
+                family: Family::V4,
+                interval: false,
+                add: vec!["198.51.100.7/32".parse().unwrap()],
+                remove: vec!["192.0.2.1/32".parse().unwrap()],
+            }],
+        }]
+    );
+    assert_eq!(
+        out.plan.ops[0].to_string(),
+        "nft -f (update sets of table ip routerd_policy: ip_address_set_cloud; +1 -1 elements)"
+    );
+    // The kernel now holds exactly the desired table, and nothing is left.
+    assert_eq!(dp.nft.values().next(), Some(&next.nft[0]));
+    let again = diff(&next, &dp.observe().unwrap(), &ledger);
+    assert!(again.is_empty(), "{again}");
+}
+
+#[test]
+fn a_set_emptied_and_refilled_stays_in_place() {
+    let mut dp = MemDataplane::new();
+    let mut ledger = Ledger::default();
+    let opts = ReconcileOptions::default();
+    reconcile(&mut dp, &with_set(&["192.0.2.1/32"]), &mut ledger, &opts).unwrap();
+    for step in [&[][..], &["192.0.2.9/32"][..]] {
+        let out = reconcile(&mut dp, &with_set(step), &mut ledger, &opts).unwrap();
+        assert!(
+            matches!(out.plan.ops.as_slice(), [Op::UpdateNftSets { .. }]),
+            "{}",
+            out.plan
+        );
+    }
+}
+
+#[test]
+fn a_rule_or_set_flag_change_still_replaces_the_table() {
+    let mut dp = MemDataplane::new();
+    let mut ledger = Ledger::default();
+    let opts = ReconcileOptions::default();
+    reconcile(&mut dp, &with_set(&["192.0.2.1/32"]), &mut ledger, &opts).unwrap();
+
+    // A prefix makes the set an interval set: a new declaration.
+    let out = reconcile(&mut dp, &with_set(&["192.0.2.0/24"]), &mut ledger, &opts).unwrap();
+    assert!(matches!(
+        out.plan.ops.as_slice(),
+        [Op::ReplaceNftTable { .. }]
+    ));
+
+    // Elements and a mark at once: a rule changed.
+    let mut d = with_set(&["192.0.2.0/24", "203.0.113.0/24"]);
+    d.nft[0].chains[0].rules[0].exprs[1] = Expr::SetMark(MarkSource::Const(0x20));
+    let out = reconcile(&mut dp, &d, &mut ledger, &opts).unwrap();
+    assert!(matches!(
+        out.plan.ops.as_slice(),
+        [Op::ReplaceNftTable { .. }]
+    ));
+}
+
+#[test]
+fn a_drifted_table_is_replaced_even_if_only_elements_differ() {
+    let mut dp = MemDataplane::new();
+    let mut ledger = Ledger::default();
+    let opts = ReconcileOptions::default();
+    reconcile(&mut dp, &with_set(&["192.0.2.1/32"]), &mut ledger, &opts).unwrap();
+    // Someone else added an element behind routerd's back.
+    let key = dp.nft.keys().next().unwrap().clone();
+    dp.nft.get_mut(&key).unwrap().sets[0]
+        .elements
+        .push("192.0.2.77/32".parse().unwrap());
+    let out = reconcile(&mut dp, &with_set(&["192.0.2.2/32"]), &mut ledger, &opts).unwrap();
+    assert!(matches!(
+        out.plan.ops.as_slice(),
+        [Op::ReplaceNftTable { .. }]
+    ));
+}
+
+#[test]
+fn a_refused_set_update_is_retried_and_faults_its_owner() {
+    let mut dp = MemDataplane::new();
+    let mut ledger = Ledger::default();
+    let opts = ReconcileOptions::default();
+    reconcile(&mut dp, &with_set(&["192.0.2.1/32"]), &mut ledger, &opts).unwrap();
+    dp.refuse.push("update sets".into());
+    let next = with_set(&["192.0.2.2/32"]);
+    let out = reconcile(&mut dp, &next, &mut ledger, &opts).unwrap();
+    assert_eq!(out.faults.len(), 1, "{:?}", out.faults);
+    assert_eq!(out.faults[0].reason, "ApplyFailed");
+    dp.refuse.clear();
+    let out = reconcile(&mut dp, &next, &mut ledger, &opts).unwrap();
+    assert!(out.faults.is_empty(), "{:?}", out.faults);
+    assert!(matches!(
+        out.plan.ops.as_slice(),
+        [Op::UpdateNftSets { .. }]
+    ));
+    assert_eq!(dp.nft.values().next(), Some(&next.nft[0]));
+}
+
+#[test]
+fn the_inverse_of_a_set_update_swaps_adds_and_removes() {
+    let op = Op::UpdateNftSets {
+        table: NftTableKey {
+            family: NftFamily::Ip,
+            name: "routerd_policy".into(),
+        },
+        owners: Default::default(),
+        sets: vec![NftSetDelta {
+            name: "s".into(),
+            family: Family::V4,
+            interval: false,
+            add: vec!["192.0.2.1/32".parse().unwrap()],
+            remove: vec![],
+        }],
+    };
+    let Some(Op::UpdateNftSets { sets, .. }) = op.inverse() else {
+        panic!("no inverse");
+    };
+    assert!(sets[0].add.is_empty());
+    assert_eq!(sets[0].remove, ["192.0.2.1/32".parse().unwrap()]);
 }
 
 const ADDR_OWNER: &str = "net.routerd.net/v1alpha1/IPv4StaticAddress/lan";

@@ -25,7 +25,7 @@ use self::rtnl::Rtnl;
 use crate::dataplane::{ApplyError, Dataplane, DataplaneError, Observed};
 use crate::ir::Family;
 use crate::ledger::Ownership;
-use crate::nft_backend::{NftBackend, choose};
+use crate::nft_backend::{NftBackend, choose, choose_for_sets};
 use crate::plan::{Op, Plan};
 
 /// ENODEV, reported for a device that does not exist.
@@ -190,7 +190,7 @@ impl LinuxDataplane {
                 ),
                 0,
             ),
-            Op::ReplaceNftTable { .. } | Op::DeleteNftTable { .. } => {
+            Op::ReplaceNftTable { .. } | Op::DeleteNftTable { .. } | Op::UpdateNftSets { .. } => {
                 return Err(DataplaneError::Unsupported(
                     "nft op in a netlink batch".into(),
                 ));
@@ -252,7 +252,10 @@ impl LinuxDataplane {
 }
 
 fn is_nft(op: &Op) -> bool {
-    matches!(op, Op::ReplaceNftTable { .. } | Op::DeleteNftTable { .. })
+    matches!(
+        op,
+        Op::ReplaceNftTable { .. } | Op::DeleteNftTable { .. } | Op::UpdateNftSets { .. }
+    )
 }
 
 impl Dataplane for LinuxDataplane {
@@ -283,6 +286,10 @@ impl Dataplane for LinuxDataplane {
                         .last_mut()
                         .ok_or_else(|| DataplaneError::Unsupported("no nft backend".into()))
                         .and_then(|b| b.delete_table(key)),
+                    Op::UpdateNftSets { table, sets, .. } => {
+                        choose_for_sets(&mut self.backends, sets)
+                            .and_then(|b| b.update_sets(table, sets))
+                    }
                     _ => Ok(()),
                 };
                 match r {

@@ -10,6 +10,7 @@ use crate::dataplane::{DataplaneError, ObservedNftTable};
 use crate::ir::{NftTable, NftTableKey};
 use crate::nft_backend::NftBackend;
 use crate::nft_json;
+use crate::plan::NftSetDelta;
 
 /// Runs `nft`; it can express everything routerd renders.
 ///
@@ -136,6 +137,21 @@ impl NftBackend for NftJson {
         self.run(
             &nft_json::delete_document(key),
             &format!("nft delete table {key}"),
+        )
+    }
+
+    fn supports_set_update(&self, _sets: &[NftSetDelta]) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn update_sets(
+        &mut self,
+        key: &NftTableKey,
+        sets: &[NftSetDelta],
+    ) -> Result<(), DataplaneError> {
+        self.run(
+            &nft_json::update_sets_document(key, sets),
+            &format!("nft -j -f - (update sets of table {key})"),
         )
     }
 }
