@@ -222,10 +222,12 @@ impl Resource {
             let unknown: Vec<Value> = m
                 .keys()
                 .filter(|k| {
-                    !matches!(
+                    let known = matches!(
                         k.as_str(),
                         Some("name" | "ownerRefs" | "labels" | "annotations")
-                    ) && !(k.as_str() == Some("namespace") && namespaced)
+                    );
+                    let namespace = namespaced && k.as_str() == Some("namespace");
+                    !(known || namespace)
                 })
                 .cloned()
                 .collect();

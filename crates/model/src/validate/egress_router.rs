@@ -147,9 +147,8 @@ pub(super) fn check(r: &Resource, s: &EgressRouterSpec, p: &mut Problems<'_>) {
         }
         match RedirectProtocol::parse(&rule.protocol) {
             Some(proto) => {
-                if port_ok {
-                    if let Some(first) = seen.insert((rule.port, proto), i) {
-                        p.field(
+                if port_ok && let Some(first) = seen.insert((rule.port, proto), i) {
+                    p.field(
                             &format!("{base}.port"),
                             format!(
                                 "{}/{} is also redirected by spec.redirect.redirectRules[{first}]: each (port, protocol) pair may appear once (positions {first} and {i})",
@@ -157,7 +156,6 @@ pub(super) fn check(r: &Resource, s: &EgressRouterSpec, p: &mut Problems<'_>) {
                                 proto.as_str()
                             ),
                         );
-                    }
                 }
             }
             None => p.field(
