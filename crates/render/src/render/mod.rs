@@ -5,6 +5,7 @@
 //! `members`, IPv4Route / IPv6StaticRoute / NAT44Rule phases), so the same function serves the
 //! daemon and the offline `routerctl plan`.
 
+pub mod egress_router;
 pub mod failclosed;
 mod host;
 mod nat;
@@ -93,6 +94,7 @@ pub fn render(resources: &[Resource], status: &StateSnapshot) -> Rendered {
     failclosed::render_fail_closed(&ctx, &mut out);
     host::render_host_traffic(&ctx, &mut out);
     nat::render_nat44(&ctx, &mut out);
+    egress_router::render_egress_routers(&ctx, &mut out);
     for (owner, winner, object) in out.desired.normalize() {
         out.problems.push(RenderProblem {
             owner,
