@@ -707,6 +707,7 @@ accessors! {
     as_hybrid_route => HybridRoute(HybridRouteSpec),
     as_cloud_profile => CloudProviderProfile(CloudProviderProfileSpec),
     as_tunnel_interface => TunnelInterface(TunnelInterfaceSpec),
+    as_egress_router => EgressRouter(EgressRouterSpec),
 }
 
 impl Resource {

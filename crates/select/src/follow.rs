@@ -18,7 +18,9 @@ use crate::observe::{StatusSource, first_value, observe_dependency, phase_of, re
 use crate::set::World;
 use crate::time::format_rfc3339_nano;
 
+pub mod egress_router;
 pub mod ipv6;
+pub use egress_router::egress_router;
 pub use ipv6::ipv6_static_route;
 
 /// Daemon knobs for followers.
