@@ -84,6 +84,7 @@ kinds! {
     CloudProviderProfile => HYBRID_API, ["provider", "capabilities"];
     TunnelInterface => HYBRID_API, ["ifname", "mode", "local", "remote", "mtu", "interface", "peerAddress", "observedAddress", "observedPeerAddress", "underlayInterface", "underlayMTU", "tunnelOverhead", "ttl", "encapSport", "encapDport", "dryRun"];
     AddressMobilityDomain => HYBRID_API, ["prefix", "mode", "peerRef", "claims", "claimCount"];
+    EgressRouter => NET_API, ["conditions", "rules", "addresses", "master", "listen"];
     RemoteAddressClaim => HYBRID_API, ["domainRef", "address", "ownerSide", "captureType", "peerRef", "deliveryMode", "deliveryRouteName", "deliveryDevice", "deliveryMetric", "captureInterface", "captureStatus"];
 }
 
@@ -91,6 +92,15 @@ impl Kind {
     /// Whether `field` may be referenced on this kind (`phase` always may).
     pub fn provides_field(self, field: &str) -> bool {
         field == "phase" || self.provides().contains(&field)
+    }
+
+    /// Whether `api` is an apiVersion this kind is accepted under: its own
+    /// group, and for EgressRouter also OpenShift's, so a custom resource
+    /// pasted from a cluster loads unchanged.
+    pub fn accepts_api_version(self, api: &str) -> bool {
+        api == self.api_version()
+            || (self == Kind::EgressRouter
+                && api == crate::spec::egress_router::OPENSHIFT_NETWORK_API)
     }
 
     /// Kinds that are wire objects of the plugin protocol, never configuration.

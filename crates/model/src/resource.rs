@@ -28,6 +28,11 @@ pub struct Metadata {
     /// Resource name; unique per (apiVersion, kind).
     #[serde(default)]
     pub name: String,
+    /// Kubernetes namespace, accepted so an OpenShift custom resource loads
+    /// unchanged and shown with it; it is not part of the identity (one
+    /// host is one namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// Owners of generated resources.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub owner_refs: Vec<ObjectRef>,
@@ -99,6 +104,7 @@ specs! {
     TunnelInterface(TunnelInterfaceSpec),
     AddressMobilityDomain(AddressMobilityDomainSpec),
     RemoteAddressClaim(RemoteAddressClaimSpec),
+    EgressRouter(EgressRouterSpec),
 }
 
 /// One typed resource.
@@ -208,15 +214,20 @@ impl Resource {
             return None;
         }
         let mut metadata_value = map.remove("metadata").unwrap_or(Value::Null);
+        // Only Kubernetes-shaped resources (OpenShift's EgressRouter) have a
+        // namespace; for routerd's own groups it stays an unknown field.
+        let namespaced = api_version == crate::spec::egress_router::OPENSHIFT_NETWORK_API;
         let hint_id = format!("{api_version}/{kind}");
         if let Value::Mapping(m) = &mut metadata_value {
             let unknown: Vec<Value> = m
                 .keys()
                 .filter(|k| {
-                    !matches!(
+                    let known = matches!(
                         k.as_str(),
                         Some("name" | "ownerRefs" | "labels" | "annotations")
-                    )
+                    );
+                    let namespace = namespaced && k.as_str() == Some("namespace");
+                    !(known || namespace)
                 })
                 .cloned()
                 .collect();
@@ -244,6 +255,20 @@ impl Resource {
                 }
             }
         };
+        let mut metadata = metadata;
+        if !namespaced && metadata.namespace.take().is_some() {
+            // What serde's deny_unknown_fields said before the field
+            // existed: the resource is dropped, as for any unknown
+            // metadata field in strict mode.
+            out.push(
+                Diagnostic::error(format!(
+                    "{hint_id} metadata: unknown field `namespace`, expected one of `name`, `ownerRefs`, `labels`, `annotations` (only OpenShift's EgressRouter, {}, has a namespace)",
+                    crate::spec::egress_router::OPENSHIFT_NETWORK_API
+                ))
+                .with_path("metadata.namespace"),
+            );
+            return None;
+        }
         if metadata.name.is_empty() {
             out.push(
                 Diagnostic::error(format!("{api_version}/{kind} metadata.name is required"))
@@ -682,6 +707,7 @@ accessors! {
     as_hybrid_route => HybridRoute(HybridRouteSpec),
     as_cloud_profile => CloudProviderProfile(CloudProviderProfileSpec),
     as_tunnel_interface => TunnelInterface(TunnelInterfaceSpec),
+    as_egress_router => EgressRouter(EgressRouterSpec),
 }
 
 impl Resource {

@@ -16,6 +16,11 @@ pub fn for_kind(kind: Kind) -> Option<Value> {
     if let Some(o) = spec.as_object_mut() {
         o.remove("$schema");
     }
+    let api = if kind == Kind::EgressRouter {
+        json!({"enum": [kind.api_version(), crate::spec::egress_router::OPENSHIFT_NETWORK_API]})
+    } else {
+        json!({"const": kind.api_version()})
+    };
     let mut doc = json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": kind.as_str(),
@@ -23,7 +28,7 @@ pub fn for_kind(kind: Kind) -> Option<Value> {
         "additionalProperties": false,
         "required": ["apiVersion", "kind", "metadata"],
         "properties": {
-            "apiVersion": {"const": kind.api_version()},
+            "apiVersion": api,
             "kind": {"const": kind.as_str()},
             "metadata": {
                 "type": "object",
@@ -31,6 +36,7 @@ pub fn for_kind(kind: Kind) -> Option<Value> {
                 "required": ["name"],
                 "properties": {
                     "name": {"type": "string", "minLength": 1},
+                    "namespace": {"type": "string"},
                     "labels": {"type": "object", "additionalProperties": {"type": "string"}},
                     "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
                     "ownerRefs": {"type": "array", "items": {"type": "object"}}

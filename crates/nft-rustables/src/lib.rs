@@ -113,6 +113,13 @@ fn expressible(e: &Expr) -> Result<(), String> {
         Expr::Reject(RejectWith::Icmpv6AdminProhibited) => {
             unsupported("reject with icmpv6 type admin-prohibited (only icmpx codes)")
         }
+        Expr::Reject(RejectWith::IcmpPortUnreachable | RejectWith::Icmpv6PortUnreachable) => {
+            unsupported("reject with icmp(v6) type port-unreachable (only icmpx codes)")
+        }
+        Expr::IifNameNe(_) => unsupported("negated iifname"),
+        Expr::FibDaddrLocal => unsupported("fib expressions"),
+        Expr::CtStatusDnat => unsupported("ct status"),
+        Expr::Dnat6 { .. } | Expr::Snat6(_) => unsupported("IPv6 NAT"),
         Expr::Masquerade { ports, persistent } if ports.is_some() || *persistent => {
             unsupported("masquerade port ranges or flags")
         }

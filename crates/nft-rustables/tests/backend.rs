@@ -578,6 +578,52 @@ fn loads_fail_closed_drop_and_tcp_reset() {
     );
 }
 
+/// Every expression an EgressRouter table needs that rustables cannot
+/// write is refused by `supports`, so the daemon hands the table to
+/// `nft -j` instead of loading a table that would behave differently.
+#[test]
+fn egress_router_expressions_fall_back_to_nft_json() {
+    use routerd_render::ir::RejectWith;
+    let b = RustablesBackend::new();
+    let cases: Vec<(Expr, &str)> = vec![
+        (
+            Expr::Reject(RejectWith::IcmpPortUnreachable),
+            "port-unreachable",
+        ),
+        (
+            Expr::Reject(RejectWith::Icmpv6PortUnreachable),
+            "port-unreachable",
+        ),
+        (Expr::IifNameNe("eth0".into()), "negated iifname"),
+        (Expr::FibDaddrLocal, "fib"),
+        (Expr::CtStatusDnat, "ct status"),
+        (
+            Expr::Dnat6 {
+                addr: "2001:db8::1".parse().unwrap(),
+                port: Some(80),
+            },
+            "IPv6 NAT",
+        ),
+        (
+            Expr::Snat6(vec!["2001:db8::2".parse().unwrap()]),
+            "IPv6 NAT",
+        ),
+    ];
+    for (e, want) in cases {
+        let mut t = NftTable::new(NftFamily::Ip, "routerd_egress_er");
+        t.owners.insert("er".into());
+        t.chains.push(chain(
+            "prerouting",
+            ChainType::Nat,
+            Hook::Prerouting,
+            Priority::Dstnat,
+            vec![vec![e.clone()]],
+        ));
+        let why = b.supports(&t).unwrap_err();
+        assert!(why.contains(want), "{e:?}: {why}");
+    }
+}
+
 /// Every object of the table with its kernel handle.
 fn handles(ns: &Ns) -> Vec<String> {
     let v: serde_json::Value =

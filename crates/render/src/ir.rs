@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
@@ -838,6 +838,22 @@ pub enum Expr {
         /// Target port.
         port: Option<u16>,
     },
+    /// `iifname != "x"`: traffic that did not arrive on `x`.
+    IifNameNe(String),
+    /// `fib daddr type local`: addressed to this host.
+    FibDaddrLocal,
+    /// `ct status dnat`: the connection was destination-NATed.
+    CtStatusDnat,
+    /// `dnat to [<addr>]:<port>` (IPv6).
+    Dnat6 {
+        /// Target address.
+        addr: Ipv6Addr,
+        /// Target port.
+        port: Option<u16>,
+    },
+    /// `snat to <addr>` or, with several, `snat to jhash ip6 saddr mod N
+    /// map { i : addr_i }` (IPv6): a stable per-client choice.
+    Snat6(Vec<Ipv6Addr>),
     /// `accept`.
     Accept,
     /// `reject with <how>`.
@@ -858,6 +874,11 @@ pub enum RejectWith {
     /// `reject with icmpv6 type admin-prohibited` (destination unreachable,
     /// code 1), the IPv6 twin for `ip6` tables.
     Icmpv6AdminProhibited,
+    /// `reject with icmp type port-unreachable` (IPv4 tables): what a
+    /// closed UDP port answers.
+    IcmpPortUnreachable,
+    /// `reject with icmpv6 type port-unreachable` (IPv6 tables).
+    Icmpv6PortUnreachable,
 }
 
 /// One rule: expressions in order.

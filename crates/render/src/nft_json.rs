@@ -162,7 +162,37 @@ pub fn expr_json(e: &Expr) -> Value {
             Some(p) => json!({"dnat": {"addr": addr.to_string(), "port": p}}),
             None => json!({"dnat": {"addr": addr.to_string()}}),
         },
+        Expr::IifNameNe(n) => json!({"match": {"op": "!=", "left": meta("iifname"), "right": n}}),
+        Expr::FibDaddrLocal => json!({"match": {"op": "==",
+            "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}}),
+        Expr::CtStatusDnat => json!({"match": {"op": "in",
+            "left": {"ct": {"key": "status"}}, "right": "dnat"}}),
+        Expr::Dnat6 { addr, port } => match port {
+            Some(p) => json!({"dnat": {"family": "ip6", "addr": addr.to_string(), "port": p}}),
+            None => json!({"dnat": {"family": "ip6", "addr": addr.to_string()}}),
+        },
+        Expr::Snat6(addrs) => {
+            let a = match addrs.as_slice() {
+                [a] => json!(a.to_string()),
+                many => {
+                    let data: Vec<Value> = many
+                        .iter()
+                        .enumerate()
+                        .map(|(i, a)| json!([i, a.to_string()]))
+                        .collect();
+                    json!({"map": {"key": jhash(Family::V6, &[IpField::Saddr], many.len()),
+                        "data": {"set": data}}})
+                }
+            };
+            json!({"snat": {"family": "ip6", "addr": a}})
+        }
         Expr::Accept => json!({"accept": null}),
+        Expr::Reject(RejectWith::IcmpPortUnreachable) => {
+            json!({"reject": {"type": "icmp", "expr": "port-unreachable"}})
+        }
+        Expr::Reject(RejectWith::Icmpv6PortUnreachable) => {
+            json!({"reject": {"type": "icmpv6", "expr": "port-unreachable"}})
+        }
         Expr::Reject(RejectWith::TcpReset) => json!({"reject": {"type": "tcp reset"}}),
         Expr::Reject(RejectWith::IcmpAdminProhibited) => {
             json!({"reject": {"type": "icmp", "expr": "admin-prohibited"}})

@@ -135,7 +135,35 @@ pub fn expr_text(e: &Expr) -> String {
             Some(p) => format!("dnat to {addr}:{p}"),
             None => format!("dnat to {addr}"),
         },
+        Expr::IifNameNe(n) => format!("iifname != \"{n}\""),
+        Expr::FibDaddrLocal => "fib daddr type local".to_string(),
+        Expr::CtStatusDnat => "ct status dnat".to_string(),
+        Expr::Dnat6 { addr, port } => match port {
+            Some(p) => format!("dnat to [{addr}]:{p}"),
+            None => format!("dnat to {addr}"),
+        },
+        Expr::Snat6(addrs) => match addrs.as_slice() {
+            [a] => format!("snat to {a}"),
+            many => {
+                let map: Vec<String> = many
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| format!("{i} : {a}"))
+                    .collect();
+                format!(
+                    "snat to jhash ip6 saddr mod {} map {{ {} }}",
+                    many.len(),
+                    map.join(", ")
+                )
+            }
+        },
         Expr::Accept => "accept".to_string(),
+        Expr::Reject(RejectWith::IcmpPortUnreachable) => {
+            "reject with icmp type port-unreachable".to_string()
+        }
+        Expr::Reject(RejectWith::Icmpv6PortUnreachable) => {
+            "reject with icmpv6 type port-unreachable".to_string()
+        }
         Expr::Reject(RejectWith::TcpReset) => "reject with tcp reset".to_string(),
         Expr::Reject(RejectWith::IcmpAdminProhibited) => {
             "reject with icmp type admin-prohibited".to_string()

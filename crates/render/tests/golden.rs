@@ -199,6 +199,14 @@ golden! {
     ipv6_hash_mode_hashes_ip6_headers => "ipv6-hash-mode",
     ipv6_host_traffic_routes_local_traffic_from_the_global_address => "ipv6-host-traffic",
     ipv6_host_traffic_without_a_source_keeps_the_last_good_pair => "ipv6-host-traffic-no-source",
+    egress_router_rules_only_refuses_every_other_port => "egress-router-rules",
+    egress_router_rules_then_fallback_after_every_port_rule => "egress-router-rules-fallback",
+    egress_router_fallback_only_takes_every_port => "egress-router-fallback",
+    egress_router_without_rules_or_fallback_only_refuses => "egress-router-refusal",
+    egress_router_rules_only_ipv6 => "egress-router-rules-v6",
+    egress_router_rules_then_fallback_ipv6 => "egress-router-rules-fallback-v6",
+    egress_router_fallback_only_ipv6 => "egress-router-fallback-v6",
+    egress_router_without_rules_or_fallback_ipv6 => "egress-router-refusal-v6",
 }
 
 #[test]
@@ -232,4 +240,57 @@ fn dnat_redirects() {
     let mut out = String::new();
     describe_desired(&mut out, &d);
     check("dnat-redirects", &out);
+}
+
+/// The kernel accepts every EgressRouter golden table through both nft
+/// front ends the daemon uses (the text and the JSON batch), checked in
+/// a private network namespace (`unshare -n nft -c`), never the host's.
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn egress_router_tables_are_accepted_by_the_kernel_as_text_and_json() {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let cases = [
+        "egress-router-rules",
+        "egress-router-rules-fallback",
+        "egress-router-fallback",
+        "egress-router-refusal",
+    ];
+    for base in cases {
+        for case in [base.to_string(), format!("{base}-v6")] {
+            let (r, _) = render_case(&case);
+            let t = r
+                .desired
+                .nft
+                .iter()
+                .find(|t| t.name.starts_with("routerd_egress_"))
+                .unwrap_or_else(|| panic!("{case}: no table"));
+            let json = routerd_render::nft_json::replace_document(t).to_string();
+            for (args, input) in [
+                (vec!["-c", "-f", "-"], nft_text::table_batch(t)),
+                (vec!["-j", "-c", "-f", "-"], json),
+            ] {
+                let mut child = Command::new("unshare")
+                    .arg("-n")
+                    .arg("nft")
+                    .args(&args)
+                    .stdin(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("unshare nft");
+                child
+                    .stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(input.as_bytes())
+                    .expect("write");
+                let out = child.wait_with_output().expect("wait");
+                assert!(
+                    out.status.success(),
+                    "{case} nft {args:?} refused:\n{}\n{input}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
 }

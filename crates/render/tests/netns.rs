@@ -898,6 +898,96 @@ fn ipv6_weighted_multipath_route_round_trips_and_replaces() {
     assert!(!shown.contains("weight 3"), "{shown}");
 }
 
+const EGRESS_ROUTER: &str = "\
+apiVersion: net.routerd.net/v1alpha1
+kind: EgressRouter
+metadata: {name: er}
+spec:
+  networkInterface: {macvlan: {master: mst0}}
+  addresses: [{ip: 192.0.2.10/24, gateway: 192.0.2.1}]
+  redirect:
+    redirectRules:
+      - {destinationIP: 192.0.2.7, port: 8080, targetPort: 80, protocol: TCP}
+";
+
+/// client ─ router (lan0 10.1.0.1; mst0 192.0.2.10, the reserved address,
+/// set by hand until phase 2 creates the macvlan) ─ destination 192.0.2.7.
+/// The destination has no route back to the client: only the redirected,
+/// source-NATed flow can work. An unmapped TCP port is refused at once
+/// (TCP reset), not left to time out, even where the host listens on it.
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn egress_router_redirects_from_the_reserved_address_and_resets_unmapped_ports() {
+    let c = Ns::new("c");
+    let r = Ns::new("r");
+    let d = Ns::new("d");
+    veth(&c, "eth0", "10.1.0.2/24", &r, "lan0", "10.1.0.1/24");
+    veth(&r, "mst0", "192.0.2.10/24", &d, "eth0", "192.0.2.7/24");
+    r.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    let dname = d.0.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        netns::enter(&dname).unwrap();
+        let l = TcpListener::bind("192.0.2.7:80").unwrap();
+        tx.send(()).unwrap();
+        if let Ok((mut s, peer)) = l.accept() {
+            let _ = writeln!(s, "{}", peer.ip());
+        }
+    });
+    rx.recv().unwrap();
+
+    // A host service on the unmapped port: the refusal must come from the
+    // EgressRouter's rule, not from "nothing listens".
+    let rname = r.0.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        netns::enter(&rname).unwrap();
+        let l = TcpListener::bind("0.0.0.0:9999").unwrap();
+        tx.send(()).unwrap();
+        while let Ok((mut s, _)) = l.accept() {
+            let _ = writeln!(s, "host service");
+        }
+    });
+    rx.recv().unwrap();
+
+    let desired = rendered(EGRESS_ROUTER, "{}");
+    let rname = r.0.clone();
+    std::thread::spawn(move || {
+        netns::enter(&rname).unwrap();
+        let mut dp = dataplane();
+        let mut ledger = Ledger::default();
+        reconcile(&mut dp, &desired, &mut ledger, &ReconcileOptions::default()).unwrap();
+    })
+    .join()
+    .unwrap();
+
+    let cname = c.0.clone();
+    let (seen, unmapped) = std::thread::spawn(move || {
+        netns::enter(&cname).unwrap();
+        let s =
+            TcpStream::connect_timeout(&"10.1.0.1:8080".parse().unwrap(), Duration::from_secs(3))
+                .unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).unwrap();
+        let unmapped =
+            TcpStream::connect_timeout(&"10.1.0.1:9999".parse().unwrap(), Duration::from_secs(3));
+        (line.trim().to_string(), unmapped)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        seen, "192.0.2.10",
+        "the destination sees the reserved address"
+    );
+    let err = unmapped.expect_err("an unmapped port must be refused");
+    assert_eq!(
+        err.kind(),
+        std::io::ErrorKind::ConnectionRefused,
+        "refused by a reset, not a timeout: {err}"
+    );
+}
+
 const STATIC_ADDRESSES: &str = "apiVersion: net.routerd.net/v1alpha1
 kind: Interface
 metadata: {name: lan}

@@ -19,8 +19,10 @@ use crate::set::World;
 use crate::time::format_rfc3339_nano;
 
 pub mod address;
+pub mod egress_router;
 pub mod ipv6;
 pub use address::ipv4_static_address;
+pub use egress_router::egress_router;
 pub use ipv6::ipv6_static_route;
 
 /// Daemon knobs for followers.

@@ -67,7 +67,11 @@ pub fn follow_all(
     for r in effective {
         if !matches!(
             r.kind(),
-            Kind::IPv4Route | Kind::IPv6StaticRoute | Kind::NAT44Rule | Kind::IPv4StaticAddress
+            Kind::IPv4Route
+                | Kind::IPv6StaticRoute
+                | Kind::NAT44Rule
+                | Kind::IPv4StaticAddress
+                | Kind::EgressRouter
         ) {
             continue;
         }
@@ -90,6 +94,9 @@ pub fn follow_all(
             Kind::NAT44Rule => r
                 .as_nat44()
                 .map(|s| nat44(who, s, world, current, prev, now, &follow)),
+            Kind::EgressRouter => r
+                .as_egress_router()
+                .map(|s| routerd_select::follow::egress_router(who, r, s, prev, now)),
             _ => None,
         };
         if let Some(o) = o {

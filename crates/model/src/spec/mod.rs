@@ -2,6 +2,7 @@
 
 pub mod common;
 pub mod config;
+pub mod egress_router;
 pub mod hybrid;
 pub mod ipv6;
 pub mod net;
@@ -9,6 +10,7 @@ pub mod plugin;
 
 pub use common::*;
 pub use config::*;
+pub use egress_router::*;
 pub use hybrid::*;
 pub use ipv6::*;
 pub use net::*;

@@ -4,6 +4,7 @@
 //! Messages keep routerd's wording; each diagnostic also carries the resource
 //! id and the field path so the loader can attach file positions.
 
+mod egress_router;
 mod ipv6;
 mod net;
 mod other;
@@ -139,7 +140,7 @@ pub fn validate_one(
     let id = r.id().to_string();
     let mut p = Problems::new(&id, out);
     let kind = r.kind();
-    if r.api_version != kind.api_version() {
+    if !kind.accepts_api_version(&r.api_version) {
         p.at(
             "apiVersion",
             format!("must use apiVersion {}", kind.api_version()),
@@ -173,6 +174,7 @@ pub fn validate_one(
         Spec::TunnelInterface(s) => other::tunnel_interface(s, &mut p),
         Spec::AddressMobilityDomain(s) => other::mobility_domain(s, idx, &mut p),
         Spec::RemoteAddressClaim(s) => other::address_claim(s, idx, resources, &mut p),
+        Spec::EgressRouter(s) => egress_router::check(r, s, &mut p),
     }
     when::check(r, &mut p);
     refs::check_status_refs(r, idx, &mut p);

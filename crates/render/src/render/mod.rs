@@ -6,6 +6,7 @@
 //! daemon and the offline `routerctl plan`.
 
 mod addresses;
+pub mod egress_router;
 pub mod failclosed;
 mod host;
 mod nat;
@@ -96,6 +97,7 @@ pub fn render(resources: &[Resource], status: &StateSnapshot) -> Rendered {
     failclosed::render_fail_closed(&ctx, &mut out);
     host::render_host_traffic(&ctx, &mut out);
     nat::render_nat44(&ctx, &mut out);
+    egress_router::render_egress_routers(&ctx, &mut out);
     for (owner, winner, object) in out.desired.normalize() {
         out.problems.push(RenderProblem {
             owner,

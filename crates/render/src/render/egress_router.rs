@@ -1,0 +1,311 @@
+//! EgressRouter → one routerd-owned nft table per router (issue #15).
+//!
+//! The table (`ip` or `ip6` by the router's family) is replaced atomically
+//! as a whole, so a change of rules never leaves a half-written redirect.
+//! `prerouting` holds one DNAT per rule, then, after every port rule by
+//! construction (not by list order, unlike OpenShift), the fallback DNAT
+//! or the explicit refusal (TCP reset, ICMP port unreachable) where
+//! OpenShift relies on "nothing listens". `postrouting` sources the
+//! redirected traffic from the reserved addresses, all of them (a stable
+//! per-client choice when there are several), not only `addresses[0]`.
+//!
+//! Phase 1 renders the nft table only; the macvlan that carries the
+//! reserved addresses and the route via `gateway` come with phase 2, and
+//! the status says so rather than claim the router is available.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use routerd_model::spec::egress_router::{EgressRouterSpec, RedirectProtocol};
+use routerd_model::{Kind, Resource};
+
+use super::{Ctx, RenderNote, RenderProblem, Rendered};
+use crate::ir::{
+    AddrValue, ChainType, CmpOp, Expr, Family, Hook, IpField, L4Proto, NatAddr, NftChain,
+    NftFamily, NftRule, NftTable, Priority, RejectWith,
+};
+
+/// The table an EgressRouter owns: `routerd_egress_<name>`, with every
+/// character nft identifiers do not allow replaced by `_`.
+pub fn table_name(name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("routerd_egress_{safe}")
+}
+
+fn proto(p: RedirectProtocol) -> L4Proto {
+    match p {
+        RedirectProtocol::Tcp => L4Proto::Tcp,
+        RedirectProtocol::Udp => L4Proto::Udp,
+        RedirectProtocol::Sctp => L4Proto::Sctp,
+    }
+}
+
+fn port(v: i64) -> Result<u16, String> {
+    u16::try_from(v)
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("port {v} is not within 1-65535"))
+}
+
+fn addr(s: &str, what: &str) -> Result<IpAddr, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("{what} \"{}\" is not an IP address", s.trim()))
+}
+
+fn dnat(to: IpAddr, port: Option<u16>) -> Expr {
+    match to {
+        IpAddr::V4(addr) => Expr::Dnat { addr, port },
+        IpAddr::V6(addr) => Expr::Dnat6 { addr, port },
+    }
+}
+
+pub(super) fn render_egress_routers(ctx: &Ctx<'_>, out: &mut Rendered) {
+    for r in ctx.of_kind(Kind::EgressRouter) {
+        let routerd_model::Spec::EgressRouter(spec) = &r.spec else {
+            continue;
+        };
+        let owner = r.id().to_string();
+        match render_one(r, spec) {
+            Ok((table, notes)) => {
+                out.desired.nft.push(table);
+                out.notes
+                    .extend(notes.into_iter().map(|message| RenderNote {
+                        owner: owner.clone(),
+                        message,
+                    }));
+            }
+            Err(message) => {
+                out.desired.retained.insert(owner.clone());
+                out.problems.push(RenderProblem::new(owner, message));
+            }
+        }
+    }
+}
+
+/// The table of one router, and the notes a plan reader needs.
+pub fn render_one(
+    r: &Resource,
+    spec: &EgressRouterSpec,
+) -> Result<(NftTable, Vec<String>), String> {
+    let mut notes = Vec::new();
+    let mut reserved = Vec::new();
+    for (i, a) in spec.addresses.iter().enumerate() {
+        let net: IpNet = a.ip.trim().parse().map_err(|_| {
+            format!(
+                "spec.addresses[{i}].ip \"{}\" is not an address in CIDR form",
+                a.ip.trim()
+            )
+        })?;
+        if !reserved.contains(&net.addr()) {
+            reserved.push(net.addr());
+        }
+    }
+    let Some(first) = reserved.first() else {
+        return Err("spec.addresses is empty: there is no reserved source address".into());
+    };
+    let family = if first.is_ipv4() {
+        Family::V4
+    } else {
+        Family::V6
+    };
+    let same = |a: &IpAddr| a.is_ipv4() == first.is_ipv4();
+    if let Some(a) = reserved.iter().find(|a| !same(a)) {
+        return Err(format!("{a} is not of the family of {first}"));
+    }
+
+    // Which traffic the redirect applies to: per `listen`, or by default
+    // traffic addressed to this host that did not arrive on the master
+    // (the master's side is where the redirected traffic leaves).
+    let listen = spec.effective_listen(&r.metadata.annotations);
+    let mut prefixes: Vec<Vec<Expr>> = Vec::new();
+    if listen.is_empty() {
+        let mut m = Vec::new();
+        match spec.master() {
+            Some(master) => m.push(Expr::IifNameNe(master.to_string())),
+            None => notes.push(
+                "no spec.networkInterface.macvlan.master and no listen set: the redirect applies to traffic addressed to this host on every interface until the master is inferred (phase 2)".to_string(),
+            ),
+        }
+        m.push(Expr::FibDaddrLocal);
+        prefixes.push(m);
+    } else {
+        let ifaces: Vec<Option<&str>> = if listen.interfaces.is_empty() {
+            vec![None]
+        } else {
+            listen.interfaces.iter().map(|s| Some(s.trim())).collect()
+        };
+        let mut addrs: Vec<Option<IpAddr>> = Vec::new();
+        for a in &listen.addresses {
+            let ip = addr(a, "listen address")?;
+            if !same(&ip) {
+                return Err(format!(
+                    "listen address {ip} is not of the family of {first}"
+                ));
+            }
+            addrs.push(Some(ip));
+        }
+        if addrs.is_empty() {
+            addrs.push(None);
+        }
+        for i in &ifaces {
+            for a in &addrs {
+                let mut m = Vec::new();
+                if let Some(i) = i {
+                    m.push(Expr::IifName((*i).to_string()));
+                }
+                match a {
+                    Some(a) => m.push(Expr::Ip {
+                        family,
+                        field: IpField::Daddr,
+                        op: CmpOp::Eq,
+                        value: AddrValue::Prefix(IpNet::from(*a)),
+                    }),
+                    // Interfaces only: still only traffic for this host,
+                    // never traffic the host forwards.
+                    None => m.push(Expr::FibDaddrLocal),
+                }
+                prefixes.push(m);
+            }
+        }
+    }
+    let with = |body: &[Expr]| -> Vec<NftRule> {
+        prefixes
+            .iter()
+            .map(|p| NftRule {
+                exprs: p.iter().chain(body).cloned().collect(),
+            })
+            .collect()
+    };
+
+    let mut pre = Vec::new();
+    let mut destinations: Vec<IpAddr> = Vec::new();
+    for (i, rule) in spec.rules().iter().enumerate() {
+        let path = format!("spec.redirect.redirectRules[{i}]");
+        let p = RedirectProtocol::parse(&rule.protocol).ok_or_else(|| {
+            format!(
+                "{path}.protocol \"{}\" is not TCP, UDP or SCTP",
+                rule.protocol
+            )
+        })?;
+        let to = addr(&rule.destination_ip, &format!("{path}.destinationIP"))?;
+        if !same(&to) {
+            return Err(format!(
+                "{path}.destinationIP {to} is not of the family of {first}"
+            ));
+        }
+        let from = port(rule.port).map_err(|e| format!("{path}: {e}"))?;
+        let target = port(rule.effective_target_port()).map_err(|e| format!("{path}: {e}"))?;
+        pre.extend(with(&[
+            Expr::Dport {
+                proto: proto(p),
+                port: from,
+            },
+            dnat(to, Some(target)),
+        ]));
+        if !destinations.contains(&to) {
+            destinations.push(to);
+        }
+    }
+    let all = vec![L4Proto::Tcp, L4Proto::Udp, L4Proto::Sctp];
+    match spec.fallback() {
+        Some(f) => {
+            let to = addr(f, "spec.redirect.fallbackIP")?;
+            if !same(&to) {
+                return Err(format!(
+                    "spec.redirect.fallbackIP {to} is not of the family of {first}"
+                ));
+            }
+            pre.extend(with(&[Expr::L4Proto(all), dnat(to, None)]));
+            if !destinations.contains(&to) {
+                destinations.push(to);
+            }
+        }
+        None => {
+            let unreachable = match family {
+                Family::V4 => RejectWith::IcmpPortUnreachable,
+                Family::V6 => RejectWith::Icmpv6PortUnreachable,
+            };
+            pre.extend(with(&[
+                Expr::L4Proto(vec![L4Proto::Tcp]),
+                Expr::Reject(RejectWith::TcpReset),
+            ]));
+            pre.extend(with(&[
+                Expr::L4Proto(vec![L4Proto::Udp, L4Proto::Sctp]),
+                Expr::Reject(unreachable),
+            ]));
+        }
+    }
+
+    let snat = match family {
+        Family::V4 => {
+            let v4: Vec<_> = reserved
+                .iter()
+                .filter_map(|a| match a {
+                    IpAddr::V4(a) => Some(*a),
+                    IpAddr::V6(_) => None,
+                })
+                .collect();
+            let addr = match v4.as_slice() {
+                [one] => NatAddr::Single(*one),
+                _ => NatAddr::HashMap(v4),
+            };
+            Expr::Snat {
+                addr,
+                ports: None,
+                persistent: false,
+            }
+        }
+        Family::V6 => Expr::Snat6(
+            reserved
+                .iter()
+                .filter_map(|a| match a {
+                    IpAddr::V6(a) => Some(*a),
+                    IpAddr::V4(_) => None,
+                })
+                .collect(),
+        ),
+    };
+    let post: Vec<NftRule> = destinations
+        .iter()
+        .map(|d| NftRule {
+            exprs: vec![
+                Expr::CtStatusDnat,
+                Expr::Ip {
+                    family,
+                    field: IpField::Daddr,
+                    op: CmpOp::Eq,
+                    value: AddrValue::Prefix(IpNet::from(*d)),
+                },
+                snat.clone(),
+            ],
+        })
+        .collect();
+
+    let nft_family = match family {
+        Family::V4 => NftFamily::Ip,
+        Family::V6 => NftFamily::Ip6,
+    };
+    let mut table = NftTable::new(nft_family, table_name(r.name()));
+    table.owners.insert(r.id().to_string());
+    table.chains.push(NftChain {
+        name: "prerouting".into(),
+        chain_type: ChainType::Nat,
+        hook: Hook::Prerouting,
+        priority: Priority::Dstnat,
+        rules: pre,
+    });
+    if !post.is_empty() {
+        table.chains.push(NftChain {
+            name: "postrouting".into(),
+            chain_type: ChainType::Nat,
+            hook: Hook::Postrouting,
+            priority: Priority::Srcnat,
+            rules: post,
+        });
+    }
+    Ok((table, notes))
+}
