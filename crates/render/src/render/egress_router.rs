@@ -25,14 +25,10 @@ use crate::ir::{
     NftFamily, NftRule, NftTable, Priority, RejectWith,
 };
 
-/// The table an EgressRouter owns: `routerd_egress_<name>`, with every
-/// character nft identifiers do not allow replaced by `_`.
+/// The table an EgressRouter owns: `routerd_egress_<name>`, spelled as
+/// every routerd table named after a resource ([`super::nft_identifier`]).
 pub fn table_name(name: &str) -> String {
-    let safe: String = name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    format!("routerd_egress_{safe}")
+    format!("routerd_egress_{}", super::nft_identifier(name))
 }
 
 fn proto(p: RedirectProtocol) -> L4Proto {

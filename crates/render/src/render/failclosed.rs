@@ -45,17 +45,7 @@ const FORWARD_PRIORITY: i32 = -10;
 /// The table of policy `name`: non-alphanumerics become `_`, as nft
 /// identifiers allow (`Egress.Main-1` → `routerd_failclosed_egress_main_1`).
 pub fn table_name(name: &str) -> String {
-    let clean: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("{FAIL_CLOSED_TABLE_PREFIX}{clean}")
+    format!("{FAIL_CLOSED_TABLE_PREFIX}{}", super::nft_identifier(name))
 }
 
 /// Whether selection published a selection for the policy; without one

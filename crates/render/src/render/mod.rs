@@ -305,8 +305,14 @@ fn value_string(v: &Value) -> Option<String> {
 /// `IPAddressSet/cloud-service` → `ip_address_set_cloud_service`.
 pub fn set_name(reference: &str) -> String {
     let name = reference.strip_prefix("IPAddressSet/").unwrap_or(reference);
-    let clean: String = name
-        .chars()
+    format!("ip_address_set_{}", nft_identifier(name))
+}
+
+/// A resource name as part of an nft identifier: lowercase, every character
+/// nft identifiers do not allow replaced by `_`, so every table and set
+/// routerd names after a resource is spelled the same way.
+pub(crate) fn nft_identifier(name: &str) -> String {
+    name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() {
                 c.to_ascii_lowercase()
@@ -314,8 +320,7 @@ pub fn set_name(reference: &str) -> String {
                 '_'
             }
         })
-        .collect();
-    format!("ip_address_set_{clean}")
+        .collect()
 }
 
 /// Parses a prefix or address of `family` and masks it (`192.168.10.5/24`
