@@ -44,14 +44,31 @@ pub fn phase_for(owner: &str, reason: &str) -> &'static str {
     }
 }
 
-/// `status` as reported when `fault` holds.
+/// `status` as reported when `fault` holds. An owner that reports
+/// OpenShift-style `conditions` (EgressRouter) also gets its `Degraded`
+/// condition set True with the kernel's reason and message, so readers of
+/// either shape see the failure.
 pub fn overlay(status: &Status, fault: &Fault) -> Status {
     let mut out = status.clone();
-    let intended = json!({
+    let mut intended = json!({
         "phase": status.get("phase"),
         "reason": status.get("reason"),
         "message": status.get("message"),
     });
+    if let (Some(c), Some(i)) = (status.get("conditions"), intended.as_object_mut()) {
+        i.insert("conditions".into(), c.clone());
+    }
+    if let Some(Value::Array(conditions)) = out.get_mut("conditions") {
+        for c in conditions.iter_mut() {
+            if c.get("type").and_then(Value::as_str) == Some("Degraded")
+                && let Some(c) = c.as_object_mut()
+            {
+                c.insert("status".into(), json!("True"));
+                c.insert("reason".into(), json!(fault.reason));
+                c.insert("message".into(), json!(fault.message));
+            }
+        }
+    }
     out.insert(
         "phase".into(),
         json!(phase_for(&fault.owner, &fault.reason)),
@@ -89,7 +106,7 @@ pub fn strip(mut status: Status) -> Status {
         return status;
     };
     if let Some(Value::Object(intended)) = dp.get("intended") {
-        for key in ["phase", "reason", "message"] {
+        for key in ["phase", "reason", "message", "conditions"] {
             match intended.get(key) {
                 Some(v) if !v.is_null() => {
                     status.insert(key.into(), v.clone());
@@ -101,4 +118,48 @@ pub fn strip(mut status: Status) -> Status {
         }
     }
     status
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_fault_degrades_openshift_conditions_and_strip_restores_them() {
+        let st: Status = serde_json::from_value(json!({
+            "phase": "Progressing",
+            "conditions": [
+                {"type": "Available", "status": "False", "reason": "MacvlanNotImplemented"},
+                {"type": "Degraded", "status": "False", "reason": "AsExpected"},
+            ],
+        }))
+        .unwrap();
+        let fault = Fault {
+            owner: "net.routerd.net/v1alpha1/EgressRouter/r".into(),
+            reason: "ApplyFailed".into(),
+            message: "Operation not supported".into(),
+        };
+        let out = overlay(&st, &fault);
+        let degraded = &out["conditions"][1];
+        assert_eq!(degraded["status"], "True");
+        assert_eq!(degraded["reason"], "ApplyFailed");
+        assert_eq!(degraded["message"], "Operation not supported");
+        assert_eq!(out["conditions"][0]["status"], "False");
+        assert_eq!(out["phase"], "Degraded");
+        assert_eq!(strip(out), st);
+    }
+
+    #[test]
+    fn an_owner_without_conditions_gets_none() {
+        let st: Status = serde_json::from_value(json!({"phase": "Applied"})).unwrap();
+        let fault = Fault {
+            owner: "net.routerd.net/v1alpha1/NAT44Rule/n".into(),
+            reason: "ApplyFailed".into(),
+            message: "x".into(),
+        };
+        let out = overlay(&st, &fault);
+        assert!(out.get("conditions").is_none());
+        assert_eq!(strip(out), st);
+    }
 }

@@ -225,22 +225,37 @@ pub(crate) fn installed_status(
     dry_run: bool,
     fields: &[(&str, Value)],
 ) -> (Status, bool) {
+    let (mut st, same) = carried_status(previous, now, "Installed", "installedAt", dry_run, fields);
+    st.insert("changed".into(), json!(!same));
+    (st, same)
+}
+
+/// The status of one kernel object a follower carries: `phase`, `fields`,
+/// `dryRun` and the time it was first carried (`since_key`), kept while
+/// `previous` describes the same object in the same phase.
+pub(crate) fn carried_status(
+    previous: Option<&Status>,
+    now: DateTime<Utc>,
+    phase: &str,
+    since_key: &str,
+    dry_run: bool,
+    fields: &[(&str, Value)],
+) -> (Status, bool) {
     let same = previous.is_some_and(|p| {
-        p.get("phase").and_then(Value::as_str) == Some("Installed")
+        p.get("phase").and_then(Value::as_str) == Some(phase)
             && fields.iter().all(|(k, v)| p.get(*k) == Some(v))
     });
-    let installed_at = previous
+    let since = previous
         .filter(|_| same)
-        .and_then(|p| p.get("installedAt").cloned())
+        .and_then(|p| p.get(since_key).cloned())
         .unwrap_or_else(|| json!(format_rfc3339_nano(now)));
     let mut st = Status::new();
-    st.insert("phase".into(), json!("Installed"));
+    st.insert("phase".into(), json!(phase));
     for (k, v) in fields {
         st.insert((*k).into(), v.clone());
     }
     st.insert("dryRun".into(), json!(dry_run));
-    st.insert("installedAt".into(), installed_at);
-    st.insert("changed".into(), json!(!same));
+    st.insert(since_key.into(), since);
     (st, same)
 }
 

@@ -12,11 +12,10 @@
 use chrono::{DateTime, Utc};
 use routerd_model::spec::IPv4StaticAddressSpec;
 use routerd_model::{Event, Status};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{FollowOptions, FollowOutcome, Subject, non_empty, outcome};
 use crate::set::World;
-use crate::time::format_rfc3339_nano;
 
 /// routerd's event for an address that was (re)assigned.
 pub const IPV4_ADDRESS_APPLIED_EVENT: &str = "routerd.lan.ipv4_address.applied";
@@ -41,24 +40,18 @@ pub fn ipv4_static_address(
         return outcome(st, previous, Vec::new());
     }
     let ifname = world.device_of(interface);
-    let same = previous.is_some_and(|p| {
-        let s = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("");
-        s("phase") == "Applied"
-            && s("address") == address
-            && s("interface") == interface
-            && s("ifname") == ifname
-    });
-    let applied_at = previous
-        .filter(|_| same)
-        .and_then(|p| p.get("appliedAt").cloned())
-        .unwrap_or_else(|| json!(format_rfc3339_nano(now)));
-    let mut st = Status::new();
-    st.insert("phase".into(), json!("Applied"));
-    st.insert("address".into(), json!(address));
-    st.insert("interface".into(), json!(interface));
-    st.insert("ifname".into(), json!(ifname));
-    st.insert("dryRun".into(), json!(options.dry_run));
-    st.insert("appliedAt".into(), applied_at);
+    let (st, same) = super::carried_status(
+        previous,
+        now,
+        "Applied",
+        "appliedAt",
+        options.dry_run,
+        &[
+            ("address", json!(address)),
+            ("interface", json!(interface)),
+            ("ifname", json!(ifname)),
+        ],
+    );
     let mut events = Vec::new();
     if !same {
         events.push(
