@@ -170,8 +170,16 @@ spec:
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // The last run's output reaches the store through the loop.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The runs' output reaches the store through the loop (slowly on a
+    // loaded machine): wait for it rather than for a fixed time.
+    let t = Instant::now();
+    while events("routerd.dynamic.part.accepted").len() < 3 {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "the runs' parts never reached the store"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let _ = stop_tx.send(());
     task.await.unwrap();
 

@@ -119,6 +119,7 @@ fn expressible(e: &Expr) -> Result<(), String> {
         Expr::IifNameNe(_) => unsupported("negated iifname"),
         Expr::FibDaddrLocal => unsupported("fib expressions"),
         Expr::CtStatusDnat => unsupported("ct status"),
+        Expr::CtDirectionOriginal => unsupported("ct direction"),
         Expr::Dnat6 { .. } | Expr::Snat6(_) => unsupported("IPv6 NAT"),
         Expr::Masquerade { ports, persistent } if ports.is_some() || *persistent => {
             unsupported("masquerade port ranges or flags")

@@ -597,6 +597,7 @@ fn egress_router_expressions_fall_back_to_nft_json() {
         (Expr::IifNameNe("eth0".into()), "negated iifname"),
         (Expr::FibDaddrLocal, "fib"),
         (Expr::CtStatusDnat, "ct status"),
+        (Expr::CtDirectionOriginal, "ct direction"),
         (
             Expr::Dnat6 {
                 addr: "2001:db8::1".parse().unwrap(),

@@ -844,6 +844,11 @@ pub enum Expr {
     FibDaddrLocal,
     /// `ct status dnat`: the connection was destination-NATed.
     CtStatusDnat,
+    /// `ct direction original`: a packet travelling the way its connection
+    /// was opened. A policy that restores a connection's mark without its
+    /// destination match must skip replies, or they would follow the mark
+    /// back out through the uplink.
+    CtDirectionOriginal,
     /// `dnat to [<addr>]:<port>` (IPv6).
     Dnat6 {
         /// Target address.

@@ -167,6 +167,8 @@ pub fn expr_json(e: &Expr) -> Value {
             "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}}),
         Expr::CtStatusDnat => json!({"match": {"op": "in",
             "left": {"ct": {"key": "status"}}, "right": "dnat"}}),
+        Expr::CtDirectionOriginal => json!({"match": {"op": "==",
+            "left": {"ct": {"key": "direction"}}, "right": "original"}}),
         Expr::Dnat6 { addr, port } => match port {
             Some(p) => json!({"dnat": {"family": "ip6", "addr": addr.to_string(), "port": p}}),
             None => json!({"dnat": {"family": "ip6", "addr": addr.to_string()}}),

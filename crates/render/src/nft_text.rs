@@ -138,6 +138,7 @@ pub fn expr_text(e: &Expr) -> String {
         Expr::IifNameNe(n) => format!("iifname != \"{n}\""),
         Expr::FibDaddrLocal => "fib daddr type local".to_string(),
         Expr::CtStatusDnat => "ct status dnat".to_string(),
+        Expr::CtDirectionOriginal => "ct direction original".to_string(),
         Expr::Dnat6 { addr, port } => match port {
             Some(p) => format!("dnat to [{addr}]:{p}"),
             None => format!("dnat to {addr}"),

@@ -36,6 +36,28 @@ fn populate(dir: &Path) {
         }
     }
     store.flush().unwrap();
+    drop(store);
+    wait_released(dir);
+}
+
+/// Dropping a sled `Db` does not release its file lock at once: its
+/// background threads hold the files a little longer (long enough, on a
+/// loaded machine, for the next open in this process to find the store
+/// "locked"). A new process never sees this: the lock dies with the old one.
+fn wait_released(dir: &Path) {
+    use nix::fcntl::{Flock, FlockArg};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut file = std::fs::File::open(dir.join("db")).unwrap();
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(_released) => return,
+            Err((f, _)) if std::time::Instant::now() < deadline => {
+                file = f;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err((_, e)) => panic!("the store's lock was never released: {e}"),
+        }
+    }
 }
 
 fn intact(store: &Store) -> bool {
@@ -171,6 +193,7 @@ fn a_store_without_the_mark_file_still_opens() {
     let store = Store::open_sled(dir.path()).unwrap();
     assert!(intact(&store));
     drop(store);
+    wait_released(dir.path());
     std::fs::write(dir.path().join("routerd-store.json"), b"{not json").unwrap();
     assert!(intact(&Store::open_sled(dir.path()).unwrap()));
 }
@@ -279,6 +302,7 @@ fn recovery_moves_a_broken_store_aside_and_records_a_warning() {
     assert!(e.message.contains("store.broken-20261121T090000Z"));
     assert!(store.status_snapshot().unwrap().is_empty());
     drop(store);
+    wait_released(&dir);
 
     // The fresh store opens normally from now on.
     assert_eq!(
@@ -291,6 +315,7 @@ fn recovery_moves_a_broken_store_aside_and_records_a_warning() {
     );
 
     // Broken again at the same second: the second copy gets its own name.
+    wait_released(&dir);
     std::fs::write(db(&dir), b"").unwrap();
     let (_, again) = Store::open_or_recover_sled(&dir, StoreOptions::default(), now()).unwrap();
     assert_eq!(

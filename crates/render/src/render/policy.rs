@@ -244,22 +244,38 @@ fn render_family(ctx: &Ctx<'_>, family: Family, out: &mut Rendered) {
     let mut default_table = NftTable::new(family.nft_family(), "routerd_default_route");
     let mut default_rules = Vec::new();
 
-    for res in ctx.of_kind(Kind::EgressRoutePolicy) {
-        let Some(spec) = res.as_egress_policy() else {
-            continue;
-        };
-        if spec.host_traffic() || Family::parse(spec.family()) != Some(family) {
-            continue;
-        }
-        let p = PolicyView {
-            res,
-            id: res.id().to_string(),
-            family,
-            spec,
-            published: ctx
-                .status_of(Kind::EgressRoutePolicy, res.name())
-                .and_then(|st| Published::read(spec, st)),
-        };
+    let views: Vec<PolicyView<'_>> = ctx
+        .of_kind(Kind::EgressRoutePolicy)
+        .filter_map(|res| {
+            let spec = res.as_egress_policy()?;
+            if spec.host_traffic() || Family::parse(spec.family()) != Some(family) {
+                return None;
+            }
+            Some(PolicyView {
+                res,
+                id: res.id().to_string(),
+                family,
+                spec,
+                published: ctx
+                    .status_of(Kind::EgressRoutePolicy, res.name())
+                    .and_then(|st| Published::read(spec, st)),
+            })
+        })
+        .collect();
+    // Every path some policy keeps connections on: a priority policy's
+    // sticky rules leave such connections alone (see `default_route_rules`).
+    let ready_anywhere: BTreeSet<u32> = views
+        .iter()
+        .filter(|p| p.renders_policy_marks() || p.spec.mode() == "priority")
+        .filter_map(|p| {
+            let published = p.published.as_ref().filter(|x| x.applied)?;
+            Some(published.ready_marks(p.spec))
+        })
+        .flatten()
+        .collect();
+
+    for p in &views {
+        let spec = p.spec;
         let steers = matches!(spec.mode(), "priority" | "mark" | "hash");
         if !steers && !p.renders_policy_marks() {
             // Advisory selection only: routes and NAT rules follow it.
@@ -272,7 +288,7 @@ fn render_family(ctx: &Ctx<'_>, family: Family, out: &mut Rendered) {
         }
         let problem = |message: String| RenderProblem::new(p.id.clone(), message);
         if applied && p.renders_policy_marks() {
-            match policy_marks(ctx, &p, &mut policy_sets) {
+            match policy_marks(ctx, p, &mut policy_sets) {
                 Ok(rules) => {
                     if !rules.is_empty() {
                         policy_rules.extend(rules);
@@ -286,7 +302,7 @@ fn render_family(ctx: &Ctx<'_>, family: Family, out: &mut Rendered) {
             }
         }
         if applied && spec.mode() == "priority" {
-            match default_route_rules(ctx, &p) {
+            match default_route_rules(ctx, p, &ready_anywhere) {
                 Ok(rules) => {
                     if !rules.is_empty() {
                         default_rules.extend(rules);
@@ -300,10 +316,10 @@ fn render_family(ctx: &Ctx<'_>, family: Family, out: &mut Rendered) {
             }
         }
         if steers {
-            tables_and_rules(ctx, &p, out);
+            tables_and_rules(ctx, p, out);
         }
         if applied && steers && spec.mode() == "priority" && p.ecmp() {
-            multipath(&p, out);
+            multipath(p, out);
         }
     }
 
@@ -371,28 +387,26 @@ fn weighted_buckets(weighted: &[(u32, u64)]) -> Result<Vec<u32>, String> {
         .collect())
 }
 
-/// New connections are hashed onto `buckets`; a connection already on a
-/// path that is still ready (`sticky`) stays there; one on a path that
-/// went away is hashed again instead of leaking to the main table.
+/// New connections get `fresh` (a constant mark, or a hash over marks); a
+/// connection already on a path that is still ready (`sticky`) stays
+/// there; one on a path that went away is marked again instead of leaking
+/// to the main table.
 ///
 /// With `flushOnFailover: deadPath` (`keep_dead`) such a connection is
-/// hashed again packet by packet but keeps its ct mark: the daemon deletes
+/// re-marked packet by packet but keeps its ct mark: the daemon deletes
 /// the dead path's connections by that mark right after this ruleset is
 /// installed, and a connection re-marked in between would escape the flush
 /// with its stale NAT binding (docs/adr/0011).
-fn sticky_hash(
-    family: Family,
+///
+/// With `pinned` the restore of a sticky mark is not in these rules but in
+/// one [`restore_rule`] without the match: see there.
+fn sticky_marks(
     m: &[Expr],
     sticky: &[u32],
-    fields: &[IpField],
-    buckets: Vec<u32>,
+    fresh_mark: MarkSource,
     keep_dead: bool,
-) -> [NftRule; 3] {
-    let hash = Expr::SetMark(MarkSource::JhashMap {
-        family,
-        fields: fields.to_vec(),
-        marks: buckets,
-    });
+    pinned: bool,
+) -> Vec<NftRule> {
     let keep = Expr::CtMarkIn {
         op: CmpOp::Eq,
         marks: sticky.to_vec(),
@@ -409,11 +423,38 @@ fn sticky_hash(
     } else {
         fresh()
     };
-    [
-        with(m, [keep, Expr::SetMark(MarkSource::CtMark)]),
-        with(m, [fresh(), hash]),
-        with(m, [unmarked, Expr::SetCtMarkFromMark]),
-    ]
+    let mut rules = Vec::with_capacity(3);
+    if !pinned {
+        rules.push(with(m, [keep, Expr::SetMark(MarkSource::CtMark)]));
+    }
+    rules.push(with(m, [fresh(), Expr::SetMark(fresh_mark)]));
+    rules.push(with(m, [unmarked, Expr::SetCtMarkFromMark]));
+    rules
+}
+
+/// A policy matching destination sets pins each connection to the path its
+/// first packet took: a set's members change under established flows (a
+/// DNS answer moves, an address is edited out), and a flow whose
+/// destination left the set would otherwise be routed like any other
+/// packet, leave through another uplink with the old uplink's NAT binding
+/// and be reset upstream. So the connection's mark is restored from its ct
+/// mark whatever its destination now is, while that path is ready, for
+/// packets in the original direction only (a reply carrying the mark would
+/// be routed back out through the uplink).
+fn restore_rule(sticky: &[u32]) -> NftRule {
+    rule(vec![
+        Expr::CtDirectionOriginal,
+        Expr::CtMarkIn {
+            op: CmpOp::Eq,
+            marks: sticky.to_vec(),
+        },
+        Expr::SetMark(MarkSource::CtMark),
+    ])
+}
+
+/// Whether the policy pins connections (see [`restore_rule`]).
+fn pins_connections(spec: &EgressRoutePolicySpec) -> bool {
+    !spec.destination_set_refs.is_empty()
 }
 
 /// `flushOnFailover: deadPath`: connections of a path that went away keep
@@ -524,23 +565,42 @@ fn policy_marks(
     )
     .map_err(|e| format!("{} {e}", p.id))?;
     let mut rules = Vec::new();
+    let sticky = published.ready_marks(spec);
+    let pinned = pins_connections(spec) && !sticky.is_empty();
+    if pinned {
+        rules.push(restore_rule(&sticky));
+    }
     match fields {
-        None => {
+        None if !pinned => {
             let mark = buckets.first().copied().unwrap_or(0);
             for m in &matches {
                 rules.push(with(m, [Expr::SetMark(MarkSource::Const(mark))]));
             }
         }
-        Some(fields) => {
-            let sticky = published.ready_marks(spec);
+        None => {
+            let mark = buckets.first().copied().unwrap_or(0);
             for m in &matches {
-                rules.extend(sticky_hash(
-                    p.family,
+                rules.extend(sticky_marks(
                     m,
                     &sticky,
-                    &fields,
-                    buckets.clone(),
+                    MarkSource::Const(mark),
                     keeps_dead_marks(spec),
+                    true,
+                ));
+            }
+        }
+        Some(fields) => {
+            for m in &matches {
+                rules.extend(sticky_marks(
+                    m,
+                    &sticky,
+                    MarkSource::JhashMap {
+                        family: p.family,
+                        fields: fields.clone(),
+                        marks: buckets.clone(),
+                    },
+                    keeps_dead_marks(spec),
+                    pinned,
                 ));
             }
         }
@@ -549,7 +609,16 @@ fn policy_marks(
 }
 
 /// Rules of one applied priority-mode policy in `routerd_default_route`.
-fn default_route_rules(ctx: &Ctx<'_>, p: &PolicyView<'_>) -> Result<Vec<NftRule>, String> {
+///
+/// A connection whose ct mark is a path some other policy keeps
+/// (`ready_anywhere`) belongs to that policy: re-marking it here, before
+/// `routerd_policy` runs, would move a pinned connection (a destination that
+/// left a set) off its path.
+fn default_route_rules(
+    ctx: &Ctx<'_>,
+    p: &PolicyView<'_>,
+    ready_anywhere: &BTreeSet<u32>,
+) -> Result<Vec<NftRule>, String> {
     let spec = p.spec;
     let Some(published) = p.published.as_ref() else {
         return Ok(Vec::new());
@@ -601,6 +670,13 @@ fn default_route_rules(ctx: &Ctx<'_>, p: &PolicyView<'_>) -> Result<Vec<NftRule>
                 ],
             ));
             let remark = if active_targets { 0 } else { active_mark };
+            let kept: Vec<u32> = healthy
+                .iter()
+                .chain(ready_anywhere)
+                .copied()
+                .collect::<BTreeSet<u32>>()
+                .into_iter()
+                .collect();
             let mut stale = vec![
                 Expr::CtMark {
                     op: CmpOp::Ne,
@@ -608,11 +684,11 @@ fn default_route_rules(ctx: &Ctx<'_>, p: &PolicyView<'_>) -> Result<Vec<NftRule>
                 },
                 Expr::CtMarkIn {
                     op: CmpOp::Ne,
-                    marks: healthy.clone(),
+                    marks: kept,
                 },
                 Expr::SetMark(MarkSource::Const(remark)),
             ];
-            // See `sticky_hash`: with deadPath a stale connection keeps its
+            // See `sticky_marks`: with deadPath a stale connection keeps its
             // ct mark until the daemon flushes it.
             if !keeps_dead_marks(spec) {
                 stale.push(Expr::SetCtMarkFromMark);
