@@ -325,6 +325,7 @@ impl MemDataplane {
                     owner: String::new(),
                     allow_overlap: false,
                     exclusive: false,
+                    no_prefix_route: false,
                     ..address.clone()
                 });
             }

@@ -470,6 +470,11 @@ pub struct Address {
     /// either; only its plan text promises it).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub exclusive: bool,
+    /// Added without the kernel's prefix route (`noprefixroute`): the
+    /// owner routes the subnet in its own table, so the host's main table
+    /// is left as it is (EgressRouter's reserved addresses).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_prefix_route: bool,
     /// Resource id that wants the address (empty for observed addresses).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub owner: String,
@@ -483,6 +488,7 @@ impl Address {
             address,
             allow_overlap: false,
             exclusive: false,
+            no_prefix_route: false,
             owner: String::new(),
         }
     }
@@ -510,7 +516,11 @@ impl Address {
 /// Renders the `ip addr` arguments (after `ip addr <verb>`).
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.key().fmt(f)
+        self.key().fmt(f)?;
+        if self.no_prefix_route {
+            f.write_str(" noprefixroute")?;
+        }
+        Ok(())
     }
 }
 

@@ -546,6 +546,11 @@ pub(crate) fn address_message(
         m.attributes.push(AddressAttribute::Local(ip));
     }
     m.attributes.push(AddressAttribute::Address(ip));
+    if a.no_prefix_route {
+        m.attributes.push(AddressAttribute::Flags(
+            netlink_packet_route::address::AddressFlags::Noprefixroute,
+        ));
+    }
     Ok(m)
 }
 
