@@ -46,8 +46,9 @@ pub fn phase_for(owner: &str, reason: &str) -> &'static str {
 
 /// `status` as reported when `fault` holds. An owner that reports
 /// OpenShift-style `conditions` (EgressRouter) also gets its `Degraded`
-/// condition set True with the kernel's reason and message, so readers of
-/// either shape see the failure.
+/// condition set True and its `Available` condition False with the
+/// kernel's reason and message, so readers of either shape see the
+/// failure.
 pub fn overlay(status: &Status, fault: &Fault) -> Status {
     let mut out = status.clone();
     let mut intended = json!({
@@ -60,10 +61,15 @@ pub fn overlay(status: &Status, fault: &Fault) -> Status {
     }
     if let Some(Value::Array(conditions)) = out.get_mut("conditions") {
         for c in conditions.iter_mut() {
-            if c.get("type").and_then(Value::as_str) == Some("Degraded")
-                && let Some(c) = c.as_object_mut()
-            {
-                c.insert("status".into(), json!("True"));
+            // Degraded True, and never Available while the kernel does
+            // not carry everything the owner asked for.
+            let status = match c.get("type").and_then(Value::as_str) {
+                Some("Degraded") => "True",
+                Some("Available") => "False",
+                _ => continue,
+            };
+            if let Some(c) = c.as_object_mut() {
+                c.insert("status".into(), json!(status));
                 c.insert("reason".into(), json!(fault.reason));
                 c.insert("message".into(), json!(fault.message));
             }
@@ -128,9 +134,9 @@ mod tests {
     #[test]
     fn a_fault_degrades_openshift_conditions_and_strip_restores_them() {
         let st: Status = serde_json::from_value(json!({
-            "phase": "Progressing",
+            "phase": "Available",
             "conditions": [
-                {"type": "Available", "status": "False", "reason": "MacvlanNotImplemented"},
+                {"type": "Available", "status": "True", "reason": "Carried"},
                 {"type": "Degraded", "status": "False", "reason": "AsExpected"},
             ],
         }))
@@ -145,7 +151,8 @@ mod tests {
         assert_eq!(degraded["status"], "True");
         assert_eq!(degraded["reason"], "ApplyFailed");
         assert_eq!(degraded["message"], "Operation not supported");
-        assert_eq!(out["conditions"][0]["status"], "False");
+        assert_eq!(out["conditions"][0]["status"], "False", "never Available");
+        assert_eq!(out["conditions"][0]["reason"], "ApplyFailed");
         assert_eq!(out["phase"], "Degraded");
         assert_eq!(strip(out), st);
     }

@@ -910,8 +910,9 @@ spec:
       - {destinationIP: 192.0.2.7, port: 8080, targetPort: 80, protocol: TCP}
 ";
 
-/// client ─ router (lan0 10.1.0.1; mst0 192.0.2.10, the reserved address,
-/// set by hand until phase 2 creates the macvlan) ─ destination 192.0.2.7.
+/// client ─ router (lan0 10.1.0.1; mst0 192.0.2.5, the master; the
+/// reserved address 192.0.2.10 on the macvlan routerd creates on it) ─
+/// destination 192.0.2.7.
 /// The destination has no route back to the client: only the redirected,
 /// source-NATed flow can work. An unmapped TCP port is refused at once
 /// (TCP reset), not left to time out, even where the host listens on it.
@@ -922,7 +923,7 @@ fn egress_router_redirects_from_the_reserved_address_and_resets_unmapped_ports()
     let r = Ns::new("r");
     let d = Ns::new("d");
     veth(&c, "eth0", "10.1.0.2/24", &r, "lan0", "10.1.0.1/24");
-    veth(&r, "mst0", "192.0.2.10/24", &d, "eth0", "192.0.2.7/24");
+    veth(&r, "mst0", "192.0.2.5/24", &d, "eth0", "192.0.2.7/24");
     r.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     let dname = d.0.clone();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -979,6 +980,11 @@ fn egress_router_redirects_from_the_reserved_address_and_resets_unmapped_ports()
     assert_eq!(
         seen, "192.0.2.10",
         "the destination sees the reserved address"
+    );
+    let carried = r.ip(&["-d", "addr", "show", "rde-er"]);
+    assert!(
+        carried.contains("macvlan mode bridge") && carried.contains("192.0.2.10/24"),
+        "{carried}"
     );
     let err = unmapped.expect_err("an unmapped port must be refused");
     assert_eq!(

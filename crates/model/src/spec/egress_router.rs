@@ -10,6 +10,8 @@
 
 use std::net::IpAddr;
 
+use ipnet::IpNet;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -246,5 +248,122 @@ impl L4RedirectRule {
     /// The destination port: `targetPort`, else `port`.
     pub fn effective_target_port(&self) -> i64 {
         self.target_port.unwrap_or(self.port)
+    }
+}
+
+/// Prefix of the macvlan that carries a router's reserved addresses.
+pub const MACVLAN_PREFIX: &str = "rde-";
+
+/// 32-bit FNV-1a: a stable hash for names derived from resource names
+/// (the same on every host and release, unlike `DefaultHasher`).
+pub fn fnv1a(s: &str) -> u32 {
+    s.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// The kernel name of the macvlan of router `name`: `rde-<name>` when that
+/// fits the kernel's 15 bytes (characters other than `a-z0-9-` become
+/// `-`), else `rde-<first 6>-<4 hex digits of the FNV-1a hash of the full
+/// name>`, so two long names that share a prefix still differ.
+pub fn macvlan_name(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if MACVLAN_PREFIX.len() + clean.len() <= 15 {
+        return format!("{MACVLAN_PREFIX}{clean}");
+    }
+    let head: String = clean.chars().take(6).collect();
+    format!("{MACVLAN_PREFIX}{head}-{:04x}", fnv1a(name) & 0xffff)
+}
+
+/// An interface the master may be inferred from: resource name, kernel
+/// name and the addresses (with prefix length) it carries now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MasterCandidate {
+    /// The Interface resource's name.
+    pub resource: String,
+    /// Its kernel device.
+    pub ifname: String,
+    /// Its addresses.
+    pub addresses: Vec<IpNet>,
+}
+
+/// The master when `spec.networkInterface.macvlan.master` is omitted: the
+/// first interface (in the order given) one of whose subnets holds a
+/// reserved address, with the sentence that says why.
+pub fn infer_master(
+    reserved: &[IpNet],
+    candidates: &[MasterCandidate],
+) -> Option<(String, String)> {
+    for r in reserved {
+        for c in candidates {
+            if let Some(a) = c
+                .addresses
+                .iter()
+                .find(|a| a.trunc().contains(&r.addr()) && a.addr() != r.addr())
+            {
+                return Some((
+                    c.ifname.clone(),
+                    format!(
+                        "master {} inferred: Interface/{} carries {a}, whose subnet {} holds the reserved address {}",
+                        c.ifname,
+                        c.resource,
+                        a.trunc(),
+                        r.addr()
+                    ),
+                ));
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn macvlan_names_fit_the_kernel_and_stay_apart() {
+        assert_eq!(macvlan_name("er"), "rde-er");
+        assert_eq!(macvlan_name("Egress_1"), "rde-egress-1");
+        let long = macvlan_name("egress-router-redirect");
+        assert_eq!(long.len(), 15, "{long}");
+        assert!(long.starts_with("rde-egress-"), "{long}");
+        assert_ne!(long, macvlan_name("egress-router-other"));
+        assert_eq!(
+            long,
+            macvlan_name("egress-router-redirect"),
+            "deterministic"
+        );
+    }
+
+    #[test]
+    fn the_master_is_the_interface_whose_subnet_holds_the_address() {
+        let c = |res: &str, dev: &str, a: &str| MasterCandidate {
+            resource: res.into(),
+            ifname: dev.into(),
+            addresses: vec![a.parse().unwrap()],
+        };
+        let cands = [
+            c("lan", "lan0", "10.1.0.1/24"),
+            c("wan", "ens19", "192.168.12.5/24"),
+        ];
+        let (dev, why) = infer_master(&["192.168.12.99/24".parse().unwrap()], &cands).unwrap();
+        assert_eq!(dev, "ens19");
+        assert_eq!(
+            why,
+            "master ens19 inferred: Interface/wan carries 192.168.12.5/24, whose subnet 192.168.12.0/24 holds the reserved address 192.168.12.99"
+        );
+        assert!(infer_master(&["198.51.100.9/24".parse().unwrap()], &cands).is_none());
     }
 }

@@ -9,9 +9,13 @@
 //! redirected traffic from the reserved addresses, all of them (a stable
 //! per-client choice when there are several), not only `addresses[0]`.
 //!
-//! Phase 1 renders the nft table only; the macvlan that carries the
-//! reserved addresses and the route via `gateway` come with phase 2, and
-//! the status says so rather than claim the router is available.
+//! Carrying (phase 2a, [`carry`]): a macvlan on the master (declared, or
+//! inferred from the Interface whose observed subnet holds a reserved
+//! address) with every reserved address, announced by a gratuitous ARP /
+//! unsolicited NA; the router's own routing table (its subnets, default
+//! via `gateway`) selected by an fwmark rule; and a `route` chain in the
+//! table that marks packets of redirected connections after DNAT, so the
+//! host's `main` table is never touched.
 
 use std::net::IpAddr;
 
@@ -65,14 +69,44 @@ pub(super) fn render_egress_routers(ctx: &Ctx<'_>, out: &mut Rendered) {
             continue;
         };
         let owner = r.id().to_string();
-        match render_one(r, spec) {
-            Ok((table, notes)) => {
-                out.desired.nft.push(table);
+        // An omitted master is inferred before anything is rendered, so
+        // the redirect's listen default and the macvlan agree on it.
+        let master = resolve_master(ctx, spec);
+        let mut spec = spec.clone();
+        if let Ok((m, why)) = &master {
+            if spec.master().is_none() {
+                let nic = spec.network_interface.get_or_insert_with(Default::default);
+                nic.macvlan.get_or_insert_with(Default::default).master = Some(m.clone());
+            }
+            if let Some(why) = why {
+                out.notes.push(RenderNote {
+                    owner: owner.clone(),
+                    message: why.clone(),
+                });
+            }
+        }
+        match render_one(r, &spec) {
+            Ok((mut table, notes)) => {
                 out.notes
                     .extend(notes.into_iter().map(|message| RenderNote {
                         owner: owner.clone(),
                         message,
                     }));
+                match master.and_then(|(m, _)| carry(r, &spec, &m, &mut table, &mut out.desired)) {
+                    Ok(()) => {}
+                    Err((reason, message)) => {
+                        // What is carried stays (fail-static): a master
+                        // that went away takes the macvlan with it, and
+                        // the rest of the host keeps working.
+                        out.desired.retained.insert(owner.clone());
+                        out.problems.push(RenderProblem {
+                            owner: owner.clone(),
+                            reason: reason.to_string(),
+                            message,
+                        });
+                    }
+                }
+                out.desired.nft.push(table);
             }
             Err(message) => {
                 out.desired.retained.insert(owner.clone());
@@ -80,6 +114,222 @@ pub(super) fn render_egress_routers(ctx: &Ctx<'_>, out: &mut Rendered) {
             }
         }
     }
+}
+
+/// Reason of a router whose master is neither declared nor inferable.
+pub const MASTER_NOT_FOUND: &str = "MasterNotFound";
+
+/// Priority of the rule that sends redirected traffic to a router's table
+/// (after routerd's policy rules, before `main` at 32766).
+pub const RULE_PRIORITY: u32 = 31000;
+
+/// The fwmark and routing table of router `name`: `0x7e00_0000` plus the
+/// low 16 bits of the FNV-1a hash of its name. Deterministic (the same on
+/// every host and restart) and far from the small marks and tables
+/// operators give policies; two routers that collide are reported as a
+/// conflict by the render, never merged.
+pub fn mark_and_table(name: &str) -> u32 {
+    0x7e00_0000 | (routerd_model::spec::egress_router::fnv1a(name) & 0xffff)
+}
+
+/// The master: declared, or inferred from the Interfaces whose observed
+/// addresses' subnets hold a reserved address (with the sentence saying
+/// which and why).
+fn resolve_master(
+    ctx: &Ctx<'_>,
+    spec: &EgressRouterSpec,
+) -> Result<(String, Option<String>), (&'static str, String)> {
+    if let Some(m) = spec.master() {
+        return Ok((m.to_string(), None));
+    }
+    use routerd_model::spec::egress_router::{MasterCandidate, infer_master};
+    let reserved: Vec<IpNet> = spec
+        .addresses
+        .iter()
+        .filter_map(|a| a.ip.trim().parse().ok())
+        .collect();
+    let candidates: Vec<MasterCandidate> = ctx
+        .of_kind(Kind::Interface)
+        .filter_map(|i| {
+            let st = ctx.status_of(Kind::Interface, i.name())?;
+            let ifname = st
+                .get("ifname")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+                .or_else(|| i.as_interface().map(|s| s.ifname.clone()))?;
+            let addresses = st
+                .get("addresses")
+                .and_then(serde_json::Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str()?.parse().ok())
+                .collect();
+            Some(MasterCandidate {
+                resource: i.name().to_string(),
+                ifname,
+                addresses,
+            })
+        })
+        .collect();
+    match infer_master(&reserved, &candidates) {
+        Some((m, why)) => Ok((m, Some(why))),
+        None => Err((
+            MASTER_NOT_FOUND,
+            format!(
+                "spec.networkInterface.macvlan.master is not set and no Interface's observed subnet holds {}: declare the master, or an Interface on that subnet",
+                reserved
+                    .iter()
+                    .map(|a| a.addr().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
+/// What carries a router's redirected traffic: the macvlan on `master`
+/// with every reserved address (no prefix route in `main`), announced
+/// once added; the router's own table with the reserved subnets and a
+/// default route via the first address's gateway; an fwmark rule to it;
+/// and, in the router's nft table, a chain that marks packets of
+/// redirected connections towards their destinations. The mark is set
+/// after DNAT (routing sees the translated destination) and before SNAT,
+/// which happens after routing, so it cannot select by source.
+fn carry(
+    r: &Resource,
+    spec: &EgressRouterSpec,
+    master: &str,
+    table: &mut NftTable,
+    out: &mut crate::ir::DesiredState,
+) -> Result<(), (&'static str, String)> {
+    use crate::ir::{Address, Link, LinkKind, MacvlanMode, Route, RouteKind, Rule};
+    let owner = r.id().to_string();
+    let bad = |m: String| ("NotRendered", m);
+    let mode = match spec.macvlan_mode().to_ascii_lowercase().as_str() {
+        "bridge" => MacvlanMode::Bridge,
+        "private" => MacvlanMode::Private,
+        "vepa" => MacvlanMode::Vepa,
+        "passthru" => MacvlanMode::Passthru,
+        other => {
+            return Err(bad(format!(
+                "macvlan mode \"{other}\" is not Bridge, Private, VEPA or Passthru"
+            )));
+        }
+    };
+    if !crate::ir::valid_ifname(master) {
+        return Err(bad(format!(
+            "master \"{master}\" is not a valid interface name"
+        )));
+    }
+    let dev = routerd_model::spec::egress_router::macvlan_name(r.name());
+    let mut link = Link::new(
+        &dev,
+        LinkKind::Macvlan {
+            master: master.to_string(),
+            mode,
+        },
+    );
+    link.announce = true;
+    link.owner.clone_from(&owner);
+    out.links.push(link);
+
+    let id = mark_and_table(r.name());
+    let mut family = None;
+    let mut gateway = None;
+    let mut subnets: Vec<IpNet> = Vec::new();
+    for (i, a) in spec.addresses.iter().enumerate() {
+        let net: IpNet = a.ip.trim().parse().map_err(|_| {
+            bad(format!(
+                "spec.addresses[{i}].ip \"{}\" is not an address in CIDR form",
+                a.ip.trim()
+            ))
+        })?;
+        family.get_or_insert(Family::of_net(&net));
+        let mut addr = Address::new(&dev, net);
+        addr.allow_overlap = true;
+        addr.no_prefix_route = true;
+        addr.owner.clone_from(&owner);
+        out.addresses.push(addr);
+        if !subnets.contains(&net.trunc()) {
+            subnets.push(net.trunc());
+        }
+        if gateway.is_none()
+            && let Some(g) = a
+                .gateway
+                .as_deref()
+                .map(str::trim)
+                .filter(|g| !g.is_empty())
+        {
+            gateway = Some(addr_of(g, &format!("spec.addresses[{i}].gateway")).map_err(bad)?);
+        }
+    }
+    let Some(family) = family else {
+        return Err(bad(
+            "spec.addresses is empty: there is no reserved source address".into(),
+        ));
+    };
+    for s in &subnets {
+        let mut route = Route::new(id, *s, 0, RouteKind::Unicast);
+        route.device = Some(dev.clone());
+        route.owner.clone_from(&owner);
+        out.routes.push(route);
+    }
+    if let Some(gw) = gateway {
+        let mut route = Route::new(id, family.any(), 0, RouteKind::Unicast);
+        route.gateway = Some(gw);
+        route.device = Some(dev.clone());
+        route.owner.clone_from(&owner);
+        out.routes.push(route);
+    }
+    out.rules
+        .push(Rule::new(RULE_PRIORITY, id, id, owner).in_family(family));
+
+    // Every destination a DNAT of the table sends to.
+    let mut destinations: Vec<IpAddr> = Vec::new();
+    for c in table.chains.iter().filter(|c| c.hook == Hook::Prerouting) {
+        for rule in &c.rules {
+            for e in &rule.exprs {
+                let to = match e {
+                    Expr::Dnat { addr, .. } => IpAddr::V4(*addr),
+                    Expr::Dnat6 { addr, .. } => IpAddr::V6(*addr),
+                    _ => continue,
+                };
+                if !destinations.contains(&to) {
+                    destinations.push(to);
+                }
+            }
+        }
+    }
+    let rules = destinations
+        .iter()
+        .map(|d| NftRule {
+            exprs: vec![
+                Expr::CtStatusDnat,
+                Expr::Ip {
+                    family,
+                    field: IpField::Daddr,
+                    op: CmpOp::Eq,
+                    value: AddrValue::Prefix(IpNet::from(*d)),
+                },
+                Expr::SetMark(crate::ir::MarkSource::Const(id)),
+            ],
+        })
+        .collect::<Vec<_>>();
+    if !rules.is_empty() {
+        table.chains.push(NftChain {
+            name: "route".into(),
+            chain_type: ChainType::Filter,
+            hook: Hook::Prerouting,
+            // After dstnat (-100): the destination is the translated one.
+            priority: Priority::Num(-90),
+            rules,
+        });
+    }
+    Ok(())
+}
+
+fn addr_of(s: &str, what: &str) -> Result<IpAddr, String> {
+    addr(s, what)
 }
 
 /// The table of one router, and the notes a plan reader needs.

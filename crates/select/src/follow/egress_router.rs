@@ -3,26 +3,79 @@
 //! with status, reason, message and lastTransitionTime) plus one entry per
 //! redirect rule.
 //!
-//! Honest by construction: phase 1 renders the nft table but does not yet
-//! create the macvlan that carries the reserved addresses, so no redirected
-//! connection can be sourced from them. The status says exactly that
-//! (Available False, Progressing True, reason [`MACVLAN_NOT_IMPLEMENTED`])
-//! instead of claiming the router is available.
+//! The follower states what routerd intends: a router whose master is
+//! declared or can be inferred is `Available` (its macvlan, addresses,
+//! route, rule and table are rendered); one whose master cannot be found
+//! is `Degraded` ([`MASTER_NOT_FOUND`]). Whether the kernel carries it is
+//! laid over this by the reconcile (crates/render `fault::overlay`): any
+//! object of the router kept back or refused turns `Available` False and
+//! `Degraded` True with the kernel's reason, so `Available` True is only
+//! ever reported for a router the kernel carries.
 
 use chrono::{DateTime, Utc};
-use routerd_model::spec::egress_router::{EgressRouterSpec, RedirectProtocol};
+use ipnet::IpNet;
+use routerd_model::spec::egress_router::{
+    EgressRouterSpec, MasterCandidate, RedirectProtocol, infer_master, macvlan_name,
+};
 use routerd_model::{Event, Resource, Status};
 use serde_json::{Value, json};
 
 use super::{FollowOutcome, Subject, outcome};
+use crate::observe::StatusSource;
+use crate::set::World;
 use crate::time::format_rfc3339_nano;
 
-/// Reason of Available False / Progressing True while the reserved
-/// addresses have no macvlan to live on.
-pub const MACVLAN_NOT_IMPLEMENTED: &str = "MacvlanNotImplemented";
+/// Reason of Available False / Degraded True when the master is neither
+/// declared nor inferable (the render reports the same reason).
+pub const MASTER_NOT_FOUND: &str = "MasterNotFound";
+
+/// Reason of Available True: the router is rendered and carried.
+pub const CARRIED: &str = "Carried";
 
 /// The event published when a condition changes status.
 pub const EGRESS_ROUTER_CONDITION_EVENT: &str = "routerd.egressrouter.condition";
+
+/// The master: declared, or inferred from the Interfaces' observed
+/// subnets (the sentence says which and why).
+fn master_of(
+    spec: &EgressRouterSpec,
+    world: &World,
+    statuses: &dyn StatusSource,
+) -> Option<(String, Option<String>)> {
+    if let Some(m) = spec.master() {
+        return Some((m.to_string(), None));
+    }
+    let reserved: Vec<IpNet> = spec
+        .addresses
+        .iter()
+        .filter_map(|a| a.ip.trim().parse().ok())
+        .collect();
+    let mut candidates: Vec<MasterCandidate> = world
+        .links
+        .iter()
+        .filter(|(_, (kind_name, _, _))| kind_name.starts_with("Interface/"))
+        .filter_map(|(name, (_, id, _))| {
+            let st = statuses.status(id)?;
+            Some(MasterCandidate {
+                resource: name.clone(),
+                ifname: st
+                    .get("ifname")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| world.device_of(name), str::to_string),
+                addresses: st
+                    .get("addresses")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a.as_str()?.parse().ok())
+                    .collect(),
+            })
+        })
+        .collect();
+    // The render walks Interfaces by name; so does this.
+    candidates.sort_by(|a, b| a.resource.cmp(&b.resource));
+    infer_master(&reserved, &candidates).map(|(m, why)| (m, Some(why)))
+}
 
 /// The status of one EgressRouter. `previous` keeps each condition's
 /// lastTransitionTime while its status does not change.
@@ -30,28 +83,58 @@ pub fn egress_router(
     who: Subject<'_>,
     r: &Resource,
     spec: &EgressRouterSpec,
+    world: &World,
+    statuses: &dyn StatusSource,
     previous: Option<&Status>,
     now: DateTime<Utc>,
 ) -> FollowOutcome {
     let addresses: Vec<&str> = spec.addresses.iter().map(|a| a.ip.trim()).collect();
-    let carried = format!(
-        "the nft redirect table is rendered, but the macvlan that carries {} is not created yet (phase 2 of issue #15): redirected traffic cannot leave from the reserved address",
-        addresses.join(", ")
-    );
-    let wanted = [
-        (
-            "Available",
-            "False",
-            MACVLAN_NOT_IMPLEMENTED,
-            carried.as_str(),
+    let master = master_of(spec, world, statuses);
+    let device = macvlan_name(r.name());
+    let gateway = spec.addresses.iter().find_map(|a| {
+        a.gateway
+            .as_deref()
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
+    });
+    let (available, reason, message) = match &master {
+        Some((m, _)) => (
+            true,
+            CARRIED,
+            format!(
+                "macvlan {device} on {m} carries {}; redirected traffic leaves from it{}",
+                addresses.join(", "),
+                gateway.map(|g| format!(" via {g}")).unwrap_or_default()
+            ),
         ),
+        None => (
+            false,
+            MASTER_NOT_FOUND,
+            format!(
+                "spec.networkInterface.macvlan.master is not set and no Interface's observed subnet holds {}",
+                addresses.join(", ")
+            ),
+        ),
+    };
+    let tf = |b: bool| if b { "True" } else { "False" };
+    let wanted = [
+        ("Available", tf(available), reason, message.as_str()),
         (
             "Progressing",
-            "True",
-            MACVLAN_NOT_IMPLEMENTED,
-            "waiting for the macvlan, the reserved addresses and the route via the gateway",
+            "False",
+            "AsExpected",
+            "the dataplane is what the spec asks for",
         ),
-        ("Degraded", "False", "AsExpected", "nothing has failed"),
+        (
+            "Degraded",
+            tf(!available),
+            if available { "AsExpected" } else { reason },
+            if available {
+                "nothing has failed"
+            } else {
+                message.as_str()
+            },
+        ),
     ];
     let prev_conditions = previous
         .and_then(|s| s.get("conditions"))
@@ -113,12 +196,25 @@ pub fn egress_router(
         .collect();
     let listen = spec.effective_listen(&r.metadata.annotations);
     let mut st = Status::new();
-    st.insert("phase".into(), json!("Pending"));
-    st.insert("reason".into(), json!(MACVLAN_NOT_IMPLEMENTED));
+    st.insert(
+        "phase".into(),
+        json!(if available { "Available" } else { "Degraded" }),
+    );
+    st.insert("reason".into(), json!(reason));
+    if !available {
+        st.insert("message".into(), json!(message));
+    }
     st.insert("conditions".into(), Value::Array(conditions));
     st.insert("addresses".into(), json!(addresses));
-    st.insert("addressesCarried".into(), json!(false));
-    st.insert("master".into(), json!(spec.master().unwrap_or("")));
+    st.insert("addressesCarried".into(), json!(available));
+    st.insert(
+        "master".into(),
+        json!(master.as_ref().map_or("", |(m, _)| m.as_str())),
+    );
+    if let Some((_, Some(why))) = &master {
+        st.insert("masterInferred".into(), json!(why));
+    }
+    st.insert("device".into(), json!(device));
     st.insert("macvlanMode".into(), json!(spec.macvlan_mode()));
     st.insert(
         "listen".into(),
@@ -144,21 +240,36 @@ mod tests {
 
     use super::*;
     use chrono::TimeZone;
-    use routerd_model::load_and_validate;
+    use routerd_model::{StateSnapshot, load_and_validate};
 
     const CR: &str = "apiVersion: network.operator.openshift.io/v1\nkind: EgressRouter\nmetadata: {name: er, namespace: egress}\nspec:\n  addresses: [{ip: 192.168.12.99/24, gateway: 192.168.12.1}]\n  redirect:\n    redirectRules:\n      - {destinationIP: 203.0.113.26, port: 8080, targetPort: 80, protocol: tcp}\n";
+    const IFACE: &str = "apiVersion: net.routerd.net/v1alpha1\nkind: Interface\nmetadata: {name: wan}\nspec: {ifname: ens19}\n";
+    const IFACE_ID: &str = "net.routerd.net/v1alpha1/Interface/wan";
 
-    fn eval(previous: Option<&Status>, secs: i64) -> FollowOutcome {
-        let (l, ds) = load_and_validate(&[("er.yaml", CR)]);
+    fn eval(statuses: &StateSnapshot, previous: Option<&Status>, secs: i64) -> FollowOutcome {
+        let (l, ds) = load_and_validate(&[("er.yaml", CR), ("if.yaml", IFACE)]);
         assert!(ds.iter().all(|d| !d.is_error()), "{ds:?}");
         let r = l.resources.iter().find(|r| r.name() == "er").unwrap();
         let spec = r.as_egress_router().unwrap();
+        let world = World::new(&l.resources);
         let who = Subject {
             api_version: &r.api_version,
             name: r.name(),
         };
         let now = Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap();
-        egress_router(who, r, spec, previous, now)
+        egress_router(who, r, spec, &world, statuses, previous, now)
+    }
+
+    fn observed(addresses: &[&str]) -> StateSnapshot {
+        let mut s = StateSnapshot::new();
+        s.insert(
+            IFACE_ID.into(),
+            serde_json::from_value(
+                json!({"phase": "Up", "ifname": "ens19", "addresses": addresses}),
+            )
+            .unwrap(),
+        );
+        s
     }
 
     fn condition<'a>(st: &'a Status, t: &str) -> &'a Value {
@@ -171,28 +282,51 @@ mod tests {
     }
 
     #[test]
-    fn without_the_macvlan_it_never_claims_available() {
-        let o = eval(None, 0);
-        assert_eq!(condition(&o.status, "Available")["status"], "False");
-        assert_eq!(
-            condition(&o.status, "Available")["reason"],
-            MACVLAN_NOT_IMPLEMENTED
-        );
-        assert_eq!(condition(&o.status, "Progressing")["status"], "True");
+    fn an_inferred_master_makes_it_available_and_says_why() {
+        let o = eval(&observed(&["192.168.12.5/24"]), None, 0);
+        assert_eq!(condition(&o.status, "Available")["status"], "True");
+        assert_eq!(condition(&o.status, "Available")["reason"], CARRIED);
         assert_eq!(condition(&o.status, "Degraded")["status"], "False");
-        assert_eq!(o.status["addressesCarried"], false);
+        assert_eq!(o.status["master"], "ens19");
+        assert_eq!(o.status["device"], "rde-er");
+        assert!(
+            o.status["masterInferred"]
+                .as_str()
+                .unwrap()
+                .contains("Interface/wan carries 192.168.12.5/24")
+        );
+        assert_eq!(o.status["addressesCarried"], true);
         assert_eq!(o.status["namespace"], "egress");
         let rule = &o.status["rules"][0];
         assert_eq!(rule["protocol"], "TCP");
         assert_eq!(rule["targetPort"], 80);
-        assert_eq!(rule["destinationHealth"], "Unchecked");
         assert_eq!(o.events.len(), 3, "one event per new condition");
     }
 
     #[test]
+    fn a_master_that_disappears_degrades_with_a_reason_and_an_event() {
+        let up = eval(&observed(&["192.168.12.5/24"]), None, 0);
+        let gone = eval(&observed(&[]), Some(&up.status), 60);
+        assert_eq!(gone.status["phase"], "Degraded");
+        assert_eq!(condition(&gone.status, "Available")["status"], "False");
+        assert_eq!(condition(&gone.status, "Degraded")["status"], "True");
+        assert_eq!(
+            condition(&gone.status, "Degraded")["reason"],
+            MASTER_NOT_FOUND
+        );
+        assert_eq!(gone.events.len(), 2, "Available and Degraded changed");
+        assert!(
+            gone.events
+                .iter()
+                .all(|e| e.type_ == EGRESS_ROUTER_CONDITION_EVENT)
+        );
+    }
+
+    #[test]
     fn transition_times_stay_while_nothing_changes() {
-        let first = eval(None, 0);
-        let again = eval(Some(&first.status), 60);
+        let obs = observed(&["192.168.12.5/24"]);
+        let first = eval(&obs, None, 0);
+        let again = eval(&obs, Some(&first.status), 60);
         assert!(!again.status_changed);
         assert!(again.events.is_empty());
         assert_eq!(
