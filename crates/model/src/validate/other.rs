@@ -240,7 +240,7 @@ pub(super) fn hybrid_route(s: &HybridRouteSpec, idx: &NameIndex<'_>, p: &mut Pro
     match s
         .peer_ref
         .as_deref()
-        .map(str::trim)
+        .map(crate::lower::peer_name)
         .filter(|x| !x.is_empty())
     {
         None => p.field("spec.peerRef", "is required"),
