@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ir::{Address, IpNet, NftTable, NftTableKey, Route, Rule};
+use crate::ir::{Address, IpNet, Link, LinkKind, NftTable, NftTableKey, Route, Rule};
 use crate::plan::{Op, Plan};
 
 /// An nft table as observed: enough to tell "present and unchanged" from
@@ -42,6 +42,30 @@ pub struct Observed {
     /// that would refuse it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub links: Option<BTreeSet<String>>,
+    /// The links with their kind, MTU and admin state (foreign ones
+    /// included), when the dataplane reads them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kernel_links: Vec<Link>,
+}
+
+impl Observed {
+    /// Whether a link of that name exists (by either list).
+    pub fn has_link(&self, name: &str) -> bool {
+        self.kernel_links.iter().any(|l| l.name == name)
+            || self.links.as_ref().is_some_and(|l| l.contains(name))
+    }
+
+    /// The observed link of that name; one only known by name is reported
+    /// with an unknown kind.
+    pub fn link(&self, name: &str) -> Option<Link> {
+        if let Some(l) = self.kernel_links.iter().find(|l| l.name == name) {
+            return Some(l.clone());
+        }
+        self.links
+            .as_ref()
+            .filter(|l| l.contains(name))
+            .map(|_| Link::new(name, LinkKind::Other(String::new())))
+    }
 }
 
 /// Why observing or applying failed.
@@ -177,6 +201,12 @@ pub struct MemDataplane {
     pub links: Option<BTreeSet<String>>,
     /// Interface addresses (foreign ones may be inserted by tests).
     pub addresses: Vec<Address>,
+    /// Links with their kind (routerd's and, inserted by tests, foreign
+    /// ones); names in `links` without an entry here are links of an
+    /// unknown kind.
+    pub kernel_links: Vec<Link>,
+    /// Announcements made (`AnnounceLink`), by device, in order.
+    pub announced: Vec<String>,
     /// Number of operations executed so far.
     pub ops_executed: usize,
 }
@@ -239,6 +269,54 @@ impl MemDataplane {
             ));
         }
         match op {
+            Op::AddLink { link } => {
+                if let (Some(links), Some(lower)) = (&self.links, link.kind.lower())
+                    && !links.contains(lower)
+                {
+                    return Err(err(op, 19, &format!("Cannot find device \"{lower}\"")));
+                }
+                let exists = self.kernel_links.iter().any(|l| l.name == link.name)
+                    || self.links.as_ref().is_some_and(|l| l.contains(&link.name));
+                if exists {
+                    return Err(err(op, EEXIST, "File exists"));
+                }
+                self.kernel_links.push(Link {
+                    owner: String::new(),
+                    announce: false,
+                    ..link.clone()
+                });
+                if let Some(links) = &mut self.links {
+                    links.insert(link.name.clone());
+                }
+            }
+            Op::SetLink { link } => {
+                let Some(l) = self.kernel_links.iter_mut().find(|l| l.name == link.name) else {
+                    return Err(err(op, 19, "No such device"));
+                };
+                l.up = link.up;
+                if link.mtu.is_some() {
+                    l.mtu = link.mtu;
+                }
+            }
+            Op::DeleteLink { link } => {
+                let Some(i) = self.kernel_links.iter().position(|l| l.name == link.name) else {
+                    return Err(err(op, 19, "No such device"));
+                };
+                self.kernel_links.remove(i);
+                if let Some(links) = &mut self.links {
+                    links.remove(&link.name);
+                }
+                // The kernel takes the link's addresses and routes with it.
+                self.addresses.retain(|a| a.device != link.name);
+                self.routes
+                    .retain(|r| r.device.as_deref() != Some(link.name.as_str()));
+            }
+            Op::AnnounceLink { device, .. } => {
+                if !self.kernel_links.iter().any(|l| &l.name == device) {
+                    return Err(err(op, 19, "No such device"));
+                }
+                self.announced.push(device.clone());
+            }
             Op::AddAddress { address } => {
                 if self.addresses.iter().any(|a| a.key() == address.key()) {
                     return Err(err(op, EEXIST, "File exists"));
@@ -357,6 +435,7 @@ impl Dataplane for MemDataplane {
             nft,
             addresses: self.addresses.clone(),
             links: self.links.clone(),
+            kernel_links: self.kernel_links.clone(),
         })
     }
 

@@ -7,19 +7,28 @@
 //! Addresses are routerd's only when the ledger says routerd added them:
 //! one already on the device is left as it is and noted.
 //!
+//! Links are routerd's only when the ledger says routerd created them: a
+//! link of the same name that routerd did not create is a conflict of the
+//! owner, and nothing of that owner is put on it.
+//!
 //! Safe order of the plan:
 //! 1. fail-closed tables created or replaced (`whenNoCandidate`: a policy
 //!    closes before anything else moves, at start-up too);
-//! 2. addresses added (a route may use one as `src` or need its subnet);
-//! 3. routes added or replaced (a rule must never point at an empty table);
-//! 4. nft tables replaced (each atomically), or only their set elements
+//! 2. links created (recreated ones deleted first): an address or a route
+//!    may use them;
+//! 3. addresses added (a route may use one as `src` or need its subnet),
+//!    then links brought up or re-announced (gratuitous ARP) and their
+//!    MTU set;
+//! 4. routes added or replaced (a rule must never point at an empty table);
+//! 5. nft tables replaced (each atomically), or only their set elements
 //!    updated in place when nothing else differs;
-//! 5. rules added;
-//! 6. stale rules deleted (before the tables they use are emptied);
-//! 7. stale routes deleted;
-//! 8. stale nft tables deleted;
-//! 9. stale addresses deleted (after the routes that may use them);
-//! 10. stale fail-closed tables deleted, last of all: a policy opens only
+//! 6. rules added;
+//! 7. stale rules deleted (before the tables they use are emptied);
+//! 8. stale routes deleted;
+//! 9. stale nft tables deleted;
+//! 10. stale addresses deleted (after the routes that may use them);
+//! 11. stale links deleted (after everything that used them);
+//! 12. stale fail-closed tables deleted, last of all: a policy opens only
 //!     after its candidate's routes, rules and marks went in.
 
 use std::cmp::Ordering;
@@ -27,7 +36,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::dataplane::Observed;
 use crate::dataplane::ObservedNftTable;
-use crate::ir::{AddressKey, DesiredState, NftTable, Route, RuleKey};
+use crate::ir::{AddressKey, DesiredState, Family, NftTable, Route, RuleKey};
 use crate::ledger::NftEntry;
 use crate::ledger::{Ledger, Ownership};
 use crate::plan::{Conflict, NftSetDelta, Op, Plan};
@@ -48,6 +57,38 @@ pub fn diff_with(
     own: &Ownership,
 ) -> Plan {
     let mut plan = Plan::default();
+    let links = diff_links(desired, observed, ledger, &mut plan);
+    // A recreated link comes back without its addresses and routes; a
+    // foreign link of a wanted name carries none of the owner's.
+    let filtered_observed;
+    let observed = if links.recreated.is_empty() {
+        observed
+    } else {
+        let mut o = observed.clone();
+        o.addresses.retain(|a| !links.recreated.contains(&a.device));
+        o.routes.retain(|r| {
+            !r.device
+                .as_ref()
+                .is_some_and(|d| links.recreated.contains(d))
+        });
+        filtered_observed = o;
+        &filtered_observed
+    };
+    let filtered_desired;
+    let desired = if links.foreign.is_empty() {
+        desired
+    } else {
+        let mut d = desired.clone();
+        d.addresses.retain(|a| !links.foreign.contains(&a.device));
+        d.routes.retain(|r| {
+            !r.device
+                .iter()
+                .chain(r.nexthops.iter().map(|n| &n.device))
+                .any(|dev| links.foreign.contains(dev))
+        });
+        filtered_desired = d;
+        &filtered_desired
+    };
     let retained = |owner: &str| desired.retained.contains(owner);
 
     // Routes: both sides sorted by key, then one merge walk (10k routes
@@ -196,8 +237,29 @@ pub fn diff_with(
     };
     let (closes, nft_replaces): (Vec<Op>, Vec<Op>) = nft_replaces.into_iter().partition(closing);
     let (opens, nft_deletes): (Vec<Op>, Vec<Op>) = nft_deletes.into_iter().partition(closing);
+    // Every link that gets an IPv4 address now and announces its
+    // addresses sends a gratuitous ARP once they are all there.
+    let announces: Vec<Op> = desired
+        .links
+        .iter()
+        .filter(|l| l.announce && !links.foreign.contains(&l.name))
+        .filter(|l| {
+            address_adds.iter().any(|op| {
+                matches!(op, Op::AddAddress { address }
+                    if address.device == l.name && address.family() == Family::V4)
+            })
+        })
+        .map(|l| Op::AnnounceLink {
+            device: l.name.clone(),
+            owner: l.owner.clone(),
+        })
+        .collect();
     plan.ops.extend(closes);
+    plan.ops.extend(links.recreate_deletes);
+    plan.ops.extend(links.adds);
     plan.ops.extend(address_adds);
+    plan.ops.extend(links.sets);
+    plan.ops.extend(announces);
     plan.ops.extend(upserts);
     plan.ops.extend(nft_replaces);
     plan.ops.extend(rule_adds);
@@ -205,8 +267,78 @@ pub fn diff_with(
     plan.ops.extend(route_deletes);
     plan.ops.extend(nft_deletes);
     plan.ops.extend(address_deletes);
+    plan.ops.extend(links.deletes);
     plan.ops.extend(opens);
     plan
+}
+
+/// The link part of a plan.
+#[derive(Default)]
+struct LinkDiff {
+    adds: Vec<Op>,
+    recreate_deletes: Vec<Op>,
+    sets: Vec<Op>,
+    deletes: Vec<Op>,
+    /// Owned links deleted and created again (kind or creation parameters
+    /// changed).
+    recreated: BTreeSet<String>,
+    /// Wanted names held by links routerd did not create.
+    foreign: BTreeSet<String>,
+}
+
+/// Links: created when absent; one of the same name that the ledger does
+/// not record is foreign: a conflict of the owner, never adopted, changed
+/// or deleted. An owned link is recreated when its kind or creation
+/// parameters differ, set when only MTU or admin state do, deleted when
+/// nobody wants it (unless its owner is retained).
+fn diff_links(
+    desired: &DesiredState,
+    observed: &Observed,
+    ledger: &Ledger,
+    plan: &mut Plan,
+) -> LinkDiff {
+    let mut out = LinkDiff::default();
+    if desired.links.is_empty() && ledger.links.is_empty() {
+        return out;
+    }
+    for d in &desired.links {
+        let Some(o) = observed.link(&d.name) else {
+            out.adds.push(Op::AddLink { link: d.clone() });
+            continue;
+        };
+        if !ledger.links.contains_key(&d.name) {
+            let kind = match o.kind.kind_name() {
+                "" => "a device".to_string(),
+                k => format!("a {k} link"),
+            };
+            plan.conflicts.push(Conflict {
+                owner: d.owner.clone(),
+                message: format!(
+                    "link {} is held by {kind} routerd did not create; routerd does not adopt, change or delete it",
+                    d.name
+                ),
+            });
+            out.foreign.insert(d.name.clone());
+        } else if d.needs_recreate(&o) {
+            let mut old = o.clone();
+            old.owner = d.owner.clone();
+            out.recreate_deletes.push(Op::DeleteLink { link: old });
+            out.adds.push(Op::AddLink { link: d.clone() });
+            out.recreated.insert(d.name.clone());
+        } else if d.needs_set(&o) {
+            out.sets.push(Op::SetLink { link: d.clone() });
+        }
+    }
+    for (name, owner) in &ledger.links {
+        if desired.links.iter().any(|d| &d.name == name) || desired.retained.contains(owner) {
+            continue;
+        }
+        if let Some(mut link) = observed.link(name) {
+            link.owner = owner.clone();
+            out.deletes.push(Op::DeleteLink { link });
+        }
+    }
+    out
 }
 
 /// The in-place update that turns the kernel's table into `t`, when only

@@ -1006,6 +1006,9 @@ pub struct DesiredState {
     /// Interface addresses (IPv4StaticAddress), sorted by key.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<Address>,
+    /// Kernel links routerd creates (macvlan, VXLAN, ...), sorted by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<Link>,
     /// Resource ids that exist but could not be resolved now: their kernel
     /// objects stay as they are (fail-static, spec §3.1 / §8.1.9).
     pub retained: BTreeSet<String>,
@@ -1060,6 +1063,238 @@ impl DesiredState {
             }
             same
         });
+        self.links.sort_by(|a, b| a.name.cmp(&b.name));
+        self.links.dedup_by(|dropped, kept| {
+            let same = dropped.name == kept.name;
+            if same && dropped.owner != kept.owner {
+                clashes.push((
+                    dropped.owner.clone(),
+                    kept.owner.clone(),
+                    format!("link {}", kept.name),
+                ));
+            }
+            same
+        });
         clashes
+    }
+}
+
+/// Longest kernel interface name (`IFNAMSIZ` - 1).
+pub const IFNAME_MAX: usize = 15;
+
+/// Whether the kernel accepts `name` as an interface name (1-15 bytes,
+/// no `/`, no whitespace, not `.` or `..`).
+pub fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= IFNAME_MAX
+        && name != "."
+        && name != ".."
+        && !name.contains('/')
+        && !name.contains(':')
+        && !name.chars().any(char::is_whitespace)
+}
+
+/// How a macvlan forwards between siblings on one master (OpenShift's
+/// `networkInterface.macvlan.mode`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum MacvlanMode {
+    /// Siblings talk to each other directly.
+    #[default]
+    Bridge,
+    /// Siblings never see each other.
+    Private,
+    /// Sibling traffic hairpins through the external switch.
+    Vepa,
+    /// The macvlan takes over the master (one per master).
+    Passthru,
+}
+
+impl MacvlanMode {
+    /// The `ip link ... type macvlan mode <m>` keyword.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MacvlanMode::Bridge => "bridge",
+            MacvlanMode::Private => "private",
+            MacvlanMode::Vepa => "vepa",
+            MacvlanMode::Passthru => "passthru",
+        }
+    }
+}
+
+/// What kind of virtual link, with the parameters the kernel fixes at
+/// creation (changing any of them means deleting and creating again).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LinkKind {
+    /// A macvlan child of `master`: its own MAC address on the master's
+    /// segment (EgressRouter's reserved addresses live on it).
+    Macvlan {
+        /// Parent device.
+        master: String,
+        /// Forwarding mode.
+        mode: MacvlanMode,
+    },
+    /// A VXLAN tunnel endpoint.
+    Vxlan {
+        /// VXLAN network identifier.
+        vni: u32,
+        /// Local underlay address.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        local: Option<IpAddr>,
+        /// Remote underlay address (unicast peer).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        remote: Option<IpAddr>,
+        /// UDP destination port (4789 is IANA's).
+        dstport: u16,
+        /// Underlay device the tunnel is bound to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device: Option<String>,
+    },
+    /// An IPv4-in-IPv4 tunnel.
+    Ipip {
+        /// Local endpoint.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        local: Option<Ipv4Addr>,
+        /// Remote endpoint.
+        remote: Ipv4Addr,
+    },
+    /// A GRE (layer 3) tunnel.
+    Gre {
+        /// Local endpoint.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        local: Option<Ipv4Addr>,
+        /// Remote endpoint.
+        remote: Ipv4Addr,
+    },
+    /// An observed link of a kind routerd never creates (physical, veth,
+    /// bridge, ...): the kernel's kind name, empty when it reports none.
+    Other(String),
+}
+
+impl LinkKind {
+    /// The kernel's kind name (`IFLA_INFO_KIND`).
+    pub fn kind_name(&self) -> &str {
+        match self {
+            LinkKind::Macvlan { .. } => "macvlan",
+            LinkKind::Vxlan { .. } => "vxlan",
+            LinkKind::Ipip { .. } => "ipip",
+            LinkKind::Gre { .. } => "gre",
+            LinkKind::Other(k) => k,
+        }
+    }
+
+    /// The device this link hangs off (macvlan master, VXLAN underlay):
+    /// it must exist before the link can be created.
+    pub fn lower(&self) -> Option<&str> {
+        match self {
+            LinkKind::Macvlan { master, .. } => Some(master),
+            LinkKind::Vxlan { device, .. } => device.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// A kernel link routerd creates (`ip link add`).
+///
+/// Links carry no owner marker the kernel keeps (an alias is dropped on
+/// creation), so, as with addresses, routerd owns exactly the links its
+/// ledger says it created; a link of the same name that routerd did not
+/// create is never adopted, changed or deleted (a `Conflict` of the owner).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Link {
+    /// Interface name (at most [`IFNAME_MAX`] bytes).
+    pub name: String,
+    /// Kind and creation parameters.
+    pub kind: LinkKind,
+    /// MTU; `None` keeps the kernel's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// Administratively up.
+    pub up: bool,
+    /// Announce the addresses it carries: `arp_notify` and
+    /// `ndisc_notify` are switched on at creation and every IPv4 address
+    /// added is followed by [`Op::AnnounceLink`](crate::plan::Op) (a
+    /// gratuitous ARP), so neighbours learn the new MAC at once. Desired
+    /// state only (not observed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub announce: bool,
+    /// Resource id that wants the link (empty for observed links).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub owner: String,
+}
+
+impl Link {
+    /// A link that is up, with the kernel's MTU and no owner yet.
+    pub fn new(name: impl Into<String>, kind: LinkKind) -> Self {
+        Link {
+            name: name.into(),
+            kind,
+            mtu: None,
+            up: true,
+            announce: false,
+            owner: String::new(),
+        }
+    }
+
+    /// Whether the kernel would have to recreate `observed` to turn it
+    /// into this link (the kind or a creation parameter differs).
+    pub fn needs_recreate(&self, observed: &Link) -> bool {
+        self.kind != observed.kind
+    }
+
+    /// Whether `observed` differs from this link in what can be changed in
+    /// place (MTU when one is asked for, admin state).
+    pub fn needs_set(&self, observed: &Link) -> bool {
+        self.up != observed.up || (self.mtu.is_some() && self.mtu != observed.mtu)
+    }
+}
+
+/// Renders the `ip link add` arguments (after `ip link add`).
+impl fmt::Display for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)?;
+        if let Some(mtu) = self.mtu {
+            write!(f, " mtu {mtu}")?;
+        }
+        if self.up {
+            f.write_str(" up")?;
+        }
+        match &self.kind {
+            LinkKind::Macvlan { master, mode } => {
+                write!(f, " link {master} type macvlan mode {}", mode.as_str())
+            }
+            LinkKind::Vxlan {
+                vni,
+                local,
+                remote,
+                dstport,
+                device,
+            } => {
+                write!(f, " type vxlan id {vni}")?;
+                if let Some(l) = local {
+                    write!(f, " local {l}")?;
+                }
+                if let Some(r) = remote {
+                    write!(f, " remote {r}")?;
+                }
+                write!(f, " dstport {dstport}")?;
+                if let Some(d) = device {
+                    write!(f, " dev {d}")?;
+                }
+                Ok(())
+            }
+            LinkKind::Ipip { local, remote } | LinkKind::Gre { local, remote } => {
+                write!(f, " type {}", self.kind.kind_name())?;
+                if let Some(l) = local {
+                    write!(f, " local {l}")?;
+                }
+                write!(f, " remote {remote}")
+            }
+            LinkKind::Other(k) => write!(f, " type {k}"),
+        }
     }
 }

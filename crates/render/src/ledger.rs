@@ -83,6 +83,10 @@ pub struct Ledger {
     /// Addresses routerd added, and for whom. Addresses have no marker,
     /// so this is the only thing that makes one routerd's.
     pub addresses: BTreeMap<AddressKey, String>,
+    /// Links routerd created (by name), and for whom. Like addresses,
+    /// links carry no marker the kernel keeps: this is what makes one
+    /// routerd's.
+    pub links: BTreeMap<String, String>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -95,6 +99,8 @@ struct LedgerFile {
     nft: Vec<(NftTableKey, NftEntry)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     addresses: Vec<(AddressKey, String)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    links: Vec<(String, String)>,
 }
 
 impl From<LedgerFile> for Ledger {
@@ -104,6 +110,7 @@ impl From<LedgerFile> for Ledger {
             rules: f.rules.into_iter().collect(),
             nft: f.nft.into_iter().collect(),
             addresses: f.addresses.into_iter().collect(),
+            links: f.links.into_iter().collect(),
         }
     }
 }
@@ -115,6 +122,7 @@ impl From<Ledger> for LedgerFile {
             rules: l.rules.into_iter().collect(),
             nft: l.nft.into_iter().collect(),
             addresses: l.addresses.into_iter().collect(),
+            links: l.links.into_iter().collect(),
         }
     }
 }
@@ -126,6 +134,7 @@ impl Ledger {
             && self.rules.is_empty()
             && self.nft.is_empty()
             && self.addresses.is_empty()
+            && self.links.is_empty()
     }
 
     /// Records the outcome of an applied plan: every desired object the
@@ -213,11 +222,20 @@ impl Ledger {
             .filter(|(k, _)| present_addresses.contains(k))
             .map(|(k, o)| (k.clone(), o.clone()))
             .collect();
+        // Links likewise: only those record_ops saw created, while the
+        // kernel still has a link of that name.
+        let links = self
+            .links
+            .iter()
+            .filter(|(name, _)| observed.has_link(name))
+            .map(|(k, o)| (k.clone(), o.clone()))
+            .collect();
         *self = Ledger {
             routes,
             rules,
             nft,
             addresses,
+            links,
         };
     }
 
@@ -236,6 +254,9 @@ impl Ledger {
         for (k, o) in other.addresses {
             self.addresses.entry(k).or_insert(o);
         }
+        for (k, o) in other.links {
+            self.links.entry(k).or_insert(o);
+        }
     }
 
     /// One line per object, for listings (`routerctl get orphans`).
@@ -244,7 +265,13 @@ impl Ledger {
         let rules = self.rules.keys().map(|k| format!("rule {k}"));
         let nft = self.nft.keys().map(|k| format!("nft table {k}"));
         let addresses = self.addresses.keys().map(|k| format!("address {k}"));
-        routes.chain(rules).chain(nft).chain(addresses).collect()
+        let links = self.links.keys().map(|k| format!("link {k}"));
+        routes
+            .chain(rules)
+            .chain(nft)
+            .chain(addresses)
+            .chain(links)
+            .collect()
     }
 
     /// Records the operations of a partly applied plan, so that what was
@@ -292,6 +319,13 @@ impl Ledger {
                 Op::DeleteAddress { address } => {
                     self.addresses.remove(&address.key());
                 }
+                Op::AddLink { link } => {
+                    self.links.insert(link.name.clone(), link.owner.clone());
+                }
+                Op::DeleteLink { link } => {
+                    self.links.remove(&link.name);
+                }
+                Op::SetLink { .. } | Op::AnnounceLink { .. } => {}
             }
         }
     }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeSet;
 
-use crate::ir::{Address, Family, IpNet, NftTable, NftTableKey, Route, Rule};
+use crate::ir::{Address, Family, IpNet, Link, NftTable, NftTableKey, Route, Rule};
 
 /// One kernel operation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +59,33 @@ pub enum Op {
     DeleteAddress {
         /// The address.
         address: Address,
+    },
+    /// `ip link add` (exclusive: a link of that name already there is
+    /// never adopted).
+    AddLink {
+        /// The link.
+        link: Link,
+    },
+    /// `ip link set dev <name> [mtu M] up|down` of a link routerd created.
+    SetLink {
+        /// The link as it should be.
+        link: Link,
+    },
+    /// `ip link del` of a link the ledger says routerd created.
+    DeleteLink {
+        /// The link.
+        link: Link,
+    },
+    /// Sets a link's MAC address to the one it has: the kernel then sends
+    /// a gratuitous ARP for every IPv4 address on it (`arp_notify`, which
+    /// routerd switched on when it created the link). Planned after the
+    /// addresses of an announcing link were added.
+    AnnounceLink {
+        /// Device name.
+        device: String,
+        /// Resource id the link is for.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        owner: String,
     },
     /// Element changes of an owned table whose chains, rules and set
     /// declarations already match: `delete element` / `add element` in one
@@ -137,7 +164,12 @@ impl Op {
                     })
                     .collect(),
             },
-            Op::ReplaceNftTable { .. } | Op::DeleteNftTable { .. } => return None,
+            Op::AddLink { link } => Op::DeleteLink { link: link.clone() },
+            Op::DeleteLink { link } => Op::AddLink { link: link.clone() },
+            Op::ReplaceNftTable { .. }
+            | Op::DeleteNftTable { .. }
+            | Op::SetLink { .. }
+            | Op::AnnounceLink { .. } => return None,
         })
     }
 }
@@ -171,6 +203,19 @@ impl fmt::Display for Op {
             Op::DeleteAddress { address } => {
                 write!(f, "ip {} addr del {address}", address.family().ip_flag())
             }
+            Op::AddLink { link } => write!(f, "ip link add {link}"),
+            Op::SetLink { link } => {
+                write!(f, "ip link set dev {}", link.name)?;
+                if let Some(mtu) = link.mtu {
+                    write!(f, " mtu {mtu}")?;
+                }
+                f.write_str(if link.up { " up" } else { " down" })
+            }
+            Op::DeleteLink { link } => write!(f, "ip link del {}", link.name),
+            Op::AnnounceLink { device, .. } => write!(
+                f,
+                "ip link set dev {device} address <its own> (gratuitous ARP for its addresses)"
+            ),
             Op::UpdateNftSets { table, sets, .. } => {
                 let add: usize = sets.iter().map(|d| d.add.len()).sum();
                 let remove: usize = sets.iter().map(|d| d.remove.len()).sum();

@@ -230,6 +230,8 @@ fn op_owner(op: &Op) -> &str {
         Op::UpdateNftSets { owners, .. } => owners.iter().next().map_or("", String::as_str),
         Op::DeleteNftTable { .. } => "",
         Op::AddAddress { address } | Op::DeleteAddress { address } => &address.owner,
+        Op::AddLink { link } | Op::SetLink { link } | Op::DeleteLink { link } => &link.owner,
+        Op::AnnounceLink { owner, .. } => owner,
     }
 }
 
@@ -256,6 +258,40 @@ fn screen(
     own: &Ownership,
     faults: &mut Faults,
 ) -> Option<DesiredState> {
+    // A link is kept back while the device it hangs off is absent or
+    // protected; the links that will be created count as present for the
+    // addresses and routes put on them.
+    let link_blocked = |l: &crate::ir::Link| -> Option<(&'static str, String)> {
+        let lower = l.kind.lower()?;
+        if own.protected_devices.contains(lower) {
+            return Some((
+                "Protected",
+                format!(
+                    "link {} would hang off protected interface \"{lower}\"; routerd does not touch it",
+                    l.name
+                ),
+            ));
+        }
+        let links = observed.links.as_ref()?;
+        (!links.contains(lower)).then(|| {
+            (
+                "DeviceNotReady",
+                format!(
+                    "device \"{lower}\" does not exist; link {} waits for it",
+                    l.name
+                ),
+            )
+        })
+    };
+    let created: BTreeSet<&str> = desired
+        .links
+        .iter()
+        .filter(|l| link_blocked(l).is_none())
+        .map(|l| l.name.as_str())
+        .collect();
+    let exists = |dev: &str| {
+        created.contains(dev) || observed.links.as_ref().is_none_or(|l| l.contains(dev))
+    };
     let blocked = |r: &Route| -> Option<(&'static str, String)> {
         if let Some(dev) = own.protected_device(r) {
             return Some((
@@ -263,11 +299,10 @@ fn screen(
                 format!("route {r} uses protected interface \"{dev}\"; routerd does not touch it"),
             ));
         }
-        let links = observed.links.as_ref()?;
         r.device
             .iter()
             .chain(r.nexthops.iter().map(|n| &n.device))
-            .find(|d| !links.contains(*d))
+            .find(|d| !exists(d))
             .map(|d| {
                 (
                     "DeviceNotReady",
@@ -285,9 +320,7 @@ fn screen(
                 ),
             ));
         }
-        if let Some(links) = observed.links.as_ref()
-            && !links.contains(&a.device)
-        {
+        if !exists(&a.device) {
             return Some((
                 "DeviceNotReady",
                 format!(
@@ -327,11 +360,22 @@ fn screen(
             .addresses
             .iter()
             .any(|a| address_blocked(a).is_some())
+        && !desired.links.iter().any(|l| link_blocked(l).is_some())
     {
         return None;
     }
     let mut carried = desired.clone();
     let mut held = Vec::new();
+    carried.links.retain(|l| match link_blocked(l) {
+        None => true,
+        Some((reason, message)) => {
+            faults.add(&l.owner, reason, &message);
+            // An owned link whose master went away stays as the kernel
+            // has it (the kernel removes a macvlan with its master).
+            held.push(l.owner.clone());
+            false
+        }
+    });
     carried.addresses.retain(|a| match address_blocked(a) {
         None => true,
         Some((reason, message)) => {

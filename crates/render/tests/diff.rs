@@ -104,6 +104,10 @@ fn touches_foreign(op: &Op) -> bool {
         Op::DeleteNftTable { key } => key.name == "filter" || key.name == "routerd_somebody_elses",
         Op::UpdateNftSets { table, .. } => table.name != "routerd_policy",
         Op::AddAddress { address } | Op::DeleteAddress { address } => address.owner.is_empty(),
+        Op::AddLink { link } | Op::SetLink { link } | Op::DeleteLink { link } => {
+            link.owner.is_empty()
+        }
+        Op::AnnounceLink { owner, .. } => owner.is_empty(),
     }
 }
 

@@ -5,13 +5,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 use netlink_packet_route::AddressFamily;
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoGre, InfoIpTunnel, InfoKind, InfoMacVlan, InfoVxlan, LinkAttribute, LinkFlags,
+    LinkInfo, LinkMessage, MacVlanMode,
+};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteNextHop, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 
-use crate::ir::{Family, NextHop, Route, RouteKind, Rule};
+use crate::ir::{Family, Link, LinkKind, MacvlanMode, NextHop, Route, RouteKind, Rule};
 
 /// Kernel's `local` table: never ours, never interesting.
 const LOCAL_TABLE: u32 = 255;
@@ -21,6 +24,10 @@ const LOCAL_TABLE: u32 = 255;
 pub(crate) struct Links {
     pub(crate) by_index: BTreeMap<u32, String>,
     pub(crate) by_name: BTreeMap<String, u32>,
+    /// Every link as IR (kind, MTU, admin state).
+    pub(crate) kernel: Vec<Link>,
+    /// Hardware address by name (what `AnnounceLink` sets again).
+    pub(crate) macs: BTreeMap<String, Vec<u8>>,
 }
 
 impl Links {
@@ -32,8 +39,246 @@ impl Links {
                 l.by_name.insert(name, m.header.index);
             }
         }
+        for m in msgs {
+            if let Some(link) = link_from(m, &l.by_index) {
+                if let Some(mac) = m.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::Address(b) => Some(b.clone()),
+                    _ => None,
+                }) {
+                    l.macs.insert(link.name.clone(), mac);
+                }
+                l.kernel.push(link);
+            }
+        }
         l
     }
+}
+
+fn macvlan_mode(m: MacvlanMode) -> MacVlanMode {
+    match m {
+        MacvlanMode::Bridge => MacVlanMode::Bridge,
+        MacvlanMode::Private => MacVlanMode::Private,
+        MacvlanMode::Vepa => MacVlanMode::Vepa,
+        MacvlanMode::Passthru => MacVlanMode::Passthrough,
+    }
+}
+
+/// `RTM_NEWLINK` (with `NLM_F_CREATE | NLM_F_EXCL`) for `ip link add`.
+pub(crate) fn link_add_message(link: &Link, links: &Links) -> Result<LinkMessage, NoDevice> {
+    let mut m = LinkMessage::default();
+    m.attributes.push(LinkAttribute::IfName(link.name.clone()));
+    if let Some(mtu) = link.mtu {
+        m.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    if link.up {
+        m.header.flags = LinkFlags::Up;
+        m.header.change_mask = LinkFlags::Up;
+    }
+    let info = match &link.kind {
+        LinkKind::Macvlan { master, mode } => {
+            m.attributes
+                .push(LinkAttribute::Link(ifindex(links, master)?));
+            vec![
+                LinkInfo::Kind(InfoKind::MacVlan),
+                LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(macvlan_mode(
+                    *mode,
+                ))])),
+            ]
+        }
+        LinkKind::Vxlan {
+            vni,
+            local,
+            remote,
+            dstport,
+            device,
+        } => {
+            let mut d = vec![InfoVxlan::Id(*vni), InfoVxlan::Port(*dstport)];
+            match local {
+                Some(IpAddr::V4(a)) => d.push(InfoVxlan::Local(*a)),
+                Some(IpAddr::V6(a)) => d.push(InfoVxlan::Local6(*a)),
+                None => {}
+            }
+            match remote {
+                Some(IpAddr::V4(a)) => d.push(InfoVxlan::Group(*a)),
+                Some(IpAddr::V6(a)) => d.push(InfoVxlan::Group6(*a)),
+                None => {}
+            }
+            if let Some(dev) = device {
+                d.push(InfoVxlan::Link(ifindex(links, dev)?));
+            }
+            vec![
+                LinkInfo::Kind(InfoKind::Vxlan),
+                LinkInfo::Data(InfoData::Vxlan(d)),
+            ]
+        }
+        LinkKind::Ipip { local, remote } => {
+            let mut d = vec![InfoIpTunnel::Remote(IpAddr::V4(*remote))];
+            if let Some(l) = local {
+                d.push(InfoIpTunnel::Local(IpAddr::V4(*l)));
+            }
+            vec![
+                LinkInfo::Kind(InfoKind::IpIp),
+                LinkInfo::Data(InfoData::IpTunnel(d)),
+            ]
+        }
+        LinkKind::Gre { local, remote } => {
+            let mut d = vec![InfoGre::Remote(*remote)];
+            if let Some(l) = local {
+                d.push(InfoGre::Local(*l));
+            }
+            vec![
+                LinkInfo::Kind(InfoKind::GreTun),
+                LinkInfo::Data(InfoData::GreTun(d)),
+            ]
+        }
+        LinkKind::Other(k) => vec![LinkInfo::Kind(InfoKind::Other(k.clone()))],
+    };
+    m.attributes.push(LinkAttribute::LinkInfo(info));
+    Ok(m)
+}
+
+/// `RTM_SETLINK` of an existing link: admin state and MTU (`ip link set`),
+/// or, with `mac`, its hardware address (the announcement).
+pub(crate) fn link_set_message(
+    link: &Link,
+    links: &Links,
+    mac: Option<Vec<u8>>,
+) -> Result<LinkMessage, NoDevice> {
+    let mut m = LinkMessage::default();
+    m.header.index = ifindex(links, &link.name)?;
+    if let Some(mac) = mac {
+        m.attributes.push(LinkAttribute::Address(mac));
+        return Ok(m);
+    }
+    if link.up {
+        m.header.flags = LinkFlags::Up;
+    }
+    m.header.change_mask = LinkFlags::Up;
+    if let Some(mtu) = link.mtu {
+        m.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    Ok(m)
+}
+
+/// `RTM_DELLINK` by index.
+pub(crate) fn link_delete_message(name: &str, links: &Links) -> Result<LinkMessage, NoDevice> {
+    let mut m = LinkMessage::default();
+    m.header.index = ifindex(links, name)?;
+    Ok(m)
+}
+
+/// A dumped link as IR: its kind with the parameters routerd sets, MTU
+/// and admin state; kinds routerd never creates come back as
+/// [`LinkKind::Other`].
+pub(crate) fn link_from(m: &LinkMessage, by_index: &BTreeMap<u32, String>) -> Option<Link> {
+    let name = link_name(m)?;
+    let name_of = |i: u32| {
+        by_index
+            .get(&i)
+            .cloned()
+            .unwrap_or_else(|| format!("if{i}"))
+    };
+    let mut mtu = None;
+    let mut lower = None;
+    let mut kind_name = String::new();
+    let mut data = None;
+    for a in &m.attributes {
+        match a {
+            LinkAttribute::Mtu(v) => mtu = Some(*v),
+            LinkAttribute::Link(i) => lower = Some(*i),
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    match i {
+                        LinkInfo::Kind(k) => kind_name = k.to_string(),
+                        LinkInfo::Data(d) => data = Some(d),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let kind = match (kind_name.as_str(), data) {
+        ("macvlan", Some(InfoData::MacVlan(d))) => {
+            let mode = d.iter().find_map(|x| match x {
+                InfoMacVlan::Mode(MacVlanMode::Bridge) => Some(MacvlanMode::Bridge),
+                InfoMacVlan::Mode(MacVlanMode::Private) => Some(MacvlanMode::Private),
+                InfoMacVlan::Mode(MacVlanMode::Vepa) => Some(MacvlanMode::Vepa),
+                InfoMacVlan::Mode(MacVlanMode::Passthrough) => Some(MacvlanMode::Passthru),
+                _ => None,
+            });
+            match (mode, lower) {
+                (Some(mode), Some(i)) => LinkKind::Macvlan {
+                    master: name_of(i),
+                    mode,
+                },
+                _ => LinkKind::Other(kind_name),
+            }
+        }
+        ("vxlan", Some(InfoData::Vxlan(d))) => {
+            let mut vni = None;
+            let (mut local, mut remote, mut device) = (None, None, None);
+            let mut dstport = 0;
+            for x in d {
+                match x {
+                    InfoVxlan::Id(v) => vni = Some(*v),
+                    InfoVxlan::Local(a) => local = Some(IpAddr::V4(*a)),
+                    InfoVxlan::Local6(a) => local = Some(IpAddr::V6(*a)),
+                    InfoVxlan::Group(a) => remote = Some(IpAddr::V4(*a)),
+                    InfoVxlan::Group6(a) => remote = Some(IpAddr::V6(*a)),
+                    InfoVxlan::Port(p) => dstport = *p,
+                    InfoVxlan::Link(i) => device = Some(name_of(*i)),
+                    _ => {}
+                }
+            }
+            match vni {
+                Some(vni) => LinkKind::Vxlan {
+                    vni,
+                    local,
+                    remote,
+                    dstport,
+                    device,
+                },
+                None => LinkKind::Other(kind_name),
+            }
+        }
+        ("ipip", Some(InfoData::IpTunnel(d))) => {
+            let local = d.iter().find_map(|x| match x {
+                InfoIpTunnel::Local(IpAddr::V4(a)) if !a.is_unspecified() => Some(*a),
+                _ => None,
+            });
+            match d.iter().find_map(|x| match x {
+                InfoIpTunnel::Remote(IpAddr::V4(a)) => Some(*a),
+                _ => None,
+            }) {
+                Some(remote) => LinkKind::Ipip { local, remote },
+                None => LinkKind::Other(kind_name),
+            }
+        }
+        ("gre", Some(InfoData::GreTun(d))) => {
+            let local = d.iter().find_map(|x| match x {
+                InfoGre::Local(a) if !a.is_unspecified() => Some(*a),
+                _ => None,
+            });
+            match d.iter().find_map(|x| match x {
+                InfoGre::Remote(a) => Some(*a),
+                _ => None,
+            }) {
+                Some(remote) => LinkKind::Gre { local, remote },
+                None => LinkKind::Other(kind_name),
+            }
+        }
+        _ => LinkKind::Other(kind_name),
+    };
+    let (up, _) = link_state(m);
+    Some(Link {
+        name,
+        kind,
+        mtu,
+        up,
+        announce: false,
+        owner: String::new(),
+    })
 }
 
 pub(crate) fn link_name(m: &LinkMessage) -> Option<String> {

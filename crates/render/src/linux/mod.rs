@@ -190,9 +190,25 @@ impl LinuxDataplane {
                 ),
                 0,
             ),
-            Op::ReplaceNftTable { .. } | Op::DeleteNftTable { .. } | Op::UpdateNftSets { .. } => {
+            Op::SetLink { link } => (
+                RouteNetlinkMessage::SetLink(
+                    convert::link_set_message(link, &self.links, None).map_err(nodev)?,
+                ),
+                0,
+            ),
+            Op::DeleteLink { link } => (
+                RouteNetlinkMessage::DelLink(
+                    convert::link_delete_message(&link.name, &self.links).map_err(nodev)?,
+                ),
+                0,
+            ),
+            Op::ReplaceNftTable { .. }
+            | Op::DeleteNftTable { .. }
+            | Op::UpdateNftSets { .. }
+            | Op::AddLink { .. }
+            | Op::AnnounceLink { .. } => {
                 return Err(DataplaneError::Unsupported(
-                    "nft op in a netlink batch".into(),
+                    "op outside a netlink batch".into(),
                 ));
             }
         })
@@ -251,11 +267,105 @@ impl LinuxDataplane {
     }
 }
 
+/// Operations run one at a time rather than in a pipelined netlink batch:
+/// nft tables, and link creation and announcement, whose later operations
+/// need the new link's index and MAC.
 fn is_nft(op: &Op) -> bool {
     matches!(
         op,
-        Op::ReplaceNftTable { .. } | Op::DeleteNftTable { .. } | Op::UpdateNftSets { .. }
+        Op::ReplaceNftTable { .. }
+            | Op::DeleteNftTable { .. }
+            | Op::UpdateNftSets { .. }
+            | Op::AddLink { .. }
+            | Op::AnnounceLink { .. }
     )
+}
+
+/// Writes a per-device sysctl of the calling thread's namespace
+/// (`/proc/sys/net/...` resolves against the opener's namespace).
+fn write_sysctl(path: &str, value: &str) -> Result<(), DataplaneError> {
+    std::fs::write(path, value).map_err(|e| DataplaneError::Io {
+        context: format!("write {path}"),
+        message: e.to_string(),
+    })
+}
+
+impl LinuxDataplane {
+    /// `ip link add`, then (for an announcing link) `ndisc_notify` on, so
+    /// the kernel advertises each IPv6 address once its DAD completes, and
+    /// a fresh link map for the operations that follow.
+    fn add_link(&mut self, op: &Op, link: &crate::ir::Link) -> Result<(), DataplaneError> {
+        let nodev = |e: convert::NoDevice| DataplaneError::Netlink {
+            context: op.to_string(),
+            message: format!("Cannot find device \"{}\"", e.0),
+            errno: ENODEV,
+        };
+        let msg = match convert::link_add_message(link, &self.links) {
+            Ok(m) => m,
+            Err(_) => {
+                self.refresh_links()?;
+                convert::link_add_message(link, &self.links).map_err(nodev)?
+            }
+        };
+        self.single(
+            op,
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        if link.announce {
+            // IPv6 may be disabled on the host; IPv4 is announced by
+            // AnnounceLink, which reports its own failure.
+            let _ = write_sysctl(
+                &format!("/proc/sys/net/ipv6/conf/{}/ndisc_notify", link.name),
+                "1",
+            );
+            let _ = write_sysctl(
+                &format!("/proc/sys/net/ipv4/conf/{}/arp_notify", link.name),
+                "1",
+            );
+        }
+        self.refresh_links()
+    }
+
+    /// Sets the link's MAC to the one it has: with `arp_notify` on, the
+    /// kernel answers NETDEV_CHANGEADDR with a gratuitous ARP for every
+    /// IPv4 address of the link (deps: kernel `devinet.c`).
+    fn announce_link(&mut self, op: &Op, device: &str) -> Result<(), DataplaneError> {
+        write_sysctl(&format!("/proc/sys/net/ipv4/conf/{device}/arp_notify"), "1")?;
+        self.refresh_links()?;
+        let mac = self
+            .links
+            .macs
+            .get(device)
+            .cloned()
+            .ok_or_else(|| DataplaneError::Netlink {
+                context: op.to_string(),
+                message: format!("Cannot find device \"{device}\""),
+                errno: ENODEV,
+            })?;
+        let link = crate::ir::Link::new(device, crate::ir::LinkKind::Other(String::new()));
+        let msg = convert::link_set_message(&link, &self.links, Some(mac)).map_err(|e| {
+            DataplaneError::Netlink {
+                context: op.to_string(),
+                message: format!("Cannot find device \"{}\"", e.0),
+                errno: ENODEV,
+            }
+        })?;
+        self.single(op, RouteNetlinkMessage::SetLink(msg), 0)
+    }
+
+    /// One request, acknowledged.
+    fn single(
+        &mut self,
+        op: &Op,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> Result<(), DataplaneError> {
+        match self.rtnl.batch(vec![(msg, flags)])?.pop() {
+            Some(Err(e)) => Err(e.into_dataplane(op.to_string())),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Dataplane for LinuxDataplane {
@@ -267,6 +377,7 @@ impl Dataplane for LinuxDataplane {
             nft: self.lister.list_owned()?,
             addresses: self.dump_addresses()?,
             links: Some(self.links.by_name.keys().cloned().collect()),
+            kernel_links: self.links.kernel.clone(),
         })
     }
 
@@ -290,6 +401,8 @@ impl Dataplane for LinuxDataplane {
                         choose_for_sets(&mut self.backends, sets)
                             .and_then(|b| b.update_sets(table, sets))
                     }
+                    Op::AddLink { link } => self.add_link(op, link),
+                    Op::AnnounceLink { device, .. } => self.announce_link(op, device),
                     _ => Ok(()),
                 };
                 match r {

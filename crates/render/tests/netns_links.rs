@@ -1,0 +1,202 @@
+//! Kernel links through netlink, in a throwaway namespace (root only):
+//! a macvlan and a VXLAN link are created, read back equal, announced and
+//! deleted; a foreign link is never touched.
+
+#![cfg(feature = "linux")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use routerd_render::ir::{Address, Link, LinkKind, MacvlanMode};
+use routerd_render::linux::{LinuxDataplane, netns};
+use routerd_render::{Dataplane, DesiredState, Ledger, Ownership, ReconcileOptions, reconcile};
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+const OWNER: &str = "net.routerd.net/v1alpha1/EgressRouter/r";
+
+/// A named namespace, deleted on drop.
+struct Ns(String);
+
+impl Ns {
+    fn new() -> Ns {
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let name = format!("rdl{}-{n}", std::process::id());
+        sh(&["ip", "netns", "add", &name]);
+        let ns = Ns(name);
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+    fn ip(&self, args: &[&str]) -> String {
+        let mut v = vec!["ip", "-n", &self.0];
+        v.extend_from_slice(args);
+        sh(&v)
+    }
+    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let name = self.0.clone();
+        std::thread::spawn(move || {
+            netns::enter(&name).expect("setns");
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn desired() -> DesiredState {
+    let mut mv = Link::new(
+        "rd-m",
+        LinkKind::Macvlan {
+            master: "eth0".into(),
+            mode: MacvlanMode::Bridge,
+        },
+    );
+    mv.announce = true;
+    mv.owner = OWNER.into();
+    let mut vx = Link::new(
+        "vx42",
+        LinkKind::Vxlan {
+            vni: 42,
+            local: Some("192.0.2.1".parse().unwrap()),
+            remote: Some("192.0.2.2".parse().unwrap()),
+            dstport: 4789,
+            device: Some("eth0".into()),
+        },
+    );
+    vx.mtu = Some(1400);
+    vx.owner = OWNER.into();
+    // Named like the operator's own macvlan: a conflict, never adopted.
+    let mut clash = Link::new(
+        "fx0",
+        LinkKind::Macvlan {
+            master: "eth0".into(),
+            mode: MacvlanMode::Private,
+        },
+    );
+    clash.owner = "net.routerd.net/v1alpha1/EgressRouter/other".into();
+    let mut a = Address::new("rd-m", "192.0.2.99/24".parse().unwrap());
+    a.owner = OWNER.into();
+    a.allow_overlap = true;
+    let mut d = DesiredState {
+        links: vec![mv, vx, clash],
+        addresses: vec![a],
+        ..DesiredState::default()
+    };
+    let _ = d.normalize();
+    d
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn macvlan_and_vxlan_round_trip_announce_and_leave_foreign_links_alone() {
+    let r = Ns::new();
+    r.ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
+    ]);
+    r.ip(&["addr", "add", "192.0.2.1/24", "dev", "eth0"]);
+    r.ip(&["link", "set", "eth0", "up"]);
+    r.ip(&["link", "set", "eth0p", "up"]);
+    r.ip(&[
+        "link", "add", "fx0", "link", "eth0", "type", "macvlan", "mode", "bridge",
+    ]);
+    let foreign = r.ip(&["-d", "link", "show", "fx0"]);
+
+    // The gratuitous ARP is captured on the master's peer.
+    let mut cap = Command::new("ip")
+        .args(["netns", "exec", &r.0, "tcpdump", "-nn", "-l", "-i", "eth0p"])
+        .args(["-c", "1", "arp and src host 192.0.2.99"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tcpdump");
+    let mut err = BufReader::new(cap.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening on") {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "tcpdump did not start"
+        );
+    }
+
+    let want = desired();
+    let (first, second, observed, last, ledger) = r.run(move || {
+        let mut dp = LinuxDataplane::new(Vec::new(), Ownership::default()).unwrap();
+        let mut ledger = Ledger::default();
+        let opts = ReconcileOptions::default();
+        let first = reconcile(&mut dp, &want, &mut ledger, &opts).unwrap();
+        let second = reconcile(&mut dp, &want, &mut ledger, &opts).unwrap();
+        let observed = dp.observe().unwrap();
+        let last = reconcile(&mut dp, &DesiredState::default(), &mut ledger, &opts).unwrap();
+        (first, second, observed, last, ledger)
+    });
+
+    // Created and announced; the clash is the other owner's conflict.
+    assert_eq!(first.faults.len(), 1, "{:?}", first.faults);
+    assert_eq!(first.faults[0].reason, "Conflict");
+    assert!(first.faults[0].owner.ends_with("/other"));
+    assert!(second.plan.is_empty(), "read back equal: {}", second.plan);
+    let mv = observed
+        .kernel_links
+        .iter()
+        .find(|l| l.name == "rd-m")
+        .unwrap();
+    assert_eq!(mv.kind, desired().links[1].kind);
+    assert!(mv.up);
+    let vx = observed
+        .kernel_links
+        .iter()
+        .find(|l| l.name == "vx42")
+        .unwrap();
+    assert_eq!(vx.kind, desired().links[2].kind);
+    assert_eq!(vx.mtu, Some(1400));
+
+    let mut out = String::new();
+    cap.wait().unwrap();
+    cap.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    assert!(
+        out.contains("Request who-has 192.0.2.99 tell 192.0.2.99"),
+        "gratuitous ARP: {out}"
+    );
+
+    // Removed again; the operator's macvlan is exactly as it was.
+    assert_eq!(
+        last.plan
+            .ops
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        [
+            "ip -4 addr del 192.0.2.99/24 dev rd-m",
+            "ip link del rd-m",
+            "ip link del vx42",
+        ]
+    );
+    assert!(ledger.is_empty());
+    let links = r.ip(&["-o", "link", "show"]);
+    assert!(
+        !links.contains("rd-m") && !links.contains("vx42"),
+        "{links}"
+    );
+    assert_eq!(r.ip(&["-d", "link", "show", "fx0"]), foreign);
+}
