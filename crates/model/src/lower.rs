@@ -218,7 +218,7 @@ pub fn route_target(
     }
     let device = tunnels.get(iface).copied().unwrap_or(iface).to_string();
     match u.type_.as_deref().map(str::trim).unwrap_or("") {
-        "wireguard" | "route" | "tailscale" | "ipip" | "gre" | "fou" | "gue" | "vxlan" => {
+        "wireguard" | "route" | "tailscale" | "ipip" | "gre" | "fou" | "gue" => {
             Ok((device, String::new()))
         }
         "ipsec" => {

@@ -50,8 +50,9 @@ pub const ROUTE_REMOVED_EVENT: &str = "routerd.ipv4.route.removed";
 /// Below this the overlay cannot carry IPv6 (routerd's `MinimumIPv6MTU`).
 pub const MINIMUM_IPV6_MTU: i64 = 1280;
 
-/// Bytes an underlay adds (routerd's constants; vxlan is ours: 14 inner
-/// Ethernet + 8 VXLAN + 8 UDP + 20 IPv4).
+/// Bytes an underlay adds (routerd's constants; fou and gue from routerd's
+/// table in §1.8). A vxlan TunnelInterface is reached with `route`: its
+/// link MTU already excludes the 50 bytes of encapsulation.
 pub fn overhead(underlay_type: &str, gre_key: bool) -> i64 {
     match underlay_type.trim() {
         "wireguard" | "tailscale" => 80,
@@ -60,7 +61,6 @@ pub fn overhead(underlay_type: &str, gre_key: bool) -> i64 {
         "gre" => 24 + if gre_key { 4 } else { 0 },
         "fou" => 28,
         "gue" => 32,
-        "vxlan" => 50,
         _ => 0,
     }
 }
