@@ -13,5 +13,5 @@ pub mod plan;
 
 pub use plan::{
     DataplaneView, MergeView, PlanDocument, PlanError, PlanInputs, build_effective, build_plan,
-    build_plan_with_desired, dataplane_view, follow_all, merge_view, view_of,
+    build_plan_with_desired, dataplane_view, follow_all, follow_all_with_wake, merge_view, view_of,
 };

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use routerd_api::{MergeView, build_effective, follow_all, view_of};
+use routerd_api::{MergeView, build_effective, follow_all_with_wake, view_of};
 use routerd_merge::{Change, ChangeSet, Effective, Part};
 use routerd_model::{Event, Kind, ObjectRef, Resource, StateSnapshot, Status};
 use routerd_render::render::failclosed as fail_closed;
@@ -155,6 +155,9 @@ struct View {
     state: SetState,
     /// Per policy: when its evaluation can change without new observations.
     wake: Vec<Option<DateTime<Utc>>>,
+    /// When a follower can change without new observations (a
+    /// HybridRoute's health gate ends its hysteresis hold).
+    follow_wake: Option<DateTime<Utc>>,
     /// Policies with `flushOnFailover: deadPath`, by id (few or none, so
     /// the select stage looks at nothing else). Copies: positions in
     /// `merged` shift when routes come and go without a reindex.
@@ -169,6 +172,7 @@ impl View {
             set: PolicySet::default(),
             state: SetState::default(),
             wake: Vec::new(),
+            follow_wake: None,
             flush_policies: BTreeMap::new(),
         };
         v.reindex(statuses);
@@ -377,6 +381,7 @@ impl Core {
             .flatten()
             .copied()
             .chain(v.effective.next_expiry())
+            .chain(v.follow_wake)
             .min()
     }
 
@@ -506,19 +511,22 @@ impl Core {
     /// other statuses; there are few of them and they are cheap, so all
     /// are evaluated whenever anything moved.
     fn follow_stage(&mut self, now: DateTime<Utc>, st: &mut StepState) {
-        if !st.report.full && st.moved.is_empty() {
-            return;
-        }
-        let Some(view) = self.view.as_ref() else {
+        let Some(view) = self.view.as_mut() else {
             return;
         };
-        for (id, o) in follow_all(
+        let due = view.follow_wake.is_some_and(|t| t <= now);
+        if !st.report.full && st.moved.is_empty() && !due {
+            return;
+        }
+        let (outcomes, wake) = follow_all_with_wake(
             &view.merged.effective,
             view.set.world(),
             &self.statuses,
             &self.statuses,
             now,
-        ) {
+        );
+        view.follow_wake = wake;
+        for (id, o) in outcomes {
             st.events.extend(o.events);
             if self.statuses.get(&id) != Some(&o.status) {
                 self.statuses.insert(id.clone(), o.status);
@@ -592,6 +600,20 @@ impl Core {
                     if self.faults.get(owner) != faults.get(owner) {
                         st.moved.insert(owner.clone());
                     }
+                }
+                // A HybridRoute reports its lowered routes' faults.
+                if self
+                    .faults
+                    .keys()
+                    .chain(faults.keys())
+                    .any(|o| o.contains("/IPv4Route/") && self.faults.get(o) != faults.get(o))
+                {
+                    st.moved.extend(
+                        self.statuses
+                            .keys()
+                            .filter(|id| id.contains("/HybridRoute/"))
+                            .cloned(),
+                    );
                 }
                 // Kernel refusals and devices that may appear are retried
                 // (with the queue's backoff); a conflict or a protected
@@ -792,7 +814,25 @@ impl Core {
             (None, None) => st,
         };
         crate::flush::overlay(&mut out, self.last_flush.get(id));
+        if id.contains("/HybridRoute/")
+            && let Some(o) = self.route_faults_over(&out)
+        {
+            out = o;
+        }
         Some(out)
+    }
+
+    /// A HybridRoute's status with its lowered routes' faults laid over
+    /// `routes[]` (the follower ran before the kernel answered).
+    fn route_faults_over(&self, st: &Status) -> Option<Status> {
+        routerd_select::follow::hybrid::overlay_route_faults(st, |route| {
+            self.faults.get(route).map(|f| {
+                (
+                    crate::faults::phase_for(route, &f.reason).to_string(),
+                    f.reason.clone(),
+                )
+            })
+        })
     }
 
     /// Every status as reported (see [`Core::reported_status`]).
@@ -818,6 +858,15 @@ impl Core {
         for (id, v) in &self.last_flush {
             if let Some(st) = out.get_mut(id) {
                 crate::flush::overlay(st, Some(v));
+            }
+        }
+        if !self.faults.is_empty() {
+            for (id, st) in out.iter_mut() {
+                if id.contains("/HybridRoute/")
+                    && let Some(o) = self.route_faults_over(st)
+                {
+                    *st = o;
+                }
             }
         }
         out
@@ -953,6 +1002,8 @@ fn is_computed(id: &str) -> bool {
         "/IPv4StaticAddress/",
         "/NAT44Rule/",
         "/IPAddressSet/",
+        "/HybridRoute/",
+        "/OverlayPeer/",
     ]
     .iter()
     .any(|k| id.contains(k))

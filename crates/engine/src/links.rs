@@ -28,6 +28,8 @@ pub struct LinkInfo {
     pub carrier: bool,
     /// MAC address, when it has one.
     pub mac: Option<String>,
+    /// The device's MTU (what a HybridRoute's overlay estimate starts from).
+    pub mtu: Option<u32>,
     /// Addresses with prefix length.
     pub addresses: Vec<String>,
     /// The IPv6 addresses (with prefix length) a host route may use as its
@@ -230,9 +232,11 @@ impl LinkSource for KernelLinks {
 fn link_info(l: &LinkMessage) -> Option<(String, LinkInfo)> {
     let mut name = None;
     let mut mac = None;
+    let mut mtu = None;
     for a in &l.attributes {
         match a {
             LinkAttribute::IfName(n) => name = Some(n.clone()),
+            LinkAttribute::Mtu(m) => mtu = Some(*m),
             LinkAttribute::Address(bytes) if bytes.iter().any(|b| *b != 0) => {
                 let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
                 mac = Some(hex.join(":"));
@@ -249,6 +253,7 @@ fn link_info(l: &LinkMessage) -> Option<(String, LinkInfo)> {
             // IFF_LOWER_UP: running with carrier, what sysfs `carrier` says.
             carrier: flags.contains(LinkFlags::LowerUp),
             mac,
+            mtu,
             addresses: Vec::new(),
             usable_ipv6: Vec::new(),
         },
@@ -388,6 +393,9 @@ fn link_status(ifname: &str, info: Option<&LinkInfo>) -> Status {
             if let Some(m) = &l.mac {
                 st.insert("macAddress".into(), json!(m));
             }
+            if let Some(m) = l.mtu {
+                st.insert("mtu".into(), json!(m));
+            }
         }
     }
     st
@@ -411,6 +419,20 @@ pub fn statuses(resources: &[Resource], links: &BTreeMap<String, LinkInfo>) -> S
             },
             Kind::PPPoESession => match r.as_pppoe() {
                 Some(s) => (s.device_name(r.name()), None),
+                None => continue,
+            },
+            // A tunnel's link (an OverlayPeer's underlay): up, and its MTU.
+            Kind::TunnelInterface => match r.as_tunnel_interface() {
+                Some(s) => {
+                    let dev = s
+                        .ifname
+                        .as_deref()
+                        .map(str::trim)
+                        .filter(|i| !i.is_empty())
+                        .unwrap_or(r.name())
+                        .to_string();
+                    (dev, None)
+                }
                 None => continue,
             },
             _ => continue,

@@ -237,6 +237,7 @@ pub(crate) fn evaluate(startup: &Startup, data: &PartData) -> Result<Contributio
     let masked: FxHashSet<u32> = masks.iter().map(|m| m.pos).collect();
     validate_own(startup, own, &masked, src)?;
     check_masks(startup, own, &masks, &masked, src)?;
+    check_lowering(startup, own, &masked, src)?;
 
     let mut refs: Vec<(Id, Id)> = Vec::new();
     for (rid, i) in &resources {
@@ -426,6 +427,52 @@ fn check_masks(
                 r.id()
             ));
         }
+    }
+    Ok(())
+}
+
+/// A part whose HybridRoute would lower onto a startup route (or whose
+/// IPv4Route would sit where a startup HybridRoute lowers) is rejected
+/// alone with routerd's collision message (§1.8), instead of the effective
+/// config failing validation. Startup routes the part masks do not count:
+/// masking the static route a HybridRoute replaces is the seed's
+/// "selective suppression of static fallback resources".
+fn check_lowering(
+    startup: &Startup,
+    own: &[Resource],
+    masked: &FxHashSet<u32>,
+    src: &str,
+) -> Result<(), String> {
+    if !own
+        .iter()
+        .any(|r| matches!(r.kind(), Kind::HybridRoute | Kind::IPv4Route))
+    {
+        return Ok(());
+    }
+    let relevant = |k: Kind| {
+        matches!(
+            k,
+            Kind::HybridRoute | Kind::IPv4Route | Kind::OverlayPeer | Kind::TunnelInterface
+        )
+    };
+    let view: Vec<&Resource> = startup
+        .order()
+        .iter()
+        .filter(|p| !masked.contains(p))
+        .filter_map(|p| startup.get(*p))
+        .filter(|r| relevant(r.kind()))
+        .chain(own.iter())
+        .collect();
+    let ids: FxHashSet<routerd_model::ResourceId> = own.iter().map(Resource::id).collect();
+    let lowering = routerd_model::lower::lower(view);
+    if let Some(p) = lowering.problems().find(|p| {
+        p.collision
+            && (ids.contains(&p.hybrid_route) || p.other.as_ref().is_some_and(|o| ids.contains(o)))
+    }) {
+        return Err(format!(
+            "dynamic resource collides with a lowered route: source=\"{src}\": {}",
+            p.message
+        ));
     }
     Ok(())
 }

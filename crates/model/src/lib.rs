@@ -13,6 +13,7 @@ pub mod duration;
 pub mod event;
 pub mod id;
 pub mod load;
+pub mod lower;
 pub mod position;
 pub mod resource;
 pub mod schema;

@@ -469,9 +469,32 @@ fn tunnel_interface_rules() {
     );
     expect_error(
         "TunnelInterface",
-        "mode: vxlan\nlocal: 192.0.2.1\nremote: 192.0.2.2",
+        "mode: geneve\nlocal: 192.0.2.1\nremote: 192.0.2.2",
         "spec.mode",
-        "spec.mode must be ipip, gre, fou, or gue",
+        "spec.mode must be ipip, gre, fou, gue, or vxlan",
+    );
+    // vxlan is ours: the VNI is spec.key, the UDP port spec.encapDport.
+    expect_valid(
+        "TunnelInterface",
+        "mode: vxlan\nlocal: 192.0.2.1\nremote: 192.0.2.2\nkey: 42\nencapDport: 4789\nunderlayInterface: eth0\naddress: 10.255.0.1/30\nmtu: 1450",
+    );
+    expect_error(
+        "TunnelInterface",
+        "mode: vxlan\nlocal: 192.0.2.1\nremote: 192.0.2.2",
+        "spec.key",
+        "spec.key is required when spec.mode is vxlan (the VNI)",
+    );
+    expect_error(
+        "TunnelInterface",
+        "mode: vxlan\nlocal: 192.0.2.1\nremote: 192.0.2.2\nkey: 16777216",
+        "spec.key",
+        "spec.key must be within 0-16777215 when spec.mode is vxlan",
+    );
+    expect_error(
+        "TunnelInterface",
+        "mode: vxlan\nlocal: 192.0.2.1\nremote: 192.0.2.2\nkey: 1\nencapSport: 5555",
+        "spec.encapSport",
+        "spec.encapSport/spec.encapDport are only supported when spec.mode is fou or gue",
     );
     expect_error(
         "TunnelInterface",

@@ -20,6 +20,7 @@ use crate::time::format_rfc3339_nano;
 
 pub mod address;
 pub mod egress_router;
+pub mod hybrid;
 pub mod ipv6;
 pub use address::ipv4_static_address;
 pub use egress_router::egress_router;
@@ -93,7 +94,11 @@ fn non_empty(s: Option<&str>) -> Option<&str> {
     s.map(str::trim).filter(|s| !s.is_empty())
 }
 
-fn outcome(status: Status, previous: Option<&Status>, events: Vec<Event>) -> FollowOutcome {
+pub(crate) fn outcome(
+    status: Status,
+    previous: Option<&Status>,
+    events: Vec<Event>,
+) -> FollowOutcome {
     FollowOutcome {
         status_changed: previous != Some(&status),
         status,

@@ -28,6 +28,9 @@ pub struct MergeView {
     pub suppressed: Vec<serde_json::Value>,
     /// Every dynamic part with its state and reason.
     pub dynamic_parts: Vec<serde_json::Value>,
+    /// What every HybridRoute lowered to, or why it did not (its lowered
+    /// IPv4Routes are in `effective`, owned by it).
+    pub lowering: routerd_model::lower::Lowering,
 }
 
 /// Startup + active parts − allowed masks at `now`.
@@ -58,11 +61,19 @@ pub fn build_effective(
 
 /// The [`MergeView`] of a merge result (the daemon keeps an [`Effective`]
 /// and applies part changes to it incrementally).
+///
+/// HybridRoutes are lowered here, on the effective configuration, so a
+/// HybridRoute a dynamic part brings lowers like a startup one, and the
+/// lowered IPv4Routes flow through the route follower and the renderer
+/// like any other (routerd-spec §2.2: merge, then lowering).
 pub fn view_of(merged: &Effective) -> MergeView {
+    let (effective, lowering) =
+        routerd_model::lower::with_lowered(merged.iter().map(|e| e.annotated()).collect());
     MergeView {
-        effective: merged.iter().map(|e| e.annotated()).collect(),
+        effective,
         suppressed: merged.suppressed().iter().map(json).collect(),
         dynamic_parts: merged.parts().iter().map(json).collect(),
+        lowering,
     }
 }
 

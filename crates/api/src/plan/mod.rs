@@ -12,7 +12,7 @@ mod select_stage;
 
 pub use merge_stage::{MergeView, build_effective, merge_view, view_of};
 pub use render_stage::dataplane_view;
-pub use select_stage::follow_all;
+pub use select_stage::{follow_all, follow_all_with_wake};
 
 use std::collections::BTreeMap;
 

@@ -8,6 +8,7 @@
 
 use chrono::{DateTime, Utc};
 use routerd_model::{Kind, Resource, StateSnapshot};
+use routerd_select::follow::hybrid::Hybrid;
 use routerd_select::follow::{
     FollowOptions, FollowOutcome, Subject, ipv4_route, ipv4_static_address, ipv6_static_route,
     nat44,
@@ -51,10 +52,11 @@ pub(super) fn run(inputs: &PlanInputs, doc: &mut PlanDocument) -> Result<(), Pla
     Ok(())
 }
 
-/// Evaluates every IPv4Route, IPv6StaticRoute, IPv4StaticAddress and NAT44Rule of `effective` against the
-/// statuses selection left in `current` (their own previous status is read
-/// from `previous`), in configuration order. The plan and the daemon's step
-/// both call this, so they follow selections the same way.
+/// Evaluates every IPv4Route, IPv6StaticRoute, IPv4StaticAddress,
+/// NAT44Rule, EgressRouter, HybridRoute and OverlayPeer of `effective`
+/// against the statuses selection left in `current` (their own previous
+/// status is read from `previous`), in configuration order. The plan and
+/// the daemon's step both call this, so they follow selections the same way.
 pub fn follow_all(
     effective: &[Resource],
     world: &World,
@@ -62,8 +64,26 @@ pub fn follow_all(
     previous: &dyn StatusSource,
     now: DateTime<Utc>,
 ) -> Vec<(String, FollowOutcome)> {
+    follow_all_with_wake(effective, world, current, previous, now).0
+}
+
+/// [`follow_all`], also returning when a follower's evaluation can change
+/// with no new observation (a HybridRoute's health gate ends its
+/// hysteresis hold): the daemon arms a timer for it.
+pub fn follow_all_with_wake(
+    effective: &[Resource],
+    world: &World,
+    current: &dyn StatusSource,
+    previous: &dyn StatusSource,
+    now: DateTime<Utc>,
+) -> (Vec<(String, FollowOutcome)>, Option<DateTime<Utc>>) {
     let follow = FollowOptions::default();
     let mut out = Vec::new();
+    // CloudEdge: the health gates first, since the lowered routes read them.
+    let mut cloud = Hybrid::new(effective);
+    if let Some(h) = cloud.as_mut() {
+        h.gate_all(current, previous, now);
+    }
     for r in effective {
         if !matches!(
             r.kind(),
@@ -82,9 +102,13 @@ pub fn follow_all(
         };
         let prev = previous.status(&id);
         let o = match r.kind() {
-            Kind::IPv4Route => r
-                .as_ipv4_route()
-                .map(|s| ipv4_route(who, s, current, prev, now, &follow)),
+            Kind::IPv4Route => r.as_ipv4_route().map(|s| {
+                let o = ipv4_route(who, s, current, prev, now, &follow);
+                match &cloud {
+                    Some(h) => h.route_outcome(r, o, prev, now),
+                    None => o,
+                }
+            }),
             Kind::IPv6StaticRoute => r
                 .as_ipv6_static_route()
                 .map(|s| ipv6_static_route(who, s, world, prev, now, &follow)),
@@ -103,5 +127,25 @@ pub fn follow_all(
             out.push((id, o));
         }
     }
-    out
+    let Some(h) = cloud else {
+        return (out, None);
+    };
+    // The HybridRoutes report their routes' statuses of this pass.
+    let routes: StateSnapshot = out
+        .iter()
+        .filter(|(id, _)| id.contains("/IPv4Route/"))
+        .map(|(id, o)| (id.clone(), o.status.clone()))
+        .collect();
+    for r in h.hybrid_routes() {
+        let id = r.id().to_string();
+        let o = h.hybrid_route_status(r, &routes, current, previous.status(&id), now);
+        out.push((id, o));
+    }
+    for r in h.peers() {
+        let id = r.id().to_string();
+        if let Some(o) = h.overlay_peer_status(r, current, previous.status(&id)) {
+            out.push((id, o));
+        }
+    }
+    (out, h.wake_at())
 }

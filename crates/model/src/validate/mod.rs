@@ -79,7 +79,31 @@ pub fn validate_with_unmanaged(
         }));
     }
     findings.extend(route_clashes(resources));
+    findings.extend(hybrid_collisions(resources));
     findings
+}
+
+/// HybridRoute destinations that would lower onto a user route (same
+/// destination or same synthetic name) or onto another HybridRoute's
+/// route: routerd refuses the config (§1.8). Field problems of the
+/// destinations are the field validator's; only clashes are added here.
+fn hybrid_collisions(resources: &[Resource]) -> Vec<Finding> {
+    if !resources.iter().any(|r| r.kind() == Kind::HybridRoute) {
+        return Vec::new();
+    }
+    let lowering = crate::lower::lower(resources);
+    let mut out = Vec::new();
+    for p in lowering.problems().filter(|p| p.collision) {
+        let index = resources.iter().position(|r| r.id() == p.hybrid_route);
+        let id = p.hybrid_route.to_string();
+        out.push(Finding {
+            index,
+            diagnostic: Diagnostic::error(p.message.clone())
+                .with_resource(&id)
+                .with_path(&p.path),
+        });
+    }
+    out
 }
 
 /// Two unconditional IPv4Routes that would write the same kernel route

@@ -240,7 +240,7 @@ pub(super) fn hybrid_route(s: &HybridRouteSpec, idx: &NameIndex<'_>, p: &mut Pro
     match s
         .peer_ref
         .as_deref()
-        .map(str::trim)
+        .map(crate::lower::peer_name)
         .filter(|x| !x.is_empty())
     {
         None => p.field("spec.peerRef", "is required"),
@@ -304,10 +304,13 @@ pub(super) fn cloud_profile(s: &CloudProviderProfileSpec, p: &mut Problems<'_>) 
 }
 
 pub(super) fn tunnel_interface(s: &TunnelInterfaceSpec, p: &mut Problems<'_>) {
+    // vxlan is ours (routerd has ipip, gre, fou and gue): the one tunnel
+    // this project's kernels always have, carried live (docs/resources.md).
     match s.mode.as_deref() {
-        Some("ipip" | "gre" | "fou" | "gue") => {}
-        _ => p.field("spec.mode", "must be ipip, gre, fou, or gue"),
+        Some("ipip" | "gre" | "fou" | "gue" | "vxlan") => {}
+        _ => p.field("spec.mode", "must be ipip, gre, fou, gue, or vxlan"),
     }
+    let vxlan = s.mode.as_deref() == Some("vxlan");
     for (f, v, from) in [
         ("local", &s.local, &s.local_from),
         ("remote", &s.remote, &s.remote_from),
@@ -347,11 +350,13 @@ pub(super) fn tunnel_interface(s: &TunnelInterfaceSpec, p: &mut Problems<'_>) {
     }
     let fou = matches!(s.mode.as_deref(), Some("fou" | "gue"));
     for (f, v) in [("encapSport", s.encap_sport), ("encapDport", s.encap_dport)] {
+        // A vxlan tunnel's UDP destination port is its encapDport.
+        let udp = fou || (vxlan && f == "encapDport");
         if let Some(port) = v
             && port != 0
-            && (!fou || !(1..=65535).contains(&port))
+            && (!udp || !(1..=65535).contains(&port))
         {
-            if fou {
+            if udp {
                 p.field(&format!("spec.{f}"), "must be within 1-65535");
             } else {
                 p.at(
@@ -361,7 +366,18 @@ pub(super) fn tunnel_interface(s: &TunnelInterfaceSpec, p: &mut Problems<'_>) {
             }
         }
     }
-    if s.key.is_some() && s.mode.as_deref() != Some("gre") {
+    if vxlan {
+        // The VNI: a vxlan tunnel has no GRE key, and the key field says
+        // the same thing (which tunnel of a pair of endpoints).
+        match s.key {
+            None => p.field("spec.key", "is required when spec.mode is vxlan (the VNI)"),
+            Some(k) if !(0..=16_777_215).contains(&k) => p.field(
+                "spec.key",
+                "must be within 0-16777215 when spec.mode is vxlan",
+            ),
+            Some(_) => {}
+        }
+    } else if s.key.is_some() && s.mode.as_deref() != Some("gre") {
         p.field("spec.key", "is only valid when spec.mode is gre");
     }
     if s.ttl.is_some_and(|t| !(0..=255).contains(&t)) {

@@ -178,7 +178,11 @@ pub fn references(r: &Resource) -> Vec<Reference> {
     }
     if let Some(s) = r.as_hybrid_route() {
         if let Some(p) = &s.peer_ref {
-            push("spec.peerRef".into(), &[Kind::OverlayPeer], p);
+            push(
+                "spec.peerRef".into(),
+                &[Kind::OverlayPeer],
+                crate::lower::peer_name(p),
+            );
         }
         if let Some(h) = &s.health_check_ref {
             push("spec.healthCheckRef".into(), &[Kind::HealthCheck], h);

@@ -13,6 +13,7 @@ mod nat;
 mod policy;
 mod routes;
 mod static6;
+pub mod tunnels;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -90,6 +91,7 @@ pub struct Rendered {
 pub fn render(resources: &[Resource], status: &StateSnapshot) -> Rendered {
     let ctx = Ctx::new(resources, status);
     let mut out = Rendered::default();
+    tunnels::render_tunnel_interfaces(&ctx, &mut out);
     addresses::render_static_addresses(&ctx, &mut out);
     routes::render_ipv4_routes(&ctx, &mut out);
     static6::render_ipv6_static_routes(&ctx, &mut out);

@@ -11,9 +11,21 @@ use crate::ir::{Family, MAIN_TABLE, NextHop, Route, RouteKind};
 pub(super) const HOLD_PHASES: [&str; 5] =
     ["Pending", "Error", "Standby", "NotApplicable", "Disabled"];
 
+/// The phase of a route whose owner took it out of the kernel on purpose
+/// (a HybridRoute whose HealthCheck does not vouch): neither rendered nor
+/// retained, so the reconcile deletes it and a fallback takes over.
+pub(crate) const WITHDRAWN_PHASE: &str = "Withdrawn";
+
 pub(super) fn render_ipv4_routes(ctx: &Ctx<'_>, out: &mut Rendered) {
     for r in ctx.of_kind(Kind::IPv4Route) {
         let owner = format!("{}/{}/{}", r.api_version, r.kind().as_str(), r.name());
+        if ctx
+            .status_by_id(&owner)
+            .and_then(|s| status_str(s, "phase"))
+            == Some(WITHDRAWN_PHASE)
+        {
+            continue;
+        }
         match route_of(ctx, r, &owner) {
             Ok(Some(route)) => out.desired.routes.push(Route { owner, ..route }),
             Ok(None) => {
