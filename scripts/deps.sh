@@ -14,6 +14,10 @@ ROUTERD_APT_PACKAGES=(
   curl          # control-socket tests run a non-root client
   python3        # examples/plugins are Python
   dnsmasq-base   # a DNS server inside the lab for IPAddressSet names (e2e_names)
+  keepalived     # VRRP election and virtual IPs of EgressGateway groups (docs/adr/0017)
+  conntrackd     # connection-state sync between gateway members (docs/adr/0017)
+  arping         # gratuitous-ARP checks in the gateway namespace tests
+  tcpdump        # VRRP advert inspection while debugging gateway tests
 )
 
 missing=()

@@ -85,6 +85,10 @@ kinds! {
     TunnelInterface => HYBRID_API, ["ifname", "mode", "local", "remote", "mtu", "interface", "peerAddress", "observedAddress", "observedPeerAddress", "underlayInterface", "underlayMTU", "tunnelOverhead", "ttl", "encapSport", "encapDport", "dryRun"];
     AddressMobilityDomain => HYBRID_API, ["prefix", "mode", "peerRef", "claims", "claimCount"];
     EgressRouter => NET_API, ["conditions", "rules", "addresses", "master", "listen"];
+    Node => NET_API, ["ready", "cordoned", "addresses"];
+    ClientGroup => NET_API, ["sourceCIDRs", "interfaces"];
+    EgressGateway => NET_API, ["activeNodeName", "readyNodes", "vrrpState", "conditions", "virtualIP", "internalIP", "lastFailoverAt", "lastFailoverCause"];
+    EgressGatewayPolicy => NET_API, ["conditions", "activeNodeName", "nextHop"];
     RemoteAddressClaim => HYBRID_API, ["domainRef", "address", "ownerSide", "captureType", "peerRef", "deliveryMode", "deliveryRouteName", "deliveryDevice", "deliveryMetric", "captureInterface", "captureStatus"];
 }
 
@@ -95,12 +99,23 @@ impl Kind {
     }
 
     /// Whether `api` is an apiVersion this kind is accepted under: its own
-    /// group, and for EgressRouter also OpenShift's, so a custom resource
-    /// pasted from a cluster loads unchanged.
+    /// group, and for EgressRouter and the gateway kinds also OpenShift's
+    /// or Deckhouse's, so a custom resource pasted from a cluster loads
+    /// unchanged.
     pub fn accepts_api_version(self, api: &str) -> bool {
-        api == self.api_version()
-            || (self == Kind::EgressRouter
-                && api == crate::spec::egress_router::OPENSHIFT_NETWORK_API)
+        api == self.api_version() || self.foreign_api_version() == Some(api)
+    }
+
+    /// The other project's apiVersion this kind is also accepted under,
+    /// unchanged (OpenShift's EgressRouter, Deckhouse's gateway kinds).
+    pub fn foreign_api_version(self) -> Option<&'static str> {
+        match self {
+            Kind::EgressRouter => Some(crate::spec::egress_router::OPENSHIFT_NETWORK_API),
+            Kind::EgressGateway | Kind::EgressGatewayPolicy => {
+                Some(crate::spec::gateway::DECKHOUSE_NETWORK_API)
+            }
+            _ => None,
+        }
     }
 
     /// Kinds that are wire objects of the plugin protocol, never configuration.

@@ -105,6 +105,10 @@ specs! {
     AddressMobilityDomain(AddressMobilityDomainSpec),
     RemoteAddressClaim(RemoteAddressClaimSpec),
     EgressRouter(EgressRouterSpec),
+    Node(NodeSpec),
+    ClientGroup(ClientGroupSpec),
+    EgressGateway(EgressGatewaySpec),
+    EgressGatewayPolicy(EgressGatewayPolicySpec),
 }
 
 /// One typed resource.
@@ -708,6 +712,10 @@ accessors! {
     as_cloud_profile => CloudProviderProfile(CloudProviderProfileSpec),
     as_tunnel_interface => TunnelInterface(TunnelInterfaceSpec),
     as_egress_router => EgressRouter(EgressRouterSpec),
+    as_node => Node(NodeSpec),
+    as_client_group => ClientGroup(ClientGroupSpec),
+    as_egress_gateway => EgressGateway(EgressGatewaySpec),
+    as_egress_gateway_policy => EgressGatewayPolicy(EgressGatewayPolicySpec),
 }
 
 impl Resource {

@@ -16,10 +16,9 @@ pub fn for_kind(kind: Kind) -> Option<Value> {
     if let Some(o) = spec.as_object_mut() {
         o.remove("$schema");
     }
-    let api = if kind == Kind::EgressRouter {
-        json!({"enum": [kind.api_version(), crate::spec::egress_router::OPENSHIFT_NETWORK_API]})
-    } else {
-        json!({"const": kind.api_version()})
+    let api = match kind.foreign_api_version() {
+        Some(foreign) => json!({"enum": [kind.api_version(), foreign]}),
+        None => json!({"const": kind.api_version()}),
     };
     let mut doc = json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -207,6 +207,10 @@ golden! {
     egress_router_rules_then_fallback_ipv6 => "egress-router-rules-fallback-v6",
     egress_router_fallback_only_ipv6 => "egress-router-fallback-v6",
     egress_router_without_rules_or_fallback_ipv6 => "egress-router-refusal-v6",
+    gateway_master_snats_to_the_vip_and_routes_by_its_table => "gateway-master-vip",
+    gateway_backup_renders_nothing => "gateway-backup",
+    gateway_master_in_primary_ip_mode_masquerades => "gateway-master-primary",
+    gateway_client_steers_to_the_internal_next_hop => "gateway-client",
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! id and the field path so the loader can attach file positions.
 
 mod egress_router;
+mod gateway;
 mod ipv6;
 mod net;
 mod other;
@@ -80,6 +81,7 @@ pub fn validate_with_unmanaged(
     }
     findings.extend(route_clashes(resources));
     findings.extend(hybrid_collisions(resources));
+    findings.extend(gateway::vrrp_id_clashes(resources));
     findings
 }
 
@@ -199,6 +201,10 @@ pub fn validate_one(
         Spec::AddressMobilityDomain(s) => other::mobility_domain(s, idx, &mut p),
         Spec::RemoteAddressClaim(s) => other::address_claim(s, idx, resources, &mut p),
         Spec::EgressRouter(s) => egress_router::check(r, s, &mut p),
+        Spec::Node(s) => gateway::node(s, &mut p),
+        Spec::ClientGroup(s) => gateway::client_group(s, &mut p),
+        Spec::EgressGateway(s) => gateway::gateway(r, s, resources, idx, &mut p),
+        Spec::EgressGatewayPolicy(s) => gateway::policy(r, s, resources, &mut p),
     }
     when::check(r, &mut p);
     refs::check_status_refs(r, idx, &mut p);

@@ -8,6 +8,7 @@
 mod addresses;
 pub mod egress_router;
 pub mod failclosed;
+pub mod gateway;
 mod host;
 mod nat;
 mod policy;
@@ -100,6 +101,7 @@ pub fn render(resources: &[Resource], status: &StateSnapshot) -> Rendered {
     host::render_host_traffic(&ctx, &mut out);
     nat::render_nat44(&ctx, &mut out);
     egress_router::render_egress_routers(&ctx, &mut out);
+    gateway::render_gateways(&ctx, &mut out);
     for (owner, winner, object) in out.desired.normalize() {
         out.problems.push(RenderProblem {
             owner,
