@@ -126,12 +126,16 @@ fn open_store(args: &Args) -> Result<Store> {
     Ok(store)
 }
 
+/// Colour codes only reach a terminal: under journald or a pipe they are
+/// noise in every line an operator greps.
 fn init_logging(args: &Args) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     if args.log_json {
         builder.json().init();
     } else {

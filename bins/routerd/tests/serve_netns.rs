@@ -178,4 +178,11 @@ fn serve_in_a_netns_without_its_sysfs_sees_its_links_and_feeds_the_watchdog() {
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let st = child.wait().unwrap();
     assert!(st.success(), "{st}; log:\n{}", log());
+    // stderr is a file here, as under journald: plain text, no colour codes.
+    let text = log();
+    assert!(text.contains("INFO"), "the daemon logged nothing:\n{text}");
+    assert!(
+        !text.contains('\x1b'),
+        "ANSI escapes in a log file:\n{text}"
+    );
 }

@@ -82,6 +82,20 @@ pub fn validate_with_unmanaged(
     findings.extend(route_clashes(resources));
     findings.extend(hybrid_collisions(resources));
     findings.extend(gateway::vrrp_id_clashes(resources));
+    for (i, path, cycle) in refs::status_ref_cycles(resources, &idx) {
+        let Some(r) = resources.get(i) else {
+            continue;
+        };
+        let id = r.id().to_string();
+        findings.push(Finding {
+            index: Some(i),
+            diagnostic: Diagnostic::error(format!(
+                "{id} {path} forms a dependency cycle: {cycle}; no resource in it can become ready"
+            ))
+            .with_resource(&id)
+            .with_path(&path),
+        });
+    }
     findings
 }
 

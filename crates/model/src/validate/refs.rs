@@ -364,3 +364,139 @@ pub(crate) fn check_status_refs(r: &Resource, idx: &NameIndex<'_>, p: &mut Probl
         }
     }
 }
+
+/// Status references (`dependsOn`, `deviceFrom`, `gatewayFrom` and the other
+/// `*From` fields) that loop back to where they start, including a resource
+/// that reads its own status. Such a loop can never resolve: each member
+/// waits for another member's status, so all of them would sit in
+/// `Pending` forever. One error per loop, on the member listed first in the
+/// configuration, naming every hop.
+pub fn status_ref_cycles(
+    resources: &[Resource],
+    idx: &NameIndex<'_>,
+) -> Vec<(usize, String, String)> {
+    // edges[i] = (path, target) for every status reference that resolves.
+    let edges: Vec<Vec<(String, usize)>> = resources
+        .iter()
+        .map(|r| {
+            status_refs(r)
+                .into_iter()
+                .filter_map(|(path, sr)| {
+                    let (k, n) = split_kind_name(sr.resource().trim())?;
+                    let j = idx.get(Kind::parse(k)?, n)?;
+                    Some((path, j))
+                })
+                .collect()
+        })
+        .collect();
+    let mut out = Vec::new();
+    // Tarjan's strongly connected components, iteratively (configs are
+    // operator input: no recursion depth bound on them).
+    let n = resources.len();
+    let mut index = vec![usize::MAX; n];
+    let mut low = vec![0usize; n];
+    let mut on_stack = vec![false; n];
+    let mut stack = Vec::new();
+    let mut next = 0usize;
+    let mut components: Vec<Vec<usize>> = Vec::new();
+    for root in 0..n {
+        if index[root] != usize::MAX {
+            continue;
+        }
+        let mut work: Vec<(usize, usize)> = vec![(root, 0)];
+        index[root] = next;
+        low[root] = next;
+        next += 1;
+        stack.push(root);
+        on_stack[root] = true;
+        while let Some(&mut (v, ref mut e)) = work.last_mut() {
+            if let Some((_, w)) = edges[v].get(*e) {
+                let w = *w;
+                *e += 1;
+                if index[w] == usize::MAX {
+                    index[w] = next;
+                    low[w] = next;
+                    next += 1;
+                    stack.push(w);
+                    on_stack[w] = true;
+                    work.push((w, 0));
+                } else if on_stack[w] {
+                    low[v] = low[v].min(index[w]);
+                }
+                continue;
+            }
+            work.pop();
+            if let Some(&(parent, _)) = work.last() {
+                low[parent] = low[parent].min(low[v]);
+            }
+            if low[v] == index[v] {
+                let mut comp = Vec::new();
+                while let Some(w) = stack.pop() {
+                    on_stack[w] = false;
+                    comp.push(w);
+                    if w == v {
+                        break;
+                    }
+                }
+                components.push(comp);
+            }
+        }
+    }
+    for comp in components {
+        let Some(&first) = comp.iter().min() else {
+            continue;
+        };
+        let self_loop = edges[first].iter().any(|(_, j)| *j == first);
+        if comp.len() == 1 && !self_loop {
+            continue;
+        }
+        // The shortest way from the first member back to itself.
+        let Some((hops, first_path)) = shortest_loop(first, &edges, &comp) else {
+            continue;
+        };
+        let names: Vec<String> = hops
+            .iter()
+            .map(|&i| format!("{}/{}", resources[i].kind().as_str(), resources[i].name()))
+            .collect();
+        out.push((first, first_path, names.join(" -> ")));
+    }
+    out.sort();
+    out
+}
+
+/// Breadth-first from `start` inside `comp` until an edge leads back to
+/// it: the hops (starting and ending with `start`) and the path of the
+/// first reference taken.
+fn shortest_loop(
+    start: usize,
+    edges: &[Vec<(String, usize)>],
+    comp: &[usize],
+) -> Option<(Vec<usize>, String)> {
+    let mut prev: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    let mut queue = std::collections::VecDeque::from([start]);
+    while let Some(v) = queue.pop_front() {
+        for (_, w) in edges.get(v)? {
+            if *w == start {
+                let mut hops = vec![start, v];
+                let mut cur = v;
+                while let Some(&p) = prev.get(&cur) {
+                    hops.push(p);
+                    cur = p;
+                }
+                hops.reverse();
+                let second = hops.get(1).copied().unwrap_or(start);
+                let path = edges
+                    .get(start)?
+                    .iter()
+                    .find(|(_, j)| *j == second)
+                    .map(|(p, _)| p.clone())?;
+                return Some((hops, path));
+            }
+            if comp.contains(w) && *w != start && !prev.contains_key(w) {
+                prev.insert(*w, v);
+                queue.push_back(*w);
+            }
+        }
+    }
+    None
+}
