@@ -41,7 +41,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<i32> {
-    let (loaded, diags) = input::load_startup_with(&args.files, args.unknown_fields)?;
+    let (loaded, mut diags) = input::load_startup_with(&args.files, args.unknown_fields)?;
+    diags.extend(input::port_warnings(&loaded));
     for d in &diags {
         eprintln!("{d}");
     }
