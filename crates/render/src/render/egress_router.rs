@@ -373,7 +373,7 @@ pub fn render_one(
         match spec.master() {
             Some(master) => m.push(Expr::IifNameNe(master.to_string())),
             None => notes.push(
-                "no spec.networkInterface.macvlan.master and no listen set: the redirect applies to traffic addressed to this host on every interface until the master is inferred (phase 2)".to_string(),
+                "no spec.networkInterface.macvlan.master and no listen set: the redirect applies to traffic addressed to this host on every interface until a master is declared or inferred".to_string(),
             ),
         }
         m.push(Expr::FibDaddrLocal);
