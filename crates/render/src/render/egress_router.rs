@@ -9,7 +9,7 @@
 //! redirected traffic from the reserved addresses, all of them (a stable
 //! per-client choice when there are several), not only `addresses[0]`.
 //!
-//! Carrying (phase 2a, [`carry`]): a macvlan on the master (declared, or
+//! Carrying (phase 2a, `carry`): a macvlan on the master (declared, or
 //! inferred from the Interface whose observed subnet holds a reserved
 //! address) with every reserved address, announced by a gratuitous ARP /
 //! unsolicited NA; the router's own routing table (its subnets, default
