@@ -161,6 +161,13 @@ fn text(doc: &PlanDocument) -> String {
             let _ = writeln!(o, "  {id}: {phase} {reason}");
         }
     }
+    if !doc.dataplane.links.is_empty() {
+        let _ = writeln!(o, "Links:");
+        for l in &doc.dataplane.links {
+            let s = |k: &str| l.get(k).and_then(|v| v.as_str()).unwrap_or("");
+            let _ = writeln!(o, "  {}  # {}", s("command"), s("owner"));
+        }
+    }
     if !doc.dataplane.addresses.is_empty() {
         let _ = writeln!(o, "Addresses:");
         for a in &doc.dataplane.addresses {
