@@ -39,3 +39,34 @@ pub fn load_startup_with(
     let diags = loaded.validate(Context::Startup);
     Ok((loaded, diags))
 }
+
+/// The sockets this host listens on (`/proc/net/{tcp,tcp6,udp,udp6}`;
+/// files that cannot be read contribute nothing), for the EgressRouter
+/// port-collision warnings.
+pub fn host_listeners() -> Vec<routerd_model::spec::egress_router::ListeningSocket> {
+    use routerd_model::spec::egress_router::{RedirectProtocol, parse_proc_net};
+    let mut out = Vec::new();
+    for (file, proto) in [
+        ("/proc/net/tcp", RedirectProtocol::Tcp),
+        ("/proc/net/tcp6", RedirectProtocol::Tcp),
+        ("/proc/net/udp", RedirectProtocol::Udp),
+        ("/proc/net/udp6", RedirectProtocol::Udp),
+    ] {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            out.extend(parse_proc_net(&text, proto));
+        }
+    }
+    out
+}
+
+/// Warnings for EgressRouter redirect ports this host listens on.
+pub fn port_warnings(loaded: &Loaded) -> Vec<Diagnostic> {
+    if !loaded
+        .resources
+        .iter()
+        .any(|r| r.as_egress_router().is_some())
+    {
+        return Vec::new();
+    }
+    routerd_model::spec::egress_router::port_collision_warnings(loaded, &host_listeners())
+}

@@ -41,7 +41,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<i32> {
-    let (loaded, diags) = input::load_startup_with(&args.files, args.unknown_fields)?;
+    let (loaded, mut diags) = input::load_startup_with(&args.files, args.unknown_fields)?;
+    diags.extend(input::port_warnings(&loaded));
     for d in &diags {
         eprintln!("{d}");
     }
@@ -158,6 +159,13 @@ fn text(doc: &PlanDocument) -> String {
             let phase = st.get("phase").and_then(|v| v.as_str()).unwrap_or("-");
             let reason = st.get("reason").and_then(|v| v.as_str()).unwrap_or("");
             let _ = writeln!(o, "  {id}: {phase} {reason}");
+        }
+    }
+    if !doc.dataplane.links.is_empty() {
+        let _ = writeln!(o, "Links:");
+        for l in &doc.dataplane.links {
+            let s = |k: &str| l.get(k).and_then(|v| v.as_str()).unwrap_or("");
+            let _ = writeln!(o, "  {}  # {}", s("command"), s("owner"));
         }
     }
     if !doc.dataplane.addresses.is_empty() {

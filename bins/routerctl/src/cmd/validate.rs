@@ -36,7 +36,8 @@ struct Report<'a> {
 }
 
 pub fn run(args: Args) -> Result<i32> {
-    let (_loaded, diags) = input::load_startup_with(&args.files, args.unknown_fields)?;
+    let (loaded, mut diags) = input::load_startup_with(&args.files, args.unknown_fields)?;
+    diags.extend(input::port_warnings(&loaded));
     let (errors, warnings): (Vec<_>, Vec<_>) = diags.iter().partition(|d| d.is_error());
     let valid = errors.is_empty();
     match args.output {

@@ -46,6 +46,9 @@ pub struct DataplaneView {
     /// Interface addresses (IPv4StaticAddress).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<serde_json::Value>,
+    /// Kernel links routerd creates (EgressRouter's macvlan, tunnels).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<serde_json::Value>,
 }
 
 /// The plan document.

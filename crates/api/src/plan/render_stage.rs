@@ -71,6 +71,18 @@ pub fn dataplane_view(d: &routerd_render::DesiredState) -> Result<DataplaneView,
             .iter()
             .map(|a| to_value(serde_json::to_value(a)))
             .collect::<Result<_, _>>()?,
+        links: d
+            .links
+            .iter()
+            .map(|l| {
+                let mut v = to_value(serde_json::to_value(l))?;
+                // The `ip link add` arguments, as operators read them.
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("command".into(), json!(format!("ip link add {l}")));
+                }
+                Ok(v)
+            })
+            .collect::<Result<_, PlanError>>()?,
     })
 }
 

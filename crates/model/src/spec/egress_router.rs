@@ -327,10 +327,181 @@ pub fn infer_master(
     None
 }
 
+/// A socket the host listens on (TCP `LISTEN`, or an unconnected UDP
+/// socket), as `/proc/net/{tcp,tcp6,udp,udp6}` list them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListeningSocket {
+    /// TCP or UDP.
+    pub protocol: RedirectProtocol,
+    /// Local address (`0.0.0.0` / `::` for any).
+    pub address: IpAddr,
+    /// Local port.
+    pub port: u16,
+}
+
+fn proc_addr(hex: &str) -> Option<IpAddr> {
+    // Each 32-bit word is printed in host byte order.
+    let word = |i: usize| -> Option<[u8; 4]> {
+        let w = u32::from_str_radix(hex.get(i * 8..i * 8 + 8)?, 16).ok()?;
+        Some(w.to_ne_bytes())
+    };
+    match hex.len() {
+        8 => Some(IpAddr::from(word(0)?)),
+        32 => {
+            let mut b = [0u8; 16];
+            for i in 0..4 {
+                b[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+            }
+            Some(IpAddr::from(b))
+        }
+        _ => None,
+    }
+}
+
+/// Parses one `/proc/net/{tcp,tcp6,udp,udp6}` text: the listening TCP
+/// sockets (state `0A`) or the unconnected UDP ones (state `07`, remote
+/// port 0). Lines that do not parse are skipped.
+pub fn parse_proc_net(text: &str, protocol: RedirectProtocol) -> Vec<ListeningSocket> {
+    let want = match protocol {
+        RedirectProtocol::Tcp => "0A",
+        _ => "07",
+    };
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut f = line.split_whitespace();
+            let (_, local, remote, state) = (f.next()?, f.next()?, f.next()?, f.next()?);
+            if state != want || !remote.ends_with(":0000") {
+                return None;
+            }
+            let (addr, port) = local.split_once(':')?;
+            Some(ListeningSocket {
+                protocol,
+                address: proc_addr(addr)?,
+                port: u16::from_str_radix(port, 16).ok()?,
+            })
+        })
+        .collect()
+}
+
+/// Warnings for redirect ports the host already listens on: a matching
+/// connection is redirected, never delivered to the host's service, which
+/// an operator should know before the service seems to vanish. Each
+/// warning is (field path, message).
+pub fn port_collisions(
+    spec: &EgressRouterSpec,
+    sockets: &[ListeningSocket],
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (i, rule) in spec.rules().iter().enumerate() {
+        let Some(p) = RedirectProtocol::parse(&rule.protocol) else {
+            continue;
+        };
+        let Ok(port) = u16::try_from(rule.port) else {
+            continue;
+        };
+        let hits: Vec<String> = sockets
+            .iter()
+            .filter(|s| s.protocol == p && s.port == port)
+            .map(|s| match s.address {
+                IpAddr::V6(a) => format!("[{a}]:{port}"),
+                IpAddr::V4(a) => format!("{a}:{port}"),
+            })
+            .collect();
+        if hits.is_empty() {
+            continue;
+        }
+        out.push((
+            format!("spec.redirect.redirectRules[{i}].port"),
+            format!(
+                "redirect port {port}/{} collides with a socket this host listens on ({}): connections the redirect applies to go to {}, not to that service",
+                p.as_str(),
+                hits.join(", "),
+                rule.destination_ip.trim()
+            ),
+        ));
+    }
+    out
+}
+
+/// [`port_collisions`] of every EgressRouter of `loaded`, as located
+/// warnings (`routerctl validate` and `plan` read the host's sockets and
+/// call this).
+pub fn port_collision_warnings(
+    loaded: &crate::Loaded,
+    sockets: &[ListeningSocket],
+) -> Vec<crate::Diagnostic> {
+    let mut out = Vec::new();
+    for (i, r) in loaded.resources.iter().enumerate() {
+        let Some(spec) = r.as_egress_router() else {
+            continue;
+        };
+        let id = r.id().to_string();
+        for (path, message) in port_collisions(spec, sockets) {
+            let mut d = crate::Diagnostic::warning(format!("{id} {message}"))
+                .with_resource(id.clone())
+                .with_path(path);
+            loaded.locate(i, &mut d);
+            out.push(d);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn proc_net_listeners_are_parsed_and_collisions_named() {
+        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0
+   1: 0100007F:0050 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 100 0 0 10 0
+";
+        let tcp6 =
+            "  sl  local_address                         remote_address                        st
+   0: 00000000000000000000000000000000:20FB 00000000000000000000000000000000:0000 0A 0
+";
+        let mut sockets = parse_proc_net(tcp, RedirectProtocol::Tcp);
+        sockets.extend(parse_proc_net(tcp6, RedirectProtocol::Tcp));
+        assert_eq!(sockets.len(), 2, "{sockets:?}");
+        assert_eq!(sockets[0].port, 8080);
+        assert_eq!(sockets[0].address, "0.0.0.0".parse::<IpAddr>().unwrap());
+        assert_eq!(sockets[1].port, 8443);
+        let loopback = "   0: 0100007F:0035 00000000:0000 07 0\n";
+        let udp = parse_proc_net(&format!("header\n{loopback}"), RedirectProtocol::Udp);
+        assert_eq!(udp[0].address, "127.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(udp[0].port, 53);
+
+        let spec = EgressRouterSpec {
+            redirect: Some(EgressRouterRedirect {
+                redirect_rules: vec![
+                    L4RedirectRule {
+                        destination_ip: "203.0.113.26".into(),
+                        port: 8080,
+                        protocol: "tcp".into(),
+                        target_port: Some(80),
+                    },
+                    L4RedirectRule {
+                        destination_ip: "10.0.0.99".into(),
+                        port: 8080,
+                        protocol: "UDP".into(),
+                        target_port: None,
+                    },
+                ],
+                fallback_ip: None,
+            }),
+            ..EgressRouterSpec::default()
+        };
+        let w = port_collisions(&spec, &sockets);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].0, "spec.redirect.redirectRules[0].port");
+        assert_eq!(
+            w[0].1,
+            "redirect port 8080/TCP collides with a socket this host listens on (0.0.0.0:8080): connections the redirect applies to go to 203.0.113.26, not to that service"
+        );
+    }
 
     #[test]
     fn macvlan_names_fit_the_kernel_and_stay_apart() {

@@ -9,7 +9,7 @@
 //! redirected traffic from the reserved addresses, all of them (a stable
 //! per-client choice when there are several), not only `addresses[0]`.
 //!
-//! Carrying (phase 2a, [`carry`]): a macvlan on the master (declared, or
+//! Carrying (phase 2a, `carry`): a macvlan on the master (declared, or
 //! inferred from the Interface whose observed subnet holds a reserved
 //! address) with every reserved address, announced by a gratuitous ARP /
 //! unsolicited NA; the router's own routing table (its subnets, default
@@ -373,7 +373,7 @@ pub fn render_one(
         match spec.master() {
             Some(master) => m.push(Expr::IifNameNe(master.to_string())),
             None => notes.push(
-                "no spec.networkInterface.macvlan.master and no listen set: the redirect applies to traffic addressed to this host on every interface until the master is inferred (phase 2)".to_string(),
+                "no spec.networkInterface.macvlan.master and no listen set: the redirect applies to traffic addressed to this host on every interface until a master is declared or inferred".to_string(),
             ),
         }
         m.push(Expr::FibDaddrLocal);
