@@ -174,7 +174,7 @@ pub fn validate_one(
         Spec::TunnelInterface(s) => other::tunnel_interface(s, &mut p),
         Spec::AddressMobilityDomain(s) => other::mobility_domain(s, idx, &mut p),
         Spec::RemoteAddressClaim(s) => other::address_claim(s, idx, resources, &mut p),
-        Spec::EgressRouter(s) => egress_router::check(r, s, &mut p),
+        Spec::EgressRouter(s) => egress_router::check(r, s, idx, &mut p),
     }
     when::check(r, &mut p);
     refs::check_status_refs(r, idx, &mut p);
