@@ -94,9 +94,9 @@ pub fn follow_all(
             Kind::NAT44Rule => r
                 .as_nat44()
                 .map(|s| nat44(who, s, world, current, prev, now, &follow)),
-            Kind::EgressRouter => r
-                .as_egress_router()
-                .map(|s| routerd_select::follow::egress_router(who, r, s, prev, now)),
+            Kind::EgressRouter => r.as_egress_router().map(|s| {
+                routerd_select::follow::egress_router(who, r, s, world, current, prev, now)
+            }),
             _ => None,
         };
         if let Some(o) = o {

@@ -10,11 +10,14 @@
 //! instead of claiming the router is available.
 
 use chrono::{DateTime, Utc};
-use routerd_model::spec::egress_router::{EgressRouterSpec, RedirectProtocol};
+use routerd_model::spec::egress_router::EgressRouterSpec;
 use routerd_model::{Event, Resource, Status};
 use serde_json::{Value, json};
 
+use super::egress_router_health::{DestinationVerdict, RouterVerdicts, RuleAction, rule_verdicts};
 use super::{FollowOutcome, Subject, outcome};
+use crate::observe::StatusSource;
+use crate::set::World;
 use crate::time::format_rfc3339_nano;
 
 /// Reason of Available False / Progressing True while the reserved
@@ -24,12 +27,130 @@ pub const MACVLAN_NOT_IMPLEMENTED: &str = "MacvlanNotImplemented";
 /// The event published when a condition changes status.
 pub const EGRESS_ROUTER_CONDITION_EVENT: &str = "routerd.egressrouter.condition";
 
+/// The event published when a rule's action or live destinations change.
+pub const EGRESS_ROUTER_RULE_EVENT: &str = "routerd.egressrouter.rule";
+
+/// The event published when the fallback's health changes.
+pub const EGRESS_ROUTER_FALLBACK_EVENT: &str = "routerd.egressrouter.fallback";
+
+fn destination_json(d: &DestinationVerdict) -> Value {
+    let reasons: Vec<Value> = d
+        .reasons
+        .iter()
+        .map(|r| json!({"code": r.code, "message": r.message}))
+        .collect();
+    let mut v = json!({"ip": d.ip, "healthy": d.live});
+    if !d.checks.is_empty() {
+        v["healthChecks"] = json!(d.checks);
+    }
+    if !reasons.is_empty() {
+        v["reasons"] = Value::Array(reasons);
+    }
+    v
+}
+
+/// Per-rule state for the status (the renderer reads `destinations[].ip`,
+/// `liveDestinations` and `fallback.healthy` from it), and one event per
+/// rule or fallback whose state moved since `previous`. Without a previous
+/// entry only a rule that is not fully live is announced, so a start with
+/// 1,000 healthy rules publishes nothing.
+fn rules_status(
+    v: &RouterVerdicts,
+    previous: Option<&Status>,
+    who: &Subject<'_>,
+    now: DateTime<Utc>,
+    events: &mut Vec<Event>,
+) -> (Vec<Value>, Option<Value>) {
+    let prev_rules: Vec<&Value> = previous
+        .and_then(|s| s.get("rules"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    let mut rules = Vec::with_capacity(v.rules.len());
+    for rule in &v.rules {
+        let live = rule.live();
+        let checked = rule.destinations.iter().any(|d| !d.checks.is_empty());
+        let health = if !checked {
+            "Unchecked"
+        } else if live.len() == rule.destinations.len() {
+            "Healthy"
+        } else if live.is_empty() {
+            "Unhealthy"
+        } else {
+            "Partial"
+        };
+        let prev = prev_rules.iter().find(|p| {
+            p.get("port").and_then(Value::as_i64) == Some(rule.port)
+                && p.get("protocol").and_then(Value::as_str) == Some(rule.protocol)
+        });
+        let prev_state = prev.map(|p| {
+            (
+                p.get("action")
+                    .and_then(Value::as_str)
+                    .unwrap_or("Redirect")
+                    .to_string(),
+                p.get("liveDestinations").cloned().unwrap_or(Value::Null),
+            )
+        });
+        let changed = match &prev_state {
+            Some((a, l)) => a != rule.action.as_str() || *l != json!(live),
+            None => live.len() != rule.destinations.len(),
+        };
+        if changed {
+            events.push(
+                Event::info(
+                    EGRESS_ROUTER_RULE_EVENT,
+                    who.object_ref("EgressRouter"),
+                    now,
+                )
+                .attr("port", rule.port.to_string())
+                .attr("protocol", rule.protocol)
+                .attr("action", rule.action.as_str())
+                .attr("liveDestinations", live.join(",")),
+            );
+        }
+        rules.push(json!({
+            "port": rule.port,
+            "protocol": rule.protocol,
+            "destinationIP": rule.destinations.first().map(|d| d.ip.as_str()).unwrap_or(""),
+            "targetPort": rule.target_port,
+            "destinations": rule.destinations.iter().map(destination_json).collect::<Vec<_>>(),
+            "liveDestinations": live,
+            "destinationHealth": health,
+            "action": rule.action.as_str(),
+            "fallingBack": rule.action == RuleAction::Fallback,
+            "refused": rule.action == RuleAction::Refused,
+        }));
+    }
+    let fallback = v.fallback.as_ref().map(|f| {
+        let was = previous
+            .and_then(|s| s.get("fallback"))
+            .and_then(|f| f.get("healthy"))
+            .and_then(Value::as_bool);
+        if was.map_or(!f.live, |w| w != f.live) {
+            events.push(
+                Event::info(
+                    EGRESS_ROUTER_FALLBACK_EVENT,
+                    who.object_ref("EgressRouter"),
+                    now,
+                )
+                .attr("ip", f.ip.as_str())
+                .attr("healthy", f.live.to_string()),
+            );
+        }
+        destination_json(f)
+    });
+    (rules, fallback)
+}
+
 /// The status of one EgressRouter. `previous` keeps each condition's
 /// lastTransitionTime while its status does not change.
 pub fn egress_router(
     who: Subject<'_>,
     r: &Resource,
     spec: &EgressRouterSpec,
+    world: &World,
+    statuses: &dyn StatusSource,
     previous: Option<&Status>,
     now: DateTime<Utc>,
 ) -> FollowOutcome {
@@ -91,26 +212,8 @@ pub fn egress_router(
             "lastTransitionTime": since,
         }));
     }
-    let fallback = spec.fallback();
-    let rules: Vec<Value> = spec
-        .rules()
-        .iter()
-        .map(|rule| {
-            let protocol = RedirectProtocol::parse(&rule.protocol)
-                .map(RedirectProtocol::as_str)
-                .unwrap_or("");
-            json!({
-                "port": rule.port,
-                "protocol": protocol,
-                "destinationIP": rule.destination_ip.trim(),
-                "targetPort": rule.effective_target_port(),
-                // No health checks before phase 2: the destination's
-                // health is not known, and nothing falls back because of it.
-                "destinationHealth": "Unchecked",
-                "fallingBack": false,
-            })
-        })
-        .collect();
+    let verdicts = rule_verdicts(spec, &world.health, statuses, now);
+    let (rules, fallback) = rules_status(&verdicts, previous, &who, now, &mut events);
     let listen = spec.effective_listen(&r.metadata.annotations);
     let mut st = Status::new();
     st.insert("phase".into(), json!("Pending"));
@@ -127,11 +230,18 @@ pub fn egress_router(
     st.insert("rules".into(), Value::Array(rules));
     st.insert(
         "unmatched".into(),
-        json!(match fallback {
-            Some(f) => format!("fallback to {f}"),
+        json!(match &verdicts.fallback {
+            Some(f) if f.live => format!("fallback to {}", f.ip),
+            Some(f) => format!(
+                "refused (tcp reset, icmp port unreachable): fallback {} is unhealthy",
+                f.ip
+            ),
             None => "refused (tcp reset, icmp port unreachable)".to_string(),
         }),
     );
+    if let Some(f) = fallback {
+        st.insert("fallback".into(), f);
+    }
     if let Some(ns) = r.metadata.namespace.as_deref() {
         st.insert("namespace".into(), json!(ns));
     }
@@ -158,7 +268,9 @@ mod tests {
             name: r.name(),
         };
         let now = Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap();
-        egress_router(who, r, spec, previous, now)
+        let world = World::new(&l.resources);
+        let statuses = std::collections::BTreeMap::<String, Status>::new();
+        egress_router(who, r, spec, &world, &statuses, previous, now)
     }
 
     fn condition<'a>(st: &'a Status, t: &str) -> &'a Value {
