@@ -312,4 +312,113 @@ mod tests {
             condition(&first.status, "Available")["lastTransitionTime"]
         );
     }
+
+    #[test]
+    fn rules_publish_health_and_every_change_is_an_event() {
+        let cfg = "apiVersion: net.routerd.net/v1alpha1\nkind: HealthCheck\nmetadata: {name: a}\nspec: {target: 198.51.100.7, protocol: tcp, port: 80}\n---\napiVersion: net.routerd.net/v1alpha1\nkind: HealthCheck\nmetadata: {name: fb}\nspec: {target: 198.51.100.9}\n---\napiVersion: net.routerd.net/v1alpha1\nkind: EgressRouter\nmetadata: {name: er}\nspec:\n  addresses: [{ip: 192.0.2.10/24}]\n  redirect:\n    redirectRules:\n      - {destinationIPs: [198.51.100.7, 198.51.100.8], port: 80, protocol: TCP, healthCheck: a}\n      - {destinationIP: 198.51.100.7, port: 81, protocol: TCP, healthCheck: a}\n    fallbackIP: 198.51.100.9\n    fallbackHealthCheck: fb\n";
+        let (l, ds) = load_and_validate(&[("er.yaml", cfg)]);
+        assert!(ds.iter().all(|d| !d.is_error()), "{ds:?}");
+        let r = l.resources.iter().find(|r| r.name() == "er").unwrap();
+        let spec = r.as_egress_router().unwrap();
+        let world = World::new(&l.resources);
+        let at = |secs: i64| Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap();
+        let hc = |phase: &str, secs: i64| {
+            let mut s = Status::new();
+            s.insert("phase".into(), json!(phase));
+            s.insert(
+                "consecutiveFailed".into(),
+                json!(if phase == "Healthy" { 0 } else { 3 }),
+            );
+            s.insert("lastCheckedAt".into(), json!(format_rfc3339_nano(at(secs))));
+            s
+        };
+        let mut st = std::collections::BTreeMap::<String, Status>::new();
+        st.insert(
+            "net.routerd.net/v1alpha1/HealthCheck/a".into(),
+            hc("Healthy", 0),
+        );
+        st.insert(
+            "net.routerd.net/v1alpha1/HealthCheck/fb".into(),
+            hc("Healthy", 0),
+        );
+        let who = Subject {
+            api_version: &r.api_version,
+            name: r.name(),
+        };
+        let first = egress_router(who, r, spec, &world, &st, None, at(1));
+        let rules = first.status["rules"].as_array().unwrap();
+        assert_eq!(
+            rules[0]["liveDestinations"],
+            json!(["198.51.100.7", "198.51.100.8"])
+        );
+        assert_eq!(rules[0]["destinationHealth"], "Healthy");
+        // `a` targets .7: it guards .7 only; .8 is unchecked.
+        assert_eq!(rules[0]["destinations"][0]["healthChecks"], json!(["a"]));
+        assert!(rules[0]["destinations"][1].get("healthChecks").is_none());
+        assert_eq!(rules[1]["action"], "Redirect");
+        assert_eq!(first.status["fallback"]["healthy"], true);
+        assert!(
+            first
+                .events
+                .iter()
+                .all(|e| e.type_ == EGRESS_ROUTER_CONDITION_EVENT),
+            "a healthy start announces only the conditions"
+        );
+
+        // The destination dies: port 80 keeps its other destination, port
+        // 81 falls back; one event per rule that moved.
+        st.insert(
+            "net.routerd.net/v1alpha1/HealthCheck/a".into(),
+            hc("Unhealthy", 2),
+        );
+        let second = egress_router(who, r, spec, &world, &st, Some(&first.status), at(3));
+        let rules = second.status["rules"].as_array().unwrap();
+        assert_eq!(rules[0]["liveDestinations"], json!(["198.51.100.8"]));
+        assert_eq!(rules[0]["destinationHealth"], "Partial");
+        assert_eq!(
+            rules[0]["destinations"][0]["reasons"][0]["code"],
+            "HealthNotPassing"
+        );
+        assert_eq!(rules[1]["action"], "Fallback");
+        assert_eq!(rules[1]["fallingBack"], true);
+        let moved: Vec<_> = second
+            .events
+            .iter()
+            .filter(|e| e.type_ == EGRESS_ROUTER_RULE_EVENT)
+            .map(|e| (e.attributes["port"].clone(), e.attributes["action"].clone()))
+            .collect();
+        assert_eq!(
+            moved,
+            vec![
+                ("80".into(), "Redirect".into()),
+                ("81".into(), "Fallback".into())
+            ]
+        );
+
+        // The fallback dies too: port 81 is refused, the fallback event says so.
+        st.insert(
+            "net.routerd.net/v1alpha1/HealthCheck/fb".into(),
+            hc("Unhealthy", 4),
+        );
+        let third = egress_router(who, r, spec, &world, &st, Some(&second.status), at(5));
+        assert_eq!(third.status["rules"][1]["action"], "Refused");
+        assert_eq!(third.status["rules"][1]["refused"], true);
+        assert!(
+            third
+                .events
+                .iter()
+                .any(|e| e.type_ == EGRESS_ROUTER_FALLBACK_EVENT
+                    && e.attributes["healthy"] == "false")
+        );
+        assert!(
+            third.status["unmatched"]
+                .as_str()
+                .unwrap()
+                .contains("unhealthy")
+        );
+
+        // Nothing moves: no event.
+        let again = egress_router(who, r, spec, &world, &st, Some(&third.status), at(6));
+        assert!(again.events.is_empty(), "{:?}", again.events);
+    }
 }
