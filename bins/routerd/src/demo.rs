@@ -21,6 +21,10 @@ pub(crate) const DEMO_CONFIG: &str = include_str!("../../../examples/demo/config
 /// Arguments of `routerd demo`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
+    /// `failover` (the default: two uplinks, a failover and a failback) or
+    /// `egress-router` (redirects with health-checked destinations).
+    #[arg(value_parser = ["failover", "egress-router"])]
+    scenario: Option<String>,
     /// Keep the daemon's log on standard error.
     #[arg(long)]
     verbose: bool,
@@ -37,6 +41,9 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> Result<i32> {
+    if args.scenario.as_deref() == Some("egress-router") {
+        return crate::demo_egress::run_demo(args.verbose);
+    }
     if !nix::unistd::geteuid().is_root() {
         bail!("routerd demo builds network namespaces and needs root (try: sudo routerd demo)");
     }

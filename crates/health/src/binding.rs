@@ -237,13 +237,18 @@ pub enum SourceOrigin {
     /// The primary IPv4 address on the candidate's device, as the kernel
     /// reports it.
     Device,
+    /// The reserved address of the EgressRouter whose rule or fallback
+    /// names the check: its probe must leave the way redirected traffic
+    /// does, so a destination that only answers the reserved address is
+    /// judged as the clients' connections will find it.
+    Reserved,
 }
 
 impl SourceOrigin {
     /// routerd's `sourceOrigin` word (`static` or `dynamic`).
     pub fn as_str(self) -> &'static str {
         match self {
-            SourceOrigin::Source | SourceOrigin::Static => "static",
+            SourceOrigin::Source | SourceOrigin::Static | SourceOrigin::Reserved => "static",
             SourceOrigin::Device => "dynamic",
         }
     }
@@ -423,7 +428,63 @@ pub fn derive_sources(
         }
         out.insert(r.name().to_string(), d);
     }
+    pin_to_reserved(resources, &mut out);
     out
+}
+
+/// Checks named by an EgressRouter (a redirect rule's `healthCheck` /
+/// `healthChecks`, or `fallbackHealthCheck`) probe from the router's
+/// reserved address of the check target's family (the first listed), both
+/// families, since the address is known from the spec. A check also named
+/// by candidates that derived another address, or by two routers with
+/// different addresses, is left to the kernel, like any conflict.
+fn pin_to_reserved(resources: &[Resource], out: &mut BTreeMap<String, SourceDerivation>) {
+    let mut asked: BTreeMap<&str, BTreeSet<IpAddr>> = BTreeMap::new();
+    for r in resources {
+        let Some(er) = r.as_egress_router() else {
+            continue;
+        };
+        let reserved: Vec<IpAddr> = er
+            .addresses
+            .iter()
+            .filter_map(|a| a.ip.trim().split('/').next()?.parse::<IpAddr>().ok())
+            .collect();
+        let names = er
+            .rules()
+            .iter()
+            .flat_map(|rule| rule.health_check_names())
+            .chain(er.fallback_health_check());
+        for name in names {
+            let target = resources
+                .iter()
+                .find(|h| h.name() == name)
+                .and_then(Resource::as_health_check)
+                .and_then(|h| h.target.as_deref())
+                .and_then(|t| t.trim().parse::<IpAddr>().ok());
+            let pick = reserved
+                .iter()
+                .find(|a| target.is_none_or(|t| t.is_ipv4() == a.is_ipv4()));
+            if let Some(a) = pick {
+                asked.entry(name).or_default().insert(*a);
+            }
+        }
+    }
+    for (name, addrs) in asked {
+        let Some(d) = out.get_mut(name) else {
+            continue;
+        };
+        let mut all: BTreeSet<IpAddr> = addrs;
+        all.extend(d.address);
+        all.extend(d.conflicting.iter().copied());
+        if all.len() == 1 {
+            d.address = all.into_iter().next();
+            d.origin = Some(SourceOrigin::Reserved);
+        } else {
+            d.address = None;
+            d.origin = None;
+            d.conflicting = all.into_iter().collect();
+        }
+    }
 }
 
 /// [`derive_sources`] for one check.
@@ -769,5 +830,50 @@ spec:
             derive_source(&rs, "hc-lonely", &a).address,
             Some("10.0.0.2".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn egress_router_checks_probe_from_the_reserved_address() {
+        let rs = load(
+            "apiVersion: net.routerd.net/v1alpha1
+kind: HealthCheck
+metadata: {name: web}
+spec: {target: 198.51.100.7, protocol: tcp, port: 80}
+---
+apiVersion: net.routerd.net/v1alpha1
+kind: HealthCheck
+metadata: {name: web6}
+spec: {target: \"2001:db8:1::7\", addressFamily: ipv6, protocol: tcp, port: 80}
+---
+apiVersion: net.routerd.net/v1alpha1
+kind: HealthCheck
+metadata: {name: fb}
+spec: {target: 198.51.100.9}
+---
+apiVersion: net.routerd.net/v1alpha1
+kind: EgressRouter
+metadata: {name: er}
+spec:
+  addresses: [{ip: 192.0.2.10/24}, {ip: 192.0.2.11/24}]
+  redirect:
+    redirectRules: [{destinationIP: 198.51.100.7, port: 80, protocol: TCP, healthCheck: web}]
+    fallbackIP: 198.51.100.9
+    fallbackHealthCheck: fb
+---
+apiVersion: net.routerd.net/v1alpha1
+kind: EgressRouter
+metadata: {name: er6}
+spec:
+  addresses: [{ip: \"2001:db8::10/64\"}]
+  redirect:
+    redirectRules: [{destinationIP: \"2001:db8:1::7\", port: 80, protocol: TCP, healthCheck: web6}]
+",
+        );
+        let d = derive_sources(&rs, &BTreeMap::new());
+        let web = &d["web"];
+        assert_eq!(web.address, Some("192.0.2.10".parse().unwrap()));
+        assert_eq!(web.origin, Some(SourceOrigin::Reserved));
+        assert_eq!(d["fb"].address, Some("192.0.2.10".parse().unwrap()));
+        assert_eq!(d["web6"].address, Some("2001:db8::10".parse().unwrap()));
     }
 }

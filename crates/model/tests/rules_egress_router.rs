@@ -268,3 +268,108 @@ fn other_api_versions_are_refused() {
         "{e:?}"
     );
 }
+
+#[test]
+fn health_checks_and_several_destinations_are_valid_in_routerd_api() {
+    expect_valid(
+        K,
+        "addresses: [{ip: 192.0.2.10/24}]\nredirect:\n  redirectRules:\n    - {destinationIPs: [198.51.100.7, 198.51.100.8], port: 80, protocol: TCP, healthChecks: [hc]}\n    - {destinationIP: 198.51.100.9, port: 53, protocol: UDP, healthCheck: hc}\n  fallbackIP: 198.51.100.10\n  fallbackHealthCheck: hc\n",
+    );
+}
+
+#[test]
+fn several_destinations_are_exclusive_with_one_distinct_and_of_one_family() {
+    expect_errors(
+        K,
+        "addresses: [{ip: 192.0.2.10/24}]\nredirect:\n  redirectRules:\n    - {destinationIP: 198.51.100.6, destinationIPs: [198.51.100.7], port: 80, protocol: TCP}\n    - {destinationIPs: [198.51.100.7, \"2001:db8::7\", 198.51.100.7, nope], port: 81, protocol: TCP}\n    - {port: 82, protocol: TCP}\n",
+        &[
+            (
+                "spec.redirect.redirectRules[0].destinationIPs",
+                "spec.redirect.redirectRules[0].destinationIPs is exclusive with destinationIP: list every destination in destinationIPs",
+            ),
+            (
+                "spec.redirect.redirectRules[1].destinationIPs[1]",
+                "spec.redirect.redirectRules[1].destinationIPs[1] 2001:db8::7 is IPv6 but spec.addresses[0].ip is IPv4: an EgressRouter carries one address family",
+            ),
+            (
+                "spec.redirect.redirectRules[1].destinationIPs[2]",
+                "spec.redirect.redirectRules[1].destinationIPs[2] 198.51.100.7 is also spec.redirect.redirectRules[1].destinationIPs[0]: each destination is listed once",
+            ),
+            (
+                "spec.redirect.redirectRules[1].destinationIPs[3]",
+                "spec.redirect.redirectRules[1].destinationIPs[3] must be an IP address, not \"nope\"",
+            ),
+            (
+                "spec.redirect.redirectRules[2].destinationIP",
+                "spec.redirect.redirectRules[2].destinationIP is required: set destinationIP, or destinationIPs for several destinations",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn health_checks_must_exist_and_the_fallback_check_needs_a_fallback() {
+    expect_errors(
+        K,
+        "addresses: [{ip: 192.0.2.10/24}]\nredirect:\n  redirectRules:\n    - {destinationIP: 198.51.100.7, port: 80, protocol: TCP, healthCheck: nope}\n    - {destinationIPs: [198.51.100.7], port: 81, protocol: TCP, healthChecks: [hc, gone]}\n  fallbackHealthCheck: hc\n",
+        &[
+            (
+                "spec.redirect.redirectRules[0].healthCheck",
+                "spec.redirect.redirectRules[0].healthCheck references missing HealthCheck \"nope\"",
+            ),
+            (
+                "spec.redirect.redirectRules[1].healthChecks[1]",
+                "spec.redirect.redirectRules[1].healthChecks[1] references missing HealthCheck \"gone\"",
+            ),
+            (
+                "spec.redirect.fallbackHealthCheck",
+                "spec.redirect.fallbackHealthCheck needs spec.redirect.fallbackIP: there is no fallback to guard",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn routerd_additions_are_refused_in_the_openshift_shape() {
+    let text = "apiVersion: network.operator.openshift.io/v1\nkind: EgressRouter\nmetadata: {name: t}\nspec:\n  addresses: [{ip: 192.0.2.10/24}]\n  redirect:\n    redirectRules:\n      - {destinationIPs: [198.51.100.7, 198.51.100.8], port: 80, protocol: TCP}\n      - {destinationIP: 198.51.100.7, port: 81, protocol: TCP, healthCheck: hc}\n      - {destinationIP: 198.51.100.7, port: 82, protocol: TCP, healthChecks: [hc]}\n    fallbackIP: 198.51.100.9\n    fallbackHealthCheck: hc\n";
+    let ds = with_base(text);
+    let mut e: Vec<(String, String)> = errors(&ds)
+        .into_iter()
+        .map(|d| {
+            assert_eq!(d.file.as_deref(), Some("t.yaml"));
+            assert!(d.line.is_some(), "{d}");
+            assert!(
+                d.message
+                    .contains("use apiVersion net.routerd.net/v1alpha1"),
+                "{d}"
+            );
+            (d.path.unwrap_or_default(), d.resource.unwrap_or_default())
+        })
+        .collect();
+    e.sort();
+    let rid = "network.operator.openshift.io/v1/EgressRouter/t";
+    let want: Vec<(String, String)> = [
+        "spec.redirect.fallbackHealthCheck",
+        "spec.redirect.redirectRules[0].destinationIPs",
+        "spec.redirect.redirectRules[1].healthCheck",
+        "spec.redirect.redirectRules[2].healthChecks",
+    ]
+    .iter()
+    .map(|p| (p.to_string(), rid.to_string()))
+    .collect();
+    assert_eq!(e, want);
+}
+
+#[test]
+fn destinations_and_checks_read_as_written() {
+    let (loaded, ds) = load_and_validate(&[(
+        "er.yaml",
+        "apiVersion: net.routerd.net/v1alpha1\nkind: HealthCheck\nmetadata: {name: a}\nspec: {target: 198.51.100.7}\n---\napiVersion: net.routerd.net/v1alpha1\nkind: EgressRouter\nmetadata: {name: er}\nspec:\n  addresses: [{ip: 192.0.2.10/24}]\n  redirect:\n    redirectRules:\n      - {destinationIPs: [198.51.100.7, 198.51.100.8], port: 80, protocol: TCP, healthCheck: a, healthChecks: [a]}\n",
+    )]);
+    assert!(errors(&ds).is_empty(), "{ds:?}");
+    let r = loaded.resources.iter().find(|r| r.name() == "er").unwrap();
+    let s = r.as_egress_router().unwrap();
+    let rule = &s.rules()[0];
+    assert_eq!(rule.destinations(), vec!["198.51.100.7", "198.51.100.8"]);
+    assert_eq!(rule.health_check_names(), vec!["a"]);
+}

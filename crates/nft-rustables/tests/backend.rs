@@ -609,6 +609,17 @@ fn egress_router_expressions_fall_back_to_nft_json() {
             Expr::Snat6(vec!["2001:db8::2".parse().unwrap()]),
             "IPv6 NAT",
         ),
+        (
+            Expr::DnatMap {
+                family: routerd_render::ir::Family::V4,
+                addrs: vec![
+                    "198.51.100.7".parse().unwrap(),
+                    "198.51.100.8".parse().unwrap(),
+                ],
+                port: Some(80),
+            },
+            "jhash maps",
+        ),
     ];
     for (e, want) in cases {
         let mut t = NftTable::new(NftFamily::Ip, "routerd_egress_er");

@@ -869,6 +869,18 @@ pub enum Expr {
     /// `snat to <addr>` or, with several, `snat to jhash ip6 saddr mod N
     /// map { i : addr_i }` (IPv6): a stable per-client choice.
     Snat6(Vec<Ipv6Addr>),
+    /// `dnat to jhash ip|ip6 saddr mod N map { i : addr_i }[:<port>]`: a
+    /// stable per-client choice among several destinations (an
+    /// EgressRouter rule with several live `destinationIPs`).
+    DnatMap {
+        /// Header hashed and family of the addresses.
+        #[serde(default, skip_serializing_if = "Family::is_v4")]
+        family: Family,
+        /// Destinations, bucket `i` to `addrs[i]`.
+        addrs: Vec<IpAddr>,
+        /// Target port.
+        port: Option<u16>,
+    },
     /// `accept`.
     Accept,
     /// `reject with <how>`.

@@ -173,6 +173,30 @@ pub fn expr_json(e: &Expr) -> Value {
             Some(p) => json!({"dnat": {"family": "ip6", "addr": addr.to_string(), "port": p}}),
             None => json!({"dnat": {"family": "ip6", "addr": addr.to_string()}}),
         },
+        Expr::DnatMap {
+            family,
+            addrs,
+            port,
+        } => {
+            let data: Vec<Value> = addrs
+                .iter()
+                .enumerate()
+                .map(|(i, a)| json!([i, a.to_string()]))
+                .collect();
+            let mut m = serde_json::Map::new();
+            if *family == Family::V6 {
+                m.insert("family".into(), json!("ip6"));
+            }
+            m.insert(
+                "addr".into(),
+                json!({"map": {"key": jhash(*family, &[IpField::Saddr], addrs.len()),
+                    "data": {"set": data}}}),
+            );
+            if let Some(p) = port {
+                m.insert("port".into(), json!(p));
+            }
+            json!({ "dnat": m })
+        }
         Expr::Snat6(addrs) => {
             let a = match addrs.as_slice() {
                 [a] => json!(a.to_string()),

@@ -158,6 +158,30 @@ pub fn expr_text(e: &Expr) -> String {
                 )
             }
         },
+        Expr::DnatMap {
+            family,
+            addrs,
+            port,
+        } => {
+            let map: Vec<String> = addrs
+                .iter()
+                .enumerate()
+                .map(|(i, a)| format!("{i} : {a}"))
+                .collect();
+            let hdr = match family {
+                crate::ir::Family::V4 => "ip",
+                crate::ir::Family::V6 => "ip6",
+            };
+            let mut s = format!(
+                "dnat to jhash {hdr} saddr mod {} map {{ {} }}",
+                addrs.len(),
+                map.join(", ")
+            );
+            if let Some(p) = port {
+                let _ = write!(s, ":{p}");
+            }
+            s
+        }
         Expr::Accept => "accept".to_string(),
         Expr::Reject(RejectWith::IcmpPortUnreachable) => {
             "reject with icmp type port-unreachable".to_string()

@@ -211,6 +211,9 @@ golden! {
     gateway_backup_renders_nothing => "gateway-backup",
     gateway_master_in_primary_ip_mode_masquerades => "gateway-master-primary",
     gateway_client_steers_to_the_internal_next_hop => "gateway-client",
+    egress_router_health_balances_live_destinations_and_falls_back => "egress-router-health",
+    egress_router_health_unhealthy_fallback_refuses => "egress-router-health-refused",
+    egress_router_health_ipv6_balances_live_destinations => "egress-router-health-v6",
 }
 
 #[test]
@@ -260,8 +263,17 @@ fn egress_router_tables_are_accepted_by_the_kernel_as_text_and_json() {
         "egress-router-fallback",
         "egress-router-refusal",
     ];
-    for base in cases {
-        for case in [base.to_string(), format!("{base}-v6")] {
+    let health = [
+        "egress-router-health",
+        "egress-router-health-refused",
+        "egress-router-health-v6",
+    ];
+    let all = cases
+        .iter()
+        .flat_map(|b| [b.to_string(), format!("{b}-v6")])
+        .chain(health.iter().map(|c| c.to_string()));
+    {
+        for case in all {
             let (r, _) = render_case(&case);
             let t = r
                 .desired

@@ -270,7 +270,10 @@ pub fn describe(a: DescribeArgs) -> Result<i32> {
             a.events_limit
         )))
         .map_err(exit_of)?;
-    print(&v, a.output)?;
+    match super::egress_router::text(&v) {
+        Some(t) if a.output == Format::Text => out(&t)?,
+        _ => print(&v, a.output)?,
+    }
     Ok(OK)
 }
 

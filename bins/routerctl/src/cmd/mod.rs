@@ -2,6 +2,7 @@
 
 pub(crate) mod daemon;
 mod dynamic;
+mod egress_router;
 mod generate;
 mod plan;
 mod plugin;

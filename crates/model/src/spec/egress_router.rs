@@ -95,15 +95,35 @@ pub struct EgressRouterRedirect {
         skip_serializing_if = "Option::is_none"
     )]
     pub fallback_ip: Option<String>,
+    /// HealthCheck guarding the fallback (routerd's apiVersion only): while
+    /// it fails, every port the fallback would take is refused instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_health_check: Option<String>,
 }
 
 /// One redirect rule (OpenShift `L4RedirectRule`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct L4RedirectRule {
-    /// Destination address (required).
+    /// Destination address (required unless `destinationIPs` is set).
     #[serde(default, rename = "destinationIP")]
     pub destination_ip: String,
+    /// Several destinations balanced per client address (routerd's
+    /// apiVersion only); exclusive with `destinationIP`, so a rule never has
+    /// two ways of saying which destination comes first.
+    #[serde(
+        default,
+        rename = "destinationIPs",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub destination_ips: Vec<String>,
+    /// HealthCheck guarding the destinations (routerd's apiVersion only):
+    /// see [`L4RedirectRule::health_check_names`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<String>,
+    /// More HealthChecks, for rules with several destinations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_checks: Vec<String>,
     /// Port clients connect to, 1-65535 (required). Wide so an out-of-range
     /// value gets the validation message instead of a type error.
     #[serde(default)]
@@ -219,6 +239,15 @@ impl EgressRouterSpec {
             .unwrap_or(&[])
     }
 
+    /// The fallback's HealthCheck, if set.
+    pub fn fallback_health_check(&self) -> Option<&str> {
+        self.redirect
+            .as_ref()
+            .and_then(|r| r.fallback_health_check.as_deref())
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    }
+
     /// The fallback destination, if set.
     pub fn fallback(&self) -> Option<&str> {
         self.redirect
@@ -248,6 +277,49 @@ impl L4RedirectRule {
     /// The destination port: `targetPort`, else `port`.
     pub fn effective_target_port(&self) -> i64 {
         self.target_port.unwrap_or(self.port)
+    }
+
+    /// The destinations as written: `destinationIP` (OpenShift's single
+    /// destination) when set, else `destinationIPs`.
+    pub fn destinations(&self) -> Vec<&str> {
+        let one = self.destination_ip.trim();
+        if !one.is_empty() {
+            return vec![one];
+        }
+        self.destination_ips
+            .iter()
+            .map(|d| d.trim())
+            .filter(|d| !d.is_empty())
+            .collect()
+    }
+
+    /// Every HealthCheck named by the rule (`healthCheck`, then
+    /// `healthChecks`), without duplicates. A check whose `spec.target` is
+    /// one of the rule's destinations guards that destination only; any
+    /// other check (a service endpoint, a shared dependency) guards every
+    /// destination of the rule.
+    pub fn health_check_names(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for n in self
+            .health_check
+            .iter()
+            .chain(self.health_checks.iter())
+            .map(|n| n.trim())
+            .filter(|n| !n.is_empty())
+        {
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+        out
+    }
+
+    /// Whether any of routerd's additions is used (they are refused in
+    /// OpenShift's shape).
+    pub fn uses_routerd_fields(&self) -> bool {
+        !self.destination_ips.is_empty()
+            || self.health_check.is_some()
+            || !self.health_checks.is_empty()
     }
 }
 

@@ -7,19 +7,20 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::Problems;
+use super::refs::NameIndex;
 use crate::resource::Resource;
 use crate::spec::egress_router::{
     EgressRouterListen, EgressRouterSpec, LISTEN_ANNOTATION, MACVLAN_MODES, OPENSHIFT_NETWORK_API,
     RedirectProtocol,
 };
+use crate::{Kind, Problems};
 
 fn family(a: &IpAddr) -> &'static str {
     if a.is_ipv4() { "IPv4" } else { "IPv6" }
 }
 
 /// Checks one EgressRouter; every problem is reported, each at its path.
-pub(super) fn check(r: &Resource, s: &EgressRouterSpec, p: &mut Problems<'_>) {
+pub(super) fn check(r: &Resource, s: &EgressRouterSpec, idx: &NameIndex<'_>, p: &mut Problems<'_>) {
     let openshift = r.api_version == OPENSHIFT_NETWORK_API;
     // The family of the router is the first valid address's; everything
     // else must agree because one nft table (ip or ip6) carries it.
@@ -120,15 +121,67 @@ pub(super) fn check(r: &Resource, s: &EgressRouterSpec, p: &mut Problems<'_>) {
     for (i, rule) in s.rules().iter().enumerate() {
         let base = format!("spec.redirect.redirectRules[{i}]");
         let dpath = format!("{base}.destinationIP");
-        match rule.destination_ip.trim().parse::<IpAddr>() {
-            Ok(d) => check_family(p, &dpath, &d),
-            Err(_) => p.field(
-                &dpath,
-                format!(
-                    "must be an IP address, not \"{}\"",
-                    rule.destination_ip.trim()
+        let one = rule.destination_ip.trim();
+        if openshift && rule.uses_routerd_fields() {
+            let field = if !rule.destination_ips.is_empty() {
+                "destinationIPs"
+            } else if rule.health_check.is_some() {
+                "healthCheck"
+            } else {
+                "healthChecks"
+            };
+            p.field(
+                &format!("{base}.{field}"),
+                format!("is routerd's field and not part of {OPENSHIFT_NETWORK_API}; use apiVersion net.routerd.net/v1alpha1"),
+            );
+        }
+        if !one.is_empty() && !rule.destination_ips.is_empty() {
+            p.field(
+                &format!("{base}.destinationIPs"),
+                "is exclusive with destinationIP: list every destination in destinationIPs",
+            );
+        } else if !one.is_empty() || rule.destination_ips.is_empty() {
+            match one.parse::<IpAddr>() {
+                Ok(d) => check_family(p, &dpath, &d),
+                Err(_) if one.is_empty() && !openshift => p.field(
+                    &dpath,
+                    "is required: set destinationIP, or destinationIPs for several destinations",
                 ),
-            ),
+                Err(_) => p.field(&dpath, format!("must be an IP address, not \"{one}\"")),
+            }
+        } else {
+            let mut seen_dest: HashMap<IpAddr, usize> = HashMap::new();
+            for (j, d) in rule.destination_ips.iter().enumerate() {
+                let path = format!("{base}.destinationIPs[{j}]");
+                match d.trim().parse::<IpAddr>() {
+                    Ok(ip) => {
+                        check_family(p, &path, &ip);
+                        if let Some(first) = seen_dest.insert(ip, j) {
+                            p.field(
+                                &path,
+                                format!("{ip} is also {base}.destinationIPs[{first}]: each destination is listed once"),
+                            );
+                        }
+                    }
+                    Err(_) => p.field(
+                        &path,
+                        format!("must be an IP address, not \"{}\"", d.trim()),
+                    ),
+                }
+            }
+        }
+        let checks = rule
+            .health_check
+            .iter()
+            .map(|h| (format!("{base}.healthCheck"), h))
+            .chain(
+                rule.health_checks
+                    .iter()
+                    .enumerate()
+                    .map(|(j, h)| (format!("{base}.healthChecks[{j}]"), h)),
+            );
+        for (path, h) in checks {
+            health_ref(&path, h, idx, p);
         }
         let port_ok = (1..=65535).contains(&rule.port);
         if !port_ok {
@@ -173,6 +226,25 @@ pub(super) fn check(r: &Resource, s: &EgressRouterSpec, p: &mut Problems<'_>) {
             ),
         }
     }
+    if let Some(h) = s
+        .redirect
+        .as_ref()
+        .and_then(|x| x.fallback_health_check.as_ref())
+    {
+        let path = "spec.redirect.fallbackHealthCheck";
+        if openshift {
+            p.field(
+                path,
+                format!("is routerd's field and not part of {OPENSHIFT_NETWORK_API}; use apiVersion net.routerd.net/v1alpha1"),
+            );
+        } else if s.fallback().is_none() {
+            p.field(
+                path,
+                "needs spec.redirect.fallbackIP: there is no fallback to guard",
+            );
+        }
+        health_ref(path, h, idx, p);
+    }
     if s.rules().is_empty() && s.fallback().is_none() {
         p.warn(
             "spec.redirect",
@@ -195,6 +267,19 @@ pub(super) fn check(r: &Resource, s: &EgressRouterSpec, p: &mut Problems<'_>) {
             p.field(&path, "lists no interface or address");
         }
         listen(&l, &path, p, &mut check_family);
+    }
+}
+
+/// A HealthCheck reference: a name that exists, like a candidate's.
+fn health_ref(path: &str, name: &str, idx: &NameIndex<'_>, p: &mut Problems<'_>) {
+    let n = name.trim();
+    if n.is_empty() {
+        p.field(path, "must name a HealthCheck");
+    } else if !idx.contains(Kind::HealthCheck, n) {
+        p.at(
+            path,
+            format!("{path} references missing HealthCheck \"{n}\""),
+        );
     }
 }
 

@@ -214,7 +214,7 @@ pub fn validate_one(
         Spec::TunnelInterface(s) => other::tunnel_interface(s, &mut p),
         Spec::AddressMobilityDomain(s) => other::mobility_domain(s, idx, &mut p),
         Spec::RemoteAddressClaim(s) => other::address_claim(s, idx, resources, &mut p),
-        Spec::EgressRouter(s) => egress_router::check(r, s, &mut p),
+        Spec::EgressRouter(s) => egress_router::check(r, s, idx, &mut p),
         Spec::Node(s) => gateway::node(s, &mut p),
         Spec::ClientGroup(s) => gateway::client_group(s, &mut p),
         Spec::EgressGateway(s) => gateway::gateway(r, s, resources, idx, &mut p),

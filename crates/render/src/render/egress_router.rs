@@ -22,6 +22,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use routerd_model::spec::egress_router::{EgressRouterSpec, RedirectProtocol};
 use routerd_model::{Kind, Resource};
+use serde_json::Value;
 
 use super::{Ctx, RenderNote, RenderProblem, Rendered};
 use crate::ir::{
@@ -85,7 +86,8 @@ pub(super) fn render_egress_routers(ctx: &Ctx<'_>, out: &mut Rendered) {
                 });
             }
         }
-        match render_one(r, &spec) {
+        let view = LiveView::read(ctx.status_by_id(&owner));
+        match render_one_with(r, &spec, &view) {
             Ok((mut table, notes)) => {
                 out.notes
                     .extend(notes.into_iter().map(|message| RenderNote {
@@ -332,10 +334,119 @@ fn addr_of(s: &str, what: &str) -> Result<IpAddr, String> {
     addr(s, what)
 }
 
-/// The table of one router, and the notes a plan reader needs.
+/// Which destinations may take new connections, as selection published
+/// them in the router's status (`rules[]`, `fallback`; see
+/// `routerd_select::follow::egress_router_health`). The renderer judges no
+/// health itself (ADR 0009). Without a status, or for a rule whose
+/// published destinations are not the spec's (the spec changed since),
+/// every destination is live: fail-static, as OpenShift always is.
+#[derive(Clone, Debug, Default)]
+pub struct LiveView {
+    /// (port, protocol) -> (destinations as published, live ones).
+    rules: std::collections::HashMap<(i64, String), (Vec<String>, Vec<String>)>,
+    /// (fallback ip, live).
+    fallback: Option<(String, bool)>,
+}
+
+impl LiveView {
+    /// Reads the published verdicts from an EgressRouter status.
+    pub fn read(status: Option<&routerd_model::Status>) -> LiveView {
+        let mut v = LiveView::default();
+        let Some(st) = status else {
+            return v;
+        };
+        let strs = |x: Option<&Value>| -> Vec<String> {
+            x.and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        for rule in st
+            .get("rules")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let (Some(port), Some(proto)) = (
+                rule.get("port").and_then(Value::as_i64),
+                rule.get("protocol").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            let dests: Vec<String> = rule
+                .get("destinations")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|d| d.get("ip").and_then(Value::as_str))
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if dests.is_empty() {
+                continue;
+            }
+            let live = strs(rule.get("liveDestinations"));
+            v.rules.insert((port, proto.to_string()), (dests, live));
+        }
+        if let Some(f) = st.get("fallback")
+            && let (Some(ip), Some(h)) = (
+                f.get("ip").and_then(Value::as_str),
+                f.get("healthy").and_then(Value::as_bool),
+            )
+        {
+            v.fallback = Some((ip.to_string(), h));
+        }
+        v
+    }
+
+    /// The live subset of `dests` (spec order) for the rule on
+    /// (`port`, `proto`).
+    fn live<'d>(&self, port: i64, proto: RedirectProtocol, dests: &[&'d str]) -> Vec<&'d str> {
+        match self.rules.get(&(port, proto.as_str().to_string())) {
+            Some((published, live))
+                if published
+                    .iter()
+                    .map(String::as_str)
+                    .eq(dests.iter().copied()) =>
+            {
+                dests
+                    .iter()
+                    .copied()
+                    .filter(|d| live.iter().any(|l| l == d))
+                    .collect()
+            }
+            _ => dests.to_vec(),
+        }
+    }
+
+    /// Whether the fallback `ip` may take new connections.
+    fn fallback_live(&self, ip: &str) -> bool {
+        match &self.fallback {
+            Some((f, live)) if f == ip => *live,
+            _ => true,
+        }
+    }
+}
+
+/// The table of one router with every destination live, and the notes a
+/// plan reader needs.
 pub fn render_one(
     r: &Resource,
     spec: &EgressRouterSpec,
+) -> Result<(NftTable, Vec<String>), String> {
+    render_one_with(r, spec, &LiveView::default())
+}
+
+/// The table of one router given the live destinations in `view`.
+pub fn render_one_with(
+    r: &Resource,
+    spec: &EgressRouterSpec,
+    view: &LiveView,
 ) -> Result<(NftTable, Vec<String>), String> {
     let mut notes = Vec::new();
     let mut reserved = Vec::new();
@@ -437,27 +548,82 @@ pub fn render_one(
                 rule.protocol
             )
         })?;
-        let to = addr(&rule.destination_ip, &format!("{path}.destinationIP"))?;
-        if !same(&to) {
-            return Err(format!(
-                "{path}.destinationIP {to} is not of the family of {first}"
-            ));
+        let declared = rule.destinations();
+        if declared.is_empty() {
+            return Err(format!("{path} has no destinationIP"));
+        }
+        let mut all_to = Vec::with_capacity(declared.len());
+        for d in &declared {
+            let to = addr(d, &format!("{path}.destinationIP"))?;
+            if !same(&to) {
+                return Err(format!(
+                    "{path}.destinationIP {to} is not of the family of {first}"
+                ));
+            }
+            // Every declared destination keeps its source NAT, live or
+            // not: a connection DNATed before its destination failed
+            // keeps flowing until it closes.
+            if !destinations.contains(&to) {
+                destinations.push(to);
+            }
+            all_to.push(to);
         }
         let from = port(rule.port).map_err(|e| format!("{path}: {e}"))?;
         let target = port(rule.effective_target_port()).map_err(|e| format!("{path}: {e}"))?;
+        let live: Vec<IpAddr> = view
+            .live(rule.port, p, &declared)
+            .iter()
+            .filter_map(|d| d.parse().ok())
+            .collect();
+        if live.len() < all_to.len() {
+            let down: Vec<String> = all_to
+                .iter()
+                .filter(|d| !live.contains(d))
+                .map(IpAddr::to_string)
+                .collect();
+            notes.push(if live.is_empty() {
+                format!(
+                    "{path} {}/{}: no live destination ({} unhealthy): new connections meet the fallback or the refusal",
+                    rule.port,
+                    p.as_str(),
+                    down.join(", ")
+                )
+            } else {
+                format!(
+                    "{path} {}/{}: {} unhealthy, left out for new connections",
+                    rule.port,
+                    p.as_str(),
+                    down.join(", ")
+                )
+            });
+        }
+        let nat = match live.as_slice() {
+            [] => continue,
+            [one] => dnat(*one, Some(target)),
+            many => Expr::DnatMap {
+                family,
+                addrs: many.to_vec(),
+                port: Some(target),
+            },
+        };
         pre.extend(with(&[
             Expr::Dport {
                 proto: proto(p),
                 port: from,
             },
-            dnat(to, Some(target)),
+            nat,
         ]));
-        if !destinations.contains(&to) {
-            destinations.push(to);
-        }
     }
     let all = vec![L4Proto::Tcp, L4Proto::Udp, L4Proto::Sctp];
-    match spec.fallback() {
+    let fallback = spec.fallback();
+    if let Some(f) = fallback
+        && !view.fallback_live(f)
+    {
+        notes.push(format!(
+            "spec.redirect.fallbackIP {f} is unhealthy: every other port is refused until it recovers"
+        ));
+    }
+    match fallback.filter(|f| view.fallback_live(f)) {
         Some(f) => {
             let to = addr(f, "spec.redirect.fallbackIP")?;
             if !same(&to) {

@@ -32,5 +32,23 @@ pub fn select_missing(resources: &[Resource], state: &mut StateSnapshot) -> Vec<
         state.insert(id.clone(), o.status);
         done.push(id);
     }
+    // EgressRouters: the follower publishes which destinations are live,
+    // and the renderer reads that (ADR 0009).
+    for r in resources {
+        let Some(spec) = r.as_egress_router() else {
+            continue;
+        };
+        let id = r.id().to_string();
+        if state.contains_key(&id) {
+            continue;
+        }
+        let who = routerd_select::follow::Subject {
+            api_version: &r.api_version,
+            name: r.name(),
+        };
+        let o =
+            routerd_select::follow::egress_router(who, r, spec, set.world(), &*state, None, now);
+        state.insert(id, o.status);
+    }
     done
 }

@@ -20,6 +20,7 @@ use routerd_model::spec::egress_router::{
 use routerd_model::{Event, Resource, Status};
 use serde_json::{Value, json};
 
+use super::egress_router_health::{DestinationVerdict, RouterVerdicts, RuleAction, rule_verdicts};
 use super::{FollowOutcome, Subject, outcome};
 use crate::observe::StatusSource;
 use crate::set::World;
@@ -75,6 +76,122 @@ fn master_of(
     // The render walks Interfaces by name; so does this.
     candidates.sort_by(|a, b| a.resource.cmp(&b.resource));
     infer_master(&reserved, &candidates).map(|(m, why)| (m, Some(why)))
+}
+
+/// The event published when a rule's action or live destinations change.
+pub const EGRESS_ROUTER_RULE_EVENT: &str = "routerd.egressrouter.rule";
+
+/// The event published when the fallback's health changes.
+pub const EGRESS_ROUTER_FALLBACK_EVENT: &str = "routerd.egressrouter.fallback";
+
+fn destination_json(d: &DestinationVerdict) -> Value {
+    let reasons: Vec<Value> = d
+        .reasons
+        .iter()
+        .map(|r| json!({"code": r.code, "message": r.message}))
+        .collect();
+    let mut v = json!({"ip": d.ip, "healthy": d.live});
+    if !d.checks.is_empty() {
+        v["healthChecks"] = json!(d.checks);
+    }
+    if !reasons.is_empty() {
+        v["reasons"] = Value::Array(reasons);
+    }
+    v
+}
+
+/// Per-rule state for the status (the renderer reads `destinations[].ip`,
+/// `liveDestinations` and `fallback.healthy` from it), and one event per
+/// rule or fallback whose state moved since `previous`. Without a previous
+/// entry only a rule that is not fully live is announced, so a start with
+/// 1,000 healthy rules publishes nothing.
+fn rules_status(
+    v: &RouterVerdicts,
+    previous: Option<&Status>,
+    who: &Subject<'_>,
+    now: DateTime<Utc>,
+    events: &mut Vec<Event>,
+) -> (Vec<Value>, Option<Value>) {
+    let prev_rules: Vec<&Value> = previous
+        .and_then(|s| s.get("rules"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    let mut rules = Vec::with_capacity(v.rules.len());
+    for rule in &v.rules {
+        let live = rule.live();
+        let checked = rule.destinations.iter().any(|d| !d.checks.is_empty());
+        let health = if !checked {
+            "Unchecked"
+        } else if live.len() == rule.destinations.len() {
+            "Healthy"
+        } else if live.is_empty() {
+            "Unhealthy"
+        } else {
+            "Partial"
+        };
+        let prev = prev_rules.iter().find(|p| {
+            p.get("port").and_then(Value::as_i64) == Some(rule.port)
+                && p.get("protocol").and_then(Value::as_str) == Some(rule.protocol)
+        });
+        let prev_state = prev.map(|p| {
+            (
+                p.get("action")
+                    .and_then(Value::as_str)
+                    .unwrap_or("Redirect")
+                    .to_string(),
+                p.get("liveDestinations").cloned().unwrap_or(Value::Null),
+            )
+        });
+        let changed = match &prev_state {
+            Some((a, l)) => a != rule.action.as_str() || *l != json!(live),
+            None => live.len() != rule.destinations.len(),
+        };
+        if changed {
+            events.push(
+                Event::info(
+                    EGRESS_ROUTER_RULE_EVENT,
+                    who.object_ref("EgressRouter"),
+                    now,
+                )
+                .attr("port", rule.port.to_string())
+                .attr("protocol", rule.protocol)
+                .attr("action", rule.action.as_str())
+                .attr("liveDestinations", live.join(",")),
+            );
+        }
+        rules.push(json!({
+            "port": rule.port,
+            "protocol": rule.protocol,
+            "destinationIP": rule.destinations.first().map(|d| d.ip.as_str()).unwrap_or(""),
+            "targetPort": rule.target_port,
+            "destinations": rule.destinations.iter().map(destination_json).collect::<Vec<_>>(),
+            "liveDestinations": live,
+            "destinationHealth": health,
+            "action": rule.action.as_str(),
+            "fallingBack": rule.action == RuleAction::Fallback,
+            "refused": rule.action == RuleAction::Refused,
+        }));
+    }
+    let fallback = v.fallback.as_ref().map(|f| {
+        let was = previous
+            .and_then(|s| s.get("fallback"))
+            .and_then(|f| f.get("healthy"))
+            .and_then(Value::as_bool);
+        if was.map_or(!f.live, |w| w != f.live) {
+            events.push(
+                Event::info(
+                    EGRESS_ROUTER_FALLBACK_EVENT,
+                    who.object_ref("EgressRouter"),
+                    now,
+                )
+                .attr("ip", f.ip.as_str())
+                .attr("healthy", f.live.to_string()),
+            );
+        }
+        destination_json(f)
+    });
+    (rules, fallback)
 }
 
 /// The status of one EgressRouter. `previous` keeps each condition's
@@ -174,26 +291,8 @@ pub fn egress_router(
             "lastTransitionTime": since,
         }));
     }
-    let fallback = spec.fallback();
-    let rules: Vec<Value> = spec
-        .rules()
-        .iter()
-        .map(|rule| {
-            let protocol = RedirectProtocol::parse(&rule.protocol)
-                .map(RedirectProtocol::as_str)
-                .unwrap_or("");
-            json!({
-                "port": rule.port,
-                "protocol": protocol,
-                "destinationIP": rule.destination_ip.trim(),
-                "targetPort": rule.effective_target_port(),
-                // No health checks before phase 2: the destination's
-                // health is not known, and nothing falls back because of it.
-                "destinationHealth": "Unchecked",
-                "fallingBack": false,
-            })
-        })
-        .collect();
+    let verdicts = rule_verdicts(spec, &world.health, statuses, now);
+    let (rules, fallback) = rules_status(&verdicts, previous, &who, now, &mut events);
     let listen = spec.effective_listen(&r.metadata.annotations);
     let mut st = Status::new();
     st.insert(
@@ -223,11 +322,18 @@ pub fn egress_router(
     st.insert("rules".into(), Value::Array(rules));
     st.insert(
         "unmatched".into(),
-        json!(match fallback {
-            Some(f) => format!("fallback to {f}"),
+        json!(match &verdicts.fallback {
+            Some(f) if f.live => format!("fallback to {}", f.ip),
+            Some(f) => format!(
+                "refused (tcp reset, icmp port unreachable): fallback {} is unhealthy",
+                f.ip
+            ),
             None => "refused (tcp reset, icmp port unreachable)".to_string(),
         }),
     );
+    if let Some(f) = fallback {
+        st.insert("fallback".into(), f);
+    }
     if let Some(ns) = r.metadata.namespace.as_deref() {
         st.insert("namespace".into(), json!(ns));
     }
@@ -333,5 +439,114 @@ mod tests {
             condition(&again.status, "Available")["lastTransitionTime"],
             condition(&first.status, "Available")["lastTransitionTime"]
         );
+    }
+
+    #[test]
+    fn rules_publish_health_and_every_change_is_an_event() {
+        let cfg = "apiVersion: net.routerd.net/v1alpha1\nkind: HealthCheck\nmetadata: {name: a}\nspec: {target: 198.51.100.7, protocol: tcp, port: 80}\n---\napiVersion: net.routerd.net/v1alpha1\nkind: HealthCheck\nmetadata: {name: fb}\nspec: {target: 198.51.100.9}\n---\napiVersion: net.routerd.net/v1alpha1\nkind: EgressRouter\nmetadata: {name: er}\nspec:\n  addresses: [{ip: 192.0.2.10/24}]\n  redirect:\n    redirectRules:\n      - {destinationIPs: [198.51.100.7, 198.51.100.8], port: 80, protocol: TCP, healthCheck: a}\n      - {destinationIP: 198.51.100.7, port: 81, protocol: TCP, healthCheck: a}\n    fallbackIP: 198.51.100.9\n    fallbackHealthCheck: fb\n";
+        let (l, ds) = load_and_validate(&[("er.yaml", cfg)]);
+        assert!(ds.iter().all(|d| !d.is_error()), "{ds:?}");
+        let r = l.resources.iter().find(|r| r.name() == "er").unwrap();
+        let spec = r.as_egress_router().unwrap();
+        let world = World::new(&l.resources);
+        let at = |secs: i64| Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap();
+        let hc = |phase: &str, secs: i64| {
+            let mut s = Status::new();
+            s.insert("phase".into(), json!(phase));
+            s.insert(
+                "consecutiveFailed".into(),
+                json!(if phase == "Healthy" { 0 } else { 3 }),
+            );
+            s.insert("lastCheckedAt".into(), json!(format_rfc3339_nano(at(secs))));
+            s
+        };
+        let mut st = std::collections::BTreeMap::<String, Status>::new();
+        st.insert(
+            "net.routerd.net/v1alpha1/HealthCheck/a".into(),
+            hc("Healthy", 0),
+        );
+        st.insert(
+            "net.routerd.net/v1alpha1/HealthCheck/fb".into(),
+            hc("Healthy", 0),
+        );
+        let who = Subject {
+            api_version: &r.api_version,
+            name: r.name(),
+        };
+        let first = egress_router(who, r, spec, &world, &st, None, at(1));
+        let rules = first.status["rules"].as_array().unwrap();
+        assert_eq!(
+            rules[0]["liveDestinations"],
+            json!(["198.51.100.7", "198.51.100.8"])
+        );
+        assert_eq!(rules[0]["destinationHealth"], "Healthy");
+        // `a` targets .7: it guards .7 only; .8 is unchecked.
+        assert_eq!(rules[0]["destinations"][0]["healthChecks"], json!(["a"]));
+        assert!(rules[0]["destinations"][1].get("healthChecks").is_none());
+        assert_eq!(rules[1]["action"], "Redirect");
+        assert_eq!(first.status["fallback"]["healthy"], true);
+        assert!(
+            first
+                .events
+                .iter()
+                .all(|e| e.type_ == EGRESS_ROUTER_CONDITION_EVENT),
+            "a healthy start announces only the conditions"
+        );
+
+        // The destination dies: port 80 keeps its other destination, port
+        // 81 falls back; one event per rule that moved.
+        st.insert(
+            "net.routerd.net/v1alpha1/HealthCheck/a".into(),
+            hc("Unhealthy", 2),
+        );
+        let second = egress_router(who, r, spec, &world, &st, Some(&first.status), at(3));
+        let rules = second.status["rules"].as_array().unwrap();
+        assert_eq!(rules[0]["liveDestinations"], json!(["198.51.100.8"]));
+        assert_eq!(rules[0]["destinationHealth"], "Partial");
+        assert_eq!(
+            rules[0]["destinations"][0]["reasons"][0]["code"],
+            "HealthNotPassing"
+        );
+        assert_eq!(rules[1]["action"], "Fallback");
+        assert_eq!(rules[1]["fallingBack"], true);
+        let moved: Vec<_> = second
+            .events
+            .iter()
+            .filter(|e| e.type_ == EGRESS_ROUTER_RULE_EVENT)
+            .map(|e| (e.attributes["port"].clone(), e.attributes["action"].clone()))
+            .collect();
+        assert_eq!(
+            moved,
+            vec![
+                ("80".into(), "Redirect".into()),
+                ("81".into(), "Fallback".into())
+            ]
+        );
+
+        // The fallback dies too: port 81 is refused, the fallback event says so.
+        st.insert(
+            "net.routerd.net/v1alpha1/HealthCheck/fb".into(),
+            hc("Unhealthy", 4),
+        );
+        let third = egress_router(who, r, spec, &world, &st, Some(&second.status), at(5));
+        assert_eq!(third.status["rules"][1]["action"], "Refused");
+        assert_eq!(third.status["rules"][1]["refused"], true);
+        assert!(
+            third
+                .events
+                .iter()
+                .any(|e| e.type_ == EGRESS_ROUTER_FALLBACK_EVENT
+                    && e.attributes["healthy"] == "false")
+        );
+        assert!(
+            third.status["unmatched"]
+                .as_str()
+                .unwrap()
+                .contains("unhealthy")
+        );
+
+        // Nothing moves: no event.
+        let again = egress_router(who, r, spec, &world, &st, Some(&third.status), at(6));
+        assert!(again.events.is_empty(), "{:?}", again.events);
     }
 }
