@@ -20,8 +20,8 @@ use crate::time::format_rfc3339_nano;
 
 pub mod address;
 pub mod egress_router;
-pub mod hybrid;
 pub mod egress_router_health;
+pub mod hybrid;
 pub mod ipv6;
 pub use address::ipv4_static_address;
 pub use egress_router::egress_router;

@@ -554,15 +554,18 @@ mod tests {
                         port: 8080,
                         protocol: "tcp".into(),
                         target_port: Some(80),
+                        ..L4RedirectRule::default()
                     },
                     L4RedirectRule {
                         destination_ip: "10.0.0.99".into(),
                         port: 8080,
                         protocol: "UDP".into(),
                         target_port: None,
+                        ..L4RedirectRule::default()
                     },
                 ],
                 fallback_ip: None,
+                ..EgressRouterRedirect::default()
             }),
             ..EgressRouterSpec::default()
         };

@@ -15,7 +15,7 @@
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use routerd_model::spec::egress_router::{
-    EgressRouterSpec, MasterCandidate, RedirectProtocol, infer_master, macvlan_name,
+    EgressRouterSpec, MasterCandidate, infer_master, macvlan_name,
 };
 use routerd_model::{Event, Resource, Status};
 use serde_json::{Value, json};
