@@ -286,22 +286,11 @@ fn carry(
     out.rules
         .push(Rule::new(RULE_PRIORITY, id, id, owner).in_family(family));
 
-    // Every destination a DNAT of the table sends to.
-    let mut destinations: Vec<IpAddr> = Vec::new();
-    for c in table.chains.iter().filter(|c| c.hook == Hook::Prerouting) {
-        for rule in &c.rules {
-            for e in &rule.exprs {
-                let to = match e {
-                    Expr::Dnat { addr, .. } => IpAddr::V4(*addr),
-                    Expr::Dnat6 { addr, .. } => IpAddr::V6(*addr),
-                    _ => continue,
-                };
-                if !destinations.contains(&to) {
-                    destinations.push(to);
-                }
-            }
-        }
-    }
+    // Every destination the router may send to, live or not: this chain
+    // sees every packet, and a connection DNATed before its destination
+    // (or the fallback) turned unhealthy keeps flowing through the
+    // router's table until it closes.
+    let destinations = declared_destinations(spec);
     let rules = destinations
         .iter()
         .map(|d| NftRule {
@@ -328,6 +317,25 @@ fn carry(
         });
     }
     Ok(())
+}
+
+/// Every destination of the router's rules and its fallback, in spec order,
+/// once each, whatever their health (the table validates them).
+fn declared_destinations(spec: &EgressRouterSpec) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    let rules = spec.rules();
+    let all = rules
+        .iter()
+        .flat_map(|r| r.destinations())
+        .chain(spec.fallback());
+    for d in all {
+        if let Ok(ip) = d.trim().parse::<IpAddr>()
+            && !out.contains(&ip)
+        {
+            out.push(ip);
+        }
+    }
+    out
 }
 
 fn addr_of(s: &str, what: &str) -> Result<IpAddr, String> {
