@@ -127,9 +127,13 @@ fn macvlan_and_vxlan_round_trip_announce_and_leave_foreign_links_alone() {
     // The gratuitous ARP and the unsolicited NA (sent once DAD completes)
     // are captured on the master's peer.
     let mut cap = Command::new("ip")
-        .args(["netns", "exec", &r.0, "timeout", "15", "tcpdump", "-nn", "-l"])
+        .args([
+            "netns", "exec", &r.0, "timeout", "15", "tcpdump", "-nn", "-l",
+        ])
         .args(["-i", "eth0p", "-c", "2"])
-        .arg("(arp and src host 192.0.2.99) or (icmp6 and ip6[40] == 136 and src host 2001:db8::99)")
+        .arg(
+            "(arp and src host 192.0.2.99) or (icmp6 and ip6[40] == 136 and src host 2001:db8::99)",
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
