@@ -30,7 +30,7 @@ use crate::ir::{
 };
 
 /// The table an EgressRouter owns: `routerd_egress_<name>`, spelled as
-/// every routerd table named after a resource ([`super::nft_identifier`]).
+/// every routerd table named after a resource (`super::nft_identifier`).
 pub fn table_name(name: &str) -> String {
     format!("routerd_egress_{}", super::nft_identifier(name))
 }
@@ -245,11 +245,11 @@ fn carry(
             ))
         })?;
         family.get_or_insert(Family::of_net(&net));
-        let mut addr = Address::new(&dev, net);
-        addr.allow_overlap = true;
-        addr.no_prefix_route = true;
-        addr.owner.clone_from(&owner);
-        out.addresses.push(addr);
+        let mut carried = Address::new(&dev, net);
+        carried.allow_overlap = true;
+        carried.no_prefix_route = true;
+        carried.owner.clone_from(&owner);
+        out.addresses.push(carried);
         if !subnets.contains(&net.trunc()) {
             subnets.push(net.trunc());
         }
@@ -260,7 +260,7 @@ fn carry(
                 .map(str::trim)
                 .filter(|g| !g.is_empty())
         {
-            gateway = Some(addr_of(g, &format!("spec.addresses[{i}].gateway")).map_err(bad)?);
+            gateway = Some(addr(g, &format!("spec.addresses[{i}].gateway")).map_err(bad)?);
         }
     }
     let Some(family) = family else {
@@ -326,10 +326,6 @@ fn carry(
         });
     }
     Ok(())
-}
-
-fn addr_of(s: &str, what: &str) -> Result<IpAddr, String> {
-    addr(s, what)
 }
 
 /// The table of one router, and the notes a plan reader needs.
