@@ -93,7 +93,12 @@ pub(super) fn render_egress_routers(ctx: &Ctx<'_>, out: &mut Rendered) {
                         message,
                     }));
                 match master.and_then(|(m, _)| carry(r, &spec, &m, &mut table, &mut out.desired)) {
-                    Ok(()) => {}
+                    Ok(notes) => out
+                        .notes
+                        .extend(notes.into_iter().map(|message| RenderNote {
+                            owner: owner.clone(),
+                            message,
+                        })),
                     Err((reason, message)) => {
                         // What is carried stays (fail-static): a master
                         // that went away takes the macvlan with it, and
@@ -201,7 +206,7 @@ fn carry(
     master: &str,
     table: &mut NftTable,
     out: &mut crate::ir::DesiredState,
-) -> Result<(), (&'static str, String)> {
+) -> Result<Vec<String>, (&'static str, String)> {
     use crate::ir::{Address, Link, LinkKind, MacvlanMode, Route, RouteKind, Rule};
     let owner = r.id().to_string();
     let bad = |m: String| ("NotRendered", m);
@@ -234,6 +239,7 @@ fn carry(
     out.links.push(link);
 
     let id = mark_and_table(r.name());
+    let mut notes = Vec::new();
     let mut family = None;
     let mut gateway = None;
     let mut subnets: Vec<IpNet> = Vec::new();
@@ -253,14 +259,20 @@ fn carry(
         if !subnets.contains(&net.trunc()) {
             subnets.push(net.trunc());
         }
-        if gateway.is_none()
-            && let Some(g) = a
-                .gateway
-                .as_deref()
-                .map(str::trim)
-                .filter(|g| !g.is_empty())
+        if let Some(g) = a
+            .gateway
+            .as_deref()
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
         {
-            gateway = Some(addr(g, &format!("spec.addresses[{i}].gateway")).map_err(bad)?);
+            let g = addr(g, &format!("spec.addresses[{i}].gateway")).map_err(bad)?;
+            match gateway {
+                None => gateway = Some(g),
+                Some(first) if first != g => notes.push(format!(
+                    "spec.addresses[{i}].gateway {g} is not used: the router's table has one default route, via {first} (the first gateway)"
+                )),
+                Some(_) => {}
+            }
         }
     }
     let Some(family) = family else {
@@ -325,7 +337,7 @@ fn carry(
             rules,
         });
     }
-    Ok(())
+    Ok(notes)
 }
 
 /// The table of one router, and the notes a plan reader needs.
