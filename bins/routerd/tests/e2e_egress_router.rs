@@ -412,6 +412,16 @@ fn the_openshift_seed_yaml_redirects_from_the_reserved_address_and_refuses_the_r
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
     drop(host);
 
+    // The macvlan deleted behind routerd's back comes back, announced,
+    // with its address, route and rule, and the redirect works again.
+    ipn(lab.ns(Node::Router), &["link", "del", &dev]);
+    wait("the macvlan back", &lab, &d, || {
+        sh(&lab, "ip", &["-d", "addr", "show", "dev", &dev]).contains("inet 192.168.12.99/24")
+    });
+    wait("the TCP redirect again", &lab, &d, || {
+        tcp_ask(&lab, "192.168.50.1:8080").is_ok_and(|r| r == "203.0.113.26:80 192.168.12.99")
+    });
+
     // The master goes: Degraded with a reason, the rest keeps working.
     ipn(lab.ns(Node::Router), &["link", "del", "egr0"]);
     wait("Degraded", &lab, &d, || {

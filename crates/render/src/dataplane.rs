@@ -280,9 +280,12 @@ impl MemDataplane {
                 if exists {
                     return Err(err(op, EEXIST, "File exists"));
                 }
+                // A fresh index per creation, as the kernel gives.
+                let index = u32::try_from(1000 + self.ops_executed).unwrap_or(u32::MAX);
                 self.kernel_links.push(Link {
                     owner: String::new(),
                     announce: false,
+                    index: Some(index),
                     ..link.clone()
                 });
                 if let Some(links) = &mut self.links {

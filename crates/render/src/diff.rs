@@ -306,7 +306,7 @@ fn diff_links(
             out.adds.push(Op::AddLink { link: d.clone() });
             continue;
         };
-        if !ledger.links.contains_key(&d.name) {
+        if !ledger.owns_link(&o) {
             let kind = match o.kind.kind_name() {
                 "" => "a device".to_string(),
                 k => format!("a {k} link"),
@@ -333,7 +333,7 @@ fn diff_links(
         if desired.links.iter().any(|d| &d.name == name) || desired.retained.contains(owner) {
             continue;
         }
-        if let Some(mut link) = observed.link(name) {
+        if let Some(mut link) = observed.link(name).filter(|l| ledger.owns_link(l)) {
             link.owner = owner.clone();
             out.deletes.push(Op::DeleteLink { link });
         }

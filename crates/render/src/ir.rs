@@ -1249,6 +1249,11 @@ pub struct Link {
     /// state only (not observed).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub announce: bool,
+    /// The kernel's ifindex of an observed link (`None` in desired state):
+    /// the ledger keeps the one routerd's link got, so a link of the same
+    /// name someone created after deleting routerd's is not taken for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
     /// Resource id that wants the link (empty for observed links).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub owner: String,
@@ -1263,6 +1268,7 @@ impl Link {
             mtu: None,
             up: true,
             announce: false,
+            index: None,
             owner: String::new(),
         }
     }

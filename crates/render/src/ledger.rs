@@ -87,6 +87,9 @@ pub struct Ledger {
     /// links carry no marker the kernel keeps: this is what makes one
     /// routerd's.
     pub links: BTreeMap<String, String>,
+    /// The ifindex each owned link had when routerd last saw it: a link of
+    /// that name with another index was created by someone else.
+    pub link_indexes: BTreeMap<String, u32>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -101,6 +104,8 @@ struct LedgerFile {
     addresses: Vec<(AddressKey, String)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     links: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    link_indexes: Vec<(String, u32)>,
 }
 
 impl From<LedgerFile> for Ledger {
@@ -111,6 +116,7 @@ impl From<LedgerFile> for Ledger {
             nft: f.nft.into_iter().collect(),
             addresses: f.addresses.into_iter().collect(),
             links: f.links.into_iter().collect(),
+            link_indexes: f.link_indexes.into_iter().collect(),
         }
     }
 }
@@ -123,6 +129,7 @@ impl From<Ledger> for LedgerFile {
             nft: l.nft.into_iter().collect(),
             addresses: l.addresses.into_iter().collect(),
             links: l.links.into_iter().collect(),
+            link_indexes: l.link_indexes.into_iter().collect(),
         }
     }
 }
@@ -223,20 +230,39 @@ impl Ledger {
             .map(|(k, o)| (k.clone(), o.clone()))
             .collect();
         // Links likewise: only those record_ops saw created, while the
-        // kernel still has a link of that name.
-        let links = self
-            .links
-            .iter()
-            .filter(|(name, _)| observed.has_link(name))
-            .map(|(k, o)| (k.clone(), o.clone()))
-            .collect();
+        // kernel still has that link (same name, and the index it had).
+        let mut links = BTreeMap::new();
+        let mut link_indexes = BTreeMap::new();
+        for (name, owner) in &self.links {
+            let Some(o) = observed.link(name) else {
+                continue;
+            };
+            if !self.owns_link(&o) {
+                continue;
+            }
+            links.insert(name.clone(), owner.clone());
+            if let Some(i) = o.index.or_else(|| self.link_indexes.get(name).copied()) {
+                link_indexes.insert(name.clone(), i);
+            }
+        }
         *self = Ledger {
             routes,
             rules,
             nft,
             addresses,
             links,
+            link_indexes,
         };
+    }
+
+    /// Whether the observed link `l` is the one routerd created: the
+    /// ledger records its name and, once seen, its ifindex.
+    pub fn owns_link(&self, l: &crate::ir::Link) -> bool {
+        self.links.contains_key(&l.name)
+            && match (self.link_indexes.get(&l.name), l.index) {
+                (Some(want), Some(have)) => *want == have,
+                _ => true,
+            }
     }
 
     /// Adds `other`'s entries (an intent left by a crashed step, or orphans
@@ -256,6 +282,9 @@ impl Ledger {
         }
         for (k, o) in other.links {
             self.links.entry(k).or_insert(o);
+        }
+        for (k, i) in other.link_indexes {
+            self.link_indexes.entry(k).or_insert(i);
         }
     }
 
@@ -320,10 +349,13 @@ impl Ledger {
                     self.addresses.remove(&address.key());
                 }
                 Op::AddLink { link } => {
+                    // A new link: its index is learnt when next observed.
                     self.links.insert(link.name.clone(), link.owner.clone());
+                    self.link_indexes.remove(&link.name);
                 }
                 Op::DeleteLink { link } => {
                     self.links.remove(&link.name);
+                    self.link_indexes.remove(&link.name);
                 }
                 Op::SetLink { .. } | Op::AnnounceLink { .. } => {}
             }

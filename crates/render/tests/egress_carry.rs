@@ -108,7 +108,7 @@ kind: EgressRouter
 metadata: {name: a}
 spec:
   networkInterface: {macvlan: {master: eth0, mode: Private}}
-  addresses: [{ip: 192.0.2.10/24, gateway: 192.0.2.1}, {ip: 198.51.100.10/24}]
+  addresses: [{ip: 192.0.2.10/24, gateway: 192.0.2.1}, {ip: 198.51.100.10/24, gateway: 198.51.100.1}]
   redirect: {fallbackIP: 203.0.113.9}
 ---
 apiVersion: net.routerd.net/v1alpha1
@@ -146,5 +146,16 @@ spec:
         3
     );
     assert_ne!(mark_and_table("a"), mark_and_table("b"));
+    // One default route per router: a second gateway is named, not dropped
+    // silently.
+    assert_eq!(
+        r.notes
+            .iter()
+            .map(|n| n.message.as_str())
+            .collect::<Vec<_>>(),
+        [
+            "spec.addresses[1].gateway 198.51.100.1 is not used: the router's table has one default route, via 192.0.2.1 (the first gateway)"
+        ]
+    );
     assert_eq!(d.rules.len(), 2);
 }

@@ -293,3 +293,54 @@ fn interface_names_follow_the_kernel_rules() {
     assert!(!valid_ifname("a b"));
     assert!(!valid_ifname(".."));
 }
+
+#[test]
+fn a_same_named_link_someone_made_after_deleting_routerds_is_not_taken_for_it() {
+    let mut dp = kernel();
+    let mut ledger = Ledger::default();
+    let want = carried("rd-r", "eth0");
+    reconcile(&mut dp, &want, &mut ledger, &ReconcileOptions::default()).unwrap();
+    let ours = dp.kernel_links[0].index;
+    assert!(ours.is_some());
+    assert_eq!(ledger.link_indexes.get("rd-r").copied(), ours);
+
+    // Deleted behind routerd's back, and the operator's own link of that
+    // name (another kind, another index) put in its place.
+    dp.kernel_links.clear();
+    dp.addresses.clear();
+    dp.routes.clear();
+    let mut theirs = Link::new(
+        "rd-r",
+        LinkKind::Vxlan {
+            vni: 7,
+            local: None,
+            remote: None,
+            dstport: 4789,
+            device: None,
+        },
+    );
+    theirs.index = Some(7);
+    dp.kernel_links.push(theirs.clone());
+    let out = reconcile(&mut dp, &want, &mut ledger, &ReconcileOptions::default()).unwrap();
+    assert!(
+        !out.plan
+            .ops
+            .iter()
+            .any(|o| matches!(o, Op::DeleteLink { .. } | Op::AddLink { .. })),
+        "{}",
+        out.plan
+    );
+    assert_eq!(out.faults[0].reason, "Conflict", "{:?}", out.faults);
+    assert_eq!(dp.kernel_links, [theirs.clone()]);
+    assert!(ledger.links.is_empty(), "forgotten, never adopted");
+
+    // Nobody wants it: still never deleted.
+    reconcile(
+        &mut dp,
+        &DesiredState::default(),
+        &mut ledger,
+        &ReconcileOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(dp.kernel_links, [theirs]);
+}

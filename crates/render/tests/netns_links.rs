@@ -97,9 +97,12 @@ fn desired() -> DesiredState {
     let mut a = Address::new("rd-m", "192.0.2.99/24".parse().unwrap());
     a.owner = OWNER.into();
     a.allow_overlap = true;
+    let mut a6 = Address::new("rd-m", "2001:db8::99/64".parse().unwrap());
+    a6.owner = OWNER.into();
+    a6.allow_overlap = true;
     let mut d = DesiredState {
         links: vec![mv, vx, clash],
-        addresses: vec![a],
+        addresses: vec![a, a6],
         ..DesiredState::default()
     };
     let _ = d.normalize();
@@ -121,10 +124,16 @@ fn macvlan_and_vxlan_round_trip_announce_and_leave_foreign_links_alone() {
     ]);
     let foreign = r.ip(&["-d", "link", "show", "fx0"]);
 
-    // The gratuitous ARP is captured on the master's peer.
+    // The gratuitous ARP and the unsolicited NA (sent once DAD completes)
+    // are captured on the master's peer.
     let mut cap = Command::new("ip")
-        .args(["netns", "exec", &r.0, "tcpdump", "-nn", "-l", "-i", "eth0p"])
-        .args(["-c", "1", "arp and src host 192.0.2.99"])
+        .args([
+            "netns", "exec", &r.0, "timeout", "15", "tcpdump", "-nn", "-l",
+        ])
+        .args(["-i", "eth0p", "-c", "2"])
+        .arg(
+            "(arp and src host 192.0.2.99) or (icmp6 and ip6[40] == 136 and src host 2001:db8::99)",
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -140,15 +149,25 @@ fn macvlan_and_vxlan_round_trip_announce_and_leave_foreign_links_alone() {
     }
 
     let want = desired();
-    let (first, second, observed, last, ledger) = r.run(move || {
+    let (first, second, observed, ledger) = r.run(move || {
         let mut dp = LinuxDataplane::new(Vec::new(), Ownership::default()).unwrap();
         let mut ledger = Ledger::default();
         let opts = ReconcileOptions::default();
         let first = reconcile(&mut dp, &want, &mut ledger, &opts).unwrap();
         let second = reconcile(&mut dp, &want, &mut ledger, &opts).unwrap();
         let observed = dp.observe().unwrap();
+        (first, second, observed, ledger)
+    });
+    // Both announcements seen (the NA after DAD) before the link goes.
+    let mut out = String::new();
+    cap.wait().unwrap();
+    cap.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let (last, ledger) = r.run(move || {
+        let mut dp = LinuxDataplane::new(Vec::new(), Ownership::default()).unwrap();
+        let mut ledger = ledger;
+        let opts = ReconcileOptions::default();
         let last = reconcile(&mut dp, &DesiredState::default(), &mut ledger, &opts).unwrap();
-        (first, second, observed, last, ledger)
+        (last, ledger)
     });
 
     // Created and announced; the clash is the other owner's conflict.
@@ -171,12 +190,13 @@ fn macvlan_and_vxlan_round_trip_announce_and_leave_foreign_links_alone() {
     assert_eq!(vx.kind, desired().links[2].kind);
     assert_eq!(vx.mtu, Some(1400));
 
-    let mut out = String::new();
-    cap.wait().unwrap();
-    cap.stdout.take().unwrap().read_to_string(&mut out).unwrap();
     assert!(
         out.contains("Request who-has 192.0.2.99 tell 192.0.2.99"),
         "gratuitous ARP: {out}"
+    );
+    assert!(
+        out.contains("2001:db8::99 > ff02::1: ICMP6, neighbor advertisement, tgt is 2001:db8::99"),
+        "unsolicited NA: {out}"
     );
 
     // Removed again; the operator's macvlan is exactly as it was.
@@ -188,6 +208,7 @@ fn macvlan_and_vxlan_round_trip_announce_and_leave_foreign_links_alone() {
             .collect::<Vec<_>>(),
         [
             "ip -4 addr del 192.0.2.99/24 dev rd-m",
+            "ip -6 addr del 2001:db8::99/64 dev rd-m",
             "ip link del rd-m",
             "ip link del vx42",
         ]

@@ -277,6 +277,7 @@ pub(crate) fn link_from(m: &LinkMessage, by_index: &BTreeMap<u32, String>) -> Op
         mtu,
         up,
         announce: false,
+        index: Some(m.header.index),
         owner: String::new(),
     })
 }

@@ -31,7 +31,7 @@ use crate::ir::{
 };
 
 /// The table an EgressRouter owns: `routerd_egress_<name>`, spelled as
-/// every routerd table named after a resource ([`super::nft_identifier`]).
+/// every routerd table named after a resource (`super::nft_identifier`).
 pub fn table_name(name: &str) -> String {
     format!("routerd_egress_{}", super::nft_identifier(name))
 }
@@ -95,7 +95,12 @@ pub(super) fn render_egress_routers(ctx: &Ctx<'_>, out: &mut Rendered) {
                         message,
                     }));
                 match master.and_then(|(m, _)| carry(r, &spec, &m, &mut table, &mut out.desired)) {
-                    Ok(()) => {}
+                    Ok(notes) => out
+                        .notes
+                        .extend(notes.into_iter().map(|message| RenderNote {
+                            owner: owner.clone(),
+                            message,
+                        })),
                     Err((reason, message)) => {
                         // What is carried stays (fail-static): a master
                         // that went away takes the macvlan with it, and
@@ -203,7 +208,7 @@ fn carry(
     master: &str,
     table: &mut NftTable,
     out: &mut crate::ir::DesiredState,
-) -> Result<(), (&'static str, String)> {
+) -> Result<Vec<String>, (&'static str, String)> {
     use crate::ir::{Address, Link, LinkKind, MacvlanMode, Route, RouteKind, Rule};
     let owner = r.id().to_string();
     let bad = |m: String| ("NotRendered", m);
@@ -236,6 +241,7 @@ fn carry(
     out.links.push(link);
 
     let id = mark_and_table(r.name());
+    let mut notes = Vec::new();
     let mut family = None;
     let mut gateway = None;
     let mut subnets: Vec<IpNet> = Vec::new();
@@ -247,22 +253,28 @@ fn carry(
             ))
         })?;
         family.get_or_insert(Family::of_net(&net));
-        let mut addr = Address::new(&dev, net);
-        addr.allow_overlap = true;
-        addr.no_prefix_route = true;
-        addr.owner.clone_from(&owner);
-        out.addresses.push(addr);
+        let mut carried = Address::new(&dev, net);
+        carried.allow_overlap = true;
+        carried.no_prefix_route = true;
+        carried.owner.clone_from(&owner);
+        out.addresses.push(carried);
         if !subnets.contains(&net.trunc()) {
             subnets.push(net.trunc());
         }
-        if gateway.is_none()
-            && let Some(g) = a
-                .gateway
-                .as_deref()
-                .map(str::trim)
-                .filter(|g| !g.is_empty())
+        if let Some(g) = a
+            .gateway
+            .as_deref()
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
         {
-            gateway = Some(addr_of(g, &format!("spec.addresses[{i}].gateway")).map_err(bad)?);
+            let g = addr(g, &format!("spec.addresses[{i}].gateway")).map_err(bad)?;
+            match gateway {
+                None => gateway = Some(g),
+                Some(first) if first != g => notes.push(format!(
+                    "spec.addresses[{i}].gateway {g} is not used: the router's table has one default route, via {first} (the first gateway)"
+                )),
+                Some(_) => {}
+            }
         }
     }
     let Some(family) = family else {
@@ -316,7 +328,7 @@ fn carry(
             rules,
         });
     }
-    Ok(())
+    Ok(notes)
 }
 
 /// Every destination of the router's rules and its fallback, in spec order,
@@ -336,10 +348,6 @@ fn declared_destinations(spec: &EgressRouterSpec) -> Vec<IpAddr> {
         }
     }
     out
-}
-
-fn addr_of(s: &str, what: &str) -> Result<IpAddr, String> {
-    addr(s, what)
 }
 
 /// Which destinations may take new connections, as selection published
