@@ -538,7 +538,7 @@ fn the_role_and_the_traffic_move_on_every_failure_and_connections_survive() {
     lab.kill_routerd(&fourth);
     let _fifth = moved(&lab, &fourth);
     ask("after routerd was killed");
-    drop(ask);
+
     let _ = long.kill();
     let _ = long.wait();
 }
