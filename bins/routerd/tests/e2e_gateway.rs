@@ -719,3 +719,72 @@ while time.time() < end:
         gaps.last().copied().unwrap_or(0.0)
     );
 }
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn primary_ip_mode_sources_from_the_active_node_and_follows_it() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Deckhouse's shape unchanged, the clients' next hop from the annotation.
+    let gw = "apiVersion: network.deckhouse.io/v1alpha1
+kind: EgressGateway
+metadata:
+  name: egress-gw
+  annotations: {routerd.net/internal-ip: 10.0.0.254}
+spec:
+  nodeSelector:
+    egress: \"\"
+  sourceIP:
+    mode: PrimaryIPFromEgressGatewayNodeInterface
+    primaryIPFromEgressGatewayNodeInterface:
+      interfaceName: eth1
+---
+apiVersion: network.deckhouse.io/v1alpha1
+kind: EgressGatewayPolicy
+metadata:
+  name: egress-gw-policy
+spec:
+  destinationCIDRs:
+    - 0.0.0.0/0
+  egressGatewayName: egress-gw
+  selectors:
+    - podSelector:
+        matchLabels:
+          app: backend
+";
+    let mut lab = GwLab::build("p");
+    lab.config(&config(gw));
+    lab.start_server();
+    for g in ["client", "a", "b", "c"] {
+        lab.start(g);
+    }
+    let primary = |g: &str| {
+        format!(
+            "172.18.18.{}",
+            11 + GATEWAYS.iter().position(|x| *x == g).unwrap()
+        )
+    };
+    let active = wait_for("an active node", Duration::from_secs(30), || {
+        lab.holder("10.0.0.254")
+    });
+    wait_for(
+        "traffic from the active node's primary IP",
+        Duration::from_secs(20),
+        || lab.whoami().filter(|w| *w == primary(&active)),
+    );
+    let pid = lab.keepalived_pid(&active).expect("keepalived pid");
+    run(&["kill", "-9", &pid.to_string()]);
+    let next = wait_for("the role to move", Duration::from_secs(10), || {
+        lab.holder("10.0.0.254").filter(|h| *h != active)
+    });
+    wait_for(
+        "traffic from the new active node's primary IP",
+        Duration::from_secs(10),
+        || lab.whoami().filter(|w| *w == primary(&next)),
+    );
+    let st = lab
+        .api(&next, false, "/explain?gateway=egress-gw")
+        .expect("explain gateway");
+    assert_eq!(st["status"]["connectionsKept"], false, "{st}");
+}
