@@ -3,6 +3,8 @@
 
 mod apply;
 mod demo;
+mod demo_gateway;
+mod gwlab;
 mod memory;
 mod serve;
 
