@@ -270,6 +270,18 @@ impl GwLab {
         self.routerd.push((n.to_string(), child));
     }
 
+    /// SIGTERM to node `n`'s routerd, waiting for it to exit (it stops its
+    /// keepalived on the way out).
+    pub(crate) fn stop_routerd(&mut self, n: &str) {
+        if let Some(i) = self.routerd.iter().position(|(m, _)| m == n) {
+            let (_, mut c) = self.routerd.remove(i);
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+    }
+
     pub(crate) fn kill_routerd(&mut self, n: &str) {
         if let Some(i) = self.routerd.iter().position(|(m, _)| m == n) {
             let (_, mut c) = self.routerd.remove(i);
