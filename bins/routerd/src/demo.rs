@@ -21,9 +21,11 @@ pub(crate) const DEMO_CONFIG: &str = include_str!("../../../examples/demo/config
 /// Arguments of `routerd demo`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// `failover` (the default: two uplinks, a failover and a failback) or
-    /// `egress-router` (redirects with health-checked destinations).
-    #[arg(value_parser = ["failover", "egress-router"])]
+    /// The scenario: `failover` (the default: two uplinks, a failover and a
+    /// failback), `egress-router` (redirects with health-checked
+    /// destinations) or `gateway` (EgressGateway on keepalived and
+    /// conntrackd).
+    #[arg(value_parser = ["failover", "egress-router", "gateway"])]
     scenario: Option<String>,
     /// Keep the daemon's log on standard error.
     #[arg(long)]
@@ -46,6 +48,9 @@ pub(crate) fn run(args: Args) -> Result<i32> {
     }
     if !nix::unistd::geteuid().is_root() {
         bail!("routerd demo builds network namespaces and needs root (try: sudo routerd demo)");
+    }
+    if args.scenario.as_deref() == Some("gateway") {
+        return crate::demo_gateway::run(args.verbose);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -4,6 +4,8 @@
 mod apply;
 mod demo;
 mod demo_egress;
+mod demo_gateway;
+mod gwlab;
 mod memory;
 mod serve;
 

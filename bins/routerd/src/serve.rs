@@ -79,6 +79,41 @@ pub(crate) struct Args {
         default_value = "error"
     )]
     unknown_fields: routerd_model::UnknownFields,
+    /// This instance's Node name in EgressGateway groups (the same
+    /// configuration on every member names them all). Defaults to the
+    /// hostname when the configuration declares an EgressGateway.
+    #[arg(long, env = "ROUTERD_NODE_NAME")]
+    node_name: Option<String>,
+    /// Runtime directory of keepalived, conntrackd, the notify FIFO and the
+    /// suitability files (one per routerd instance).
+    #[arg(
+        long,
+        env = "ROUTERD_GATEWAY_DIR",
+        default_value = "/run/routerd/gateway"
+    )]
+    gateway_dir: PathBuf,
+}
+
+/// The node name of this instance, if it takes part in gateway groups:
+/// `--node-name`, else the hostname when the startup file mentions an
+/// EgressGateway.
+fn gateway_node(args: &Args) -> Option<String> {
+    if let Some(n) = args
+        .node_name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        return Some(n.to_string());
+    }
+    let text = std::fs::read_to_string(&args.config).ok()?;
+    if !text.contains("EgressGateway") {
+        return None;
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
 }
 
 fn group_id(g: &str) -> Result<u32> {
@@ -190,6 +225,16 @@ async fn serve(args: Args, resync: Duration, group: Option<u32>) -> Result<i32> 
         }
     }
     crate::memory::release_free_heap();
+
+    // EgressGateway groups: keepalived and conntrackd under routerd.
+    if let Some(node) = gateway_node(&args) {
+        tracing::info!(node = %node, dir = %args.gateway_dir.display(), "egress gateway agent");
+        shared.set_gateway(Arc::new(routerd_engine::gateway::GatewayAgent::spawn(
+            node,
+            routerd_keepalived::plan::Paths::new(&args.gateway_dir),
+            routerd_keepalived::supervise::SystemEffects::default(),
+        )));
+    }
 
     // Conntrack access for `flushOnFailover: deadPath`, in this namespace.
     // Without it routerd still runs; a flush it cannot do is reported.
@@ -335,6 +380,11 @@ async fn serve(args: Args, resync: Duration, group: Option<u32>) -> Result<i32> 
     .await;
     // The loop is gone; the feeder would only report it wedged.
     drop(watchdog);
+    // keepalived releases the gateway addresses on the way out, so a peer
+    // takes the role at once instead of after the advert timeout.
+    if let Some(g) = shared.gateway() {
+        g.shutdown();
+    }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), ctl).await;

@@ -193,6 +193,8 @@ pub struct Shared {
     /// The last store write that failed, until a step commits again.
     store_error: std::sync::Mutex<Option<(DateTime<Utc>, String)>>,
     heartbeat: crate::watchdog::Heartbeat,
+    /// This node's part in EgressGateway groups (keepalived, conntrackd).
+    gateway: std::sync::Mutex<Option<Arc<crate::gateway::GatewayAgent>>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -339,6 +341,7 @@ impl Shared {
             resolver: std::sync::Mutex::new(None),
             store_error: std::sync::Mutex::new(None),
             heartbeat: crate::watchdog::Heartbeat::default(),
+            gateway: std::sync::Mutex::new(None),
         }))
     }
 
@@ -359,6 +362,28 @@ impl Shared {
             .resolver
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(resolver);
+    }
+
+    /// Gives the daemon its gateway agent (`--node-name`); [`run`] feeds
+    /// it after every step and takes its statuses as observations.
+    pub fn set_gateway(&self, agent: Arc<crate::gateway::GatewayAgent>) {
+        *self
+            .gateway
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(agent);
+    }
+
+    /// Runs `f` on the core (read-only helpers of sibling modules).
+    pub(crate) async fn with_core<R>(&self, f: impl FnOnce(&Core) -> R) -> R {
+        f(&*self.core.lock().await)
+    }
+
+    /// The gateway agent, if this daemon has one.
+    pub fn gateway(&self) -> Option<Arc<crate::gateway::GatewayAgent>> {
+        self.gateway
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Queues work (for signal handlers and event sources).
@@ -532,6 +557,9 @@ pub async fn run<D, L, H>(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
+    if let Some(g) = shared.gateway() {
+        g.set_observer(obs_tx.clone());
+    }
     let mut lp = Loop {
         shared: shared.clone(),
         dataplane,
@@ -638,6 +666,9 @@ where
         for o in batch {
             let moves = if crate::names::is_address_set(&o.id) {
                 crate::names::members_changed(core.statuses.get(&o.id), &o.status)
+            } else if crate::gateway::is_gateway_status(&o.id) {
+                core.statuses.get(&o.id).map(crate::gateway::render_key)
+                    != Some(crate::gateway::render_key(&o.status))
             } else {
                 selection_relevant(core.statuses.get(&o.id), &o.status)
             };
@@ -753,6 +784,9 @@ where
                 shared.clock.clone(),
                 self.obs_tx.clone(),
             );
+        }
+        if let Some(g) = shared.gateway() {
+            crate::gateway::after_step(&g, &core, res.as_ref().ok(), now);
         }
         let generation = core.generation;
         drop(core);

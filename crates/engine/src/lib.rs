@@ -10,6 +10,7 @@ pub mod core;
 pub mod daemon;
 pub mod faults;
 pub mod flush;
+pub mod gateway;
 pub mod health;
 pub mod links;
 pub mod metrics;

@@ -209,6 +209,7 @@ pub fn render(statuses: &StateSnapshot, c: &Counters, parts: &[(String, usize)])
     for (state, n) in parts {
         let _ = writeln!(o, "routerd_dynamic_parts{{state=\"{}\"}} {n}", esc(state));
     }
+    crate::gateway::metrics(&mut o, statuses);
     o
 }
 
@@ -237,5 +238,22 @@ mod tests {
         assert!(text.contains("routerd_reconcile_steps_total 3"));
         assert!(text.contains("routerd_dynamic_parts{state=\"active\"} 2"));
         assert_eq!(esc("a\"b"), "a\\\"b");
+    }
+
+    #[test]
+    fn gateway_role_and_failovers_are_exposed() {
+        let snap: StateSnapshot = serde_json::from_value(serde_json::json!({
+            "network.deckhouse.io/v1alpha1/EgressGateway/egress-gw": {"vrrpState": "MASTER", "nodeName": "gw-a", "failoverCount": 3}
+        }))
+        .unwrap();
+        let text = render(&snap, &Counters::default(), &[]);
+        assert!(text.contains("routerd_egress_gateway_role{gateway=\"egress-gw\",node=\"gw-a\",state=\"MASTER\"} 1"), "{text}");
+        assert!(text.contains("routerd_egress_gateway_role{gateway=\"egress-gw\",node=\"gw-a\",state=\"BACKUP\"} 0"), "{text}");
+        assert!(
+            text.contains(
+                "routerd_egress_gateway_failovers_total{gateway=\"egress-gw\",node=\"gw-a\"} 3"
+            ),
+            "{text}"
+        );
     }
 }

@@ -28,6 +28,7 @@ fn every_example_is_clean() {
         ("priority-failover.yaml", 6),
         ("snat-pool.yaml", 6),
         ("ipv6-dual-stack.yaml", 7),
+        ("egress-gateway.yaml", 7),
     ];
     for (file, count) in expected {
         let text = std::fs::read_to_string(format!("{dir}/{file}")).unwrap();

@@ -94,13 +94,34 @@ pub struct EventsArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct CordonArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// This node's name (`routerd serve --node-name`).
+    node: String,
+}
+
+/// `cordon NODE` / `uncordon NODE`: maintenance in every gateway group of
+/// this node (it gives up its roles and takes none until uncordoned).
+pub fn cordon(a: CordonArgs, on: bool) -> Result<i32> {
+    let c = Client::new(&a.conn.socket);
+    let path = format!("/cordon?node={}&on={on}", encode(&a.node));
+    let v: Value = runtime()?
+        .block_on(c.post(&path, &serde_json::json!({})))
+        .map_err(exit_of)?;
+    print(&v, Format::Yaml)?;
+    Ok(OK)
+}
+
+#[derive(Debug, clap::Args)]
 pub struct ExplainArgs {
     #[command(flatten)]
     conn: Conn,
-    /// What to explain; only `egress` exists.
-    #[arg(value_parser = ["egress"])]
+    /// What to explain: `egress` (an EgressRoutePolicy's decision) or
+    /// `gateway` (an EgressGateway as this node sees it).
+    #[arg(value_parser = ["egress", "gateway"])]
     what: String,
-    /// EgressRoutePolicy name.
+    /// EgressRoutePolicy or EgressGateway name.
     policy: String,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
@@ -279,8 +300,13 @@ pub fn describe(a: DescribeArgs) -> Result<i32> {
 
 pub fn explain(a: ExplainArgs) -> Result<i32> {
     let c = Client::new(&a.conn.socket);
+    let key = if a.what == "gateway" {
+        "gateway"
+    } else {
+        "policy"
+    };
     let v: Value = runtime()?
-        .block_on(c.get(&format!("/explain?policy={}", encode(&a.policy))))
+        .block_on(c.get(&format!("/explain?{key}={}", encode(&a.policy))))
         .map_err(exit_of)?;
     print(&v, a.output)?;
     Ok(OK)

@@ -34,8 +34,13 @@ pub enum Command {
     Describe(daemon::DescribeArgs),
     /// Show events; `--follow` waits for new ones.
     Events(daemon::EventsArgs),
-    /// Explain a decision: `explain egress <policy>` prints the decision record.
+    /// Explain a decision: `explain egress <policy>` prints the decision
+    /// record, `explain gateway <name>` this node's part in a gateway group.
     Explain(daemon::ExplainArgs),
+    /// Cordon this node in its gateway groups (maintenance: it steps down).
+    Cordon(daemon::CordonArgs),
+    /// Uncordon this node in its gateway groups.
+    Uncordon(daemon::CordonArgs),
     /// Apply a configuration through the daemon.
     Apply(daemon::ApplyArgs),
     /// Delete a resource from the daemon's configuration.
@@ -60,6 +65,8 @@ pub fn run(cmd: Command) -> Result<i32> {
         Command::Describe(a) => daemon::describe(a),
         Command::Events(a) => daemon::events(a),
         Command::Explain(a) => daemon::explain(a),
+        Command::Cordon(a) => daemon::cordon(a, true),
+        Command::Uncordon(a) => daemon::cordon(a, false),
         Command::Apply(a) => daemon::apply(a),
         Command::Delete(a) => daemon::delete(a),
         Command::Completions(a) => generate::completions(a),

@@ -54,6 +54,19 @@ pub enum ControlRequest {
         /// EgressRoutePolicy name.
         policy: String,
     },
+    /// `GET /explain?gateway=name`: an EgressGateway as this node sees it.
+    ExplainGateway {
+        /// EgressGateway name.
+        gateway: String,
+    },
+    /// `POST /cordon?node=name&on=true|false`: maintenance of this node
+    /// in its gateway groups.
+    Cordon {
+        /// The node (must be this daemon's).
+        node: String,
+        /// Cordon (true) or uncordon (false).
+        on: bool,
+    },
     /// `GET /events`: newer than `since_id`, optionally waiting for them.
     Events {
         /// Cursor.
@@ -474,6 +487,20 @@ fn parse(method: &Method, uri: &Uri, body: &[u8]) -> Result<ControlRequest, ApiE
                 target,
                 events_limit,
             })
+        }
+        ("GET", "/explain") if q.get("gateway").is_some_and(|g| !g.is_empty()) => {
+            Ok(ControlRequest::ExplainGateway {
+                gateway: q.get("gateway").cloned().unwrap_or_default(),
+            })
+        }
+        ("POST", "/cordon") => {
+            let node = q
+                .get("node")
+                .filter(|t| !t.is_empty())
+                .cloned()
+                .ok_or_else(|| ApiError::bad_request("node is required"))?;
+            let on = q.get("on").is_none_or(|v| v != "false");
+            Ok(ControlRequest::Cordon { node, on })
         }
         ("GET", "/explain") => {
             let policy = q

@@ -23,6 +23,10 @@ impl ControlHandler for Handler {
                 events_limit,
             } => read::describe(s, target, events_limit).await,
             ControlRequest::Explain { policy } => read::explain(s, &policy).await,
+            ControlRequest::ExplainGateway { gateway } => {
+                crate::gateway::explain(s, &gateway).await
+            }
+            ControlRequest::Cordon { node, on } => crate::gateway::cordon(s, &node, on),
             ControlRequest::Events {
                 since_id,
                 topic,

@@ -53,8 +53,10 @@ pub fn client_table(name: &str) -> String {
     format!("routerd_gwc_{}", nft_identifier(name))
 }
 
-fn status_str<'s>(ctx: &Ctx<'s>, kind: Kind, name: &str, key: &str) -> Option<&'s str> {
-    ctx.status_of(kind, name)?
+/// A status field of `r`, looked up by its own id: the Deckhouse shape's
+/// statuses are keyed under `network.deckhouse.io/v1alpha1`.
+fn status_str<'s>(ctx: &Ctx<'s>, r: &Resource, key: &str) -> Option<&'s str> {
+    ctx.status_by_id(&r.id().to_string())?
         .get(key)?
         .as_str()
         .map(str::trim)
@@ -130,7 +132,7 @@ pub(super) fn render_gateways(ctx: &Ctx<'_>, out: &mut Rendered) {
         let Some(spec) = g.as_egress_gateway() else {
             continue;
         };
-        if status_str(ctx, Kind::EgressGateway, g.name(), "vrrpState") != Some("MASTER") {
+        if status_str(ctx, g, "vrrpState") != Some("MASTER") {
             continue;
         }
         let owner = g.id().to_string();
@@ -154,7 +156,7 @@ pub(super) fn render_gateways(ctx: &Ctx<'_>, out: &mut Rendered) {
         };
         let this = index;
         index += 1;
-        let Some(hop) = status_str(ctx, Kind::EgressGatewayPolicy, p.name(), "nextHop") else {
+        let Some(hop) = status_str(ctx, p, "nextHop") else {
             continue;
         };
         let owner = p.id().to_string();
@@ -180,7 +182,7 @@ fn active_node(
     spec: &routerd_model::spec::gateway::EgressGatewaySpec,
 ) -> Result<Active, String> {
     let owner = g.id().to_string();
-    let public = status_str(ctx, Kind::EgressGateway, g.name(), "publicInterface").ok_or(
+    let public = status_str(ctx, g, "publicInterface").ok_or(
         "the status has no publicInterface: the gateway agent has not planned this node yet",
     )?;
     let action = match spec.mode() {
@@ -263,7 +265,7 @@ fn active_node(
             let table_id: u32 = t.parse().map_err(|_| {
                 format!("routingTableName \"{t}\": only numeric table ids are rendered (rt_tables names are not read)")
             })?;
-            let iif = status_str(ctx, Kind::EgressGateway, g.name(), "internalInterface")
+            let iif = status_str(ctx, g, "internalInterface")
                 .ok_or("the status has no internalInterface for routingTableName")?;
             Some(Rule::new(GATEWAY_RULE_PRIORITY, 0, table_id, owner).with_iif(iif))
         }
