@@ -219,13 +219,24 @@ fn items(core: &crate::core::Core, filter: &str) -> Vec<Value> {
             let spec = serde_json::to_value(r)
                 .ok()
                 .and_then(|v| v.get("spec").cloned());
-            json!({
+            let mut item = json!({
                 "apiVersion": r.api_version,
                 "kind": r.kind().as_str(),
                 "name": r.name(),
                 "spec": spec,
                 "status": core.reported_status(&id),
-            })
+            });
+            // Where a resource came from: the HybridRoute a lowered route
+            // belongs to, the dynamic part that brought it.
+            if let Some(o) = item.as_object_mut() {
+                if !r.metadata.owner_refs.is_empty() {
+                    o.insert("ownerRefs".into(), json!(r.metadata.owner_refs));
+                }
+                if !r.metadata.annotations.is_empty() {
+                    o.insert("annotations".into(), json!(r.metadata.annotations));
+                }
+            }
+            item
         })
         .collect()
 }
