@@ -15,6 +15,7 @@
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use common::{Daemon, lab, sh};
@@ -203,5 +204,118 @@ fn lowered_routes_over_vxlan_carry_traffic_and_health_hands_over_to_the_fallback
     d.stop();
     drop(d);
     // The lab removes every namespace (and the tunnel with it).
+    lab.teardown().unwrap();
+}
+
+/// The startup half of the plugin scenario: the overlay without a
+/// HybridRoute, a static route to the cloud prefix through upstream 2, and
+/// the cloud-hybrid example plugin allowed to mask it.
+fn plugin_config(plugin: &std::path::Path) -> String {
+    let base = CONFIG
+        .split("    - apiVersion: hybrid.routerd.net/v1alpha1\n      kind: HybridRoute")
+        .next()
+        .unwrap();
+    format!(
+        "{base}    - apiVersion: net.routerd.net/v1alpha1
+      kind: IPv4Route
+      metadata: {{name: cloud-fallback}}
+      spec: {{destination: 10.20.0.0/16, device: wan2, gateway: 198.18.2.2, metric: 200}}
+    - apiVersion: plugin.routerd.net/v1alpha1
+      kind: Plugin
+      metadata: {{name: cloud-hybrid}}
+      spec:
+        executable: {}
+        timeout: 5s
+        env: {{CLOUD_PREFIXES: 10.20.0.0/16, OVERLAY_PEER: cloud, HEALTH_CHECK: overlay, FALLBACK_ROUTE: cloud-fallback, PLUGIN_TTL: 4s}}
+        triggers: [{{type: interval, every: 1s}}]
+    - apiVersion: config.routerd.net/v1alpha1
+      kind: DynamicOverridePolicy
+      metadata: {{name: allow-mask}}
+      spec:
+        allow:
+          - source: Plugin/cloud-hybrid
+            operations: [mask]
+            targets: [{{apiVersion: net.routerd.net/v1alpha1, kind: IPv4Route, name: cloud-fallback}}]
+",
+        plugin.display()
+    )
+}
+
+fn dynamic(d: &Daemon<'_>, source: &str) -> Value {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(
+        Client::new(d.socket())
+            .get::<Value>(&format!("/dynamic?source={}", source.replace('/', "%2F"))),
+    )
+    .unwrap_or_default()
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn a_plugin_part_brings_a_hybrid_route_and_its_expiry_returns_the_fallback() {
+    let lab = lab("rcp");
+    cloud_side(&lab);
+    let dir = tempfile::tempdir().unwrap();
+    // The runner refuses executables others can write (and their directory).
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let plugin = dir.path().join("cloud-hybrid");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/plugins/cloud-hybrid.py"
+        ),
+        &plugin,
+    )
+    .unwrap();
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut d = Daemon::new(&lab, dir.path(), "");
+    std::fs::write(dir.path().join("config.yaml"), plugin_config(&plugin)).unwrap();
+    d.start();
+
+    // The part brings the HybridRoute and masks the fallback: traffic to
+    // the cloud goes over the vxlan, and describe shows the chain.
+    wait(
+        "traffic over the overlay from the plugin's HybridRoute",
+        &d,
+        Duration::from_secs(30),
+        || reached(&lab) == Some(Node::Up1),
+    );
+    let routes = sh(&lab, "ip", &["-4", "route", "show", "10.20.0.0/16"]);
+    assert!(
+        routes.contains("dev vx0") && !routes.contains("wan2"),
+        "{routes}"
+    );
+    let doc = dynamic(&d, "Plugin/cloud-hybrid");
+    let chain = &doc["effective"][0];
+    assert_eq!(chain["resource"], "HybridRoute/cloud-vpc", "{doc}");
+    assert_eq!(
+        chain["lowered"][0], "IPv4Route/cloud-vpc-10-20-0-0-16",
+        "{doc}"
+    );
+
+    // The plugin stops delivering: its last part expires, the HybridRoute
+    // and its route go, the mask lifts and the fallback returns.
+    let tmp = dir.path().join("cloud-hybrid.new");
+    std::fs::write(&tmp, "#!/bin/sh\nexit 1\n").unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, &plugin).unwrap();
+    wait(
+        "the fallback after the part expired",
+        &d,
+        Duration::from_secs(30),
+        || reached(&lab) == Some(Node::Up2),
+    );
+    let routes = sh(&lab, "ip", &["-4", "route", "show", "10.20.0.0/16"]);
+    assert!(
+        routes.contains("dev wan2") && !routes.contains("vx0"),
+        "{routes}"
+    );
+    assert!(get(&d, "HybridRoute/cloud-vpc").is_null());
+
+    d.stop();
+    drop(d);
     lab.teardown().unwrap();
 }
