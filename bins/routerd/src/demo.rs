@@ -21,6 +21,10 @@ pub(crate) const DEMO_CONFIG: &str = include_str!("../../../examples/demo/config
 /// Arguments of `routerd demo`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
+    /// Which demo: `failover` (two uplinks) or `cloudedge` (a HybridRoute
+    /// over a vxlan overlay, its health check and a plugin part).
+    #[arg(default_value = "failover", value_parser = ["failover", "cloudedge"])]
+    scenario: String,
     /// Keep the daemon's log on standard error.
     #[arg(long)]
     verbose: bool,
@@ -39,6 +43,9 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args) -> Result<i32> {
     if !nix::unistd::geteuid().is_root() {
         bail!("routerd demo builds network namespaces and needs root (try: sudo routerd demo)");
+    }
+    if args.scenario == "cloudedge" {
+        return crate::demo_cloudedge::run(args.verbose);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -3,6 +3,7 @@
 
 mod apply;
 mod demo;
+mod demo_cloudedge;
 mod memory;
 mod serve;
 
@@ -25,7 +26,8 @@ enum Command {
     Apply(apply::Args),
     /// Run the daemon.
     Serve(serve::Args),
-    /// Build a namespace lab, run the daemon in it and show a failover (root).
+    /// Build a namespace lab, run the daemon in it and show a failover, or
+    /// with `cloudedge` the CloudEdge L3 overlay (root).
     Demo(demo::Args),
 }
 
