@@ -111,6 +111,43 @@ impl Lowering {
         out
     }
 
+    /// The lowering an already lowered configuration carries: its
+    /// HybridRoutes and the routes they own. `None` when some HybridRoute
+    /// owns no route (refused, or nothing to lower): only a full
+    /// [`lower`] knows why. Cheaper than lowering again, for readers of
+    /// every step (the status follower).
+    pub fn from_effective(effective: &[Resource]) -> Option<Lowering> {
+        let mut out = Lowering::default();
+        for r in effective {
+            if let Some(s) = r.as_hybrid_route() {
+                out.by_route.insert(
+                    r.name().to_string(),
+                    HybridLowering {
+                        peer: peer_name(s.peer_ref.as_deref().unwrap_or("")).to_string(),
+                        ..HybridLowering::default()
+                    },
+                );
+            }
+        }
+        for r in effective {
+            let (Some(owner), Some(s)) = (owner_of(r), r.as_ipv4_route()) else {
+                continue;
+            };
+            let h = out.by_route.get_mut(owner)?;
+            h.routes.push(LoweredRoute {
+                name: r.name().to_string(),
+                destination: s.destination.parse().ok()?,
+                device: s.device.clone().unwrap_or_default(),
+                gateway: s.gateway.clone().unwrap_or_default(),
+                metric: s.metric.unwrap_or(0),
+            });
+        }
+        out.by_route
+            .values()
+            .all(|h| !h.routes.is_empty())
+            .then_some(out)
+    }
+
     /// Number of lowered routes.
     pub fn route_count(&self) -> usize {
         self.by_route.values().map(|h| h.routes.len()).sum()

@@ -123,7 +123,10 @@ impl<'a> Hybrid<'a> {
             return None;
         }
         let mut h = Hybrid {
-            lowering: lower(effective.iter().filter(|r| owner_of(r).is_none())),
+            // The effective view carries the lowering; lower again only
+            // to learn why a HybridRoute owns no route.
+            lowering: Lowering::from_effective(effective)
+                .unwrap_or_else(|| lower(effective.iter().filter(|r| owner_of(r).is_none()))),
             hybrids: Vec::new(),
             peers: HashMap::new(),
             peer_resources: Vec::new(),
