@@ -653,6 +653,20 @@ mod tests {
     }
 
     #[test]
+    fn the_lowering_read_back_from_the_effective_config_is_the_same() {
+        let cfg = vec![
+            peer("p", "ipsec", "xfrm0"),
+            hybrid("b", "p", &["10.2.0.0/16", "10.1.0.0/16"], Some(7)),
+            hybrid("a", "OverlayPeer/p", &["10.3.0.0/16"], None),
+        ];
+        let (all, lowering) = with_lowered(cfg);
+        assert_eq!(Lowering::from_effective(&all), Some(lowering));
+        // A HybridRoute that lowered nothing: only a full lowering says why.
+        let (all, _) = with_lowered(vec![hybrid("m", "nope", &["10.0.0.0/8"], None)]);
+        assert_eq!(Lowering::from_effective(&all), None);
+    }
+
+    #[test]
     fn default_routes_and_missing_peers_are_refused() {
         let cfg = vec![
             hybrid("d", "p", &["0.0.0.0/0"], None),
