@@ -23,9 +23,10 @@ pub(crate) const DEMO_CONFIG: &str = include_str!("../../../examples/demo/config
 pub(crate) struct Args {
     /// The scenario: `failover` (the default: two uplinks, a failover and a
     /// failback), `egress-router` (redirects with health-checked
-    /// destinations) or `gateway` (EgressGateway on keepalived and
-    /// conntrackd).
-    #[arg(value_parser = ["failover", "egress-router", "gateway"])]
+    /// destinations), `gateway` (EgressGateway on keepalived and
+    /// conntrackd) or `cloudedge` (a HybridRoute over a vxlan overlay, its
+    /// health check and a plugin part).
+    #[arg(value_parser = ["failover", "egress-router", "gateway", "cloudedge"])]
     scenario: Option<String>,
     /// Keep the daemon's log on standard error.
     #[arg(long)]
@@ -51,6 +52,9 @@ pub(crate) fn run(args: Args) -> Result<i32> {
     }
     if args.scenario.as_deref() == Some("gateway") {
         return crate::demo_gateway::run(args.verbose);
+    }
+    if args.scenario.as_deref() == Some("cloudedge") {
+        return crate::demo_cloudedge::run(args.verbose);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

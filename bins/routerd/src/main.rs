@@ -3,6 +3,7 @@
 
 mod apply;
 mod demo;
+mod demo_cloudedge;
 mod demo_egress;
 mod demo_gateway;
 mod gwlab;
@@ -29,7 +30,9 @@ enum Command {
     /// Run the daemon.
     Serve(serve::Args),
     /// Build a namespace lab, run the daemon in it and show a failover, or
-    /// (`demo egress-router`) an egress router's redirects (root).
+    /// (`demo egress-router`) an egress router's redirects, (`demo gateway`)
+    /// an egress gateway group's failover, (`demo cloudedge`) the CloudEdge
+    /// L3 overlay (root).
     Demo(demo::Args),
 }
 

@@ -59,3 +59,28 @@ fn silent_loss_fails_over_within_the_probe_budget() {
         "failback after {failback} ms ignores the 3 s hold-down"
     );
 }
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn cloudedge_demo_runs_as_described_and_cleans_up() {
+    let out = Command::new(env!("CARGO_BIN_EXE_routerd"))
+        .args(["demo", "cloudedge"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "demo failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(
+        stdout.contains("cloudedge: overlay, fallback and expiry as described"),
+        "{stdout}"
+    );
+    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&ns.stdout).contains("rcedge"),
+        "namespaces left behind"
+    );
+}

@@ -129,7 +129,7 @@ fn a_part_brings_a_hybrid_route_and_masks_the_static_fallback() {
         .expect("the part's HybridRoute lowers");
     let a = &r.metadata.annotations;
     assert_eq!(a["routerd.net/dynamic-part"], "Plugin-cloud-3");
-    assert_eq!(a["routerd.net/lowered-from"], "HybridRoute/vnet");
+    assert_eq!(r.metadata.owner_refs[0].name, "vnet");
     // Expired: the fallback returns and the lowered route goes.
     let later = build_plan(&PlanInputs {
         startup: startup(),

@@ -23,10 +23,6 @@ use crate::id::{HYBRID_API, Kind, NET_API, ObjectRef, ResourceId};
 use crate::resource::{Metadata, Resource, Spec};
 use crate::spec::{HybridRouteSpec, IPv4RouteSpec, OverlayPeerSpec};
 
-/// Annotation on a lowered route naming the HybridRoute it came from
-/// (`HybridRoute/<name>`); the owner reference says the same in typed form.
-pub const ANNOTATION_LOWERED_FROM: &str = "routerd.net/lowered-from";
-
 /// Why a HybridRoute (or one of its destinations) was not lowered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LowerProblem {
@@ -88,18 +84,68 @@ impl Lowering {
     /// each HybridRoute (dynamic provenance) are copied onto its routes so
     /// `describe` shows the chain part → HybridRoute → route.
     pub fn resources(&self, hybrid: &BTreeMap<String, &Resource>) -> Vec<Resource> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.route_count());
         for (hr, l) in &self.by_route {
+            if l.routes.is_empty() {
+                continue;
+            }
+            // Built once per HybridRoute; each route gets a copy. The owner
+            // reference says where a route came from; a dynamic
+            // HybridRoute's provenance says which part brought it.
             let annotations = hybrid
                 .get(hr)
                 .map(|r| r.metadata.annotations.clone())
                 .unwrap_or_default();
+            let owner = ObjectRef {
+                api_version: HYBRID_API.to_string(),
+                kind: Kind::HybridRoute.as_str().to_string(),
+                name: hr.clone(),
+            };
             for r in &l.routes {
-                out.push(route_resource(hr, r, &annotations));
+                out.push(route_resource(r, &owner, &annotations));
             }
         }
-        out.sort_by(|a, b| a.name().cmp(b.name()));
+        if !out.is_sorted_by(|a, b| a.name() <= b.name()) {
+            out.sort_unstable_by(|a, b| a.name().cmp(b.name()));
+        }
         out
+    }
+
+    /// The lowering an already lowered configuration carries: its
+    /// HybridRoutes and the routes they own. `None` when some HybridRoute
+    /// owns no route (refused, or nothing to lower): only a full
+    /// [`lower`] knows why. Cheaper than lowering again, for readers of
+    /// every step (the status follower).
+    pub fn from_effective(effective: &[Resource]) -> Option<Lowering> {
+        let mut out = Lowering::default();
+        for r in effective {
+            if let Some(s) = r.as_hybrid_route() {
+                out.by_route.insert(
+                    r.name().to_string(),
+                    HybridLowering {
+                        peer: peer_name(s.peer_ref.as_deref().unwrap_or("")).to_string(),
+                        ..HybridLowering::default()
+                    },
+                );
+            }
+        }
+        for r in effective {
+            let (Some(owner), Some(s)) = (owner_of(r), r.as_ipv4_route()) else {
+                continue;
+            };
+            let h = out.by_route.get_mut(owner)?;
+            h.routes.push(LoweredRoute {
+                name: r.name().to_string(),
+                destination: s.destination.parse().ok()?,
+                device: s.device.clone().unwrap_or_default(),
+                gateway: s.gateway.clone().unwrap_or_default(),
+                metric: s.metric.unwrap_or(0),
+            });
+        }
+        out.by_route
+            .values()
+            .all(|h| !h.routes.is_empty())
+            .then_some(out)
     }
 
     /// Number of lowered routes.
@@ -108,19 +154,17 @@ impl Lowering {
     }
 }
 
-fn route_resource(hr: &str, r: &LoweredRoute, annotations: &BTreeMap<String, String>) -> Resource {
-    let mut annotations = annotations.clone();
-    annotations.insert(ANNOTATION_LOWERED_FROM.into(), format!("HybridRoute/{hr}"));
+fn route_resource(
+    r: &LoweredRoute,
+    owner: &ObjectRef,
+    annotations: &BTreeMap<String, String>,
+) -> Resource {
     Resource {
         api_version: NET_API.to_string(),
         metadata: Metadata {
             name: r.name.clone(),
-            owner_refs: vec![ObjectRef {
-                api_version: HYBRID_API.to_string(),
-                kind: Kind::HybridRoute.as_str().to_string(),
-                name: hr.to_string(),
-            }],
-            annotations,
+            owner_refs: vec![owner.clone()],
+            annotations: annotations.clone(),
             ..Metadata::default()
         },
         spec: Spec::IPv4Route(IPv4RouteSpec {
@@ -175,7 +219,14 @@ pub fn cidr_slug(cidr: &str) -> String {
 
 /// The name a HybridRoute's destination lowers to.
 pub fn route_name(hybrid_route: &str, cidr: &Ipv4Net) -> String {
-    format!("{hybrid_route}-{}", cidr_slug(&cidr.to_string()))
+    use std::fmt::Write as _;
+    // The slug of a normalized IPv4 CIDR is its octets and length joined
+    // by `-` (the same as `cidr_slug`, without the intermediate string).
+    let [a, b, c, d] = cidr.addr().octets();
+    let mut out = String::with_capacity(hybrid_route.len() + 20);
+    out.push_str(hybrid_route);
+    let _ = write!(out, "-{a}-{b}-{c}-{d}-{}", cidr.prefix_len());
+    out
 }
 
 /// `peerRef` without an `OverlayPeer/` prefix (routerd accepts both).
@@ -244,8 +295,8 @@ pub fn lower<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> Lowering 
     // User routes by name and by normalized destination (the smallest
     // name when several share one, so the message does not depend on
     // input order).
-    let mut user_names: HashMap<&str, ResourceId> = HashMap::new();
-    let mut user_dest: HashMap<Ipv4Net, (&str, ResourceId)> = HashMap::new();
+    let mut user_names: HashMap<&str, &Resource> = HashMap::new();
+    let mut user_dest: HashMap<Ipv4Net, &Resource> = HashMap::new();
     for r in resources {
         match &r.spec {
             Spec::OverlayPeer(s) => {
@@ -260,13 +311,12 @@ pub fn lower<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> Lowering 
                 hybrids.insert(r.name(), (r, s));
             }
             Spec::IPv4Route(s) if !is_lowered(r) => {
-                user_names.insert(r.name(), r.id());
+                user_names.insert(r.name(), r);
                 let dest = s.destination.trim();
                 if let Ok(n) = dest.parse::<Ipv4Net>() {
-                    let n = n.trunc();
-                    let e = user_dest.entry(n).or_insert((r.name(), r.id()));
-                    if r.name() < e.0 {
-                        *e = (r.name(), r.id());
+                    let e = user_dest.entry(n.trunc()).or_insert(r);
+                    if r.name() < e.name() {
+                        *e = r;
                     }
                 }
             }
@@ -275,11 +325,17 @@ pub fn lower<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> Lowering 
     }
 
     let mut out = Lowering::default();
-    // Synthetic names and (destination, metric) pairs claimed so far by
-    // HybridRoutes accepted earlier (smaller names).
-    let mut names: HashMap<String, ResourceId> = HashMap::new();
-    let mut kernel: HashMap<(Ipv4Net, i64), ResourceId> = HashMap::new();
-    for (name, (r, spec)) in hybrids {
+    // (destination, metric) pairs claimed so far by HybridRoutes accepted
+    // earlier (smaller names); values index `accepted`, so a route costs no
+    // id copies.
+    let mut accepted: Vec<ResourceId> = Vec::new();
+    let mut kernel: HashMap<(Ipv4Net, i64), usize> = HashMap::new();
+    // Synthetic names of two HybridRoutes never meet: a name is its
+    // HybridRoute's name followed by exactly five `-<number>` segments (the
+    // normalized CIDR), so stripping them gives the HybridRoute back. Names
+    // repeat only within one HybridRoute, when a destination does.
+    for (name, (r, spec)) in &hybrids {
+        let (name, r, spec) = (*name, *r, *spec);
         let id = r.id();
         let idt = id.to_string();
         let peer = peer_name(spec.peer_ref.as_deref().unwrap_or(""));
@@ -330,14 +386,18 @@ pub fn lower<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> Lowering 
                 false,
             ));
         }
-        let mut own: Vec<LoweredRoute> = Vec::new();
+        let mut own: Vec<LoweredRoute> = Vec::with_capacity(spec.destination_cidrs.len());
+        let mut own_dest: std::collections::HashSet<Ipv4Net> =
+            std::collections::HashSet::with_capacity(spec.destination_cidrs.len());
         for (i, d) in spec.destination_cidrs.iter().enumerate() {
-            let path = format!("spec.destinationCIDRs[{i}]");
+            // Formatted only for a refusal: 10,000 prefixes lower on the
+            // hot path of a part arriving.
+            let path = || format!("spec.destinationCIDRs[{i}]");
             let cidr = match normalize_destination(d) {
                 Ok(c) => c,
                 Err(e) => {
                     h.problems.push(problem(
-                        &path,
+                        &path(),
                         format!("{idt} destination {:?}: {e}", d.trim()),
                         None,
                         false,
@@ -345,48 +405,43 @@ pub fn lower<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> Lowering 
                     continue;
                 }
             };
-            if let Some((other, oid)) = user_dest.get(&cidr) {
+            if let Some(other) = user_dest.get(&cidr) {
                 h.problems.push(problem(
-                    &path,
-                    format!("{idt} destination {cidr} collides with user IPv4Route/{other}"),
-                    Some(oid.clone()),
+                    &path(),
+                    format!(
+                        "{idt} destination {cidr} collides with user IPv4Route/{}",
+                        other.name()
+                    ),
+                    Some(other.id()),
                     true,
                 ));
                 continue;
             }
             let rname = route_name(name, &cidr);
-            if let Some(oid) = user_names.get(rname.as_str()) {
+            if let Some(other) = user_names.get(rname.as_str()) {
                 h.problems.push(problem(
-                    &path,
+                    &path(),
                     format!(
                         "{idt} synthetic IPv4Route name {rname:?} collides with a user-authored IPv4Route"
                     ),
-                    Some(oid.clone()),
+                    Some(other.id()),
                     true,
                 ));
                 continue;
             }
-            if own.iter().any(|x| x.name == rname) {
+            // One name per normalized destination within a HybridRoute.
+            if !own_dest.insert(cidr) {
                 h.problems.push(problem(
-                    &path,
+                    &path(),
                     format!("{idt} synthetic IPv4Route name {rname:?} is not unique"),
                     None,
                     true,
                 ));
                 continue;
             }
-            if let Some(oid) = names.get(&rname) {
+            if let Some(oid) = kernel.get(&(cidr, metric)).and_then(|i| accepted.get(*i)) {
                 h.problems.push(problem(
-                    &path,
-                    format!("{idt} synthetic IPv4Route name {rname:?} is not unique"),
-                    Some(oid.clone()),
-                    true,
-                ));
-                continue;
-            }
-            if let Some(oid) = kernel.get(&(cidr, metric)) {
-                h.problems.push(problem(
-                    &path,
+                    &path(),
                     format!(
                         "{idt} destination {cidr} metric {metric} is also lowered by {oid}: both would write the same kernel route"
                     ),
@@ -404,9 +459,11 @@ pub fn lower<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> Lowering 
             });
         }
         if h.problems.is_empty() {
+            let i = accepted.len();
+            accepted.push(id.clone());
+            kernel.reserve(own.len());
             for r in &own {
-                names.insert(r.name.clone(), id.clone());
-                kernel.insert((r.destination, r.metric), id.clone());
+                kernel.insert((r.destination, r.metric), i);
             }
             own.sort_by(|a, b| a.name.cmp(&b.name));
             h.routes = own;
@@ -414,6 +471,10 @@ pub fn lower<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> Lowering 
         out.by_route.insert(name.to_string(), h);
     }
     out
+}
+
+fn id_key(r: &Resource) -> (&str, &str, &str) {
+    (r.api_version.as_str(), r.kind().as_str(), r.name())
 }
 
 /// The effective configuration with every HybridRoute lowered: `resources`
@@ -430,16 +491,32 @@ pub fn with_lowered(mut resources: Vec<Resource>) -> (Vec<Resource>, Lowering) {
         .map(|r| (r.name().to_string(), r))
         .collect();
     let routes = lowering.resources(&hybrid);
-    if !routes.is_empty() {
-        resources.extend(routes);
-        resources.sort_by(|a, b| {
-            (a.api_version.as_str(), a.kind().as_str(), a.name()).cmp(&(
-                b.api_version.as_str(),
-                b.kind().as_str(),
-                b.name(),
-            ))
-        });
+    if routes.is_empty() {
+        return (resources, lowering);
     }
+    let sorted = resources.is_sorted_by(|a, b| id_key(a) <= id_key(b));
+    let mut out = Vec::with_capacity(resources.len() + routes.len());
+    if sorted {
+        // The effective config is sorted by id and the routes by name (one
+        // kind): a merge keeps the order without sorting 10,000 routes again.
+        let mut a = resources.into_iter().peekable();
+        let mut b = routes.into_iter().peekable();
+        loop {
+            let take_a = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) => id_key(x) <= id_key(y),
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let next = if take_a { a.next() } else { b.next() };
+            out.extend(next);
+        }
+    } else {
+        out = resources;
+        out.extend(routes);
+        out.sort_by(|a, b| id_key(a).cmp(&id_key(b)));
+    }
+    let resources = out;
     (resources, lowering)
 }
 
@@ -573,6 +650,20 @@ mod tests {
             assert!(l.by_route[n].routes.is_empty());
         }
         assert_eq!(l.by_route["ok"].routes.len(), 1);
+    }
+
+    #[test]
+    fn the_lowering_read_back_from_the_effective_config_is_the_same() {
+        let cfg = vec![
+            peer("p", "ipsec", "xfrm0"),
+            hybrid("b", "p", &["10.2.0.0/16", "10.1.0.0/16"], Some(7)),
+            hybrid("a", "OverlayPeer/p", &["10.3.0.0/16"], None),
+        ];
+        let (all, lowering) = with_lowered(cfg);
+        assert_eq!(Lowering::from_effective(&all), Some(lowering));
+        // A HybridRoute that lowered nothing: only a full lowering says why.
+        let (all, _) = with_lowered(vec![hybrid("m", "nope", &["10.0.0.0/8"], None)]);
+        assert_eq!(Lowering::from_effective(&all), None);
     }
 
     #[test]

@@ -148,3 +148,73 @@ async fn serve_runs_the_plugin_on_its_interval_trigger() {
     assert!(state.active(Utc::now()).is_some());
     assert!(flights.running("cloud-inventory").is_none());
 }
+
+/// The CloudEdge example: the part carries a HybridRoute and a mask of the
+/// static fallback; merged and lowered, the plan shows the chain part →
+/// HybridRoute → lowered IPv4Route.
+#[tokio::test]
+async fn cloud_hybrid_plugin_brings_a_hybrid_route_and_masks_the_fallback() {
+    let text = std::fs::read_to_string(examples().join("cloud-hybrid.yaml")).unwrap();
+    let plugin = examples().join("cloud-hybrid.py").canonicalize().unwrap();
+    let text = text.replace(
+        "/usr/local/libexec/routerd/plugins/cloud-hybrid",
+        &plugin.display().to_string(),
+    );
+    let (loaded, diags) = load_and_validate(&[("cloud-hybrid.yaml", &text)]);
+    assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+    let startup = loaded.resources;
+    let spec = startup.iter().find_map(|r| r.as_plugin()).unwrap().clone();
+    let policies = override_policies(&startup);
+    let rules = PartRules::default();
+    let report = invoke(
+        Invocation {
+            plugin: "cloud-hybrid",
+            spec: &spec,
+            startup: &startup,
+            policies: &policies,
+            trigger: manual_trigger(),
+            previous_generation: 0,
+            events_from: routerctl_source(),
+            rules: &rules,
+        },
+        &RunConfig::from_process_env(),
+        &Utc::now,
+    )
+    .await;
+    let part = match report.outcome {
+        Ok(p) => p,
+        Err(e) => panic!("example plugin refused: {e}"),
+    };
+    let s = &part.spec;
+    assert_eq!(s.source, "Plugin/cloud-hybrid");
+    let hr = s.resources[0].as_hybrid_route().unwrap();
+    assert_eq!(hr.destination_cidrs, ["10.40.0.0/16"]);
+    assert_eq!(hr.health_check_ref.as_deref(), Some("overlay"));
+    assert_eq!(s.directives[0].target.name, "cloud-fallback");
+    check_against_startup(s, &startup, &policies).unwrap();
+
+    // Merged and lowered: the fallback is suppressed, the lowered route is
+    // effective, owned by the HybridRoute, with the part's provenance.
+    let merged = routerd_merge::merge(
+        startup,
+        [routerd_merge::Part::new(part.name.clone(), s.clone())],
+        Utc::now(),
+    )
+    .unwrap();
+    let (effective, _) =
+        routerd_model::lower::with_lowered(merged.iter().map(|e| e.annotated()).collect());
+    assert!(effective.iter().all(|r| r.name() != "cloud-fallback"));
+    let route = effective
+        .iter()
+        .find(|r| r.name() == "cloud-vpc-10-40-0-0-16")
+        .expect("lowered route");
+    assert_eq!(
+        route.as_ipv4_route().unwrap().device.as_deref(),
+        Some("vx-cloud")
+    );
+    assert_eq!(
+        route.metadata.annotations["routerd.net/dynamic-source"],
+        "Plugin/cloud-hybrid"
+    );
+    assert_eq!(route.metadata.owner_refs[0].name, "cloud-vpc");
+}

@@ -34,7 +34,7 @@ impl ControlHandler for Handler {
                 limit,
                 wait,
             } => read::events(s, since_id, topic, resource, limit, wait).await,
-            ControlRequest::Dynamic { source } => read::dynamic(s, source.as_deref()),
+            ControlRequest::Dynamic { source } => read::dynamic(s, source.as_deref()).await,
             ControlRequest::Validate(req) => config::validate(s, req).await,
             ControlRequest::Plan(req) => config::plan(s, req).await,
             ControlRequest::Apply(req) => config::apply(s, req).await,

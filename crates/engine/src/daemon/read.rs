@@ -191,14 +191,57 @@ pub(super) async fn events(
     }
 }
 
-/// `GET /dynamic?source=`: stored parts.
-pub(super) fn dynamic(s: &Shared, source: Option<&str>) -> Result<Value, ApiError> {
+/// `GET /dynamic?source=`: stored parts. For one source (`routerctl
+/// dynamic describe`) also what its parts put into the effective
+/// configuration, and what that brought in turn: the chain part →
+/// HybridRoute → lowered IPv4Routes.
+pub(super) async fn dynamic(s: &Shared, source: Option<&str>) -> Result<Value, ApiError> {
     let parts: Vec<PartRecord> = match source {
         Some(src) => s.store.parts_of(src),
         None => s.store.parts(),
     }
     .map_err(internal)?;
-    Ok(json!({"items": parts}))
+    let Some(src) = source else {
+        return Ok(json!({"items": parts}));
+    };
+    let core = s.core.lock().await;
+    let effective = core.effective();
+    let brought: Vec<&routerd_model::Resource> = effective
+        .iter()
+        .filter(|r| {
+            r.metadata
+                .annotations
+                .get(routerd_merge::ANNOTATION_SOURCE)
+                .map(String::as_str)
+                == Some(src)
+                && routerd_model::lower::owner_of(r).is_none()
+        })
+        .collect();
+    let chain: Vec<Value> = brought
+        .iter()
+        .map(|r| {
+            let lowered: Vec<String> = effective
+                .iter()
+                .filter(|l| {
+                    r.kind() == routerd_model::Kind::HybridRoute
+                        && routerd_model::lower::owner_of(l) == Some(r.name())
+                })
+                .map(|l| format!("IPv4Route/{}", l.name()))
+                .collect();
+            let mut v = json!({
+                "resource": format!("{}/{}", r.kind().as_str(), r.name()),
+                "part": r.metadata.annotations.get(routerd_merge::ANNOTATION_PART),
+                "generation": r.metadata.annotations.get(routerd_merge::ANNOTATION_GENERATION),
+            });
+            if !lowered.is_empty()
+                && let Some(o) = v.as_object_mut()
+            {
+                o.insert("lowered".into(), json!(lowered));
+            }
+            v
+        })
+        .collect();
+    Ok(json!({"items": parts, "effective": chain}))
 }
 
 /// Listed resources with their statuses as reported (faults laid over, see
@@ -219,13 +262,24 @@ fn items(core: &crate::core::Core, filter: &str) -> Vec<Value> {
             let spec = serde_json::to_value(r)
                 .ok()
                 .and_then(|v| v.get("spec").cloned());
-            json!({
+            let mut item = json!({
                 "apiVersion": r.api_version,
                 "kind": r.kind().as_str(),
                 "name": r.name(),
                 "spec": spec,
                 "status": core.reported_status(&id),
-            })
+            });
+            // Where a resource came from: the HybridRoute a lowered route
+            // belongs to, the dynamic part that brought it.
+            if let Some(o) = item.as_object_mut() {
+                if !r.metadata.owner_refs.is_empty() {
+                    o.insert("ownerRefs".into(), json!(r.metadata.owner_refs));
+                }
+                if !r.metadata.annotations.is_empty() {
+                    o.insert("annotations".into(), json!(r.metadata.annotations));
+                }
+            }
+            item
         })
         .collect()
 }

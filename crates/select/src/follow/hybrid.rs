@@ -85,6 +85,9 @@ pub struct Gate {
     pub carrying: bool,
     /// When `carrying` last changed (RFC 3339).
     pub since: String,
+    /// When a carrying gate last closed (what the hysteresis counts from);
+    /// `None` for a gate closed since startup.
+    pub withdrawn_at: Option<String>,
     /// The check's phase as reported.
     pub health_phase: String,
     /// Why the check does not vouch (empty when it does).
@@ -120,7 +123,10 @@ impl<'a> Hybrid<'a> {
             return None;
         }
         let mut h = Hybrid {
-            lowering: lower(effective.iter().filter(|r| owner_of(r).is_none())),
+            // The effective view carries the lowering; lower again only
+            // to learn why a HybridRoute owns no route.
+            lowering: Lowering::from_effective(effective)
+                .unwrap_or_else(|| lower(effective.iter().filter(|r| owner_of(r).is_none()))),
             hybrids: Vec::new(),
             peers: HashMap::new(),
             peer_resources: Vec::new(),
@@ -205,24 +211,32 @@ impl<'a> Hybrid<'a> {
             .and_then(|p| p.get("carryingSince"))
             .and_then(Value::as_str)
             .and_then(parse_rfc3339);
+        // Only a gate that carried and closed is held: a gate closed since
+        // startup (no check result yet) opens with the first passing one,
+        // as selection's first choice is not held either.
+        let was_withdrawn = previous
+            .and_then(|p| p.get("withdrawnAt"))
+            .and_then(Value::as_str)
+            .and_then(parse_rfc3339);
         let stamp = format_rfc3339_nano(now);
         let keep = |t: Option<DateTime<Utc>>| t.map_or_else(|| stamp.clone(), format_rfc3339_nano);
-        let (carrying, since, hold_until, changed) = match was {
-            None => (vouches, stamp.clone(), None, !vouches),
-            Some(true) if !vouches => (false, stamp.clone(), None, true),
-            Some(true) => (true, keep(was_since), None, false),
+        let (carrying, since, withdrawn_at, hold_until, changed) = match was {
+            None => (vouches, stamp.clone(), None, None, !vouches),
+            Some(true) if !vouches => (false, stamp.clone(), Some(now), None, true),
+            Some(true) => (true, keep(was_since), None, None, false),
             Some(false) if vouches => {
-                let until = was_since.map(|s| add(s, HYBRID_HYSTERESIS));
+                let until = was_withdrawn.map(|s| add(s, HYBRID_HYSTERESIS));
                 match until {
-                    Some(u) if now < u => (false, keep(was_since), Some(u), false),
-                    _ => (true, stamp.clone(), None, true),
+                    Some(u) if now < u => (false, keep(was_since), was_withdrawn, Some(u), false),
+                    _ => (true, stamp.clone(), None, None, true),
                 }
             }
-            Some(false) => (false, keep(was_since), None, false),
+            Some(false) => (false, keep(was_since), was_withdrawn, None, false),
         };
         Some(Gate {
             carrying,
             since,
+            withdrawn_at: withdrawn_at.map(format_rfc3339_nano),
             health_phase: obs.phase.to_string(),
             why,
             hold_until,
@@ -434,6 +448,9 @@ impl<'a> Hybrid<'a> {
                 st.insert("healthCheckPhase".into(), json!(g.health_phase));
                 st.insert("carrying".into(), json!(g.carrying));
                 st.insert("carryingSince".into(), json!(g.since));
+                if let Some(w) = &g.withdrawn_at {
+                    st.insert("withdrawnAt".into(), json!(w));
+                }
                 if !g.carrying {
                     let message = match g.hold_until {
                         Some(u) => format!(
@@ -800,6 +817,18 @@ spec: {peerRef: azure, healthCheckRef: overlay-hc, destinationCIDRs: [10.20.0.0/
         assert_eq!(route_phase(&snap), "Installed");
         assert_eq!(hr(&snap)["phase"], "Ready");
         assert!(ev.iter().any(|e| e.type_ == RESTORED_EVENT));
+    }
+
+    #[test]
+    fn a_gate_closed_since_startup_opens_with_the_first_passing_check() {
+        let eff = effective();
+        let mut snap = StateSnapshot::new();
+        pass(&eff, &mut snap, t("2026-05-29T12:00:00Z"));
+        assert_eq!(route_phase(&snap), WITHDRAWN_PHASE, "no check result yet");
+        let (k, v) = health("Healthy", "2026-05-29T12:00:01Z");
+        snap.insert(k, v);
+        pass(&eff, &mut snap, t("2026-05-29T12:00:01Z"));
+        assert_eq!(route_phase(&snap), "Installed");
     }
 
     #[test]
