@@ -333,14 +333,14 @@ pub fn render_one_with(
                 .collect();
             notes.push(if live.is_empty() {
                 format!(
-                    "{path} {}/{}: no live destination ({} unhealthy): new connections meet the fallback or the refusal",
+                    "{path} {}/{}: no live destination ({} not live, see the status's rules): new connections meet the fallback or the refusal",
                     rule.port,
                     p.as_str(),
                     down.join(", ")
                 )
             } else {
                 format!(
-                    "{path} {}/{}: {} unhealthy, left out for new connections",
+                    "{path} {}/{}: {} not live, left out for new connections",
                     rule.port,
                     p.as_str(),
                     down.join(", ")
@@ -370,7 +370,7 @@ pub fn render_one_with(
         && !view.fallback_live(f)
     {
         notes.push(format!(
-            "spec.redirect.fallbackIP {f} is unhealthy: every other port is refused until it recovers"
+            "spec.redirect.fallbackIP {f} is not live: every other port is refused until it is"
         ));
     }
     match fallback.filter(|f| view.fallback_live(f)) {
@@ -470,4 +470,79 @@ pub fn render_one_with(
         });
     }
     Ok((table, notes))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::nft_text;
+    use routerd_model::load_and_validate;
+    use serde_json::json;
+
+    const CR: &str = "apiVersion: net.routerd.net/v1alpha1\nkind: EgressRouter\nmetadata: {name: er}\nspec:\n  addresses: [{ip: 192.0.2.10/24}]\n  listen: {addresses: [10.1.0.1]}\n  redirect:\n    redirectRules:\n      - {destinationIPs: [198.51.100.7, 198.51.100.8], port: 80, protocol: TCP}\n    fallbackIP: 198.51.100.9\n";
+
+    fn text(status: serde_json::Value) -> (String, Vec<String>) {
+        let (l, ds) = load_and_validate(&[("er.yaml", CR)]);
+        assert!(ds.iter().all(|d| !d.is_error()), "{ds:?}");
+        let r = &l.resources[0];
+        let st: routerd_model::Status = serde_json::from_value(status).unwrap();
+        let view = LiveView::read(Some(&st));
+        let (t, notes) = render_one_with(r, r.as_egress_router().unwrap(), &view).unwrap();
+        (nft_text::table_batch(&t), notes)
+    }
+
+    #[test]
+    fn published_live_destinations_are_the_only_ones_dnatted() {
+        let (t, notes) = text(json!({
+            "rules": [{"port": 80, "protocol": "TCP",
+                "destinations": [{"ip": "198.51.100.7"}, {"ip": "198.51.100.8"}],
+                "liveDestinations": ["198.51.100.8"]}],
+            "fallback": {"ip": "198.51.100.9", "healthy": true}
+        }));
+        assert!(t.contains("tcp dport 80 dnat to 198.51.100.8:80"), "{t}");
+        assert!(!t.contains("jhash"), "{t}");
+        // The source NAT of the left-out destination stays for the
+        // connections it already carries.
+        assert!(
+            t.contains("ip daddr 198.51.100.7/32 snat to 192.0.2.10"),
+            "{t}"
+        );
+        assert!(
+            notes.iter().any(|n| n.contains("198.51.100.7 not live")),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn a_stale_status_renders_every_destination_and_a_dead_fallback_refuses() {
+        // Published for other destinations (the spec changed since): the
+        // rule renders all of its own, balanced.
+        let (t, _) = text(json!({
+            "rules": [{"port": 80, "protocol": "TCP",
+                "destinations": [{"ip": "198.51.100.6"}],
+                "liveDestinations": []}],
+            "fallback": {"ip": "198.51.100.9", "healthy": false}
+        }));
+        assert!(
+            t.contains(
+                "dnat to jhash ip saddr mod 2 map { 0 : 198.51.100.7, 1 : 198.51.100.8 }:80"
+            ),
+            "{t}"
+        );
+        assert!(!t.contains("dnat to 198.51.100.9"), "{t}");
+        assert!(t.contains("meta l4proto tcp reject with tcp reset"), "{t}");
+    }
+
+    #[test]
+    fn no_status_renders_every_destination() {
+        let (l, _) = load_and_validate(&[("er.yaml", CR)]);
+        let r = &l.resources[0];
+        let (t, notes) = render_one(r, r.as_egress_router().unwrap()).unwrap();
+        let t = nft_text::table_batch(&t);
+        assert!(t.contains("jhash ip saddr mod 2"), "{t}");
+        assert!(t.contains("dnat to 198.51.100.9"), "{t}");
+        assert!(notes.is_empty(), "{notes:?}");
+    }
 }
