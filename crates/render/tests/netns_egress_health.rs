@@ -294,7 +294,18 @@ fn egress_router_1000_rules_apply_as_one_nft_transaction() {
             assert_eq!(plan.ops.len(), 1, "one transaction: {plan}");
         }
         let listed = sh(&["nft", "list", "table", "ip", "routerd_egress_er"]);
-        assert_eq!(listed.matches(" dnat to ").count(), 1_001, "{listed}");
+        // 800 single-destination redirects in one port map, 200 balanced
+        // rules, the fallback.
+        assert_eq!(
+            listed.matches("dnat ip to tcp dport map {").count(),
+            1,
+            "{listed}"
+        );
+        assert_eq!(
+            listed.matches(" : 198.51.100.").count() - 400,
+            800,
+            "{listed}"
+        );
         assert_eq!(listed.matches("jhash ip saddr mod 2").count(), 200);
         (applies, totals)
     });
