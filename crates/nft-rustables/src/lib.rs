@@ -122,6 +122,7 @@ fn expressible(e: &Expr) -> Result<(), String> {
         Expr::CtDirectionOriginal => unsupported("ct direction"),
         Expr::Dnat6 { .. } | Expr::Snat6(_) => unsupported("IPv6 NAT"),
         Expr::DnatMap { .. } => unsupported("jhash maps (dnat to jhash ... map)"),
+        Expr::DnatPortMap { .. } => unsupported("dnat port maps (dnat to tcp dport map)"),
         Expr::Masquerade { ports, persistent } if ports.is_some() || *persistent => {
             unsupported("masquerade port ranges or flags")
         }

@@ -173,6 +173,20 @@ pub fn expr_json(e: &Expr) -> Value {
             Some(p) => json!({"dnat": {"family": "ip6", "addr": addr.to_string(), "port": p}}),
             None => json!({"dnat": {"family": "ip6", "addr": addr.to_string()}}),
         },
+        Expr::DnatPortMap {
+            family,
+            proto,
+            entries,
+        } => {
+            let data: Vec<Value> = entries
+                .iter()
+                .map(|(p, a, t)| json!([p, {"concat": [a.to_string(), t]}]))
+                .collect();
+            let fam = if *family == Family::V6 { "ip6" } else { "ip" };
+            json!({"dnat": {"family": fam, "addr": {"map": {
+                "key": {"payload": {"protocol": proto.as_str(), "field": "dport"}},
+                "data": {"set": data}}}}})
+        }
         Expr::DnatMap {
             family,
             addrs,

@@ -158,6 +158,25 @@ pub fn expr_text(e: &Expr) -> String {
                 )
             }
         },
+        Expr::DnatPortMap {
+            family,
+            proto,
+            entries,
+        } => {
+            let hdr = match family {
+                crate::ir::Family::V4 => "ip",
+                crate::ir::Family::V6 => "ip6",
+            };
+            let map: Vec<String> = entries
+                .iter()
+                .map(|(p, a, t)| format!("{p} : {a} . {t}"))
+                .collect();
+            format!(
+                "dnat {hdr} to {} dport map {{ {} }}",
+                proto.as_str(),
+                map.join(", ")
+            )
+        }
         Expr::DnatMap {
             family,
             addrs,

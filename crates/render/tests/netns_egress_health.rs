@@ -143,9 +143,8 @@ fn hello(c: &Ns) -> String {
 /// client ─ router (lan0 10.1.0.1; bridge ext0 with the reserved
 /// 192.0.2.10, set by hand until the macvlan is created) ─┬─ d 192.0.2.7
 ///                                                        └─ fb 192.0.2.9
-#[test]
-#[ignore = "needs root: network namespaces"]
-fn an_unhealthy_destination_falls_back_for_new_connections_only() {
+/// d serves port 80, fb port 8080 (the fallback keeps the client's port).
+fn lab() -> (Ns, Ns, Ns, Ns) {
     let c = Ns::new("c");
     let r = Ns::new("r");
     let d = Ns::new("d");
@@ -172,8 +171,15 @@ fn an_unhealthy_destination_falls_back_for_new_connections_only() {
         r.ip(&["link", "set", port, "master", "ext0", "up"]);
     }
     serve(&d, "d", "192.0.2.7:80");
-    // The fallback keeps the client's port (OpenShift's fallback DNAT).
     serve(&fb, "fb", "192.0.2.9:8080");
+
+    (c, r, d, fb)
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn an_unhealthy_destination_falls_back_for_new_connections_only() {
+    let (c, r, _d, _fb) = lab();
 
     let healthy = desired("Healthy");
     let unhealthy = desired("Unhealthy");
@@ -294,7 +300,18 @@ fn egress_router_1000_rules_apply_as_one_nft_transaction() {
             assert_eq!(plan.ops.len(), 1, "one transaction: {plan}");
         }
         let listed = sh(&["nft", "list", "table", "ip", "routerd_egress_er"]);
-        assert_eq!(listed.matches(" dnat to ").count(), 1_001, "{listed}");
+        // 800 single-destination redirects in one port map, 200 balanced
+        // rules, the fallback.
+        assert_eq!(
+            listed.matches("dnat ip to tcp dport map {").count(),
+            1,
+            "{listed}"
+        );
+        assert_eq!(
+            listed.matches(" : 198.51.100.").count() - 400,
+            800,
+            "{listed}"
+        );
         assert_eq!(listed.matches("jhash ip saddr mod 2").count(), 200);
         (applies, totals)
     });
@@ -307,4 +324,53 @@ fn egress_router_1000_rules_apply_as_one_nft_transaction() {
         median(totals[1..].to_vec())
     );
     assert!(median(replace) < Duration::from_secs(2));
+}
+
+/// Many single-destination redirects are one port map: a mapped port
+/// reaches its destination (from the reserved address), a port outside
+/// the map meets the fallback.
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn a_port_map_redirects_mapped_ports_and_leaves_the_rest_to_the_fallback() {
+    use std::fmt::Write as _;
+    let (c, r, _d, _fb) = lab();
+    let mut y = String::from(
+        "apiVersion: net.routerd.net/v1alpha1\nkind: EgressRouter\nmetadata: {name: er}\nspec:\n  addresses: [{ip: 192.0.2.10/24}]\n  listen: {addresses: [10.1.0.1]}\n  redirect:\n    fallbackIP: 192.0.2.9\n    redirectRules:\n",
+    );
+    for i in 0..40u16 {
+        let _ = writeln!(
+            y,
+            "      - {{destinationIP: 192.0.2.7, port: {}, targetPort: 80, protocol: TCP}}",
+            8000 + i
+        );
+    }
+    let (loaded, diags) = load_and_validate(&[("c.yaml", &y)]);
+    assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+    let desired = render(&loaded.resources, &StateSnapshot::new()).desired;
+    r.run(move || {
+        let mut dp = LinuxDataplane::new(Vec::new(), Ownership::default()).unwrap();
+        let o = reconcile(
+            &mut dp,
+            &desired,
+            &mut Ledger::default(),
+            &ReconcileOptions::default(),
+        )
+        .unwrap();
+        assert!(o.faults.is_empty(), "{:?}", o.faults);
+    });
+    let table = r.run(|| sh(&["nft", "list", "table", "ip", "routerd_egress_er"]));
+    assert!(table.contains("dnat ip to tcp dport map {"), "{table}");
+    let at = |port: u16| {
+        c.run(move || {
+            let to: SocketAddr = format!("10.1.0.1:{port}").parse().unwrap();
+            let s = TcpStream::connect_timeout(&to, Duration::from_secs(2)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut line = String::new();
+            BufReader::new(s).read_line(&mut line).unwrap();
+            line.trim().to_string()
+        })
+    };
+    assert_eq!(at(8000), "d 192.0.2.10");
+    assert_eq!(at(8039), "d 192.0.2.10");
+    assert_eq!(at(8080), "fb 192.0.2.10", "not in the map: the fallback");
 }

@@ -30,6 +30,14 @@ use crate::ir::{
     NftFamily, NftRule, NftTable, Priority, RejectWith,
 };
 
+/// From this many single-destination redirects of one protocol on, they
+/// are rendered as one `dnat ... to <proto> dport map` rule instead of one
+/// rule each (nft parses a map element several times faster than a rule).
+pub const PORT_MAP_MIN: usize = 16;
+
+/// (port, destination, target port) of one single-destination redirect.
+type PortEntry = (u16, IpAddr, u16);
+
 /// The table an EgressRouter owns: `routerd_egress_<name>`, spelled as
 /// every routerd table named after a resource (`super::nft_identifier`).
 pub fn table_name(name: &str) -> String {
@@ -555,6 +563,9 @@ pub fn render_one_with(
     };
 
     let mut pre = Vec::new();
+    // Single-destination redirects per protocol, for one port map when
+    // there are many of them.
+    let mut singles: Vec<(L4Proto, Vec<PortEntry>)> = Vec::new();
     let mut destinations: Vec<IpAddr> = Vec::new();
     for (i, rule) in spec.rules().iter().enumerate() {
         let path = format!("spec.redirect.redirectRules[{i}]");
@@ -599,14 +610,14 @@ pub fn render_one_with(
                 .collect();
             notes.push(if live.is_empty() {
                 format!(
-                    "{path} {}/{}: no live destination ({} unhealthy): new connections meet the fallback or the refusal",
+                    "{path} {}/{}: no live destination ({} not live, see the status's rules): new connections meet the fallback or the refusal",
                     rule.port,
                     p.as_str(),
                     down.join(", ")
                 )
             } else {
                 format!(
-                    "{path} {}/{}: {} unhealthy, left out for new connections",
+                    "{path} {}/{}: {} not live, left out for new connections",
                     rule.port,
                     p.as_str(),
                     down.join(", ")
@@ -615,7 +626,13 @@ pub fn render_one_with(
         }
         let nat = match live.as_slice() {
             [] => continue,
-            [one] => dnat(*one, Some(target)),
+            [one] => {
+                match singles.iter_mut().find(|(q, _)| *q == proto(p)) {
+                    Some((_, entries)) => entries.push((from, *one, target)),
+                    None => singles.push((proto(p), vec![(from, *one, target)])),
+                }
+                dnat(*one, Some(target))
+            }
             many => Expr::DnatMap {
                 family,
                 addrs: many.to_vec(),
@@ -630,13 +647,35 @@ pub fn render_one_with(
             nat,
         ]));
     }
+    // Few redirects read best as one rule each, in spec order; many load
+    // far faster as one map per protocol (ports are disjoint, so the map
+    // may stand first).
+    let mut maps = Vec::new();
+    for (l4, entries) in singles {
+        if entries.len() < PORT_MAP_MIN {
+            continue;
+        }
+        pre.retain(|r: &NftRule| {
+            let single = matches!(r.exprs.last(), Some(Expr::Dnat { .. } | Expr::Dnat6 { .. }));
+            !(single
+                && r.exprs
+                    .iter()
+                    .any(|e| matches!(e, Expr::Dport { proto: q, .. } if *q == l4)))
+        });
+        maps.extend(with(&[Expr::DnatPortMap {
+            family,
+            proto: l4,
+            entries,
+        }]));
+    }
+    pre.splice(0..0, maps);
     let all = vec![L4Proto::Tcp, L4Proto::Udp, L4Proto::Sctp];
     let fallback = spec.fallback();
     if let Some(f) = fallback
         && !view.fallback_live(f)
     {
         notes.push(format!(
-            "spec.redirect.fallbackIP {f} is unhealthy: every other port is refused until it recovers"
+            "spec.redirect.fallbackIP {f} is not live: every other port is refused until it is"
         ));
     }
     match fallback.filter(|f| view.fallback_live(f)) {
@@ -736,4 +775,116 @@ pub fn render_one_with(
         });
     }
     Ok((table, notes))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::nft_text;
+    use routerd_model::load_and_validate;
+    use serde_json::json;
+
+    const CR: &str = "apiVersion: net.routerd.net/v1alpha1\nkind: EgressRouter\nmetadata: {name: er}\nspec:\n  addresses: [{ip: 192.0.2.10/24}]\n  listen: {addresses: [10.1.0.1]}\n  redirect:\n    redirectRules:\n      - {destinationIPs: [198.51.100.7, 198.51.100.8], port: 80, protocol: TCP}\n    fallbackIP: 198.51.100.9\n";
+
+    fn text(status: serde_json::Value) -> (String, Vec<String>) {
+        let (l, ds) = load_and_validate(&[("er.yaml", CR)]);
+        assert!(ds.iter().all(|d| !d.is_error()), "{ds:?}");
+        let r = &l.resources[0];
+        let st: routerd_model::Status = serde_json::from_value(status).unwrap();
+        let view = LiveView::read(Some(&st));
+        let (t, notes) = render_one_with(r, r.as_egress_router().unwrap(), &view).unwrap();
+        (nft_text::table_batch(&t), notes)
+    }
+
+    #[test]
+    fn published_live_destinations_are_the_only_ones_dnatted() {
+        let (t, notes) = text(json!({
+            "rules": [{"port": 80, "protocol": "TCP",
+                "destinations": [{"ip": "198.51.100.7"}, {"ip": "198.51.100.8"}],
+                "liveDestinations": ["198.51.100.8"]}],
+            "fallback": {"ip": "198.51.100.9", "healthy": true}
+        }));
+        assert!(t.contains("tcp dport 80 dnat to 198.51.100.8:80"), "{t}");
+        assert!(!t.contains("jhash"), "{t}");
+        // The source NAT of the left-out destination stays for the
+        // connections it already carries.
+        assert!(
+            t.contains("ip daddr 198.51.100.7/32 snat to 192.0.2.10"),
+            "{t}"
+        );
+        assert!(
+            notes.iter().any(|n| n.contains("198.51.100.7 not live")),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn a_stale_status_renders_every_destination_and_a_dead_fallback_refuses() {
+        // Published for other destinations (the spec changed since): the
+        // rule renders all of its own, balanced.
+        let (t, _) = text(json!({
+            "rules": [{"port": 80, "protocol": "TCP",
+                "destinations": [{"ip": "198.51.100.6"}],
+                "liveDestinations": []}],
+            "fallback": {"ip": "198.51.100.9", "healthy": false}
+        }));
+        assert!(
+            t.contains(
+                "dnat to jhash ip saddr mod 2 map { 0 : 198.51.100.7, 1 : 198.51.100.8 }:80"
+            ),
+            "{t}"
+        );
+        assert!(!t.contains("dnat to 198.51.100.9"), "{t}");
+        assert!(t.contains("meta l4proto tcp reject with tcp reset"), "{t}");
+    }
+
+    #[test]
+    fn no_status_renders_every_destination() {
+        let (l, _) = load_and_validate(&[("er.yaml", CR)]);
+        let r = &l.resources[0];
+        let (t, notes) = render_one(r, r.as_egress_router().unwrap()).unwrap();
+        let t = nft_text::table_batch(&t);
+        assert!(t.contains("jhash ip saddr mod 2"), "{t}");
+        assert!(t.contains("dnat to 198.51.100.9"), "{t}");
+        assert!(notes.is_empty(), "{notes:?}");
+    }
+
+    #[test]
+    fn many_single_destination_redirects_become_one_port_map() {
+        let mut y = String::from(
+            "apiVersion: net.routerd.net/v1alpha1\nkind: EgressRouter\nmetadata: {name: er}\nspec:\n  addresses: [{ip: 192.0.2.10/24}]\n  listen: {addresses: [10.1.0.1]}\n  redirect:\n    redirectRules:\n",
+        );
+        for i in 0..PORT_MAP_MIN {
+            y.push_str(&format!(
+                "      - {{destinationIP: 198.51.100.{}, port: {}, targetPort: 80, protocol: TCP}}\n",
+                i + 1,
+                1000 + i
+            ));
+        }
+        y.push_str("      - {destinationIP: 198.51.100.99, port: 53, protocol: UDP}\n");
+        y.push_str(
+            "      - {destinationIPs: [198.51.100.7, 198.51.100.8], port: 443, protocol: TCP}\n",
+        );
+        let (l, ds) = load_and_validate(&[("er.yaml", &y)]);
+        assert!(ds.iter().all(|d| !d.is_error()), "{ds:?}");
+        let r = &l.resources[0];
+        let (t, _) = render_one(r, r.as_egress_router().unwrap()).unwrap();
+        let t = nft_text::table_batch(&t);
+        assert!(
+            t.contains("ip daddr 10.1.0.1/32 dnat ip to tcp dport map { 1000 : 198.51.100.1 . 80, 1001 : 198.51.100.2 . 80,"),
+            "{t}"
+        );
+        assert!(!t.contains("tcp dport 1000 "), "{t}");
+        // Below the threshold (one UDP rule) and balanced rules stay rules.
+        assert!(t.contains("udp dport 53 dnat to 198.51.100.99:53"), "{t}");
+        assert!(t.contains("tcp dport 443 dnat to jhash"), "{t}");
+        let json = crate::nft_json::replace_document(&r_table(r)).to_string();
+        assert!(json.contains(r#"{"concat":["198.51.100.1",80]}"#), "{json}");
+    }
+
+    fn r_table(r: &Resource) -> NftTable {
+        render_one(r, r.as_egress_router().unwrap()).unwrap().0
+    }
 }
