@@ -10,6 +10,7 @@ use std::ops::RangeInclusive;
 
 use serde::{Deserialize, Serialize};
 
+use crate::capture::{ForwardingEntry, NeighProxyKey};
 use crate::dataplane::Observed;
 use crate::ir::{AddressKey, DesiredState, NftTableKey, RTPROT_ROUTERD, RouteKey, RuleKey};
 use crate::plan::{Op, Plan};
@@ -87,6 +88,12 @@ pub struct Ledger {
     /// links carry no marker the kernel keeps: this is what makes one
     /// routerd's.
     pub links: BTreeMap<String, String>,
+    /// Neighbour proxy entries routerd added (capture), and for whom: no
+    /// kernel-kept marker, so this alone makes one routerd's.
+    pub neigh_proxies: BTreeMap<NeighProxyKey, String>,
+    /// Devices whose IPv4 forwarding routerd turned on, with the value it
+    /// found (written back when the last owner goes).
+    pub forwarding: BTreeMap<String, ForwardingEntry>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -101,6 +108,10 @@ struct LedgerFile {
     addresses: Vec<(AddressKey, String)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     links: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    neigh_proxies: Vec<(NeighProxyKey, String)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    forwarding: Vec<(String, ForwardingEntry)>,
 }
 
 impl From<LedgerFile> for Ledger {
@@ -111,6 +122,8 @@ impl From<LedgerFile> for Ledger {
             nft: f.nft.into_iter().collect(),
             addresses: f.addresses.into_iter().collect(),
             links: f.links.into_iter().collect(),
+            neigh_proxies: f.neigh_proxies.into_iter().collect(),
+            forwarding: f.forwarding.into_iter().collect(),
         }
     }
 }
@@ -123,6 +136,8 @@ impl From<Ledger> for LedgerFile {
             nft: l.nft.into_iter().collect(),
             addresses: l.addresses.into_iter().collect(),
             links: l.links.into_iter().collect(),
+            neigh_proxies: l.neigh_proxies.into_iter().collect(),
+            forwarding: l.forwarding.into_iter().collect(),
         }
     }
 }
@@ -135,6 +150,8 @@ impl Ledger {
             && self.nft.is_empty()
             && self.addresses.is_empty()
             && self.links.is_empty()
+            && self.neigh_proxies.is_empty()
+            && self.forwarding.is_empty()
     }
 
     /// Records the outcome of an applied plan: every desired object the
@@ -230,12 +247,15 @@ impl Ledger {
             .filter(|(name, _)| observed.has_link(name))
             .map(|(k, o)| (k.clone(), o.clone()))
             .collect();
+        let (neigh_proxies, forwarding) = crate::capture::commit_capture(self, observed);
         *self = Ledger {
             routes,
             rules,
             nft,
             addresses,
             links,
+            neigh_proxies,
+            forwarding,
         };
     }
 
@@ -257,6 +277,12 @@ impl Ledger {
         for (k, o) in other.links {
             self.links.entry(k).or_insert(o);
         }
+        for (k, o) in other.neigh_proxies {
+            self.neigh_proxies.entry(k).or_insert(o);
+        }
+        for (k, o) in other.forwarding {
+            self.forwarding.entry(k).or_insert(o);
+        }
     }
 
     /// One line per object, for listings (`routerctl get orphans`).
@@ -266,11 +292,18 @@ impl Ledger {
         let nft = self.nft.keys().map(|k| format!("nft table {k}"));
         let addresses = self.addresses.keys().map(|k| format!("address {k}"));
         let links = self.links.keys().map(|k| format!("link {k}"));
+        let proxies = self
+            .neigh_proxies
+            .keys()
+            .map(|k| format!("neighbour proxy {k}"));
+        let forwarding = self.forwarding.keys().map(|k| format!("forwarding {k}"));
         routes
             .chain(rules)
             .chain(nft)
             .chain(addresses)
             .chain(links)
+            .chain(proxies)
+            .chain(forwarding)
             .collect()
     }
 
@@ -324,6 +357,31 @@ impl Ledger {
                 }
                 Op::DeleteLink { link } => {
                     self.links.remove(&link.name);
+                }
+                Op::AddNeighProxy { proxy } => {
+                    self.neigh_proxies.insert(proxy.key(), proxy.owner.clone());
+                }
+                Op::DeleteNeighProxy { proxy } => {
+                    self.neigh_proxies.remove(&proxy.key());
+                }
+                Op::SetForwarding {
+                    device,
+                    previous,
+                    restore,
+                    owner,
+                    ..
+                } => {
+                    if *restore {
+                        self.forwarding.remove(device);
+                    } else {
+                        self.forwarding.insert(
+                            device.clone(),
+                            ForwardingEntry {
+                                owner: owner.clone(),
+                                previous: *previous,
+                            },
+                        );
+                    }
                 }
                 Op::SetLink { .. } | Op::AnnounceLink { .. } => {}
             }

@@ -134,6 +134,35 @@ impl LinuxDataplane {
         Ok(out)
     }
 
+    /// `ip -4 neigh show proxy`.
+    fn dump_neigh_proxies(&mut self) -> Result<Vec<crate::capture::NeighProxy>, DataplaneError> {
+        let msgs = self.rtnl.dump(RouteNetlinkMessage::GetNeighbour(
+            convert::neigh_proxy_dump(),
+        ))?;
+        Ok(msgs
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewNeighbour(n) => convert::neigh_proxy_from(n, &self.links),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// `net.ipv4.conf.<link>.forwarding` of every link (one small read per
+    /// link; a link that vanished meanwhile is left out, i.e. unknown).
+    fn read_forwarding(&self) -> std::collections::BTreeMap<String, bool> {
+        self.links
+            .by_name
+            .keys()
+            .filter_map(|name| {
+                let v =
+                    std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{name}/forwarding"))
+                        .ok()?;
+                Some((name.clone(), v.trim() == "1"))
+            })
+            .collect()
+    }
+
     fn netlink_request(&self, op: &Op) -> Result<(RouteNetlinkMessage, u16), DataplaneError> {
         let nodev = |e: convert::NoDevice| DataplaneError::Netlink {
             context: op.to_string(),
@@ -202,11 +231,26 @@ impl LinuxDataplane {
                 ),
                 0,
             ),
+            // The kernel does not refuse a proxy entry that exists (it
+            // updates it): the diff never adds one that is there.
+            Op::AddNeighProxy { proxy } => (
+                RouteNetlinkMessage::NewNeighbour(
+                    convert::neigh_proxy_message(proxy, &self.links).map_err(nodev)?,
+                ),
+                NLM_F_CREATE | NLM_F_EXCL,
+            ),
+            Op::DeleteNeighProxy { proxy } => (
+                RouteNetlinkMessage::DelNeighbour(
+                    convert::neigh_proxy_message(proxy, &self.links).map_err(nodev)?,
+                ),
+                0,
+            ),
             Op::ReplaceNftTable { .. }
             | Op::DeleteNftTable { .. }
             | Op::UpdateNftSets { .. }
             | Op::AddLink { .. }
-            | Op::AnnounceLink { .. } => {
+            | Op::AnnounceLink { .. }
+            | Op::SetForwarding { .. } => {
                 return Err(DataplaneError::Unsupported(
                     "op outside a netlink batch".into(),
                 ));
@@ -278,6 +322,7 @@ fn is_nft(op: &Op) -> bool {
             | Op::UpdateNftSets { .. }
             | Op::AddLink { .. }
             | Op::AnnounceLink { .. }
+            | Op::SetForwarding { .. }
     )
 }
 
@@ -378,6 +423,8 @@ impl Dataplane for LinuxDataplane {
             addresses: self.dump_addresses()?,
             links: Some(self.links.by_name.keys().cloned().collect()),
             kernel_links: self.links.kernel.clone(),
+            neigh_proxies: self.dump_neigh_proxies()?,
+            ipv4_forwarding: self.read_forwarding(),
         })
     }
 
@@ -403,6 +450,12 @@ impl Dataplane for LinuxDataplane {
                     }
                     Op::AddLink { link } => self.add_link(op, link),
                     Op::AnnounceLink { device, .. } => self.announce_link(op, device),
+                    Op::SetForwarding {
+                        device, enabled, ..
+                    } => write_sysctl(
+                        &format!("/proc/sys/net/ipv4/conf/{device}/forwarding"),
+                        if *enabled { "1" } else { "0" },
+                    ),
                     _ => Ok(()),
                 };
                 match r {
