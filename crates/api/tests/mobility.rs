@@ -187,3 +187,32 @@ spec: {provider: oci, capabilities: [secondary-ip], auth: {mode: external-comman
     assert_eq!(st["reason"], "CaptureUnsupported");
     assert!(doc.dataplane.neigh_proxies.is_empty());
 }
+
+#[test]
+fn a_duplicate_claim_of_one_address_is_refused_alone() {
+    let cfg = ONPREM.to_string()
+        + "---
+apiVersion: hybrid.routerd.net/v1alpha1
+kind: RemoteAddressClaim
+metadata: {name: web.2}
+spec:
+  domainRef: lan
+  address: 192.168.10.50/32
+  ownerSide: cloud
+  capture: {type: proxy-arp, interface: lan}
+  delivery: {peerRef: cloud, mode: route}
+";
+    let doc = plan(&cfg, "Healthy");
+    assert_eq!(doc.status[CLAIM]["captureStatus"], "Captured");
+    let dup = &doc.status["hybrid.routerd.net/v1alpha1/RemoteAddressClaim/web.2"];
+    assert_eq!(dup["phase"], "Degraded");
+    assert_eq!(dup["reason"], "SpecInvalid");
+    assert_eq!(dup["captureStatus"], "Blocked");
+    assert!(
+        dup["message"]
+            .as_str()
+            .unwrap()
+            .contains("also claimed by RemoteAddressClaim/web.1")
+    );
+    assert_eq!(doc.dataplane.neigh_proxies.len(), 1);
+}
