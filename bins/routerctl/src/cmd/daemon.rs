@@ -97,10 +97,11 @@ pub struct EventsArgs {
 pub struct ExplainArgs {
     #[command(flatten)]
     conn: Conn,
-    /// What to explain; only `egress` exists.
-    #[arg(value_parser = ["egress"])]
+    /// What to explain: `egress` (an EgressRoutePolicy's decision) or
+    /// `claim` (why a RemoteAddressClaim is captured here or not).
+    #[arg(value_parser = ["egress", "claim"])]
     what: String,
-    /// EgressRoutePolicy name.
+    /// EgressRoutePolicy or RemoteAddressClaim name.
     policy: String,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
@@ -276,6 +277,16 @@ pub fn describe(a: DescribeArgs) -> Result<i32> {
 
 pub fn explain(a: ExplainArgs) -> Result<i32> {
     let c = Client::new(&a.conn.socket);
+    if a.what == "claim" {
+        let v: Value = runtime()?
+            .block_on(c.get(&format!(
+                "/describe?target={}&events-limit=10",
+                encode(&format!("RemoteAddressClaim/{}", a.policy))
+            )))
+            .map_err(exit_of)?;
+        print(&super::claim::explain_claim(&v), a.output)?;
+        return Ok(OK);
+    }
     let v: Value = runtime()?
         .block_on(c.get(&format!("/explain?policy={}", encode(&a.policy))))
         .map_err(exit_of)?;

@@ -1,5 +1,6 @@
 //! Subcommands, one module each.
 
+mod claim;
 pub(crate) mod daemon;
 mod dynamic;
 mod generate;
@@ -33,7 +34,8 @@ pub enum Command {
     Describe(daemon::DescribeArgs),
     /// Show events; `--follow` waits for new ones.
     Events(daemon::EventsArgs),
-    /// Explain a decision: `explain egress <policy>` prints the decision record.
+    /// Explain a decision: `explain egress <policy>` prints the decision record,
+    /// `explain claim <name>` why an address is captured here or not.
     Explain(daemon::ExplainArgs),
     /// Apply a configuration through the daemon.
     Apply(daemon::ApplyArgs),
