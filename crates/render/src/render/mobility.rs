@@ -1,6 +1,8 @@
 //! Selective Address Mobility capture (RemoteAddressClaim): a neighbour
 //! proxy entry for every claim whose status says `captureStatus:
-//! Captured`, and IPv4 forwarding on the claim's `forwardingDevices`.
+//! Captured`, one on the overlay device of the owning side
+//! (`overlayAnswerDevice`, so an L2 overlay resolves the address), and IPv4
+//! forwarding on the claim's `forwardingDevices`.
 //!
 //! The decision is the claim follower's (`routerd_select::mobility`): the
 //! renderer only carries it, so `routerctl plan` and the daemon capture
@@ -31,6 +33,15 @@ pub(super) fn render_claims(ctx: &Ctx<'_>, out: &mut Rendered) {
         };
         if text("captureStatus") == Some("Captured")
             && let (Some(dev), Some(addr)) = (text("captureDevice"), text("address"))
+            && let Some(address) = parse_host(addr)
+        {
+            out.desired.neigh_proxies.push(NeighProxy {
+                device: dev.to_string(),
+                address,
+                owner: owner.clone(),
+            });
+        }
+        if let (Some(dev), Some(addr)) = (text("overlayAnswerDevice"), text("address"))
             && let Some(address) = parse_host(addr)
         {
             out.desired.neigh_proxies.push(NeighProxy {

@@ -261,9 +261,12 @@ fn claim_status(
         }
         if l.side == Some(ClaimSide::Owning) && installed {
             // Traffic arrives over the overlay and leaves on the local
-            // interface, and back.
+            // interface, and back. Over an L2 overlay (VXLAN) the capturing
+            // side's gatewayless delivery route ARPs for the address on the
+            // overlay: the owning side answers there (never on its LAN).
             if let Some(overlay) = overlay_device(effective, &l.peer) {
-                forwarding.push(overlay);
+                forwarding.push(overlay.clone());
+                st.insert("overlayAnswerDevice".into(), json!(overlay));
             }
             forwarding.push(route.device.clone());
         }
