@@ -286,10 +286,12 @@ fn claimed_address_is_reached_over_the_overlay_and_fenced_by_health() {
         Duration::from_secs(15),
         Duration::from_millis(100),
     );
-    assert!(
-        stopped.is_ok(),
-        "capture did not stop; log:\n{}",
-        daemon.log()
+    let Ok(took) = stopped else {
+        panic!("capture did not stop; log:\n{}", daemon.log());
+    };
+    // Recorded in docs/performance.md (no pass/fail on timing here).
+    eprintln!(
+        "capture stopped {took:?} after the overlay went down (probe interval 1s, unhealthyThreshold 2)"
     );
     assert_eq!(
         arp_answers(&client, "192.168.10.50"),
