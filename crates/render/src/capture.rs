@@ -53,6 +53,11 @@ pub struct NeighProxy {
     pub device: String,
     /// The captured address.
     pub address: Ipv4Addr,
+    /// Send a gratuitous ARP for the address from the device when the
+    /// entry is added (`gratuitousARP`), so neighbours that cached the
+    /// previous holder's MAC move at once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub announce: bool,
     /// Resource id that wants the entry (empty for observed ones).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub owner: String,
@@ -64,6 +69,7 @@ impl NeighProxy {
         NeighProxy {
             device: device.into(),
             address,
+            announce: false,
             owner: String::new(),
         }
     }
@@ -150,15 +156,21 @@ pub(crate) fn diff_capture(
             proxy: NeighProxy {
                 device: key.device.clone(),
                 address: key.address,
+                announce: false,
                 owner: owner.clone(),
             },
         });
     }
+    let mut announces = Vec::new();
     for p in &desired.neigh_proxies {
         if !present.contains(&p.key()) {
             out.starts.push(Op::AddNeighProxy { proxy: p.clone() });
+            if p.announce {
+                announces.push(Op::AnnounceNeighProxy { proxy: p.clone() });
+            }
         }
     }
+    out.starts.extend(announces);
     let mut seen = BTreeSet::new();
     for f in &desired.forwarding {
         if !seen.insert(f.device.as_str()) {

@@ -213,7 +213,8 @@ pub struct MemDataplane {
     /// ones); names in `links` without an entry here are links of an
     /// unknown kind.
     pub kernel_links: Vec<Link>,
-    /// Announcements made (`AnnounceLink`), by device, in order.
+    /// Announcements made, in order: `AnnounceLink` by device,
+    /// `AnnounceNeighProxy` as `ADDR dev DEVICE`.
     pub announced: Vec<String>,
     /// Neighbour proxy entries (foreign ones may be inserted by tests).
     pub neigh_proxies: Vec<NeighProxy>,
@@ -352,9 +353,17 @@ impl MemDataplane {
                 if !self.neigh_proxies.iter().any(|p| p.key() == proxy.key()) {
                     self.neigh_proxies.push(NeighProxy {
                         owner: String::new(),
+                        announce: false,
                         ..proxy.clone()
                     });
                 }
+            }
+            Op::AnnounceNeighProxy { proxy } => {
+                if !self.neigh_proxies.iter().any(|p| p.key() == proxy.key()) {
+                    return Err(err(op, ENOENT, "No such file or directory"));
+                }
+                self.announced
+                    .push(format!("{} dev {}", proxy.address, proxy.device));
             }
             Op::DeleteNeighProxy { proxy } => {
                 let Some(i) = self

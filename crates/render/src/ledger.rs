@@ -383,7 +383,7 @@ impl Ledger {
                         );
                     }
                 }
-                Op::SetLink { .. } | Op::AnnounceLink { .. } => {}
+                Op::SetLink { .. } | Op::AnnounceLink { .. } | Op::AnnounceNeighProxy { .. } => {}
             }
         }
     }

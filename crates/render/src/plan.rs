@@ -100,6 +100,12 @@ pub enum Op {
         /// The entry.
         proxy: NeighProxy,
     },
+    /// A gratuitous ARP for a just-captured address, from the device's MAC
+    /// (`gratuitousARP`): neighbours that cached the previous holder move.
+    AnnounceNeighProxy {
+        /// The entry.
+        proxy: NeighProxy,
+    },
     /// `sysctl net.ipv4.conf.<device>.forwarding=<enabled>`: turned on for
     /// capture or delivery (`restore: false`, `previous` is the value
     /// found, kept in the ledger), or written back to that value when the
@@ -219,7 +225,8 @@ impl Op {
             Op::ReplaceNftTable { .. }
             | Op::DeleteNftTable { .. }
             | Op::SetLink { .. }
-            | Op::AnnounceLink { .. } => return None,
+            | Op::AnnounceLink { .. }
+            | Op::AnnounceNeighProxy { .. } => return None,
         })
     }
 }
@@ -264,6 +271,11 @@ impl fmt::Display for Op {
             Op::DeleteLink { link } => write!(f, "ip link del {}", link.name),
             Op::AddNeighProxy { proxy } => write!(f, "ip neigh add {proxy}"),
             Op::DeleteNeighProxy { proxy } => write!(f, "ip neigh del {proxy}"),
+            Op::AnnounceNeighProxy { proxy } => write!(
+                f,
+                "arping -U -c 1 -I {} {} (gratuitous ARP from the device's MAC)",
+                proxy.device, proxy.address
+            ),
             Op::SetForwarding {
                 device, enabled, ..
             } => write!(

@@ -232,7 +232,9 @@ fn op_owner(op: &Op) -> &str {
         Op::AddAddress { address } | Op::DeleteAddress { address } => &address.owner,
         Op::AddLink { link } | Op::SetLink { link } | Op::DeleteLink { link } => &link.owner,
         Op::AnnounceLink { owner, .. } | Op::SetForwarding { owner, .. } => owner,
-        Op::AddNeighProxy { proxy } | Op::DeleteNeighProxy { proxy } => &proxy.owner,
+        Op::AddNeighProxy { proxy }
+        | Op::DeleteNeighProxy { proxy }
+        | Op::AnnounceNeighProxy { proxy } => &proxy.owner,
     }
 }
 

@@ -108,7 +108,9 @@ fn touches_foreign(op: &Op) -> bool {
             link.owner.is_empty()
         }
         Op::AnnounceLink { owner, .. } | Op::SetForwarding { owner, .. } => owner.is_empty(),
-        Op::AddNeighProxy { proxy } | Op::DeleteNeighProxy { proxy } => proxy.owner.is_empty(),
+        Op::AddNeighProxy { proxy }
+        | Op::DeleteNeighProxy { proxy }
+        | Op::AnnounceNeighProxy { proxy } => proxy.owner.is_empty(),
     }
 }
 

@@ -92,6 +92,7 @@ fn capture() -> DesiredState {
     r.owner = OWNER.into();
     let mut p = NeighProxy::new("lan0", "192.0.2.50".parse().unwrap());
     p.owner = OWNER.into();
+    p.announce = true;
     let mut d = DesiredState {
         routes: vec![r],
         neigh_proxies: vec![p],
@@ -141,6 +142,7 @@ fn proxy_arp_answers_only_claimed_address_while_captured() {
     router.ip(&["route", "add", "192.0.2.51/32", "dev", "dlv0"]);
     client.ip(&["addr", "add", "192.0.2.10/24", "dev", "c0"]);
     client.ip(&["link", "set", "c0", "up"]);
+    client.exec(&["sysctl", "-q", "-w", "net.ipv4.conf.c0.arp_accept=1"]);
     let fwd = "/proc/sys/net/ipv4/conf/lan0/forwarding";
     assert_eq!(router.read(fwd), "0");
 
@@ -178,6 +180,21 @@ fn proxy_arp_answers_only_claimed_address_while_captured() {
         router
             .ip(&["neigh", "show", "proxy"])
             .contains("192.0.2.50 dev lan0")
+    );
+
+    // The gratuitous ARP sent when capture started: the client (accepting
+    // gratuitous ARP for new entries) learnt the router's MAC for .50.
+    let mac = router
+        .ip(&["link", "show", "lan0"])
+        .split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let learnt = client.ip(&["neigh", "show", "192.0.2.50", "dev", "c0"]);
+    assert!(
+        learnt.contains(&mac),
+        "no gratuitous ARP seen: {learnt:?} (router {mac})"
     );
 
     assert!(

@@ -38,6 +38,7 @@ pub(super) fn render_claims(ctx: &Ctx<'_>, out: &mut Rendered) {
             out.desired.neigh_proxies.push(NeighProxy {
                 device: dev.to_string(),
                 address,
+                announce: st.get("gratuitousARP").and_then(Value::as_bool) == Some(true),
                 owner: owner.clone(),
             });
         }
@@ -47,6 +48,7 @@ pub(super) fn render_claims(ctx: &Ctx<'_>, out: &mut Rendered) {
             out.desired.neigh_proxies.push(NeighProxy {
                 device: dev.to_string(),
                 address,
+                announce: false,
                 owner: owner.clone(),
             });
         }
