@@ -14,6 +14,7 @@ pub mod event;
 pub mod id;
 pub mod load;
 pub mod lower;
+pub mod lower_claims;
 pub mod position;
 pub mod resource;
 pub mod schema;

@@ -183,10 +183,9 @@ fn route_resource(
 /// as opposed to one an operator or a plugin wrote.
 pub fn is_lowered(r: &Resource) -> bool {
     r.kind() == Kind::IPv4Route
-        && r.metadata
-            .owner_refs
-            .iter()
-            .any(|o| o.kind == Kind::HybridRoute.as_str())
+        && r.metadata.owner_refs.iter().any(|o| {
+            o.kind == Kind::HybridRoute.as_str() || o.kind == Kind::RemoteAddressClaim.as_str()
+        })
 }
 
 /// The owning HybridRoute's name of a lowered route.
@@ -482,7 +481,13 @@ fn id_key(r: &Resource) -> (&str, &str, &str) {
 pub fn with_lowered(mut resources: Vec<Resource>) -> (Vec<Resource>, Lowering) {
     resources.retain(|r| !is_lowered(r));
     let lowering = lower(resources.iter());
-    if lowering.by_route.is_empty() {
+    // RemoteAddressClaim delivery (crate::lower_claims): the same step.
+    let claims: BTreeMap<String, &Resource> = resources
+        .iter()
+        .filter(|r| r.kind() == Kind::RemoteAddressClaim)
+        .map(|r| (r.name().to_string(), r))
+        .collect();
+    if lowering.by_route.is_empty() && claims.is_empty() {
         return (resources, lowering);
     }
     let hybrid: BTreeMap<String, &Resource> = resources
@@ -490,7 +495,15 @@ pub fn with_lowered(mut resources: Vec<Resource>) -> (Vec<Resource>, Lowering) {
         .filter(|r| r.kind() == Kind::HybridRoute)
         .map(|r| (r.name().to_string(), r))
         .collect();
-    let routes = lowering.resources(&hybrid);
+    let mut routes = lowering.resources(&hybrid);
+    if !claims.is_empty() {
+        let lowered = crate::lower_claims::lower_claims(resources.iter());
+        routes.extend(crate::lower_claims::claim_route_resources(
+            &lowered, &claims,
+        ));
+        // The merge below takes the routes in id order.
+        routes.sort_by(|a, b| id_key(a).cmp(&id_key(b)));
+    }
     if routes.is_empty() {
         return (resources, lowering);
     }

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::capture::NeighProxy;
 use crate::ir::{Address, IpNet, Link, LinkKind, NftTable, NftTableKey, Route, Rule};
 use crate::plan::{Op, Plan};
 
@@ -46,6 +47,13 @@ pub struct Observed {
     /// included), when the dataplane reads them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kernel_links: Vec<Link>,
+    /// IPv4 neighbour proxy entries (foreign ones included).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub neigh_proxies: Vec<NeighProxy>,
+    /// `net.ipv4.conf.<device>.forwarding` of the devices the dataplane
+    /// read (absent: unknown).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ipv4_forwarding: BTreeMap<String, bool>,
 }
 
 impl Observed {
@@ -205,8 +213,13 @@ pub struct MemDataplane {
     /// ones); names in `links` without an entry here are links of an
     /// unknown kind.
     pub kernel_links: Vec<Link>,
-    /// Announcements made (`AnnounceLink`), by device, in order.
+    /// Announcements made, in order: `AnnounceLink` by device,
+    /// `AnnounceNeighProxy` as `ADDR dev DEVICE`.
     pub announced: Vec<String>,
+    /// Neighbour proxy entries (foreign ones may be inserted by tests).
+    pub neigh_proxies: Vec<NeighProxy>,
+    /// `net.ipv4.conf.<device>.forwarding`; a listed link not here is off.
+    pub ipv4_forwarding: BTreeMap<String, bool>,
     /// Number of operations executed so far.
     pub ops_executed: usize,
 }
@@ -332,6 +345,52 @@ impl MemDataplane {
                     ..address.clone()
                 });
             }
+            Op::AddNeighProxy { proxy } => {
+                if let Some(links) = &self.links
+                    && !links.contains(&proxy.device)
+                {
+                    return Err(err(op, 19, "No such device"));
+                }
+                // The kernel updates an existing entry in place (no EEXIST
+                // for proxies); the diff never adds one that is there.
+                if !self.neigh_proxies.iter().any(|p| p.key() == proxy.key()) {
+                    self.neigh_proxies.push(NeighProxy {
+                        owner: String::new(),
+                        announce: false,
+                        ..proxy.clone()
+                    });
+                }
+            }
+            Op::AnnounceNeighProxy { proxy } => {
+                if !self.neigh_proxies.iter().any(|p| p.key() == proxy.key()) {
+                    return Err(err(op, ENOENT, "No such file or directory"));
+                }
+                self.announced
+                    .push(format!("{} dev {}", proxy.address, proxy.device));
+            }
+            Op::DeleteNeighProxy { proxy } => {
+                let Some(i) = self
+                    .neigh_proxies
+                    .iter()
+                    .position(|p| p.key() == proxy.key())
+                else {
+                    return Err(err(op, ENOENT, "No such file or directory"));
+                };
+                self.neigh_proxies.remove(i);
+            }
+            Op::SetForwarding {
+                device, enabled, ..
+            } => {
+                if let Some(links) = &self.links
+                    && !links.contains(device)
+                {
+                    return Err(DataplaneError::Io {
+                        context: op.to_string(),
+                        message: "No such file or directory (os error 2)".into(),
+                    });
+                }
+                self.ipv4_forwarding.insert(device.clone(), *enabled);
+            }
             Op::DeleteAddress { address } => {
                 let Some(i) = self.addresses.iter().position(|a| a.key() == address.key()) else {
                     // The kernel's answer to deleting an absent address.
@@ -440,6 +499,14 @@ impl Dataplane for MemDataplane {
             addresses: self.addresses.clone(),
             links: self.links.clone(),
             kernel_links: self.kernel_links.clone(),
+            neigh_proxies: self.neigh_proxies.clone(),
+            ipv4_forwarding: {
+                let mut f = self.ipv4_forwarding.clone();
+                for l in self.links.iter().flatten() {
+                    f.entry(l.clone()).or_insert(false);
+                }
+                f
+            },
         })
     }
 

@@ -11,24 +11,34 @@
 //! link of the same name that routerd did not create is a conflict of the
 //! owner, and nothing of that owner is put on it.
 //!
+//! Neighbour proxy entries (address capture) are routerd's only when the
+//! ledger says routerd added them; forwarding is turned on only where it is
+//! off and written back to the value found (see [`crate::capture`]).
+//!
 //! Safe order of the plan:
 //! 1. fail-closed tables created or replaced (`whenNoCandidate`: a policy
 //!    closes before anything else moves, at start-up too);
-//! 2. links created (recreated ones deleted first): an address or a route
+//! 2. capture stopped (stale neighbour proxies deleted): an address this
+//!    node no longer captures stops being answered before anything else
+//!    moves, so two sites never both answer for it;
+//! 3. links created (recreated ones deleted first): an address or a route
 //!    may use them;
-//! 3. addresses added (a route may use one as `src` or need its subnet),
+//! 4. addresses added (a route may use one as `src` or need its subnet),
 //!    then links brought up or re-announced (gratuitous ARP) and their
 //!    MTU set;
-//! 4. routes added or replaced (a rule must never point at an empty table);
-//! 5. nft tables replaced (each atomically), or only their set elements
+//! 5. routes added or replaced (a rule must never point at an empty table);
+//! 6. nft tables replaced (each atomically), or only their set elements
 //!    updated in place when nothing else differs;
-//! 6. rules added;
-//! 7. stale rules deleted (before the tables they use are emptied);
-//! 8. stale routes deleted;
-//! 9. stale nft tables deleted;
-//! 10. stale addresses deleted (after the routes that may use them);
-//! 11. stale links deleted (after everything that used them);
-//! 12. stale fail-closed tables deleted, last of all: a policy opens only
+//! 7. rules added;
+//! 8. forwarding turned on, then capture started (neighbour proxies
+//!    added): only once the delivery route is there;
+//! 9. stale rules deleted (before the tables they use are emptied);
+//! 10. stale routes deleted;
+//! 11. forwarding written back where no owner needs it any more;
+//! 12. stale nft tables deleted;
+//! 13. stale addresses deleted (after the routes that may use them);
+//! 14. stale links deleted (after everything that used them);
+//! 15. stale fail-closed tables deleted, last of all: a policy opens only
 //!     after its candidate's routes, rules and marks went in.
 
 use std::cmp::Ordering;
@@ -254,7 +264,9 @@ pub fn diff_with(
             owner: l.owner.clone(),
         })
         .collect();
+    let capture = crate::capture::diff_capture(desired, observed, ledger);
     plan.ops.extend(closes);
+    plan.ops.extend(capture.stops);
     plan.ops.extend(links.recreate_deletes);
     plan.ops.extend(links.adds);
     plan.ops.extend(address_adds);
@@ -263,8 +275,11 @@ pub fn diff_with(
     plan.ops.extend(upserts);
     plan.ops.extend(nft_replaces);
     plan.ops.extend(rule_adds);
+    plan.ops.extend(capture.forwarding_on);
+    plan.ops.extend(capture.starts);
     plan.ops.extend(rule_deletes);
     plan.ops.extend(route_deletes);
+    plan.ops.extend(capture.restores);
     plan.ops.extend(nft_deletes);
     plan.ops.extend(address_deletes);
     plan.ops.extend(links.deletes);

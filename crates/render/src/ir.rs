@@ -1050,6 +1050,13 @@ pub struct DesiredState {
     /// Kernel links routerd creates (macvlan, VXLAN, ...), sorted by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<Link>,
+    /// Neighbour proxy entries (address capture), sorted by key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub neigh_proxies: Vec<crate::capture::NeighProxy>,
+    /// Devices that must forward IPv4 for capture or delivery, sorted by
+    /// device (several owners may need one device).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forwarding: Vec<crate::capture::Forwarding>,
     /// Resource ids that exist but could not be resolved now: their kernel
     /// objects stay as they are (fail-static, spec §3.1 / §8.1.9).
     pub retained: BTreeSet<String>,
@@ -1116,6 +1123,23 @@ impl DesiredState {
             }
             same
         });
+        self.neigh_proxies
+            .sort_by_key(crate::capture::NeighProxy::key);
+        self.neigh_proxies.dedup_by(|dropped, kept| {
+            let same = dropped.key() == kept.key();
+            if same && dropped.owner != kept.owner {
+                clashes.push((
+                    dropped.owner.clone(),
+                    kept.owner.clone(),
+                    format!("neighbour proxy {}", kept.key()),
+                ));
+            }
+            same
+        });
+        // Several owners may need one device to forward: no clash.
+        self.forwarding
+            .sort_by(|a, b| (&a.device, &a.owner).cmp(&(&b.device, &b.owner)));
+        self.forwarding.dedup();
         clashes
     }
 }

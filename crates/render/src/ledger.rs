@@ -10,6 +10,7 @@ use std::ops::RangeInclusive;
 
 use serde::{Deserialize, Serialize};
 
+use crate::capture::{ForwardingEntry, NeighProxyKey};
 use crate::dataplane::Observed;
 use crate::ir::{AddressKey, DesiredState, NftTableKey, RTPROT_ROUTERD, RouteKey, RuleKey};
 use crate::plan::{Op, Plan};
@@ -90,6 +91,12 @@ pub struct Ledger {
     /// The ifindex each owned link had when routerd last saw it: a link of
     /// that name with another index was created by someone else.
     pub link_indexes: BTreeMap<String, u32>,
+    /// Neighbour proxy entries routerd added (capture), and for whom: no
+    /// kernel-kept marker, so this alone makes one routerd's.
+    pub neigh_proxies: BTreeMap<NeighProxyKey, String>,
+    /// Devices whose IPv4 forwarding routerd turned on, with the value it
+    /// found (written back when the last owner goes).
+    pub forwarding: BTreeMap<String, ForwardingEntry>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -106,6 +113,9 @@ struct LedgerFile {
     links: Vec<(String, String)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     link_indexes: Vec<(String, u32)>,
+    neigh_proxies: Vec<(NeighProxyKey, String)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    forwarding: Vec<(String, ForwardingEntry)>,
 }
 
 impl From<LedgerFile> for Ledger {
@@ -117,6 +127,8 @@ impl From<LedgerFile> for Ledger {
             addresses: f.addresses.into_iter().collect(),
             links: f.links.into_iter().collect(),
             link_indexes: f.link_indexes.into_iter().collect(),
+            neigh_proxies: f.neigh_proxies.into_iter().collect(),
+            forwarding: f.forwarding.into_iter().collect(),
         }
     }
 }
@@ -130,6 +142,8 @@ impl From<Ledger> for LedgerFile {
             addresses: l.addresses.into_iter().collect(),
             links: l.links.into_iter().collect(),
             link_indexes: l.link_indexes.into_iter().collect(),
+            neigh_proxies: l.neigh_proxies.into_iter().collect(),
+            forwarding: l.forwarding.into_iter().collect(),
         }
     }
 }
@@ -142,6 +156,8 @@ impl Ledger {
             && self.nft.is_empty()
             && self.addresses.is_empty()
             && self.links.is_empty()
+            && self.neigh_proxies.is_empty()
+            && self.forwarding.is_empty()
     }
 
     /// Records the outcome of an applied plan: every desired object the
@@ -245,6 +261,7 @@ impl Ledger {
                 link_indexes.insert(name.clone(), i);
             }
         }
+        let (neigh_proxies, forwarding) = crate::capture::commit_capture(self, observed);
         *self = Ledger {
             routes,
             rules,
@@ -252,6 +269,8 @@ impl Ledger {
             addresses,
             links,
             link_indexes,
+            neigh_proxies,
+            forwarding,
         };
     }
 
@@ -286,6 +305,12 @@ impl Ledger {
         for (k, i) in other.link_indexes {
             self.link_indexes.entry(k).or_insert(i);
         }
+        for (k, o) in other.neigh_proxies {
+            self.neigh_proxies.entry(k).or_insert(o);
+        }
+        for (k, o) in other.forwarding {
+            self.forwarding.entry(k).or_insert(o);
+        }
     }
 
     /// One line per object, for listings (`routerctl get orphans`).
@@ -295,11 +320,18 @@ impl Ledger {
         let nft = self.nft.keys().map(|k| format!("nft table {k}"));
         let addresses = self.addresses.keys().map(|k| format!("address {k}"));
         let links = self.links.keys().map(|k| format!("link {k}"));
+        let proxies = self
+            .neigh_proxies
+            .keys()
+            .map(|k| format!("neighbour proxy {k}"));
+        let forwarding = self.forwarding.keys().map(|k| format!("forwarding {k}"));
         routes
             .chain(rules)
             .chain(nft)
             .chain(addresses)
             .chain(links)
+            .chain(proxies)
+            .chain(forwarding)
             .collect()
     }
 
@@ -357,7 +389,32 @@ impl Ledger {
                     self.links.remove(&link.name);
                     self.link_indexes.remove(&link.name);
                 }
-                Op::SetLink { .. } | Op::AnnounceLink { .. } => {}
+                Op::AddNeighProxy { proxy } => {
+                    self.neigh_proxies.insert(proxy.key(), proxy.owner.clone());
+                }
+                Op::DeleteNeighProxy { proxy } => {
+                    self.neigh_proxies.remove(&proxy.key());
+                }
+                Op::SetForwarding {
+                    device,
+                    previous,
+                    restore,
+                    owner,
+                    ..
+                } => {
+                    if *restore {
+                        self.forwarding.remove(device);
+                    } else {
+                        self.forwarding.insert(
+                            device.clone(),
+                            ForwardingEntry {
+                                owner: owner.clone(),
+                                previous: *previous,
+                            },
+                        );
+                    }
+                }
+                Op::SetLink { .. } | Op::AnnounceLink { .. } | Op::AnnounceNeighProxy { .. } => {}
             }
         }
     }

@@ -14,6 +14,7 @@
 
 #![deny(missing_docs)]
 
+pub mod capture;
 pub mod dataplane;
 pub mod diff;
 pub mod fault;

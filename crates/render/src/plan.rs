@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeSet;
 
+use crate::capture::NeighProxy;
 use crate::ir::{Address, Family, IpNet, Link, NftTable, NftTableKey, Route, Rule};
 
 /// One kernel operation.
@@ -84,6 +85,42 @@ pub enum Op {
         /// Device name.
         device: String,
         /// Resource id the link is for.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        owner: String,
+    },
+    /// `ip neigh add proxy ADDR dev IF`: capture starts (the host answers
+    /// ARP for the address on that device).
+    AddNeighProxy {
+        /// The entry.
+        proxy: NeighProxy,
+    },
+    /// `ip neigh del proxy ADDR dev IF` of an entry the ledger says
+    /// routerd added: capture stops.
+    DeleteNeighProxy {
+        /// The entry.
+        proxy: NeighProxy,
+    },
+    /// A gratuitous ARP for a just-captured address, from the device's MAC
+    /// (`gratuitousARP`): neighbours that cached the previous holder move.
+    AnnounceNeighProxy {
+        /// The entry.
+        proxy: NeighProxy,
+    },
+    /// `sysctl net.ipv4.conf.<device>.forwarding=<enabled>`: turned on for
+    /// capture or delivery (`restore: false`, `previous` is the value
+    /// found, kept in the ledger), or written back to that value when the
+    /// last owner goes (`restore: true`).
+    SetForwarding {
+        /// Device name.
+        device: String,
+        /// The value written.
+        enabled: bool,
+        /// The value before this write.
+        previous: bool,
+        /// Whether this gives the device back (the ledger forgets it).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        restore: bool,
+        /// Resource id it is for.
         #[serde(default, skip_serializing_if = "String::is_empty")]
         owner: String,
     },
@@ -165,11 +202,31 @@ impl Op {
                     .collect(),
             },
             Op::AddLink { link } => Op::DeleteLink { link: link.clone() },
+            Op::AddNeighProxy { proxy } => Op::DeleteNeighProxy {
+                proxy: proxy.clone(),
+            },
+            Op::DeleteNeighProxy { proxy } => Op::AddNeighProxy {
+                proxy: proxy.clone(),
+            },
+            Op::SetForwarding {
+                device,
+                enabled,
+                previous,
+                restore,
+                owner,
+            } => Op::SetForwarding {
+                device: device.clone(),
+                enabled: *previous,
+                previous: *enabled,
+                restore: !restore,
+                owner: owner.clone(),
+            },
             Op::DeleteLink { link } => Op::AddLink { link: link.clone() },
             Op::ReplaceNftTable { .. }
             | Op::DeleteNftTable { .. }
             | Op::SetLink { .. }
-            | Op::AnnounceLink { .. } => return None,
+            | Op::AnnounceLink { .. }
+            | Op::AnnounceNeighProxy { .. } => return None,
         })
     }
 }
@@ -212,6 +269,20 @@ impl fmt::Display for Op {
                 f.write_str(if link.up { " up" } else { " down" })
             }
             Op::DeleteLink { link } => write!(f, "ip link del {}", link.name),
+            Op::AddNeighProxy { proxy } => write!(f, "ip neigh add {proxy}"),
+            Op::DeleteNeighProxy { proxy } => write!(f, "ip neigh del {proxy}"),
+            Op::AnnounceNeighProxy { proxy } => write!(
+                f,
+                "arping -U -c 1 -I {} {} (gratuitous ARP from the device's MAC)",
+                proxy.device, proxy.address
+            ),
+            Op::SetForwarding {
+                device, enabled, ..
+            } => write!(
+                f,
+                "sysctl -w net.ipv4.conf.{device}.forwarding={}",
+                u8::from(*enabled)
+            ),
             Op::AnnounceLink { device, .. } => write!(
                 f,
                 "ip link set dev {device} address <its own> (gratuitous ARP for its addresses)"

@@ -231,7 +231,10 @@ fn op_owner(op: &Op) -> &str {
         Op::DeleteNftTable { .. } => "",
         Op::AddAddress { address } | Op::DeleteAddress { address } => &address.owner,
         Op::AddLink { link } | Op::SetLink { link } | Op::DeleteLink { link } => &link.owner,
-        Op::AnnounceLink { owner, .. } => owner,
+        Op::AnnounceLink { owner, .. } | Op::SetForwarding { owner, .. } => owner,
+        Op::AddNeighProxy { proxy }
+        | Op::DeleteNeighProxy { proxy }
+        | Op::AnnounceNeighProxy { proxy } => &proxy.owner,
     }
 }
 
@@ -291,6 +294,22 @@ fn screen(
         .collect();
     let exists = |dev: &str| {
         created.contains(dev) || observed.links.as_ref().is_none_or(|l| l.contains(dev))
+    };
+    // Capture and forwarding on a device: kept back while it is absent
+    // or protected.
+    let device_blocked = |dev: &str| -> Option<(&'static str, String)> {
+        if own.protected_devices.contains(dev) {
+            return Some((
+                "Protected",
+                format!("interface \"{dev}\" is protected; routerd does not touch it"),
+            ));
+        }
+        (!exists(dev)).then(|| {
+            (
+                "DeviceNotReady",
+                format!("device \"{dev}\" does not exist; capture waits for it"),
+            )
+        })
     };
     let blocked = |r: &Route| -> Option<(&'static str, String)> {
         if let Some(dev) = own.protected_device(r) {
@@ -361,6 +380,14 @@ fn screen(
             .iter()
             .any(|a| address_blocked(a).is_some())
         && !desired.links.iter().any(|l| link_blocked(l).is_some())
+        && !desired
+            .neigh_proxies
+            .iter()
+            .any(|p| device_blocked(&p.device).is_some())
+        && !desired
+            .forwarding
+            .iter()
+            .any(|f| device_blocked(&f.device).is_some())
     {
         return None;
     }
@@ -387,6 +414,24 @@ fn screen(
             false
         }
     });
+    carried
+        .neigh_proxies
+        .retain(|p| match device_blocked(&p.device) {
+            None => true,
+            Some((reason, message)) => {
+                faults.add(&p.owner, reason, &message);
+                false
+            }
+        });
+    carried
+        .forwarding
+        .retain(|f| match device_blocked(&f.device) {
+            None => true,
+            Some((reason, message)) => {
+                faults.add(&f.owner, reason, &message);
+                false
+            }
+        });
     carried.retained.extend(held);
     carried.routes.retain(|r| match blocked(r) {
         None => true,

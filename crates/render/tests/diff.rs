@@ -107,7 +107,10 @@ fn touches_foreign(op: &Op) -> bool {
         Op::AddLink { link } | Op::SetLink { link } | Op::DeleteLink { link } => {
             link.owner.is_empty()
         }
-        Op::AnnounceLink { owner, .. } => owner.is_empty(),
+        Op::AnnounceLink { owner, .. } | Op::SetForwarding { owner, .. } => owner.is_empty(),
+        Op::AddNeighProxy { proxy }
+        | Op::DeleteNeighProxy { proxy }
+        | Op::AnnounceNeighProxy { proxy } => proxy.owner.is_empty(),
     }
 }
 

@@ -23,6 +23,7 @@ pub mod egress_router;
 pub mod egress_router_health;
 pub mod hybrid;
 pub mod ipv6;
+pub mod mobility;
 pub use address::ipv4_static_address;
 pub use egress_router::egress_router;
 pub use ipv6::ipv6_static_route;

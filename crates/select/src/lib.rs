@@ -24,6 +24,7 @@
 pub mod decision;
 pub mod flush;
 pub mod follow;
+pub mod mobility;
 pub mod observe;
 pub mod rank;
 pub mod readiness;

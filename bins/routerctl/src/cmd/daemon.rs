@@ -118,10 +118,11 @@ pub struct ExplainArgs {
     #[command(flatten)]
     conn: Conn,
     /// What to explain: `egress` (an EgressRoutePolicy's decision) or
-    /// `gateway` (an EgressGateway as this node sees it).
-    #[arg(value_parser = ["egress", "gateway"])]
+    /// `gateway` (an EgressGateway as this node sees it), `claim` (why a
+    /// RemoteAddressClaim is captured here or not).
+    #[arg(value_parser = ["egress", "gateway", "claim"])]
     what: String,
-    /// EgressRoutePolicy or EgressGateway name.
+    /// EgressRoutePolicy, EgressGateway or RemoteAddressClaim name.
     policy: String,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
@@ -300,6 +301,16 @@ pub fn describe(a: DescribeArgs) -> Result<i32> {
 
 pub fn explain(a: ExplainArgs) -> Result<i32> {
     let c = Client::new(&a.conn.socket);
+    if a.what == "claim" {
+        let v: Value = runtime()?
+            .block_on(c.get(&format!(
+                "/describe?target={}&events-limit=10",
+                encode(&format!("RemoteAddressClaim/{}", a.policy))
+            )))
+            .map_err(exit_of)?;
+        print(&super::claim::explain_claim(&v), a.output)?;
+        return Ok(OK);
+    }
     let key = if a.what == "gateway" {
         "gateway"
     } else {

@@ -1,5 +1,6 @@
 //! Subcommands, one module each.
 
+mod claim;
 pub(crate) mod daemon;
 mod dynamic;
 mod egress_router;
@@ -35,7 +36,8 @@ pub enum Command {
     /// Show events; `--follow` waits for new ones.
     Events(daemon::EventsArgs),
     /// Explain a decision: `explain egress <policy>` prints the decision
-    /// record, `explain gateway <name>` this node's part in a gateway group.
+    /// record, `explain gateway <name>` this node's part in a gateway group,
+    /// `explain claim <name>` why an address is captured here or not.
     Explain(daemon::ExplainArgs),
     /// Cordon this node in its gateway groups (maintenance: it steps down).
     Cordon(daemon::CordonArgs),

@@ -49,6 +49,16 @@ pub struct DataplaneView {
     /// Kernel links routerd creates (EgressRouter's macvlan, tunnels).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<serde_json::Value>,
+    /// Neighbour proxy entries (RemoteAddressClaim capture).
+    #[serde(
+        default,
+        rename = "neighProxies",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub neigh_proxies: Vec<serde_json::Value>,
+    /// Devices that must forward IPv4 (capture and delivery).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forwarding: Vec<serde_json::Value>,
 }
 
 /// The plan document.

@@ -83,6 +83,16 @@ pub fn dataplane_view(d: &routerd_render::DesiredState) -> Result<DataplaneView,
                 Ok(v)
             })
             .collect::<Result<_, PlanError>>()?,
+        neigh_proxies: d
+            .neigh_proxies
+            .iter()
+            .map(|p| to_value(serde_json::to_value(p)))
+            .collect::<Result<_, _>>()?,
+        forwarding: d
+            .forwarding
+            .iter()
+            .map(|f| to_value(serde_json::to_value(f)))
+            .collect::<Result<_, _>>()?,
     })
 }
 

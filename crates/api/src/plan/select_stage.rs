@@ -127,15 +127,24 @@ pub fn follow_all_with_wake(
             out.push((id, o));
         }
     }
-    let Some(h) = cloud else {
-        return (out, None);
-    };
-    // The HybridRoutes report their routes' statuses of this pass.
+    // The HybridRoutes and RemoteAddressClaims report their routes'
+    // statuses of this pass.
     let routes: StateSnapshot = out
         .iter()
         .filter(|(id, _)| id.contains("/IPv4Route/"))
         .map(|(id, o)| (id.clone(), o.status.clone()))
         .collect();
+    out.extend(routerd_select::follow::mobility::mobility_statuses(
+        effective,
+        cloud.as_ref(),
+        &routes,
+        current,
+        previous,
+        now,
+    ));
+    let Some(h) = cloud else {
+        return (out, None);
+    };
     for r in h.hybrid_routes() {
         let id = r.id().to_string();
         let o = h.hybrid_route_status(r, &routes, current, previous.status(&id), now);

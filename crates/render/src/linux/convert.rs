@@ -578,6 +578,55 @@ pub(crate) fn address_from(
     Some(crate::ir::Address::new(device.clone(), address))
 }
 
+/// `ip neigh add|del proxy ADDR dev IF`: an IPv4 `NTF_PROXY` entry on the
+/// device's index (the kernel keeps proxies apart from the neighbour cache,
+/// so state and link-layer address do not apply).
+pub(crate) fn neigh_proxy_message(
+    p: &crate::capture::NeighProxy,
+    links: &Links,
+) -> Result<netlink_packet_route::neighbour::NeighbourMessage, NoDevice> {
+    use netlink_packet_route::neighbour::{
+        NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage,
+    };
+    let mut m = NeighbourMessage::default();
+    m.header.family = AddressFamily::Inet;
+    m.header.ifindex = ifindex(links, &p.device)?;
+    m.header.flags = NeighbourFlags::Proxy;
+    m.attributes
+        .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+            p.address,
+        )));
+    Ok(m)
+}
+
+/// The proxy-table dump request (`ip -4 neigh show proxy`): the kernel
+/// dumps its proxy table when the header's flags are exactly `NTF_PROXY`.
+pub(crate) fn neigh_proxy_dump() -> netlink_packet_route::neighbour::NeighbourMessage {
+    use netlink_packet_route::neighbour::{NeighbourFlags, NeighbourMessage};
+    let mut m = NeighbourMessage::default();
+    m.header.family = AddressFamily::Inet;
+    m.header.flags = NeighbourFlags::Proxy;
+    m
+}
+
+/// An observed IPv4 proxy entry on a known device (entries for no device,
+/// `ip neigh add proxy A` without `dev`, are not routerd's kind).
+pub(crate) fn neigh_proxy_from(
+    m: &netlink_packet_route::neighbour::NeighbourMessage,
+    links: &Links,
+) -> Option<crate::capture::NeighProxy> {
+    use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags};
+    if m.header.family != AddressFamily::Inet || !m.header.flags.contains(NeighbourFlags::Proxy) {
+        return None;
+    }
+    let address = m.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
+        _ => None,
+    })?;
+    let device = links.by_index.get(&m.header.ifindex)?;
+    Some(crate::capture::NeighProxy::new(device.clone(), address))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

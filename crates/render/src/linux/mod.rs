@@ -134,6 +134,35 @@ impl LinuxDataplane {
         Ok(out)
     }
 
+    /// `ip -4 neigh show proxy`.
+    fn dump_neigh_proxies(&mut self) -> Result<Vec<crate::capture::NeighProxy>, DataplaneError> {
+        let msgs = self.rtnl.dump(RouteNetlinkMessage::GetNeighbour(
+            convert::neigh_proxy_dump(),
+        ))?;
+        Ok(msgs
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewNeighbour(n) => convert::neigh_proxy_from(n, &self.links),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// `net.ipv4.conf.<link>.forwarding` of every link (one small read per
+    /// link; a link that vanished meanwhile is left out, i.e. unknown).
+    fn read_forwarding(&self) -> std::collections::BTreeMap<String, bool> {
+        self.links
+            .by_name
+            .keys()
+            .filter_map(|name| {
+                let v =
+                    std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{name}/forwarding"))
+                        .ok()?;
+                Some((name.clone(), v.trim() == "1"))
+            })
+            .collect()
+    }
+
     fn netlink_request(&self, op: &Op) -> Result<(RouteNetlinkMessage, u16), DataplaneError> {
         let nodev = |e: convert::NoDevice| DataplaneError::Netlink {
             context: op.to_string(),
@@ -202,11 +231,27 @@ impl LinuxDataplane {
                 ),
                 0,
             ),
+            // The kernel does not refuse a proxy entry that exists (it
+            // updates it): the diff never adds one that is there.
+            Op::AddNeighProxy { proxy } => (
+                RouteNetlinkMessage::NewNeighbour(
+                    convert::neigh_proxy_message(proxy, &self.links).map_err(nodev)?,
+                ),
+                NLM_F_CREATE | NLM_F_EXCL,
+            ),
+            Op::DeleteNeighProxy { proxy } => (
+                RouteNetlinkMessage::DelNeighbour(
+                    convert::neigh_proxy_message(proxy, &self.links).map_err(nodev)?,
+                ),
+                0,
+            ),
             Op::ReplaceNftTable { .. }
             | Op::DeleteNftTable { .. }
             | Op::UpdateNftSets { .. }
             | Op::AddLink { .. }
-            | Op::AnnounceLink { .. } => {
+            | Op::AnnounceLink { .. }
+            | Op::AnnounceNeighProxy { .. }
+            | Op::SetForwarding { .. } => {
                 return Err(DataplaneError::Unsupported(
                     "op outside a netlink batch".into(),
                 ));
@@ -278,6 +323,8 @@ fn is_nft(op: &Op) -> bool {
             | Op::UpdateNftSets { .. }
             | Op::AddLink { .. }
             | Op::AnnounceLink { .. }
+            | Op::AnnounceNeighProxy { .. }
+            | Op::SetForwarding { .. }
     )
 }
 
@@ -354,6 +401,28 @@ impl LinuxDataplane {
         self.single(op, RouteNetlinkMessage::SetLink(msg), 0)
     }
 
+    /// A gratuitous ARP for a captured address from the capture device.
+    fn announce_proxy(
+        &mut self,
+        op: &Op,
+        proxy: &crate::capture::NeighProxy,
+    ) -> Result<(), DataplaneError> {
+        let (Some(index), Some(mac)) = (
+            self.links.by_name.get(&proxy.device).copied(),
+            self.links.macs.get(&proxy.device).cloned(),
+        ) else {
+            return Err(DataplaneError::Netlink {
+                context: op.to_string(),
+                message: format!("Cannot find device \"{}\"", proxy.device),
+                errno: ENODEV,
+            });
+        };
+        send_gratuitous_arp(index, &mac, proxy.address).map_err(|message| DataplaneError::Io {
+            context: op.to_string(),
+            message,
+        })
+    }
+
     /// One request, acknowledged.
     fn single(
         &mut self,
@@ -378,6 +447,8 @@ impl Dataplane for LinuxDataplane {
             addresses: self.dump_addresses()?,
             links: Some(self.links.by_name.keys().cloned().collect()),
             kernel_links: self.links.kernel.clone(),
+            neigh_proxies: self.dump_neigh_proxies()?,
+            ipv4_forwarding: self.read_forwarding(),
         })
     }
 
@@ -403,6 +474,13 @@ impl Dataplane for LinuxDataplane {
                     }
                     Op::AddLink { link } => self.add_link(op, link),
                     Op::AnnounceLink { device, .. } => self.announce_link(op, device),
+                    Op::AnnounceNeighProxy { proxy } => self.announce_proxy(op, proxy),
+                    Op::SetForwarding {
+                        device, enabled, ..
+                    } => write_sysctl(
+                        &format!("/proc/sys/net/ipv4/conf/{device}/forwarding"),
+                        if *enabled { "1" } else { "0" },
+                    ),
                     _ => Ok(()),
                 };
                 match r {
@@ -423,4 +501,57 @@ impl Dataplane for LinuxDataplane {
             Some(e) => Err(e),
         }
     }
+}
+
+/// A gratuitous ARP request for `address` from `mac`, broadcast on the
+/// device with index `ifindex` (who-has ADDR tell ADDR: the form Linux
+/// neighbours update their cache from).
+fn send_gratuitous_arp(
+    ifindex: u32,
+    mac: &[u8],
+    address: std::net::Ipv4Addr,
+) -> Result<(), String> {
+    use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, sendto, socket};
+    use std::os::fd::AsRawFd;
+    let mac: [u8; 6] = mac
+        .try_into()
+        .map_err(|_| format!("hardware address of {} bytes, not Ethernet", mac.len()))?;
+    let ip = address.octets();
+    let mut pkt = Vec::with_capacity(28);
+    pkt.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]); // Ethernet, IPv4, request
+    pkt.extend_from_slice(&mac);
+    pkt.extend_from_slice(&ip);
+    pkt.extend_from_slice(&[0; 6]);
+    pkt.extend_from_slice(&ip);
+    let fd = socket(
+        AddressFamily::Packet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| format!("packet socket: {e}"))?;
+    let dest = broadcast_link_addr(ifindex)?;
+    sendto(fd.as_raw_fd(), &pkt, &dest, MsgFlags::empty())
+        .map(|_| ())
+        .map_err(|e| format!("send: {e}"))
+}
+
+/// The `sockaddr_ll` of an ARP broadcast on `ifindex`.
+#[allow(unsafe_code)]
+fn broadcast_link_addr(ifindex: u32) -> Result<nix::sys::socket::LinkAddr, String> {
+    use nix::sys::socket::SockaddrLike;
+    let ll = libc::sockaddr_ll {
+        sll_family: libc::AF_PACKET as u16,
+        sll_protocol: (libc::ETH_P_ARP as u16).to_be(),
+        sll_ifindex: i32::try_from(ifindex).map_err(|e| e.to_string())?,
+        sll_hatype: 0,
+        sll_pkttype: 0,
+        sll_halen: 6,
+        sll_addr: [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0],
+    };
+    let len = u32::try_from(std::mem::size_of::<libc::sockaddr_ll>()).map_err(|e| e.to_string())?;
+    // SAFETY: `ll` is a fully initialised `sockaddr_ll` that lives for the
+    // call, and `len` is exactly its size; `from_raw` copies it.
+    unsafe { nix::sys::socket::LinkAddr::from_raw(std::ptr::addr_of!(ll).cast(), Some(len)) }
+        .ok_or_else(|| "not a link address".to_string())
 }

@@ -10,6 +10,7 @@ pub mod egress_router;
 pub mod failclosed;
 pub mod gateway;
 mod host;
+mod mobility;
 mod nat;
 mod policy;
 mod routes;
@@ -102,6 +103,7 @@ pub fn render(resources: &[Resource], status: &StateSnapshot) -> Rendered {
     nat::render_nat44(&ctx, &mut out);
     egress_router::render_egress_routers(&ctx, &mut out);
     gateway::render_gateways(&ctx, &mut out);
+    mobility::render_claims(&ctx, &mut out);
     for (owner, winner, object) in out.desired.normalize() {
         out.problems.push(RenderProblem {
             owner,
