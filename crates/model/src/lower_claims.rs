@@ -26,7 +26,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 
 use crate::id::{HYBRID_API, Kind, NET_API, ObjectRef};
-use crate::lower::{ANNOTATION_LOWERED_FROM, LoweredRoute, cidr_slug, peer_name, route_target};
+use crate::lower::{LoweredRoute, cidr_slug, peer_name, route_target};
 use crate::resource::{Metadata, Resource, Spec};
 use crate::spec::{IPv4RouteSpec, OverlayPeerSpec, RemoteAddressClaimSpec};
 
@@ -241,14 +241,11 @@ pub fn claim_route_resources(
     let mut out = Vec::new();
     for (claim, l) in lowered {
         let Some(r) = &l.route else { continue };
-        let mut annotations = claims
+        // Provenance is the owner reference (as for HybridRoute's routes).
+        let annotations = claims
             .get(claim)
             .map(|c| c.metadata.annotations.clone())
             .unwrap_or_default();
-        annotations.insert(
-            ANNOTATION_LOWERED_FROM.into(),
-            format!("RemoteAddressClaim/{claim}"),
-        );
         out.push(Resource {
             api_version: NET_API.to_string(),
             metadata: Metadata {
