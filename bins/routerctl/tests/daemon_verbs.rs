@@ -267,9 +267,10 @@ fn a_rejected_reload_shows_in_status() {
         assert!(t.elapsed() < Duration::from_secs(10), "{v:#}");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The timeline names the daemon and the reason, not the topic.
     let o = d.routerctl(&["events", "--topic", "routerd.config.rejected"]);
     assert!(
-        text(&o.stdout).contains("routerd.config.rejected"),
+        text(&o.stdout).contains("Daemon/routerd") && text(&o.stdout).contains("ConfigRejected"),
         "{}",
         text(&o.stdout)
     );
@@ -362,7 +363,7 @@ fn events_follow_survives_a_daemon_restart() {
     let o = d.routerctl(&["apply", "-f", extra.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let t = Instant::now();
-    while !lines.iter().any(|l| l.contains("routerd.config.applied")) {
+    while !lines.iter().any(|l| l.contains("ConfigApplied")) {
         assert!(
             t.elapsed() < Duration::from_secs(30),
             "no event after the restart: {lines:?}"
@@ -373,8 +374,16 @@ fn events_follow_survives_a_daemon_restart() {
     }
     let _ = child.kill();
     let _ = child.wait();
+    // The timeline's header comes once, above the first events.
+    assert!(lines[0].starts_with("ID "), "{lines:?}");
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("ID ")).count(),
+        1,
+        "{lines:?}"
+    );
     let ids: Vec<u64> = lines
         .iter()
+        .skip(1)
         .map(|l| l.split(' ').next().unwrap().parse().unwrap())
         .collect();
     assert!(

@@ -245,7 +245,7 @@ pub(crate) fn config_warnings(
         tracing::warn!(warning = %text, "configuration");
         let mut e = Event::info(
             "routerd.config.warning",
-            routerd_model::ObjectRef::default(),
+            routerd_model::ObjectRef::daemon(),
             now,
         );
         e.severity = "warning".into();
@@ -397,7 +397,7 @@ impl Shared {
         self.count(|c| c.store_failures += 1);
         let mut e = Event::info(
             "routerd.store.failed",
-            routerd_model::ObjectRef::default(),
+            routerd_model::ObjectRef::daemon(),
             now,
         );
         e.severity = "error".into();

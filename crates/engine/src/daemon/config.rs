@@ -306,7 +306,7 @@ async fn reload(s: &Shared) {
                 "generation": installed.generation,
                 "unchanged": installed.unchanged,
             }));
-            let mut e = Event::info("routerd.config.reloaded", ObjectRef::default(), now);
+            let mut e = Event::info("routerd.config.reloaded", ObjectRef::daemon(), now);
             e.reason = "ConfigReloaded".into();
             e.message = if installed.unchanged {
                 format!(
@@ -329,7 +329,7 @@ async fn reload(s: &Shared) {
                 "generation": generation,
                 "errors": list,
             }));
-            let mut e = Event::info("routerd.config.rejected", ObjectRef::default(), now);
+            let mut e = Event::info("routerd.config.rejected", ObjectRef::daemon(), now);
             e.severity = "error".into();
             e.reason = "ConfigRejected".into();
             e.message = format!("reload rejected; generation {generation} keeps running: {errors}");
@@ -542,7 +542,7 @@ async fn finish(s: &Shared, installed: &Installed, timeout: Duration, verb: &str
         record_generation(s, installed.generation, &outcome);
     }
     let now = s.clock.now();
-    let mut e = Event::info("routerd.config.applied", ObjectRef::default(), now);
+    let mut e = Event::info("routerd.config.applied", ObjectRef::daemon(), now);
     e.reason = if verb == "delete" {
         "ResourceDeleted".into()
     } else {
@@ -704,7 +704,7 @@ async fn delete_orphans(s: &Shared, dry_run: bool) -> Result<Value, ApiError> {
     drop(core);
     let mut e = Event::info(
         "routerd.dataplane.orphans.removed",
-        ObjectRef::default(),
+        ObjectRef::daemon(),
         s.clock.now(),
     );
     e.reason = "OperatorRequest".into();
