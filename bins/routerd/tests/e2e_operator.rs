@@ -181,3 +181,68 @@ fn failover_in_every_mode_is_an_event_and_explain_names_the_carrier_loss() {
         lab.teardown().unwrap();
     }
 }
+
+/// `GET /metrics` from inside the router namespace (bash's /dev/tcp: no
+/// HTTP client needed in the lab).
+fn scrape(lab: &Lab, port: u16) -> String {
+    lab.exec(
+        routerd_lab::Node::Router,
+        "bash",
+        [
+            "-c",
+            &format!(
+                "exec 3<>/dev/tcp/127.0.0.1/{port}; printf 'GET /metrics HTTP/1.0\\r\\nHost: x\\r\\n\\r\\n' >&3; cat <&3"
+            ),
+        ],
+    )
+    .unwrap_or_default()
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn metrics_carry_probe_latency_daemon_phase_and_installed_selection() {
+    let _ = routerd_lab::cleanup_stale("rmet");
+    let lab = Lab::build("rmet").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The demo configuration: health-checked candidates probing through
+    // both uplinks.
+    let mut d = Daemon::new(&lab, dir.path(), "");
+    d.args = vec!["--metrics-listen".into(), "127.0.0.1:9469".into()];
+    d.start();
+    let mut text = String::new();
+    wait_until(
+        || {
+            text = scrape(&lab, 9469);
+            text.lines().any(|l| {
+                l.starts_with("routerd_probe_latency_seconds_count{check=\"internet-wan1\"}")
+                    && !l.ends_with(" 0")
+            }) && text.contains("routerd_daemon_phase{phase=\"Ready\"} 1")
+                && text.contains("candidate=\"primary\"")
+        },
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+    )
+    .unwrap_or_else(|_| panic!("metrics:\n{text}\nlog:\n{}", d.log()));
+    assert!(
+        text.contains("# TYPE routerd_probe_latency_seconds histogram"),
+        "{text}"
+    );
+    assert!(
+        text.contains("routerd_probe_latency_seconds_bucket{check=\"internet-wan1\",le=\"+Inf\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "routerd_egress_selected{policy=\"ipv4-default\",candidate=\"primary\",device=\"wan1\",phase=\"Applied\",installed=\"true\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE routerd_owner_degraded gauge"),
+        "{text}"
+    );
+    assert!(!text.contains("routerd_owner_degraded{"), "{text}");
+    d.stop();
+    drop(d);
+    lab.teardown().unwrap();
+}

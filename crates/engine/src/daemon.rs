@@ -84,6 +84,10 @@ pub trait HealthDriver: Send + 'static {
         None
     }
 
+    /// Where every probe's round-trip time goes (the metrics histogram);
+    /// given once, before the first `configure`.
+    fn record_latency(&mut self, _sink: Arc<crate::metrics::ProbeLatency>) {}
+
     /// Whether the checks must be configured again although the effective
     /// resources are the same ones: something they were derived from
     /// moved (a probe's source address on its device). Asked after every
@@ -188,6 +192,8 @@ pub struct Shared {
     plugins: PluginHost,
     counters: std::sync::Mutex<crate::metrics::Counters>,
     health_detail: std::sync::Mutex<Option<Arc<dyn HealthDetail>>>,
+    /// Probe round-trip times, fed by the health driver.
+    pub(crate) probe_latency: Arc<crate::metrics::ProbeLatency>,
     /// Resolves IPAddressSet names (none: names stay unresolved).
     resolver: std::sync::Mutex<Option<Arc<dyn routerd_resolve::Resolver>>>,
     /// The last store write that failed, until a step commits again.
@@ -336,6 +342,7 @@ impl Shared {
             plugins: PluginHost::new(),
             counters: std::sync::Mutex::new(crate::metrics::Counters::default()),
             health_detail: std::sync::Mutex::new(None),
+            probe_latency: Arc::default(),
             resolver: std::sync::Mutex::new(None),
             store_error: std::sync::Mutex::new(None),
             heartbeat: crate::watchdog::Heartbeat::default(),
@@ -480,6 +487,20 @@ impl Shared {
         }
     }
 
+    /// `Starting` before the first step, `Degraded` while the last step
+    /// failed, an owner is refused or the store cannot be written, else
+    /// `Ready` (what `routerctl status` and `routerd_daemon_phase` say).
+    pub(crate) fn phase(&self) -> &'static str {
+        let last = self.steps.borrow();
+        if last.seq == 0 {
+            "Starting"
+        } else if last.error.is_some() || !last.faults.is_empty() || self.store_error().is_some() {
+            "Degraded"
+        } else {
+            "Ready"
+        }
+    }
+
     /// Prometheus exposition of the current state.
     pub async fn metrics(&self) -> String {
         let statuses = self.core.lock().await.reported_statuses();
@@ -498,7 +519,19 @@ impl Shared {
             *by_state.entry(state).or_default() += 1;
         }
         let parts: Vec<(String, usize)> = by_state.into_iter().collect();
-        crate::metrics::render(&statuses, &counters, &parts)
+        let degraded = self
+            .core
+            .lock()
+            .await
+            .faults()
+            .map(|f| (f.owner.clone(), f.reason.clone()))
+            .collect();
+        let extra = crate::metrics::Extra {
+            phase: self.phase(),
+            degraded,
+            latency: &self.probe_latency,
+        };
+        crate::metrics::render_all(&statuses, &counters, &parts, &extra)
     }
 }
 
@@ -532,6 +565,8 @@ pub async fn run<D, L, H>(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
+    let mut health = health;
+    health.record_latency(shared.probe_latency.clone());
     let mut lp = Loop {
         shared: shared.clone(),
         dataplane,

@@ -30,13 +30,7 @@ pub(super) async fn status(s: &Shared) -> Result<Value, ApiError> {
         .collect();
     let store_error = s.store_error();
     let (ready, scheduled) = s.queue.counts();
-    let phase = if last.seq == 0 {
-        "Starting"
-    } else if last.error.is_some() || !last.faults.is_empty() || store_error.is_some() {
-        "Degraded"
-    } else {
-        "Ready"
-    };
+    let phase = s.phase();
     Ok(json!({
         "apiVersion": routerd_model::id::CONTROL_API,
         "kind": "Status",
