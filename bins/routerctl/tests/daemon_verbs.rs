@@ -56,6 +56,15 @@ struct Daemon {
 
 impl Daemon {
     fn start(config: &Path, store: Arc<Store>, kernel: SharedMemDataplane) -> Daemon {
+        Daemon::start_with(config, store, kernel, Access::default())
+    }
+
+    fn start_with(
+        config: &Path,
+        store: Arc<Store>,
+        kernel: SharedMemDataplane,
+        access: Access,
+    ) -> Daemon {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -70,12 +79,12 @@ impl Daemon {
         let shared = Shared::new(options, store, Arc::new(SystemClock)).unwrap();
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let guard = rt.enter();
-        let listener = control::bind(&socket, None).unwrap();
+        let listener = control::bind_with(&socket, access).unwrap();
         let (ctl_stop, ctl_rx) = tokio::sync::oneshot::channel::<()>();
         rt.spawn(control::serve(
             listener,
             Arc::new(Handler(shared.clone())),
-            Access::default(),
+            access,
             async {
                 let _ = ctl_rx.await;
             },
@@ -402,5 +411,62 @@ fn events_follow_survives_a_daemon_restart() {
     if errs.iter().any(|l| l.contains("retrying")) {
         assert!(errs.iter().any(|l| l.contains("reconnected")), "{errs:?}");
     }
+    d.stop();
+}
+
+/// A member of `--socket-read-group` (here a process with that group as
+/// its only group, not root) may look but not change: `get` answers,
+/// `apply` is refused with exit 77 and the configuration is unchanged.
+#[test]
+#[ignore = "needs root: runs routerctl as another user"]
+fn a_read_only_client_may_get_but_not_apply() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::os::unix::process::CommandExt as _;
+    let (dir, config) = setup();
+    // The unprivileged client must reach the socket and read its input.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let read_group = 4243;
+    let d = Daemon::start_with(
+        &config,
+        Arc::new(Store::in_memory()),
+        kernel(),
+        Access {
+            group: None,
+            read_group: Some(read_group),
+        },
+    );
+    let extra = write(dir.path(), "extra.yaml", &route("extra", "10.9.0.0/16"));
+    std::fs::set_permissions(&extra, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let as_reader = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_routerctl"))
+            .args(args)
+            .arg("--socket")
+            .arg(&d.socket)
+            .uid(65534)
+            .gid(read_group)
+            .output()
+            .unwrap()
+    };
+    let o = as_reader(&["get", "IPv4Route"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("base"), "{}", text(&o.stdout));
+    let o = as_reader(&["status", "-o", "json"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+
+    let o = as_reader(&["apply", "-f", extra.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(77), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("read-only"), "{}", text(&o.stderr));
+    // Nothing changed; root still may.
+    let o = d.routerctl(&["get", "IPv4Route/extra"]);
+    assert_eq!(o.status.code(), Some(65), "{}", text(&o.stdout));
+    // Someone in neither group is refused even reads.
+    let o = Command::new(env!("CARGO_BIN_EXE_routerctl"))
+        .args(["get", "IPv4Route", "--socket"])
+        .arg(&d.socket)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(77), "{}", text(&o.stderr));
     d.stop();
 }

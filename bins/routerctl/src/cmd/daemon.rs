@@ -12,7 +12,7 @@ use routerd_api::control::{ApplyRequest, DeleteRequest};
 use serde_json::Value;
 
 use crate::cmd::text;
-use crate::exit::{DATA, Exit, NO, OK, UNAVAILABLE, USAGE};
+use crate::exit::{DATA, Exit, NO, NOPERM, OK, UNAVAILABLE, USAGE};
 use crate::input;
 use crate::output::{Format, out, print_doc};
 
@@ -175,6 +175,7 @@ pub(crate) fn exit_of(e: ClientError) -> anyhow::Error {
         ClientError::Api { status, .. } if status == 400 || status == 404 => {
             Exit::new(DATA, e.to_string()).into()
         }
+        ClientError::Api { status: 403, .. } => Exit::new(NOPERM, e.to_string()).into(),
         other => Exit::new(NO, other.to_string()).into(),
     }
 }
