@@ -383,3 +383,56 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod dashboard {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    /// The example dashboard only queries metrics the daemon exports.
+    #[test]
+    fn example_dashboard_queries_exported_metrics() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/grafana/routerd-dashboard.json"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let _: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let latency = super::ProbeLatency::default();
+        latency.observe("c", std::time::Duration::from_millis(1));
+        let extra = super::Extra {
+            phase: "Ready",
+            degraded: Vec::new(),
+            latency: &latency,
+        };
+        let exported = super::render_all(
+            &routerd_model::StateSnapshot::default(),
+            &super::Counters::default(),
+            &[],
+            &extra,
+        );
+        let mut names: Vec<&str> = text
+            .match_indices("routerd_")
+            .map(|(i, _)| {
+                let rest = &text[i..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                &rest[..end]
+            })
+            .filter(|n| *n != "routerd_")
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        assert!(names.len() > 5, "{names:?}");
+        for n in names {
+            let base = n
+                .trim_end_matches("_bucket")
+                .trim_end_matches("_sum")
+                .trim_end_matches("_count");
+            assert!(
+                exported.contains(&format!("# TYPE {base} ")),
+                "the dashboard queries {n}, which is not exported"
+            );
+        }
+    }
+}
