@@ -60,7 +60,8 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("routerd: {e:#}");
-            std::process::exit(1);
+            let code = e.downcast_ref::<apply::Exit>().map_or(1, |x| x.code);
+            std::process::exit(code);
         }
     }
 }

@@ -369,6 +369,12 @@ pub fn apply(a: ApplyArgs) -> Result<i32> {
         api_version: Some(routerd_model::id::CONTROL_API.into()),
         kind: Some("ApplyRequest".into()),
         candidate_yaml: text,
+        // Errors then cite the operator's file by the name they gave.
+        source: Some(if a.file == "-" {
+            "<stdin>".to_string()
+        } else {
+            a.file.clone()
+        }),
         replace: a.replace,
         dry_run: a.dry_run,
         timeout_seconds: Some(a.timeout),
