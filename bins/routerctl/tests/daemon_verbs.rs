@@ -307,6 +307,22 @@ fn dynamic_drop_revokes_a_part() {
     let kernel = kernel();
     let d = Daemon::start(&config, store.clone(), kernel.clone());
     assert!(kernel.destinations().contains(&"10.77.0.0/16".to_string()));
+    // Without -f, `dynamic diff` asks the daemon; `get dynamic` lists the
+    // active part as a row.
+    let o = d.routerctl(&["dynamic", "diff"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stdout),
+        "+ net.routerd.net/v1alpha1/IPv4Route/vpc source=Plugin/cloud generation=3\n"
+    );
+    let o = d.routerctl(&["get", "dynamic"]);
+    assert!(
+        text(&o.stdout)
+            .lines()
+            .any(|l| l.starts_with("Plugin/cloud") && l.contains("active")),
+        "{}",
+        text(&o.stdout)
+    );
 
     let o = d.routerctl(&["dynamic", "drop", "Plugin/none"]);
     assert_eq!(o.status.code(), Some(65), "{}", text(&o.stderr));

@@ -215,6 +215,7 @@ const GET_SUBJECTS: &[&str] = &[
     "ledger",
     "orphans",
     "dynamic",
+    "dynamic-diff",
 ];
 
 /// A subject that is neither a known word nor a kind is a usage error

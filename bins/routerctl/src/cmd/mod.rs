@@ -7,7 +7,7 @@ mod plan;
 mod plugin;
 mod probe;
 mod schema;
-mod text;
+pub(crate) mod text;
 mod validate;
 
 use anyhow::Result;

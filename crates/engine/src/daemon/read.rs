@@ -98,6 +98,25 @@ pub(super) async fn get(
             let parts = s.store.parts().map_err(internal)?;
             Ok(json!({"items": parts}))
         }
+        // What dynamic parts change in the running configuration (what
+        // `routerctl dynamic diff` shows without files): resources they
+        // add, and startup resources their masks suppress.
+        "dynamic-diff" => {
+            let added: Vec<Value> = core
+                .effective()
+                .iter()
+                .filter_map(|r| {
+                    let a = &r.metadata.annotations;
+                    let source = a.get(routerd_merge::ANNOTATION_SOURCE)?;
+                    Some(json!({
+                        "id": r.id().to_string(),
+                        "source": source,
+                        "generation": a.get(routerd_merge::ANNOTATION_GENERATION),
+                    }))
+                })
+                .collect();
+            Ok(json!({"kind": "DynamicDiff", "added": added, "suppressed": core.suppressed()}))
+        }
         other => {
             let kind = other.split_once('/').map_or(other, |(k, _)| k);
             if !matches!(kind, "resources" | "all") && !known_kind(kind) {
