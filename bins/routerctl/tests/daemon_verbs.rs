@@ -486,3 +486,33 @@ fn a_read_only_client_may_get_but_not_apply() {
     assert_eq!(o.status.code(), Some(77), "{}", text(&o.stderr));
     d.stop();
 }
+
+/// `plugin list` without `-f` lists the daemon's Plugin resources.
+#[test]
+fn plugin_list_asks_the_daemon() {
+    let (_dir, config) = setup();
+    let mut text_cfg = std::fs::read_to_string(&config).unwrap();
+    text_cfg.push_str(
+        "    - apiVersion: plugin.routerd.net/v1alpha1
+      kind: Plugin
+      metadata: {name: cloud}
+      spec:
+        executable: /usr/libexec/routerd/cloud
+        triggers: [{type: interval, every: 5m}]
+",
+    );
+    std::fs::write(&config, text_cfg).unwrap();
+    let d = Daemon::start(&config, Arc::new(Store::in_memory()), kernel());
+    let o = d.routerctl(&["plugin", "list"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("cloud"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        row.contains("/usr/libexec/routerd/cloud") && row.contains("every 5m"),
+        "{out}"
+    );
+    d.stop();
+}
