@@ -516,3 +516,59 @@ fn plugin_list_asks_the_daemon() {
     );
     d.stop();
 }
+
+/// A startup resource masked by a stored part is listed as Suppressed with
+/// its mask, not dropped from `get`.
+#[test]
+fn masked_resources_show_as_suppressed() {
+    let (_dir, config) = setup();
+    let mut text_cfg = std::fs::read_to_string(&config).unwrap();
+    text_cfg.push_str(
+        "    - apiVersion: config.routerd.net/v1alpha1
+      kind: DynamicOverridePolicy
+      metadata: {name: p}
+      spec:
+        allow:
+          - source: Plugin/cloud
+            operations: [mask]
+            targets: [{apiVersion: net.routerd.net/v1alpha1, kind: Interface, name: wan1}]
+",
+    );
+    std::fs::write(&config, text_cfg).unwrap();
+    let store = Arc::new(Store::in_memory());
+    let mut l = routerd_model::Loaded::new();
+    l.add_file(
+        "part",
+        "apiVersion: config.routerd.net/v1alpha1\nkind: DynamicConfigPart\nmetadata: {name: Plugin-cloud-3}\nspec:\n  source: Plugin/cloud\n  generation: 3\n  directives:\n    - {op: mask, target: {apiVersion: net.routerd.net/v1alpha1, kind: Interface, name: wan1}, reason: maintenance}\n",
+    );
+    let mut w = store.writer();
+    w.put_part(&PartRecord {
+        part: l.resources.remove(0),
+        state: PartState::Active,
+        reason: String::new(),
+        stored_at: chrono::Utc::now(),
+    })
+    .unwrap();
+    w.commit().unwrap();
+    let d = Daemon::start(&config, store, kernel());
+    let o = d.routerctl(&["get", "Interface"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("Interface") && l.contains("wan1"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        row.contains("Suppressed")
+            && row.contains("masked by Plugin/cloud#3 until never: maintenance"),
+        "{out}"
+    );
+    let o = d.routerctl(&["dynamic", "diff"]);
+    assert!(
+        text(&o.stdout)
+            .starts_with("- net.routerd.net/v1alpha1/Interface/wan1 maskedBy=Plugin/cloud#3"),
+        "{}",
+        text(&o.stdout)
+    );
+    d.stop();
+}
