@@ -90,10 +90,27 @@ fn assemble_candidate(
     replace: bool,
 ) -> Result<(Assembled, Vec<String>), ApiError> {
     let (candidate, mut warnings) = decode_candidate(name, text)?;
+    let ids: Vec<String> = candidate.iter().map(|r| r.id().to_string()).collect();
     let managed = sources.managed_resources().map_err(config_error)?;
     let assembled = sources
         .assemble(Some(upsert(managed, candidate, replace)))
-        .map_err(config_error)?;
+        .map_err(|e| match (e, name.filter(|n| !n.is_empty())) {
+            // A rule a resource of the candidate breaks is the operator's
+            // file's: say which file.
+            (ConfigError::Invalid(lines), Some(name)) => config_error(ConfigError::Invalid(
+                lines
+                    .into_iter()
+                    .map(|l| {
+                        if ids.iter().any(|id| l.starts_with(&format!("{id} "))) {
+                            format!("{name}: {l}")
+                        } else {
+                            l
+                        }
+                    })
+                    .collect(),
+            )),
+            (e, _) => config_error(e),
+        })?;
     warnings.extend(assembled.warnings.iter().cloned());
     Ok((assembled, warnings))
 }
@@ -759,6 +776,26 @@ mod tests {
         assert!(!e.message.contains("<candidate>"), "{}", e.message);
         let e = decode_candidate(None, bad).unwrap_err();
         assert!(e.message.contains("<candidate>:4:"), "{}", e.message);
+    }
+
+    /// A rule the candidate's resource breaks names the operator's file
+    /// too (validation runs on the assembled configuration).
+    #[test]
+    fn candidate_rule_violations_cite_the_operators_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.yaml");
+        std::fs::write(&config, "apiVersion: net.routerd.net/v1alpha1\nkind: Interface\nmetadata: {name: wan}\nspec: {ifname: eth0}\n").unwrap();
+        let sources = configfile::read(&Layout::for_config(&config)).unwrap();
+        let bad = "apiVersion: net.routerd.net/v1alpha1\nkind: IPv4Route\nmetadata: {name: r}\nspec: {type: sideways, destination: 10.0.0.0/8}\n";
+        let Err(e) = assemble_candidate(&sources, Some("site/extra.yaml"), bad, false) else {
+            panic!("accepted");
+        };
+        assert!(
+            e.message
+                .starts_with("site/extra.yaml: net.routerd.net/v1alpha1/IPv4Route/r spec.type"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
