@@ -302,7 +302,10 @@ fn causes(
         let cause = match code {
             "LinkDown" if message.contains("NoCarrier") => format!("carrier lost on {on}"),
             "LinkDown" => format!("link down on {on}"),
-            "TunnelDown" => "DS-Lite tunnel down".to_string(),
+            "TunnelDown" => match message.split_whitespace().next() {
+                Some(t) if t.contains('/') => format!("DS-Lite tunnel {t} down"),
+                _ => "DS-Lite tunnel down".to_string(),
+            },
             "DependencyNotReady" => "dependsOn false".to_string(),
             "Disabled" | "SourceDisabled" | "HealthCheckDisabled" => "disabled".to_string(),
             "DeviceUnresolved" => "no device resolved".to_string(),
@@ -457,4 +460,71 @@ fn items(core: &crate::core::Core, filter: &str) -> Vec<Value> {
         })
         .collect();
     listed.into_iter().chain(suppressed).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// Each readiness reason becomes the cause an operator reads first.
+    #[test]
+    fn causes_name_carrier_tunnel_health_dependencies_and_holds() {
+        let d = json!({"candidates": [
+            {"name": "a", "index": 0, "device": "wan1", "reasons": [{"code": "LinkDown", "message": "Interface/wan1 is Down (NoCarrier)"}]},
+            {"name": "b", "index": 1, "device": "ds0", "reasons": [{"code": "TunnelDown", "message": "DSLiteTunnel/ds-a is Down; a DS-Lite tunnel must be Up"}]},
+            {"name": "c", "index": 2, "device": "wan3", "reasons": [{"code": "HealthNotPassing", "message": "HealthCheck hc is Unhealthy (consecutiveFailed 3, unhealthyThreshold 3)"}]},
+            {"name": "d", "index": 3, "device": "wan4", "reasons": [{"code": "DependencyNotReady", "message": "dependsOn[0] DHCPv4Client/x phase is Pending"}]},
+            {"name": "e", "index": 4, "device": "wan5", "ready": true, "held": {"by": "preemptDelay", "until": "2026-01-01T00:00:30Z", "message": "ready since ..."}}
+        ]});
+        let health = vec![None, None, Some("hc".to_string()), None, None];
+        let got = causes(&d, &health, |hc| {
+            (hc == "hc").then(|| {
+                serde_json::from_value(json!({
+                    "lastResult": "timeout",
+                    "lastEvidence": {"failureKind": "timeout", "egressInterface": "wan3"}
+                }))
+                .unwrap()
+            })
+        });
+        let pairs: Vec<(&str, &str)> = got
+            .iter()
+            .map(|c| {
+                (
+                    c["candidate"].as_str().unwrap(),
+                    c["cause"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("a", "carrier lost on wan1"),
+                ("b", "DS-Lite tunnel DSLiteTunnel/ds-a down"),
+                ("c", "health failing, last probe: timeout"),
+                ("d", "dependsOn false"),
+                ("e", "held by preemptDelay until 2026-01-01T00:00:30Z"),
+            ]
+        );
+        assert_eq!(
+            got[2]["evidence"]["lastEvidence"]["egressInterface"],
+            "wan3"
+        );
+    }
+
+    #[test]
+    fn the_headline_says_what_carries_traffic_or_why_nothing_does() {
+        let d = json!({"selected": "b", "rule": "Failover", "explanation": "a is no longer ready",
+            "lastChangedAt": "T", "candidates": [{"name": "b", "device": "wan2", "gateway": "192.0.2.1"}]});
+        assert_eq!(
+            headline(&d),
+            "b selected via 192.0.2.1 dev wan2 since T (Failover): a is no longer ready"
+        );
+        let d = json!({"rule": "NoReadyCandidates", "reason": "NoReadyCandidates", "explanation": "no candidate is ready"});
+        assert_eq!(
+            headline(&d),
+            "no path selected (NoReadyCandidates): no candidate is ready"
+        );
+    }
 }
