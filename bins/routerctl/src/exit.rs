@@ -16,6 +16,9 @@ pub const NO_INPUT: i32 = 66;
 /// The daemon is unavailable (EX_UNAVAILABLE).
 #[allow(dead_code)]
 pub const UNAVAILABLE: i32 = 69;
+/// The daemon refused the request for this user (EX_NOPERM): not in the
+/// socket's groups, or a change asked with read-only access.
+pub const NOPERM: i32 = 77;
 /// Try again later: the daemon is busy with the same work (EX_TEMPFAIL).
 pub const TEMPFAIL: i32 = 75;
 

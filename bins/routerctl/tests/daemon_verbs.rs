@@ -56,6 +56,15 @@ struct Daemon {
 
 impl Daemon {
     fn start(config: &Path, store: Arc<Store>, kernel: SharedMemDataplane) -> Daemon {
+        Daemon::start_with(config, store, kernel, Access::default())
+    }
+
+    fn start_with(
+        config: &Path,
+        store: Arc<Store>,
+        kernel: SharedMemDataplane,
+        access: Access,
+    ) -> Daemon {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -70,12 +79,12 @@ impl Daemon {
         let shared = Shared::new(options, store, Arc::new(SystemClock)).unwrap();
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let guard = rt.enter();
-        let listener = control::bind(&socket, None).unwrap();
+        let listener = control::bind_with(&socket, access).unwrap();
         let (ctl_stop, ctl_rx) = tokio::sync::oneshot::channel::<()>();
         rt.spawn(control::serve(
             listener,
             Arc::new(Handler(shared.clone())),
-            Access::default(),
+            access,
             async {
                 let _ = ctl_rx.await;
             },
@@ -267,9 +276,10 @@ fn a_rejected_reload_shows_in_status() {
         assert!(t.elapsed() < Duration::from_secs(10), "{v:#}");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The timeline names the daemon and the reason, not the topic.
     let o = d.routerctl(&["events", "--topic", "routerd.config.rejected"]);
     assert!(
-        text(&o.stdout).contains("routerd.config.rejected"),
+        text(&o.stdout).contains("Daemon/routerd") && text(&o.stdout).contains("ConfigRejected"),
         "{}",
         text(&o.stdout)
     );
@@ -297,6 +307,22 @@ fn dynamic_drop_revokes_a_part() {
     let kernel = kernel();
     let d = Daemon::start(&config, store.clone(), kernel.clone());
     assert!(kernel.destinations().contains(&"10.77.0.0/16".to_string()));
+    // Without -f, `dynamic diff` asks the daemon; `get dynamic` lists the
+    // active part as a row.
+    let o = d.routerctl(&["dynamic", "diff"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stdout),
+        "+ net.routerd.net/v1alpha1/IPv4Route/vpc source=Plugin/cloud generation=3\n"
+    );
+    let o = d.routerctl(&["get", "dynamic"]);
+    assert!(
+        text(&o.stdout)
+            .lines()
+            .any(|l| l.starts_with("Plugin/cloud") && l.contains("active")),
+        "{}",
+        text(&o.stdout)
+    );
 
     let o = d.routerctl(&["dynamic", "drop", "Plugin/none"]);
     assert_eq!(o.status.code(), Some(65), "{}", text(&o.stderr));
@@ -362,7 +388,7 @@ fn events_follow_survives_a_daemon_restart() {
     let o = d.routerctl(&["apply", "-f", extra.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let t = Instant::now();
-    while !lines.iter().any(|l| l.contains("routerd.config.applied")) {
+    while !lines.iter().any(|l| l.contains("ConfigApplied")) {
         assert!(
             t.elapsed() < Duration::from_secs(30),
             "no event after the restart: {lines:?}"
@@ -373,8 +399,16 @@ fn events_follow_survives_a_daemon_restart() {
     }
     let _ = child.kill();
     let _ = child.wait();
+    // The timeline's header comes once, above the first events.
+    assert!(lines[0].starts_with("ID "), "{lines:?}");
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("ID ")).count(),
+        1,
+        "{lines:?}"
+    );
     let ids: Vec<u64> = lines
         .iter()
+        .skip(1)
         .map(|l| l.split(' ').next().unwrap().parse().unwrap())
         .collect();
     assert!(
@@ -393,5 +427,148 @@ fn events_follow_survives_a_daemon_restart() {
     if errs.iter().any(|l| l.contains("retrying")) {
         assert!(errs.iter().any(|l| l.contains("reconnected")), "{errs:?}");
     }
+    d.stop();
+}
+
+/// A member of `--socket-read-group` (here a process with that group as
+/// its only group, not root) may look but not change: `get` answers,
+/// `apply` is refused with exit 77 and the configuration is unchanged.
+#[test]
+#[ignore = "needs root: runs routerctl as another user"]
+fn a_read_only_client_may_get_but_not_apply() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::os::unix::process::CommandExt as _;
+    let (dir, config) = setup();
+    // The unprivileged client must reach the socket and read its input.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let read_group = 4243;
+    let d = Daemon::start_with(
+        &config,
+        Arc::new(Store::in_memory()),
+        kernel(),
+        Access {
+            group: None,
+            read_group: Some(read_group),
+        },
+    );
+    let extra = write(dir.path(), "extra.yaml", &route("extra", "10.9.0.0/16"));
+    std::fs::set_permissions(&extra, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let as_reader = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_routerctl"))
+            .args(args)
+            .arg("--socket")
+            .arg(&d.socket)
+            .uid(65534)
+            .gid(read_group)
+            .output()
+            .unwrap()
+    };
+    let o = as_reader(&["get", "IPv4Route"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("base"), "{}", text(&o.stdout));
+    let o = as_reader(&["status", "-o", "json"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+
+    let o = as_reader(&["apply", "-f", extra.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(77), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("read-only"), "{}", text(&o.stderr));
+    // Nothing changed; root still may.
+    let o = d.routerctl(&["get", "IPv4Route/extra"]);
+    assert_eq!(o.status.code(), Some(65), "{}", text(&o.stdout));
+    // Someone in neither group is refused even reads.
+    let o = Command::new(env!("CARGO_BIN_EXE_routerctl"))
+        .args(["get", "IPv4Route", "--socket"])
+        .arg(&d.socket)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(77), "{}", text(&o.stderr));
+    d.stop();
+}
+
+/// `plugin list` without `-f` lists the daemon's Plugin resources.
+#[test]
+fn plugin_list_asks_the_daemon() {
+    let (_dir, config) = setup();
+    let mut text_cfg = std::fs::read_to_string(&config).unwrap();
+    text_cfg.push_str(
+        "    - apiVersion: plugin.routerd.net/v1alpha1
+      kind: Plugin
+      metadata: {name: cloud}
+      spec:
+        executable: /usr/libexec/routerd/cloud
+        triggers: [{type: interval, every: 5m}]
+",
+    );
+    std::fs::write(&config, text_cfg).unwrap();
+    let d = Daemon::start(&config, Arc::new(Store::in_memory()), kernel());
+    let o = d.routerctl(&["plugin", "list"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("cloud"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        row.contains("/usr/libexec/routerd/cloud") && row.contains("every 5m"),
+        "{out}"
+    );
+    d.stop();
+}
+
+/// A startup resource masked by a stored part is listed as Suppressed with
+/// its mask, not dropped from `get`.
+#[test]
+fn masked_resources_show_as_suppressed() {
+    let (_dir, config) = setup();
+    let mut text_cfg = std::fs::read_to_string(&config).unwrap();
+    text_cfg.push_str(
+        "    - apiVersion: config.routerd.net/v1alpha1
+      kind: DynamicOverridePolicy
+      metadata: {name: p}
+      spec:
+        allow:
+          - source: Plugin/cloud
+            operations: [mask]
+            targets: [{apiVersion: net.routerd.net/v1alpha1, kind: Interface, name: wan1}]
+",
+    );
+    std::fs::write(&config, text_cfg).unwrap();
+    let store = Arc::new(Store::in_memory());
+    let mut l = routerd_model::Loaded::new();
+    l.add_file(
+        "part",
+        "apiVersion: config.routerd.net/v1alpha1\nkind: DynamicConfigPart\nmetadata: {name: Plugin-cloud-3}\nspec:\n  source: Plugin/cloud\n  generation: 3\n  directives:\n    - {op: mask, target: {apiVersion: net.routerd.net/v1alpha1, kind: Interface, name: wan1}, reason: maintenance}\n",
+    );
+    let mut w = store.writer();
+    w.put_part(&PartRecord {
+        part: l.resources.remove(0),
+        state: PartState::Active,
+        reason: String::new(),
+        stored_at: chrono::Utc::now(),
+    })
+    .unwrap();
+    w.commit().unwrap();
+    let d = Daemon::start(&config, store, kernel());
+    let o = d.routerctl(&["get", "Interface"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("Interface") && l.contains("wan1"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        row.contains("Suppressed")
+            && row.contains("masked by Plugin/cloud#3 until never: maintenance"),
+        "{out}"
+    );
+    let o = d.routerctl(&["dynamic", "diff"]);
+    assert!(
+        text(&o.stdout)
+            .starts_with("- net.routerd.net/v1alpha1/Interface/wan1 maskedBy=Plugin/cloud#3"),
+        "{}",
+        text(&o.stdout)
+    );
     d.stop();
 }

@@ -34,6 +34,47 @@ pub(crate) struct Args {
     /// Print the plan without changing anything.
     #[arg(long)]
     dry_run: bool,
+    /// The state directory a `routerd serve` would use; when a daemon runs
+    /// on it (its store is locked), `apply --once` refuses: two writers with
+    /// two ledgers would undo each other. Defaults to the ledger's directory.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+}
+
+/// An error with the exit status it maps to (routerctl's codes:
+/// docs/cli.md).
+#[derive(Debug)]
+pub(crate) struct Exit {
+    pub(crate) code: i32,
+    pub(crate) message: String,
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// Invalid configuration (EX_DATAERR), as `routerctl validate`.
+const DATA: i32 = 65;
+/// An input file could not be read (EX_NOINPUT).
+const NO_INPUT: i32 = 66;
+/// A daemon is doing this already (EX_TEMPFAIL), as `routerctl plugin run`.
+const TEMPFAIL: i32 = 75;
+
+/// Whether a daemon runs on `state_dir`: it holds the lock of the store
+/// in `<state_dir>/store` for as long as it runs.
+fn live_daemon(state_dir: &Path) -> bool {
+    let dir = state_dir.join("store");
+    if !dir.exists() {
+        return false;
+    }
+    matches!(
+        routerd_store::Store::open_sled_with(&dir, routerd_store::StoreOptions::default()),
+        Err(routerd_store::StoreError::Open(e)) if e.failure == routerd_store::OpenFailure::Locked
+    )
 }
 
 fn load(files: &[String]) -> Result<Loaded> {
@@ -42,7 +83,10 @@ fn load(files: &[String]) -> Result<Loaded> {
         let text = if f == "-" {
             std::io::read_to_string(std::io::stdin()).context("read standard input")?
         } else {
-            std::fs::read_to_string(f).with_context(|| format!("read {f}"))?
+            std::fs::read_to_string(f).map_err(|e| Exit {
+                code: NO_INPUT,
+                message: format!("read {f}: {e}"),
+            })?
         };
         loaded.add_file(f, &text);
     }
@@ -53,7 +97,11 @@ fn load(files: &[String]) -> Result<Loaded> {
         .map(ToString::to_string)
         .collect();
     if !errors.is_empty() {
-        bail!("invalid configuration:\n{}", errors.join("\n"));
+        return Err(Exit {
+            code: DATA,
+            message: format!("invalid configuration:\n{}", errors.join("\n")),
+        }
+        .into());
     }
     Ok(loaded)
 }
@@ -96,6 +144,21 @@ pub(crate) fn run(args: &Args) -> Result<i32> {
     if !args.once {
         bail!("only `apply --once` is implemented; use `routerd serve` for continuous operation");
     }
+    let state_dir = args
+        .state_dir
+        .clone()
+        .or_else(|| args.ledger.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    if live_daemon(&state_dir) {
+        return Err(Exit {
+            code: TEMPFAIL,
+            message: format!(
+                "a routerd daemon is running on {} (its store is locked); it owns the kernel state there, and a second writer with its own ledger would undo its work: apply through it with `routerctl apply -f FILE`, or stop it first",
+                state_dir.display()
+            ),
+        }
+        .into());
+    }
     let loaded = load(&args.files)?;
     let state: StateSnapshot = match &args.state {
         Some(p) => {
@@ -131,6 +194,9 @@ pub(crate) fn run(args: &Args) -> Result<i32> {
     if args.dry_run {
         let observed = dp.observe()?;
         let plan = diff_with(&rendered.desired, &observed, &ledger, &ownership);
+        if plan.is_empty() {
+            println!("# nothing to do");
+        }
         print!("{plan}");
         return Ok(0);
     }

@@ -34,6 +34,25 @@ enum Command {
     /// an egress gateway group's failover, (`demo cloudedge`) the CloudEdge
     /// L3 overlay (root).
     Demo(demo::Args),
+    /// Write man pages (routerd.1 and one per subcommand) into DIR.
+    Man(ManArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ManArgs {
+    /// Directory to write the pages into.
+    #[arg(default_value = ".")]
+    dir: std::path::PathBuf,
+}
+
+/// Man pages generated from the same clap definition as the parser, as
+/// routerctl's are, so they never drift from it.
+fn man(a: &ManArgs) -> anyhow::Result<i32> {
+    use anyhow::Context as _;
+    std::fs::create_dir_all(&a.dir).with_context(|| format!("create {}", a.dir.display()))?;
+    clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), &a.dir)
+        .with_context(|| format!("write man pages to {}", a.dir.display()))?;
+    Ok(0)
 }
 
 fn main() {
@@ -42,12 +61,38 @@ fn main() {
         Command::Apply(args) => apply::run(&args),
         Command::Serve(args) => serve::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Man(args) => man(&args),
     };
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("routerd: {e:#}");
-            std::process::exit(1);
+            let code = e.downcast_ref::<apply::Exit>().map_or(1, |x| x.code);
+            std::process::exit(code);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn man_pages_cover_every_subcommand() {
+        let dir = tempfile::tempdir().unwrap();
+        super::man(&super::ManArgs {
+            dir: dir.path().to_path_buf(),
+        })
+        .unwrap();
+        for page in [
+            "routerd.1",
+            "routerd-serve.1",
+            "routerd-apply.1",
+            "routerd-demo.1",
+        ] {
+            assert!(dir.path().join(page).exists(), "{page}");
+        }
+        let serve = std::fs::read_to_string(dir.path().join("routerd-serve.1")).unwrap();
+        assert!(serve.contains("socket\\-read\\-group"), "{serve}");
     }
 }

@@ -31,9 +31,16 @@ pub(crate) struct Args {
     /// Control socket.
     #[arg(long, default_value = "/run/routerd/routerd.sock")]
     socket: PathBuf,
-    /// Group (name or numeric id) allowed on the control socket besides root.
+    /// Group (name or numeric id) allowed on the control socket besides
+    /// root: every verb, `apply` and `delete` included.
     #[arg(long)]
     socket_group: Option<String>,
+    /// Group (name or numeric id) allowed the read-only verbs (status, get,
+    /// describe, events, explain, dynamic list); other requests are refused
+    /// with 403. The socket becomes connectable by everyone (0666) and each
+    /// request is authorised by the peer's credentials.
+    #[arg(long)]
+    socket_read_group: Option<String>,
     /// Serve Prometheus metrics on this address (for example 127.0.0.1:9469).
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
@@ -187,15 +194,21 @@ pub(crate) fn run(args: Args) -> Result<i32> {
         .map_err(|e| anyhow::anyhow!("--resync: {e}"))?
         .to_std();
     let group = args.socket_group.as_deref().map(group_id).transpose()?;
+    let read_group = args
+        .socket_read_group
+        .as_deref()
+        .map(group_id)
+        .transpose()?;
+    let access = Access { group, read_group };
     // Two workers: the loop plus probes and the control socket.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(serve(args, resync.max(Duration::from_secs(1)), group))
+    rt.block_on(serve(args, resync.max(Duration::from_secs(1)), access))
 }
 
-async fn serve(args: Args, resync: Duration, group: Option<u32>) -> Result<i32> {
+async fn serve(args: Args, resync: Duration, access: Access) -> Result<i32> {
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("create {}", args.state_dir.display()))?;
     let store = Arc::new(open_store(&args)?);
@@ -285,14 +298,14 @@ async fn serve(args: Args, resync: Duration, group: Option<u32>) -> Result<i32> 
         tracing::warn!(error = %e, "no nftables notifications; nft drift is repaired on resync only");
     }
 
-    let listener = control::bind(&args.socket, group)
+    let listener = control::bind_with(&args.socket, access)
         .with_context(|| format!("bind control socket {}", args.socket.display()))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut stop_ctl = stop_rx.clone();
     let ctl = tokio::spawn(control::serve(
         listener,
         Arc::new(Handler(shared.clone())),
-        Access { group },
+        access,
         async move {
             let _ = stop_ctl.wait_for(|s| *s).await;
         },

@@ -96,3 +96,77 @@ fn apply_once_prints_the_plan_then_nothing() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Exit codes as routerctl's: an invalid configuration is 65, an unreadable
+/// file 66; neither touches the kernel (no root needed).
+#[test]
+fn apply_once_exit_codes_match_routerctl() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: net.routerd.net/v1alpha1\nkind: IPv4Route\nmetadata: {name: r}\nspec: {type: sideways}\n",
+    )
+    .unwrap();
+    let ledger = dir.path().join("ledger.json");
+    let o = routerd(&[
+        "apply",
+        "--once",
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "-f",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(65),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("bad.yaml"));
+    let o = routerd(&[
+        "apply",
+        "--once",
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "-f",
+        dir.path().join("missing.yaml").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(66));
+}
+
+/// Beside a live daemon on the same state directory (its store locked),
+/// `apply --once` refuses with 75 instead of writing a second ledger.
+#[test]
+fn apply_once_refuses_beside_a_live_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = routerd_store::Store::open_sled_with(
+        &dir.path().join("store"),
+        routerd_store::StoreOptions::default(),
+    )
+    .unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let o = routerd(&[
+        "apply",
+        "--once",
+        "--state-dir",
+        dir.path().to_str().unwrap(),
+        "--ledger",
+        dir.path().join("ledger.json").to_str().unwrap(),
+        "-f",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(75),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("routerctl apply"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!dir.path().join("ledger.json").exists());
+}

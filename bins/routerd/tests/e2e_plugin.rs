@@ -145,11 +145,14 @@ impl Api {
     }
 
     /// Names of the effective config's `cloud-*` IPv4Routes, sorted.
+    /// Effective cloud routes: masked ones are listed too, as
+    /// `Suppressed`, and are left out here.
     fn effective_cloud_routes(&self) -> Vec<String> {
         let mut v: Vec<String> = self.get("/get?subject=IPv4Route")["items"]
             .as_array()
             .into_iter()
             .flatten()
+            .filter(|r| r["status"]["phase"] != "Suppressed")
             .filter_map(|r| r["name"].as_str())
             .filter(|n| n.starts_with("cloud-"))
             .map(str::to_owned)
@@ -300,6 +303,11 @@ fn a_plugin_mask_hides_the_static_fallback_in_the_kernel_until_its_part_expires(
     );
     assert_eq!(spec["resources"][0]["spec"]["destination"], VPC, "{part}");
     assert_eq!(api.effective_cloud_routes(), ["cloud-vpc"]);
+    let masked = api.get("/get?subject=IPv4Route/cloud-fallback");
+    assert_eq!(
+        masked["items"][0]["status"]["phase"], "Suppressed",
+        "{masked}"
+    );
 
     // While the plugin keeps delivering, its refreshed parts keep the mask
     // for longer than one TTL, without the fallback ever coming back.

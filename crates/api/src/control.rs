@@ -63,6 +63,10 @@ pub struct ApplyRequest {
     pub kind: Option<String>,
     /// The candidate configuration (YAML text).
     pub candidate_yaml: String,
+    /// The name the operator gave the candidate (the `-f` file, `<stdin>`),
+    /// so errors cite `config/extra.yaml:4:5` rather than `<candidate>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// Replace the whole config instead of upserting resources.
     #[serde(default)]
     pub replace: bool,
@@ -89,6 +93,9 @@ pub struct CandidateRequest {
     /// The candidate configuration (YAML text); empty means the current one.
     #[serde(default)]
     pub candidate_yaml: String,
+    /// As [`ApplyRequest::source`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// Replace rather than upsert.
     #[serde(default)]
     pub replace: bool,

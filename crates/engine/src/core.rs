@@ -577,7 +577,7 @@ impl Core {
                 note_fail_closed(&mut self.fail_closed, &held, now, st);
                 st.report.applied_ops = outcome.ops_sent();
                 if st.report.applied_ops > 0 {
-                    let mut e = Event::info("routerd.dataplane.applied", ObjectRef::default(), now);
+                    let mut e = Event::info("routerd.dataplane.applied", ObjectRef::daemon(), now);
                     e.message = format!("{} operation(s)", st.report.applied_ops);
                     e.reason = "DataplaneApplied".into();
                     st.events
@@ -644,7 +644,7 @@ impl Core {
                     let n = self.remove_orphans();
                     let mut e = Event::info(
                         "routerd.dataplane.orphans.removed",
-                        ObjectRef::default(),
+                        ObjectRef::daemon(),
                         now,
                     );
                     e.reason = "StrictReconcile".into();
@@ -658,7 +658,7 @@ impl Core {
             }
             Err(err) => {
                 self.dataplane_pending = true;
-                let mut e = Event::info("routerd.dataplane.failed", ObjectRef::default(), now);
+                let mut e = Event::info("routerd.dataplane.failed", ObjectRef::daemon(), now);
                 e.severity = "error".into();
                 e.reason = "DataplaneApplyFailed".into();
                 e.message = err.to_string();
@@ -909,6 +909,14 @@ impl Core {
         self.view
             .as_ref()
             .map_or(&[], |v| v.merged.effective.as_slice())
+    }
+
+    /// Startup resources masked by dynamic parts (target, maskedBy,
+    /// maskedUntil, reason), as of the last step.
+    pub fn suppressed(&self) -> &[Value] {
+        self.view
+            .as_ref()
+            .map_or(&[], |v| v.merged.suppressed.as_slice())
     }
 
     /// Every dynamic part with the merge's verdict (state and reason), as

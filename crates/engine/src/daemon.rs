@@ -84,6 +84,10 @@ pub trait HealthDriver: Send + 'static {
         None
     }
 
+    /// Where every probe's round-trip time goes (the metrics histogram);
+    /// given once, before the first `configure`.
+    fn record_latency(&mut self, _sink: Arc<crate::metrics::ProbeLatency>) {}
+
     /// Whether the checks must be configured again although the effective
     /// resources are the same ones: something they were derived from
     /// moved (a probe's source address on its device). Asked after every
@@ -188,6 +192,8 @@ pub struct Shared {
     plugins: PluginHost,
     counters: std::sync::Mutex<crate::metrics::Counters>,
     health_detail: std::sync::Mutex<Option<Arc<dyn HealthDetail>>>,
+    /// Probe round-trip times, fed by the health driver.
+    pub(crate) probe_latency: Arc<crate::metrics::ProbeLatency>,
     /// Resolves IPAddressSet names (none: names stay unresolved).
     resolver: std::sync::Mutex<Option<Arc<dyn routerd_resolve::Resolver>>>,
     /// The last store write that failed, until a step commits again.
@@ -247,7 +253,7 @@ pub(crate) fn config_warnings(
         tracing::warn!(warning = %text, "configuration");
         let mut e = Event::info(
             "routerd.config.warning",
-            routerd_model::ObjectRef::default(),
+            routerd_model::ObjectRef::daemon(),
             now,
         );
         e.severity = "warning".into();
@@ -338,6 +344,7 @@ impl Shared {
             plugins: PluginHost::new(),
             counters: std::sync::Mutex::new(crate::metrics::Counters::default()),
             health_detail: std::sync::Mutex::new(None),
+            probe_latency: Arc::default(),
             resolver: std::sync::Mutex::new(None),
             store_error: std::sync::Mutex::new(None),
             heartbeat: crate::watchdog::Heartbeat::default(),
@@ -422,7 +429,7 @@ impl Shared {
         self.count(|c| c.store_failures += 1);
         let mut e = Event::info(
             "routerd.store.failed",
-            routerd_model::ObjectRef::default(),
+            routerd_model::ObjectRef::daemon(),
             now,
         );
         e.severity = "error".into();
@@ -505,6 +512,20 @@ impl Shared {
         }
     }
 
+    /// `Starting` before the first step, `Degraded` while the last step
+    /// failed, an owner is refused or the store cannot be written, else
+    /// `Ready` (what `routerctl status` and `routerd_daemon_phase` say).
+    pub(crate) fn phase(&self) -> &'static str {
+        let last = self.steps.borrow();
+        if last.seq == 0 {
+            "Starting"
+        } else if last.error.is_some() || !last.faults.is_empty() || self.store_error().is_some() {
+            "Degraded"
+        } else {
+            "Ready"
+        }
+    }
+
     /// Prometheus exposition of the current state.
     pub async fn metrics(&self) -> String {
         let statuses = self.core.lock().await.reported_statuses();
@@ -523,7 +544,19 @@ impl Shared {
             *by_state.entry(state).or_default() += 1;
         }
         let parts: Vec<(String, usize)> = by_state.into_iter().collect();
-        crate::metrics::render(&statuses, &counters, &parts)
+        let degraded = self
+            .core
+            .lock()
+            .await
+            .faults()
+            .map(|f| (f.owner.clone(), f.reason.clone()))
+            .collect();
+        let extra = crate::metrics::Extra {
+            phase: self.phase(),
+            degraded,
+            latency: &self.probe_latency,
+        };
+        crate::metrics::render_all(&statuses, &counters, &parts, &extra)
     }
 }
 
@@ -560,6 +593,8 @@ pub async fn run<D, L, H>(
     if let Some(g) = shared.gateway() {
         g.set_observer(obs_tx.clone());
     }
+    let mut health = health;
+    health.record_latency(shared.probe_latency.clone());
     let mut lp = Loop {
         shared: shared.clone(),
         dataplane,

@@ -27,7 +27,7 @@ fn subject(owner: &str) -> ObjectRef {
             kind: id.kind,
             name: id.name,
         })
-        .unwrap_or_default()
+        .unwrap_or_else(ObjectRef::daemon)
 }
 
 /// Events for the faults that appeared, changed or cleared between two

@@ -42,6 +42,8 @@ pub struct RuntimeHealth {
     links: Option<Box<dyn LinkSource>>,
     /// The source each configured check was given.
     sources: BTreeMap<String, Option<IpAddr>>,
+    /// Where passed probes' round-trip times go.
+    latency: Option<Arc<crate::metrics::ProbeLatency>>,
 }
 
 impl std::fmt::Debug for RuntimeHealth {
@@ -107,6 +109,10 @@ impl HealthDetail for SchedulerHandle {
 }
 
 impl HealthDriver for RuntimeHealth {
+    fn record_latency(&mut self, sink: Arc<crate::metrics::ProbeLatency>) {
+        self.latency = Some(sink);
+    }
+
     fn detail(&self) -> Option<Arc<dyn HealthDetail>> {
         self.handle.clone().map(|h| h as Arc<dyn HealthDetail>)
     }
@@ -179,12 +185,17 @@ impl HealthDriver for RuntimeHealth {
             }
         };
         let handle = Arc::new(handle);
+        let latency = self.latency.clone();
         self.forward = Some(tokio::spawn(async move {
             // Per check: when its status last went to the loop, and what
             // selection read in it.
             let mut forwarded: HashMap<String, (tokio::time::Instant, SelectionKey)> =
                 HashMap::new();
             while let Some(u) = rx.recv().await {
+                // Every result feeds the histogram, before the filter below.
+                if let (Some(l), Some(rtt)) = (&latency, u.report.rtt) {
+                    l.observe(&u.check, rtt);
+                }
                 // A result that moves nothing selection reads is passed on
                 // only as a periodic heartbeat that keeps `lastCheckedAt`
                 // fresh: 1,000 checks probing every second would otherwise

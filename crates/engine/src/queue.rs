@@ -205,6 +205,14 @@ impl<K: Clone + Eq + Hash + Ord + std::fmt::Debug> WorkQueue<K> {
         s.ready.len() + s.delayed.len()
     }
 
+    /// Keys ready to run now, and keys scheduled for later (a retry's
+    /// backoff, or the next instant a hold ends or health goes stale):
+    /// only the first is a backlog.
+    pub fn counts(&self) -> (usize, usize) {
+        let s = self.lock();
+        (s.ready.len(), s.delayed.len())
+    }
+
     /// Whether nothing is waiting.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -273,6 +273,17 @@ pub struct ObjectRef {
 }
 
 impl ObjectRef {
+    /// The daemon itself, the subject of events about the whole
+    /// configuration, store or dataplane: every event names a resource
+    /// (`routerctl events --resource Daemon/routerd` finds these).
+    pub fn daemon() -> Self {
+        ObjectRef {
+            api_version: CONTROL_API.into(),
+            kind: "Daemon".into(),
+            name: "routerd".into(),
+        }
+    }
+
     /// The referenced identity.
     pub fn id(&self) -> ResourceId {
         ResourceId::new(&self.api_version, &self.kind, &self.name)

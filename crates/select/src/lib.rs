@@ -45,3 +45,8 @@ pub use set::{PolicySet, SetState, World};
 
 /// The event topic of an advisory selection change.
 pub const ROUTE_CHANGED_EVENT: &str = "routerd.lan.route.changed";
+
+/// The topic a policy-route mode (`priority`, `mark`, `hash`) publishes
+/// its selection changes under (routerd's evented store publishes it for
+/// every status change; here only a change of what carries traffic).
+pub const STATUS_CHANGED_EVENT: &str = "routerd.resource.status.changed";

@@ -21,7 +21,6 @@ use routerd_model::id::ObjectRef;
 use routerd_model::spec::EgressRoutePolicySpec;
 use routerd_model::{Event, GoDuration, Status};
 
-use crate::ROUTE_CHANGED_EVENT;
 use crate::decision::{CandidateDecision, Decision, Hold, Member, TargetDecision};
 use crate::observe::CandidateObservation;
 use crate::rank::{CandidateState, best_of, rank_cmp, tie_break};
@@ -31,6 +30,7 @@ use crate::status::{
     patch_destination_cidrs, patch_members,
 };
 use crate::time::{add, format_rfc3339_nano, sub};
+use crate::{ROUTE_CHANGED_EVENT, STATUS_CHANGED_EVENT};
 
 /// An explanation, or nothing when the caller asked for a terse record
 /// (formatting is a large part of a hot-path evaluation).
@@ -1073,6 +1073,25 @@ fn finish_pending(
         }
         p.changed
     };
+    // routerd publishes no `routerd.lan.route.changed` for a transition to
+    // Pending; its evented store still says the policy-route status changed,
+    // and an operator needs to see that traffic lost its path and why.
+    let mut events = Vec::new();
+    if policy_route && !ctx.record_only && ctx.prev.phase == "Applied" {
+        let (cause, message) = change_cause(ctx, rule, None);
+        let mut e = Event::info(STATUS_CHANGED_EVENT, policy_ref(ctx.input), ctx.input.now)
+            .attr("phase", "Pending")
+            .attr("previousPhase", prev_phase(ctx))
+            .attr("selectedCandidate", "")
+            .attr(
+                "previousCandidate",
+                ctx.prev.selected_candidate().unwrap_or(""),
+            );
+        e = e.attr("mode", ctx.input.spec.mode());
+        e.reason = cause.to_string();
+        e.message = message;
+        events.push(e);
+    }
     let decision = decision(
         ctx,
         rule,
@@ -1086,7 +1105,7 @@ fn finish_pending(
     Evaluation {
         status_changed,
         selection_changed: false,
-        events: Vec::new(),
+        events,
         decision,
         wake_at: None,
     }
@@ -1285,21 +1304,30 @@ fn finish_applied(
     };
 
     let mut events = Vec::new();
-    if changed && ctx.shape == Shape::Advisory {
-        let resource = ObjectRef {
-            api_version: input.api_version.to_string(),
-            kind: "EgressRoutePolicy".into(),
-            name: input.name.to_string(),
-        };
-        events.push(
-            Event::info(ROUTE_CHANGED_EVENT, resource, now)
+    if changed && !ctx.record_only {
+        let (cause, message) = change_cause(ctx, rule, Some(chosen));
+        let resource = policy_ref(input);
+        let previous = ctx.prev.selected_candidate().unwrap_or("").to_string();
+        let mut e = match ctx.shape {
+            Shape::Advisory => Event::info(ROUTE_CHANGED_EVENT, resource, now)
                 .attr("selectedCandidate", &s.name)
                 .attr("selectedDevice", &s.device)
                 .attr("selectedGateway", &s.gateway)
                 .attr("selectedGatewaySource", &s.gateway_source)
                 .attr("role", "advisory")
                 .attr("advisory", "true"),
-        );
+            Shape::PolicyRoute => Event::info(STATUS_CHANGED_EVENT, resource, now)
+                .attr("phase", "Applied")
+                .attr("previousPhase", prev_phase(ctx))
+                .attr("selectedCandidate", &s.name)
+                .attr("selectedDevice", &s.device)
+                .attr("selectedGateway", &s.gateway)
+                .attr("mode", spec.mode()),
+        }
+        .attr("previousCandidate", &previous);
+        e.reason = cause.to_string();
+        e.message = message;
+        events.push(e);
     }
     let decision = decision(
         ctx,
@@ -1318,6 +1346,106 @@ fn finish_applied(
         decision,
         wake_at: None,
     }
+}
+
+fn policy_ref(input: &PolicyInput<'_>) -> ObjectRef {
+    ObjectRef {
+        api_version: input.api_version.to_string(),
+        kind: "EgressRoutePolicy".into(),
+        name: input.name.to_string(),
+    }
+}
+
+fn prev_phase<'c>(ctx: &'c Ctx<'_>) -> &'c str {
+    if ctx.prev.exists { &ctx.prev.phase } else { "" }
+}
+
+/// Why the selection moved, as a code an operator filters on
+/// (`Startup`, `CarrierLost`, `TunnelDown`, `HealthFailing`, `Failover`,
+/// `Preempt`, `HoldEnded`, `PathChanged`, `NoReadyCandidates`) and a
+/// sentence naming the candidates and the evidence. The cause of a
+/// failover is the previous candidate's first blocking reason: the
+/// readiness rule already says exactly what was seen.
+fn change_cause(ctx: &Ctx<'_>, rule: Rule, chosen: Option<usize>) -> (&'static str, String) {
+    let to = chosen.map(|i| ctx.state(i).name.as_str());
+    let Some(from) = ctx
+        .prev
+        .selected_candidate()
+        .filter(|_| ctx.prev.phase == "Applied")
+    else {
+        return match to {
+            Some(t) => (
+                "Startup",
+                format!("{t} selected: nothing was selected before"),
+            ),
+            None => ("NoReadyCandidates", "no candidate is ready".to_string()),
+        };
+    };
+    let takes_over = match to {
+        Some(t) => format!("{t} takes over from {from}"),
+        None => format!("no candidate is ready; {from} is no longer used"),
+    };
+    let Some(pi) = ctx.assessed.iter().position(|a| a.state.name == from) else {
+        return (
+            "Failover",
+            format!("{takes_over}: {from} is no longer a candidate"),
+        );
+    };
+    let prev = &ctx.assessed[pi];
+    if Some(pi) == chosen {
+        return (
+            "PathChanged",
+            format!(
+                "{from} stays selected; its path is now device {:?} gateway {:?}",
+                prev.state.device, prev.state.gateway
+            ),
+        );
+    }
+    if !prev.state.ready {
+        let Some(r) = prev.reasons.first() else {
+            return ("Failover", format!("{takes_over}: {from} is not ready"));
+        };
+        let dev = if prev.state.device.is_empty() {
+            from
+        } else {
+            &prev.state.device
+        };
+        return match r.code {
+            "LinkDown" if r.message.contains("NoCarrier") => (
+                "CarrierLost",
+                format!("{takes_over}: carrier lost on {dev} ({})", r.message),
+            ),
+            "LinkDown" => (
+                "LinkDown",
+                format!("{takes_over}: link down on {dev} ({})", r.message),
+            ),
+            "TunnelDown" => ("TunnelDown", format!("{takes_over}: {}", r.message)),
+            c if c.starts_with("Health") => (
+                "HealthFailing",
+                format!("{takes_over}: health check failing: {}", r.message),
+            ),
+            _ => (
+                "Failover",
+                format!("{takes_over}: {} ({})", r.message, r.code),
+            ),
+        };
+    }
+    if rule == Rule::Preempt {
+        if ctx.delay.to_std().is_zero() {
+            return (
+                "Preempt",
+                format!("{takes_over}: it is better and preempts"),
+            );
+        }
+        return (
+            "HoldEnded",
+            format!(
+                "{takes_over}: its preemptDelay {} hold ended and it preempts",
+                ctx.delay
+            ),
+        );
+    }
+    ("Failover", takes_over)
 }
 
 #[allow(clippy::too_many_arguments)]

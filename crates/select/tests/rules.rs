@@ -110,6 +110,8 @@ fn advisory_change_publishes_route_changed_with_exact_attributes() {
         attrs,
         vec![
             ("advisory", "true"),
+            // An addition to routerd's attributes: where traffic came from.
+            ("previousCandidate", ""),
             ("role", "advisory"),
             ("selectedCandidate", "primary"),
             ("selectedDevice", "wan0"),
@@ -117,6 +119,8 @@ fn advisory_change_publishes_route_changed_with_exact_attributes() {
             ("selectedGatewaySource", "static"),
         ]
     );
+    assert_eq!(e.reason, "Startup");
+    assert_eq!(e.message, "primary selected: nothing was selected before");
 }
 
 #[test]
@@ -181,10 +185,12 @@ fn policy_route_shape_for_priority_mark_and_hash() {
         assert_eq!(st["selectedInterface"], "wan0");
         assert_eq!(st["candidates"][0]["priority"], json!(0));
         assert_eq!(st["candidates"][0]["targets"], json!(0));
-        assert!(
-            o.events.is_empty(),
-            "policy-route modes publish no route.changed"
-        );
+        // Policy-route modes publish routerd's status.changed, not
+        // route.changed.
+        let types: Vec<&str> = o.events.iter().map(|e| e.type_.as_str()).collect();
+        assert_eq!(types, ["routerd.resource.status.changed"], "{mode}");
+        assert_eq!(o.events[0].attributes["selectedCandidate"], "primary");
+        assert_eq!(o.events[0].attributes["mode"], mode);
         assert_eq!(o.decision.mode, mode);
     }
 }
@@ -652,4 +658,122 @@ fn a_status_of_another_shape_is_rewritten_without_stale_keys() {
     for c in o.status["candidates"].as_array().unwrap() {
         assert!(c.get("priority").is_none() && c.get("readySince").is_none());
     }
+}
+
+/// Every selection change in every mode is an event about the policy,
+/// with where traffic went from and to and why: health, preemption after
+/// a hold, carrier loss, and no path at all.
+#[test]
+fn every_mode_publishes_selection_changes_with_their_cause() {
+    for mode in ["", "priority", "mark", "hash"] {
+        let (topic, extra) = if mode.is_empty() {
+            ("routerd.lan.route.changed", json!({"hysteresis": "0s"}))
+        } else {
+            (
+                "routerd.resource.status.changed",
+                json!({"mode": mode, "hashFields": ["sourceAddress"], "preemptDelay": "30s"}),
+            )
+        };
+        let mut sim = Sim::two(extra);
+        let mut t = 0;
+        let mut step = |sim: &mut Sim, primary: bool, backup: bool| {
+            for (hc, up) in [("hc-primary", primary), ("hc-backup", backup)] {
+                if up {
+                    sim.healthy(hc, at(t));
+                } else {
+                    sim.down(hc, at(t));
+                }
+            }
+            let o = sim.step(at(t));
+            t += 60;
+            o.events
+                .iter()
+                .map(|e| {
+                    assert_eq!(e.type_, topic, "{mode}");
+                    assert_eq!(e.resource.kind, "EgressRoutePolicy", "{mode}");
+                    assert_eq!(e.resource.name, "p", "{mode}");
+                    let a = |k: &str| e.attributes.get(k).cloned().unwrap_or_default();
+                    (
+                        a("previousCandidate"),
+                        a("selectedCandidate"),
+                        e.reason.clone(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let ev = |from: &str, to: &str, why: &str| vec![(from.into(), to.into(), why.into())];
+        assert_eq!(
+            step(&mut sim, true, true),
+            ev("", "primary", "Startup"),
+            "{mode}"
+        );
+        assert_eq!(
+            step(&mut sim, true, true),
+            vec![],
+            "{mode}: no change, no event"
+        );
+        assert_eq!(
+            step(&mut sim, false, true),
+            ev("primary", "backup", "HealthFailing"),
+            "{mode}"
+        );
+        // primary recovers; in the policy-route modes it waits out
+        // preemptDelay (30s) and then preempts.
+        let back = step(&mut sim, true, true);
+        if mode.is_empty() {
+            assert_eq!(back, ev("backup", "primary", "Preempt"), "{mode}");
+        } else {
+            assert_eq!(back, vec![], "{mode}: held by preemptDelay");
+            assert_eq!(
+                step(&mut sim, true, true),
+                ev("backup", "primary", "HoldEnded"),
+                "{mode}"
+            );
+        }
+        let lost = step(&mut sim, false, false);
+        if mode.is_empty() {
+            // routerd publishes no route.changed on a transition to Pending.
+            assert_eq!(lost, vec![], "{mode}");
+        } else {
+            assert_eq!(lost, ev("primary", "", "HealthFailing"), "{mode}");
+        }
+    }
+}
+
+/// A candidate whose link lost carrier fails over with "carrier lost on
+/// <device>", not a health-check story.
+#[test]
+fn carrier_loss_is_named_as_the_cause() {
+    let ifaces = ["wan1", "wan2"].map(|n| {
+        Resource::new(
+            n,
+            Spec::Interface(serde_json::from_value(json!({"ifname": format!("eth-{n}")})).unwrap()),
+        )
+    });
+    let mut sim = Sim::new(
+        json!({"mode": "priority", "candidates": [
+            {"name": "a", "interface": "wan1", "gateway": "192.0.2.1", "weight": 100},
+            {"name": "b", "interface": "wan2", "gateway": "198.51.100.1", "weight": 50}
+        ]}),
+        ifaces.to_vec(),
+    );
+    for n in ["wan1", "wan2"] {
+        sim.status_of(id("Interface", n), json!({"phase": "Up"}));
+    }
+    sim.step(at(0));
+    assert_eq!(sim.policy_status()["selectedCandidate"], "a");
+    sim.status_of(
+        id("Interface", "wan1"),
+        json!({"phase": "Down", "reason": "NoCarrier"}),
+    );
+    let o = sim.step(at(1));
+    assert_eq!(o.events.len(), 1, "{:?}", o.events);
+    let e = &o.events[0];
+    assert_eq!(e.reason, "CarrierLost");
+    assert!(
+        e.message
+            .starts_with("b takes over from a: carrier lost on eth-wan1"),
+        "{}",
+        e.message
+    );
 }

@@ -491,7 +491,7 @@ impl Store {
         };
         let moved_to = crate::open::move_aside(dir, now)?;
         let store = Store::open_sled_with(dir, options)?;
-        let mut e = Event::info(STORE_RECOVERED_EVENT, ObjectRef::default(), now)
+        let mut e = Event::info(STORE_RECOVERED_EVENT, ObjectRef::daemon(), now)
             .attr("directory", dir.display().to_string())
             .attr("movedTo", moved_to.display().to_string())
             .attr("failure", format!("{:?}", cause.failure))
@@ -1230,7 +1230,7 @@ fn summarize(group: Vec<Event>) -> Option<Event> {
     let resource = if group.iter().all(|e| e.resource == first.resource) {
         first.resource.clone()
     } else {
-        ObjectRef::default()
+        ObjectRef::daemon()
     };
     let mut message = format!("{n} {} events in one change", first.type_);
     if !reasons.is_empty() {

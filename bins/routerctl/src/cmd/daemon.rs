@@ -11,7 +11,8 @@ use routerd_api::client::{Client, ClientError};
 use routerd_api::control::{ApplyRequest, DeleteRequest};
 use serde_json::Value;
 
-use crate::exit::{DATA, Exit, NO, OK, UNAVAILABLE, USAGE};
+use crate::cmd::text;
+use crate::exit::{DATA, Exit, NO, NOPERM, OK, UNAVAILABLE, USAGE};
 use crate::input;
 use crate::output::{Format, out, print_doc};
 
@@ -36,7 +37,8 @@ pub struct StatusArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum GetFormat {
-    /// Aligned columns.
+    /// Aligned columns (`text` is the same).
+    #[value(alias = "text")]
     Table,
     /// Pretty JSON.
     Json,
@@ -65,7 +67,7 @@ pub struct DescribeArgs {
     #[arg(long, default_value_t = 10)]
     events_limit: usize,
     /// Output format.
-    #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     output: Format,
 }
 
@@ -125,7 +127,7 @@ pub struct ExplainArgs {
     /// EgressRoutePolicy, EgressGateway or RemoteAddressClaim name.
     policy: String,
     /// Output format.
-    #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     output: Format,
 }
 
@@ -195,6 +197,7 @@ pub(crate) fn exit_of(e: ClientError) -> anyhow::Error {
         ClientError::Api { status, .. } if status == 400 || status == 404 => {
             Exit::new(DATA, e.to_string()).into()
         }
+        ClientError::Api { status: 403, .. } => Exit::new(NOPERM, e.to_string()).into(),
         other => Exit::new(NO, other.to_string()).into(),
     }
 }
@@ -210,9 +213,10 @@ pub(crate) fn encode(s: &str) -> String {
         .collect()
 }
 
-fn print(v: &Value, format: Format) -> Result<()> {
+/// Prints `v` as the machine format asked for, or as `text` renders it.
+fn print(v: &Value, format: Format, text: fn(&Value) -> String) -> Result<()> {
     match format {
-        Format::Text => print_doc(v, Format::Yaml),
+        Format::Text => out(&text(v)),
         f => print_doc(v, f),
     }
 }
@@ -220,11 +224,47 @@ fn print(v: &Value, format: Format) -> Result<()> {
 pub fn status(a: StatusArgs) -> Result<i32> {
     let c = Client::new(&a.conn.socket);
     let v: Value = runtime()?.block_on(c.get("/status")).map_err(exit_of)?;
-    print(&v, a.output)?;
+    print(&v, a.output, text::status)?;
     Ok(OK)
 }
 
+/// The subjects `get` knows besides kinds.
+const GET_SUBJECTS: &[&str] = &[
+    "resources",
+    "all",
+    "status",
+    "events",
+    "ledger",
+    "orphans",
+    "dynamic",
+    "dynamic-diff",
+];
+
+/// A subject that is neither a known word nor a kind is a usage error
+/// (exit 64) before the daemon is asked: an empty table would read as
+/// "nothing of that kind exists".
+fn check_subject(subject: &str) -> Result<()> {
+    let kind = subject.split_once('/').map_or(subject, |(k, _)| k);
+    if subject.contains('/') || !GET_SUBJECTS.contains(&subject) {
+        let known = routerd_model::Kind::ALL
+            .iter()
+            .any(|k| k.as_str().eq_ignore_ascii_case(kind));
+        if !known {
+            return Err(Exit::new(
+                USAGE,
+                format!(
+                    "unknown kind {kind:?}: expected {} , a kind (routerctl schema lists them) or Kind/name",
+                    GET_SUBJECTS.join(", ")
+                ),
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
 pub fn get(a: GetArgs) -> Result<i32> {
+    check_subject(&a.subject)?;
     let c = Client::new(&a.conn.socket);
     let v: Value = runtime()?
         .block_on(c.get(&format!("/get?subject={}", encode(&a.subject))))
@@ -232,52 +272,19 @@ pub fn get(a: GetArgs) -> Result<i32> {
     match a.output {
         GetFormat::Json => print_doc(&v, Format::Json)?,
         GetFormat::Yaml => print_doc(&v, Format::Yaml)?,
-        GetFormat::Table => out(&table(&v))?,
+        GetFormat::Table => out(&match a.subject.as_str() {
+            "events" => {
+                let items = v["items"].as_array().cloned().unwrap_or_default();
+                text::events(&items, true)
+            }
+            "dynamic" => text::parts(&v),
+            "ledger" => text::ledger(&v),
+            "status" => text::statuses(&v),
+            "orphans" => text::orphans(&v),
+            _ => text::resources(&v),
+        })?,
     }
     Ok(OK)
-}
-
-/// `NAME KIND PHASE REASON` for item lists; YAML for anything else.
-fn table(v: &Value) -> String {
-    let Some(items) = v.get("items").and_then(Value::as_array) else {
-        return serde_yaml::to_string(v).unwrap_or_default();
-    };
-    let rows: Vec<[String; 4]> = items
-        .iter()
-        .map(|i| {
-            let s = |p: &[&str]| {
-                let mut cur = i;
-                for k in p {
-                    cur = cur.get(*k).unwrap_or(&Value::Null);
-                }
-                cur.as_str().unwrap_or("").to_string()
-            };
-            [
-                s(&["kind"]),
-                s(&["name"]),
-                s(&["status", "phase"]),
-                s(&["status", "reason"]),
-            ]
-        })
-        .collect();
-    let header = ["KIND", "NAME", "PHASE", "REASON"].map(String::from);
-    let mut widths = header.clone().map(|h| h.len());
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.len());
-        }
-    }
-    let mut o = String::new();
-    for r in std::iter::once(&header).chain(rows.iter()) {
-        let line: Vec<String> = r
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        o.push_str(line.join("  ").trim_end());
-        o.push('\n');
-    }
-    o
 }
 
 pub fn describe(a: DescribeArgs) -> Result<i32> {
@@ -294,7 +301,7 @@ pub fn describe(a: DescribeArgs) -> Result<i32> {
         .map_err(exit_of)?;
     match super::egress_router::text(&v) {
         Some(t) if a.output == Format::Text => out(&t)?,
-        _ => print(&v, a.output)?,
+        _ => print(&v, a.output, text::describe)?,
     }
     Ok(OK)
 }
@@ -319,7 +326,7 @@ pub fn explain(a: ExplainArgs) -> Result<i32> {
     let v: Value = runtime()?
         .block_on(c.get(&format!("/explain?{key}={}", encode(&a.policy))))
         .map_err(exit_of)?;
-    print(&v, a.output)?;
+    print(&v, a.output, text::explain)?;
     Ok(OK)
 }
 
@@ -331,6 +338,8 @@ pub fn events(a: EventsArgs) -> Result<i32> {
     // for: retry with backoff and resume after the last event printed.
     let mut backoff = RETRY_FIRST;
     let mut lost = false;
+    // The timeline's header is printed once, above the first events.
+    let mut printed = false;
     loop {
         let mut path = format!("/events?since-id={since}&limit={}", a.limit);
         if let Some(t) = &a.topic {
@@ -381,26 +390,8 @@ pub fn events(a: EventsArgs) -> Result<i32> {
         }
         match a.output {
             Format::Text => {
-                let mut o = String::new();
-                for e in &items {
-                    let g = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-                    let res = e.get("resource").map_or(String::new(), |r| {
-                        format!(
-                            "{}/{}",
-                            r.get("kind").and_then(Value::as_str).unwrap_or(""),
-                            r.get("name").and_then(Value::as_str).unwrap_or("")
-                        )
-                    });
-                    o.push_str(&format!(
-                        "{} {} {} {} {}\n",
-                        e.get("id").and_then(Value::as_u64).unwrap_or(0),
-                        g("time"),
-                        g("type"),
-                        res,
-                        g("message")
-                    ));
-                }
-                out(&o)?;
+                out(&text::events(&items, !printed))?;
+                printed |= !items.is_empty();
             }
             f => print_doc(&items, f)?,
         }
@@ -419,6 +410,12 @@ pub fn apply(a: ApplyArgs) -> Result<i32> {
         api_version: Some(routerd_model::id::CONTROL_API.into()),
         kind: Some("ApplyRequest".into()),
         candidate_yaml: text,
+        // Errors then cite the operator's file by the name they gave.
+        source: Some(if a.file == "-" {
+            "<stdin>".to_string()
+        } else {
+            a.file.clone()
+        }),
         replace: a.replace,
         dry_run: a.dry_run,
         timeout_seconds: Some(a.timeout),
@@ -556,17 +553,17 @@ mod tests {
     }
 
     #[test]
-    fn table_lists_items() {
-        let v = serde_json::json!({"items": [
-            {"kind": "IPv4Route", "name": "default", "status": {"phase": "Installed"}},
-            {"kind": "NAT44Rule", "name": "lan", "status": {"phase": "Pending", "reason": "EgressPolicyNotApplied"}}
-        ]});
-        let t = table(&v);
-        let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines[0], "KIND       NAME     PHASE      REASON");
-        assert_eq!(
-            lines[2],
-            "NAT44Rule  lan      Pending    EgressPolicyNotApplied"
-        );
+    fn unknown_kinds_are_usage_errors() {
+        for ok in ["resources", "events", "ledger", "IPv4Route", "ipv4route/x"] {
+            assert!(check_subject(ok).is_ok(), "{ok}");
+        }
+        for bad in ["NoSuchKind", "NoSuchKind/x", "event"] {
+            let e = check_subject(bad).unwrap_err();
+            assert_eq!(
+                e.downcast_ref::<Exit>().map(|e| e.code),
+                Some(USAGE),
+                "{bad}"
+            );
+        }
     }
 }

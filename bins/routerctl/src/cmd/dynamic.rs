@@ -29,8 +29,9 @@ enum Sub {
     Render(RenderArgs),
     /// Show how dynamic parts change startup: `+ <id> source=.. generation=..`
     /// for added resources, `- <id> maskedBy=.. maskedUntil=.. reason=..` for
-    /// suppressed ones.
-    Diff(Inputs),
+    /// suppressed ones. Without `-f`, asks the running daemon (its stored
+    /// parts and masks as of its last step).
+    Diff(DiffArgs),
     /// List the parts stored in the daemon: SOURCE, GEN, STATE, RESOURCES,
     /// DIRECTIVES, ACTIONPLANS, EXPIRES, REASON.
     List(DaemonArgs),
@@ -81,6 +82,23 @@ struct Inputs {
     /// The instant to merge for (RFC 3339); defaults to now.
     #[arg(long)]
     now: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct DiffArgs {
+    /// Startup configuration file (`-` for standard input); repeat to
+    /// combine. Without it the daemon is asked.
+    #[arg(short = 'f', long = "file")]
+    files: Vec<String>,
+    /// A DynamicConfigPart file; repeat for several (with `-f` only).
+    #[arg(long = "dynamic", requires = "files")]
+    dynamic: Vec<String>,
+    /// The instant to merge for (RFC 3339); defaults to now (with `-f` only).
+    #[arg(long, requires = "files")]
+    now: Option<String>,
+    /// The daemon's control socket (without `-f`).
+    #[arg(long, env = "ROUTERD_SOCKET", default_value = crate::cmd::daemon::DEFAULT_SOCKET)]
+    socket: std::path::PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -153,28 +171,7 @@ fn list(a: &DaemonArgs, source: Option<&str>) -> Result<i32> {
         )?;
         return Ok(OK);
     }
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "SOURCE\tGEN\tSTATE\tRESOURCES\tDIRECTIVES\tACTIONPLANS\tEXPIRES\tREASON"
-    );
-    for rec in doc["items"].as_array().into_iter().flatten() {
-        let spec = &rec["part"]["spec"];
-        let len = |k: &str| spec[k].as_array().map_or(0, Vec::len);
-        let _ = writeln!(
-            o,
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
-            spec["source"].as_str().unwrap_or(""),
-            spec["generation"],
-            rec["state"].as_str().unwrap_or(""),
-            len("resources"),
-            len("directives"),
-            len("actionPlans"),
-            spec["expiresAt"].as_str().unwrap_or("never"),
-            rec["reason"].as_str().unwrap_or("")
-        );
-    }
-    out(&o)?;
+    out(&crate::cmd::text::parts(&doc))?;
     Ok(OK)
 }
 
@@ -226,10 +223,74 @@ fn render(args: RenderArgs) -> Result<i32> {
     Ok(OK)
 }
 
-fn diff(args: Inputs) -> Result<i32> {
-    let (merged, _) = merge(&args)?;
+fn diff(args: DiffArgs) -> Result<i32> {
+    if args.files.is_empty() {
+        return diff_daemon(&args.socket);
+    }
+    let inputs = Inputs {
+        files: args.files,
+        dynamic: args.dynamic,
+        now: args.now,
+    };
+    let (merged, _) = merge(&inputs)?;
     out(&diff_text(&merged))?;
     Ok(OK)
+}
+
+/// `dynamic diff` of the running daemon: the same lines as offline.
+fn diff_daemon(socket: &std::path::Path) -> Result<i32> {
+    let client = routerd_api::client::Client::new(socket);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let doc: serde_json::Value = rt
+        .block_on(client.get("/get?subject=dynamic-diff"))
+        .map_err(crate::cmd::daemon::exit_of)?;
+    out(&daemon_diff_text(&doc))?;
+    Ok(OK)
+}
+
+fn daemon_diff_text(doc: &serde_json::Value) -> String {
+    let s = |v: &serde_json::Value| match v {
+        serde_json::Value::String(x) => x.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let mut o = String::new();
+    for a in doc["added"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            o,
+            "+ {} source={} generation={}",
+            s(&a["id"]),
+            s(&a["source"]),
+            s(&a["generation"])
+        );
+    }
+    for x in doc["suppressed"].as_array().into_iter().flatten() {
+        let t = &x["target"];
+        let by: Vec<String> = x["maskedBy"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(s)
+            .collect();
+        let until = Some(s(&x["maskedUntil"]))
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "never".into());
+        let _ = writeln!(
+            o,
+            "- {}/{}/{} maskedBy={} maskedUntil={until} reason={}",
+            s(&t["apiVersion"]),
+            s(&t["kind"]),
+            s(&t["name"]),
+            by.join(","),
+            s(&x["reason"])
+        );
+    }
+    if o.is_empty() {
+        o.push_str("no dynamic config changes\n");
+    }
+    o
 }
 
 /// routerd's `dynamic diff` lines; `maskedBy` lists `source#generation`.
@@ -333,6 +394,24 @@ spec:
             text,
             "+ net.routerd.net/v1alpha1/Interface/overlay source=Plugin/cloud generation=7\n\
              - net.routerd.net/v1alpha1/Interface/backup maskedBy=Plugin/cloud#7 maskedUntil=2026-05-29T13:00:00Z reason=metered\n"
+        );
+    }
+
+    /// The daemon's answer prints as the offline diff does.
+    #[test]
+    fn daemon_diff_lists_added_and_suppressed() {
+        let doc = serde_json::json!({
+            "added": [{"id": "net.routerd.net/v1alpha1/IPv4Route/r", "source": "Plugin/cloud", "generation": "7"}],
+            "suppressed": [{"target": {"apiVersion": "net.routerd.net/v1alpha1", "kind": "Interface", "name": "backup"},
+                "maskedBy": ["Plugin/cloud#7"], "reason": "maintenance"}]
+        });
+        assert_eq!(
+            daemon_diff_text(&doc),
+            "+ net.routerd.net/v1alpha1/IPv4Route/r source=Plugin/cloud generation=7\n- net.routerd.net/v1alpha1/Interface/backup maskedBy=Plugin/cloud#7 maskedUntil=never reason=maintenance\n"
+        );
+        assert_eq!(
+            daemon_diff_text(&serde_json::json!({"added": [], "suppressed": []})),
+            "no dynamic config changes\n"
         );
     }
 

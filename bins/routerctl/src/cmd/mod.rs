@@ -9,6 +9,7 @@ mod plan;
 mod plugin;
 mod probe;
 mod schema;
+pub(crate) mod text;
 mod validate;
 
 use anyhow::Result;

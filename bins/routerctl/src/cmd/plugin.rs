@@ -29,7 +29,8 @@ enum Sub {
     /// Run one plugin now and print the candidate DynamicConfigPart
     /// (resources, masks, and action plans, which are display-only).
     Run(RunArgs),
-    /// List the Plugin resources of a startup config with their triggers.
+    /// List the Plugin resources with their triggers: of a startup config
+    /// (`-f`), else of the running daemon.
     List(ListArgs),
 }
 
@@ -55,9 +56,13 @@ struct RunArgs {
 
 #[derive(Debug, clap::Args)]
 struct ListArgs {
-    /// Startup configuration file (`-` for standard input); repeat to combine.
-    #[arg(short = 'f', long = "file", required = true)]
+    /// Startup configuration file (`-` for standard input); repeat to
+    /// combine. Without it the running daemon is asked.
+    #[arg(short = 'f', long = "file")]
     files: Vec<String>,
+    /// The daemon's control socket (without `-f`).
+    #[arg(long, env = "ROUTERD_SOCKET", default_value = crate::cmd::daemon::DEFAULT_SOCKET)]
+    socket: std::path::PathBuf,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     output: Format,
@@ -284,8 +289,38 @@ struct PluginRow {
     sources: Vec<String>,
 }
 
+/// The Plugin and DynamicConfigSource resources of the daemon's effective
+/// configuration.
+fn daemon_plugins(socket: &std::path::Path) -> Result<Vec<Resource>> {
+    let client = routerd_api::client::Client::new(socket);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut out = Vec::new();
+    for kind in ["Plugin", "DynamicConfigSource"] {
+        let doc: serde_json::Value = rt
+            .block_on(client.get(&format!("/get?subject={kind}")))
+            .map_err(crate::cmd::daemon::exit_of)?;
+        for item in doc["items"].as_array().into_iter().flatten() {
+            let r: Resource = serde_json::from_value(serde_json::json!({
+                "apiVersion": item["apiVersion"],
+                "kind": item["kind"],
+                "metadata": {"name": item["name"]},
+                "spec": item["spec"],
+            }))
+            .map_err(|e| Exit::new(NO, format!("the daemon's {kind} does not decode: {e}")))?;
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
 fn list(args: ListArgs) -> Result<i32> {
-    let startup = startup(&args.files)?;
+    let startup = if args.files.is_empty() {
+        daemon_plugins(&args.socket)?
+    } else {
+        startup(&args.files)?
+    };
     let rows: Vec<PluginRow> = startup
         .iter()
         .filter_map(|r| r.as_plugin().map(|p| (r.name(), p)))
@@ -404,26 +439,7 @@ fn run_in_daemon(args: &RunArgs) -> Result<i32> {
                 other => Exit::new(NO, other.to_string()),
             })?;
     match args.output {
-        Format::Text => {
-            let accepted = doc["accepted"].as_bool().unwrap_or(false);
-            let mut o = String::new();
-            let _ = writeln!(o, "Plugin: {}", args.name);
-            let _ = writeln!(o, "Mode: stored");
-            let _ = writeln!(o, "Source: {}", doc["source"].as_str().unwrap_or(""));
-            if accepted {
-                let spec = &doc["part"]["spec"];
-                let _ = writeln!(o, "Generation: {}", spec["generation"]);
-                let _ = writeln!(
-                    o,
-                    "Expires: {}",
-                    spec["expiresAt"].as_str().unwrap_or("never")
-                );
-                let _ = writeln!(o, "Digest: {}", spec["digest"].as_str().unwrap_or(""));
-            } else {
-                let _ = writeln!(o, "Refused: {}", doc["error"].as_str().unwrap_or(""));
-            }
-            out(&o)?;
-        }
+        Format::Text => out(&stored_text(&doc))?,
         f => print_doc(&doc, f)?,
     }
     Ok(if doc["accepted"].as_bool().unwrap_or(false) {
@@ -431,4 +447,181 @@ fn run_in_daemon(args: &RunArgs) -> Result<i32> {
     } else {
         NO
     })
+}
+
+/// The text of a daemon run: what `--dry-run` shows (run, part, resources,
+/// directives, action plans, events, warnings), then whether it was stored.
+fn stored_text(doc: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let s = |v: &Value| match v {
+        Value::String(x) => x.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let mut o = String::new();
+    let accepted = doc["accepted"].as_bool().unwrap_or(false);
+    let _ = writeln!(o, "Plugin:       {}", s(&doc["plugin"]));
+    let _ = writeln!(
+        o,
+        "Mode:         {}",
+        if accepted {
+            "stored"
+        } else {
+            "refused (nothing stored)"
+        }
+    );
+    let _ = writeln!(o, "Source:       {}", s(&doc["source"]));
+    let r = &doc["run"];
+    if r.is_object() {
+        let _ = writeln!(
+            o,
+            "Run:          exit {} in {} ms, stdout sha256 {}",
+            s(&r["exitCode"]),
+            s(&r["durationMs"]),
+            s(&r["stdoutDigest"])
+        );
+    }
+    if !accepted {
+        let _ = writeln!(o, "Rejected:     {}", s(&doc["error"]));
+        return o;
+    }
+    let part = &doc["part"];
+    let spec = &part["spec"];
+    let or_dash = |v: &Value| {
+        Some(s(v))
+            .filter(|x| !x.is_empty())
+            .unwrap_or_else(|| "-".into())
+    };
+    let _ = writeln!(o, "Part:         {}", s(&part["metadata"]["name"]));
+    let _ = writeln!(o, "Generation:   {}", s(&spec["generation"]));
+    let _ = writeln!(o, "Observed At:  {}", or_dash(&spec["observedAt"]));
+    let _ = writeln!(o, "Expires:      {}", or_dash(&spec["expiresAt"]));
+    let _ = writeln!(o, "Digest:       {}", or_dash(&spec["digest"]));
+    let list = |k: &str| spec[k].as_array().cloned().unwrap_or_default();
+    let resources = list("resources");
+    let _ = writeln!(o, "Resources:    {}", resources.len());
+    for r in &resources {
+        let _ = writeln!(
+            o,
+            "  + {}/{}/{}",
+            s(&r["apiVersion"]),
+            s(&r["kind"]),
+            s(&r["metadata"]["name"])
+        );
+    }
+    let directives = list("directives");
+    let _ = writeln!(o, "Directives:   {}", directives.len());
+    for d in &directives {
+        let reason = Some(s(&d["reason"]))
+            .filter(|r| !r.is_empty())
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        let t = &d["target"];
+        let target = if t.is_object() {
+            format!(
+                "{}/{}/{}",
+                s(&t["apiVersion"]),
+                s(&t["kind"]),
+                s(&t["name"])
+            )
+        } else {
+            s(t)
+        };
+        let _ = writeln!(o, "  {} {target}{reason}", s(&d["op"]));
+    }
+    let plans = list("actionPlans");
+    let _ = writeln!(
+        o,
+        "Action Plans: {} display-only; not executed",
+        plans.len()
+    );
+    for p in &plans {
+        let mode = Some(s(&p["mode"]))
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| "dry-run".into());
+        let _ = writeln!(
+            o,
+            "  [{mode}] {} {} {}",
+            s(&p["name"]),
+            s(&p["provider"]),
+            s(&p["action"])
+        );
+    }
+    let events = doc["pluginEvents"].as_array().cloned().unwrap_or_default();
+    let _ = writeln!(o, "Events:       {}", events.len());
+    for e in &events {
+        let _ = writeln!(o, "  {}: {}", s(&e["type"]), s(&e["message"]));
+    }
+    for w in doc["warnings"].as_array().into_iter().flatten() {
+        let _ = writeln!(o, "Warning:      {}", s(w));
+    }
+    let _ = writeln!(
+        o,
+        "Stored:       {} generation {} (routerctl dynamic list)",
+        s(&part["metadata"]["name"]),
+        s(&spec["generation"])
+    );
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(accepted: bool) -> serde_json::Value {
+        serde_json::json!({
+            "kind": "PluginRunResult",
+            "plugin": "cloud",
+            "mode": if accepted { "stored" } else { "refused" },
+            "source": "Plugin/cloud",
+            "accepted": accepted,
+            "error": if accepted { serde_json::Value::Null } else { "resource 0: kind Plugin is not allowed".into() },
+            "part": if accepted { serde_json::json!({
+                "apiVersion": "config.routerd.net/v1alpha1",
+                "kind": "DynamicConfigPart",
+                "metadata": {"name": "Plugin-cloud-4"},
+                "spec": {
+                    "source": "Plugin/cloud", "generation": 4, "digest": "abc",
+                    "resources": [{"apiVersion": "net.routerd.net/v1alpha1", "kind": "IPv4Route", "metadata": {"name": "vpc"}, "spec": {}}],
+                    "directives": [{"op": "mask", "target": {"apiVersion": "net.routerd.net/v1alpha1", "kind": "Interface", "name": "backup"}, "reason": "maintenance"}]
+                }
+            }) } else { serde_json::Value::Null },
+            "run": {"exitCode": 0, "durationMs": 12, "stdoutDigest": "d1"},
+            "warnings": [],
+            "pluginEvents": []
+        })
+    }
+
+    /// A daemon run shows what `--dry-run` shows plus what was stored; a
+    /// refused run says nothing was stored.
+    #[test]
+    fn stored_runs_read_like_dry_runs() {
+        assert_eq!(
+            stored_text(&doc(true)),
+            "Plugin:       cloud
+Mode:         stored
+Source:       Plugin/cloud
+Run:          exit 0 in 12 ms, stdout sha256 d1
+Part:         Plugin-cloud-4
+Generation:   4
+Observed At:  -
+Expires:      -
+Digest:       abc
+Resources:    1
+  + net.routerd.net/v1alpha1/IPv4Route/vpc
+Directives:   1
+  mask net.routerd.net/v1alpha1/Interface/backup (maintenance)
+Action Plans: 0 display-only; not executed
+Events:       0
+Stored:       Plugin-cloud-4 generation 4 (routerctl dynamic list)
+"
+        );
+        let refused = stored_text(&doc(false));
+        assert!(
+            refused.contains("Mode:         refused (nothing stored)"),
+            "{refused}"
+        );
+        assert!(!refused.contains("Mode:         stored"), "{refused}");
+        assert!(refused.contains("Rejected:     resource 0"), "{refused}");
+    }
 }

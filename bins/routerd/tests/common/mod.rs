@@ -21,6 +21,8 @@ pub(crate) struct Daemon<'a> {
     lab: &'a Lab,
     dir: PathBuf,
     child: Option<ChildId>,
+    /// More `routerd serve` arguments (`--metrics-listen`, ...).
+    pub(crate) args: Vec<String>,
 }
 
 impl<'a> Daemon<'a> {
@@ -32,6 +34,7 @@ impl<'a> Daemon<'a> {
             lab,
             dir: dir.to_path_buf(),
             child: None,
+            args: Vec::new(),
         }
     }
 
@@ -50,18 +53,21 @@ impl<'a> Daemon<'a> {
             .spawn(
                 Node::Router,
                 "env",
-                vars.iter().map(std::ffi::OsStr::new).chain([
-                    env!("CARGO_BIN_EXE_routerd").as_ref(),
-                    "serve".as_ref(),
-                    "--config".as_ref(),
-                    d.join("config.yaml").as_os_str(),
-                    "--state-dir".as_ref(),
-                    d.join("state").as_os_str(),
-                    "--socket".as_ref(),
-                    d.join("routerd.sock").as_os_str(),
-                    "--resync".as_ref(),
-                    "30s".as_ref(),
-                ]),
+                vars.iter()
+                    .map(std::ffi::OsStr::new)
+                    .chain([
+                        env!("CARGO_BIN_EXE_routerd").as_ref(),
+                        "serve".as_ref(),
+                        "--config".as_ref(),
+                        d.join("config.yaml").as_os_str(),
+                        "--state-dir".as_ref(),
+                        d.join("state").as_os_str(),
+                        "--socket".as_ref(),
+                        d.join("routerd.sock").as_os_str(),
+                        "--resync".as_ref(),
+                        "30s".as_ref(),
+                    ])
+                    .chain(self.args.iter().map(std::ffi::OsStr::new)),
                 ChildOutput::File(d.join("routerd.log")),
             )
             .unwrap();

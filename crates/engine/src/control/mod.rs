@@ -155,11 +155,38 @@ pub trait ControlHandler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<serde_json::Value, ApiError>> + Send;
 }
 
-/// Who may talk to the socket: root always; members of `group` when set.
+/// Who may talk to the socket: root always; members of `group` when set;
+/// members of `read_group` for the read-only verbs (status, get, describe,
+/// events, explain, dynamic listings), so monitoring can look without
+/// being able to change the router.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Access {
-    /// Group id allowed besides root.
+    /// Group id allowed everything besides root.
     pub group: Option<u32>,
+    /// Group id allowed only `GET` requests (reads).
+    pub read_group: Option<u32>,
+}
+
+/// What a peer may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Write,
+    Read,
+    None,
+}
+
+impl Access {
+    fn role(&self, peer: &Peer) -> Role {
+        let member =
+            |g: Option<u32>| g.is_some_and(|g| peer.gid == Some(g) || peer.groups.contains(&g));
+        if peer.uid == Some(0) || member(self.group) {
+            Role::Write
+        } else if member(self.read_group) {
+            Role::Read
+        } else {
+            Role::None
+        }
+    }
 }
 
 /// How long a connection may take, and how many may be open. A peer that
@@ -194,18 +221,34 @@ impl Default for Limits {
 }
 
 /// Credentials of the connected peer.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Peer {
     uid: Option<u32>,
     gid: Option<u32>,
+    /// Supplementary groups (from `/proc/<pid>/status`): an operator is
+    /// usually in the routerd group as a supplementary one, which the
+    /// socket credentials do not carry.
+    groups: Vec<u32>,
 }
 
 impl Peer {
     fn of(stream: &tokio::net::UnixStream) -> Peer {
         let cred = stream.peer_cred().ok();
+        let groups = cred
+            .and_then(|c| c.pid())
+            .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+            .and_then(|t| {
+                t.lines().find_map(|l| l.strip_prefix("Groups:")).map(|g| {
+                    g.split_whitespace()
+                        .filter_map(|x| x.parse().ok())
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
         Peer {
             uid: cred.map(|c| c.uid()),
             gid: cred.map(|c| c.gid()),
+            groups,
         }
     }
 }
@@ -213,6 +256,20 @@ impl Peer {
 /// Binds the socket at `path`, replacing a stale one, readable and writable
 /// by the owner (root) and, when `group` is set, by that group only.
 pub fn bind(path: &Path, group: Option<u32>) -> std::io::Result<UnixListener> {
+    bind_with(
+        path,
+        Access {
+            group,
+            read_group: None,
+        },
+    )
+}
+
+/// [`bind`] for `access`: with a read-only group as well, the socket file
+/// cannot name two groups, so it is connectable by everyone (0666) and
+/// every request is authorised by the peer's credentials instead.
+pub fn bind_with(path: &Path, access: Access) -> std::io::Result<UnixListener> {
+    let group = access.group;
     use std::os::unix::fs::PermissionsExt;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -222,7 +279,13 @@ pub fn bind(path: &Path, group: Option<u32>) -> std::io::Result<UnixListener> {
         _ => {}
     }
     let listener = UnixListener::bind(path)?;
-    let mode = if group.is_some() { 0o660 } else { 0o600 };
+    let mode = if access.read_group.is_some() {
+        0o666
+    } else if group.is_some() {
+        0o660
+    } else {
+        0o600
+    };
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     if let Some(gid) = group {
         std::os::unix::fs::chown(path, None, Some(gid))?;
@@ -308,6 +371,7 @@ async fn connection<H: ControlHandler>(
     let limits = shared.limits;
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let shared = shared.clone();
+        let peer = peer.clone();
         async move { Ok::<_, Infallible>(dispatch(&shared, peer, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
@@ -359,12 +423,17 @@ async fn dispatch<H: ControlHandler>(
     peer: Peer,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
-    let allowed =
-        peer.uid == Some(0) || (shared.access.group.is_some() && peer.gid == shared.access.group);
-    if !allowed {
+    let role = shared.access.role(&peer);
+    if role == Role::None {
         return error(
             403,
             "permission denied: the control socket is for root (or the configured group)",
+        );
+    }
+    if role == Role::Read && req.method() != Method::GET {
+        return error(
+            403,
+            "permission denied: read-only access (--socket-read-group) allows status, get, describe, events, explain and dynamic listings; changes need root or the --socket-group",
         );
     }
     let too_large = || error(413, format!("request body exceeds {MAX_BODY_BYTES} bytes"));

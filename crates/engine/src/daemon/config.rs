@@ -37,14 +37,20 @@ fn layout(s: &Shared) -> Layout {
 
 /// Decodes an applied document: its resources, and warnings about what of
 /// it is not used. Ids it defines twice are refused (which one was meant?).
-fn decode_candidate(text: &str) -> Result<(Vec<Resource>, Vec<String>), ApiError> {
-    let (resources, router) = configfile::decode("<candidate>", text)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+fn decode_candidate(
+    name: Option<&str>,
+    text: &str,
+) -> Result<(Vec<Resource>, Vec<String>), ApiError> {
+    // The operator's own name for the document, so positions point into
+    // the file they sent.
+    let name = name.filter(|n| !n.is_empty()).unwrap_or("<candidate>");
+    let (resources, router) =
+        configfile::decode(name, text).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let mut seen = std::collections::HashSet::new();
     for r in &resources {
         if !seen.insert(r.id()) {
             return Err(ApiError::bad_request(format!(
-                "<candidate>: duplicate resource {}",
+                "{name}: duplicate resource {}",
                 r.id()
             )));
         }
@@ -79,14 +85,32 @@ fn upsert(mut managed: Vec<Resource>, candidate: Vec<Resource>, replace: bool) -
 /// candidate upserted into (or replacing) the managed layer.
 fn assemble_candidate(
     sources: &Sources,
+    name: Option<&str>,
     text: &str,
     replace: bool,
 ) -> Result<(Assembled, Vec<String>), ApiError> {
-    let (candidate, mut warnings) = decode_candidate(text)?;
+    let (candidate, mut warnings) = decode_candidate(name, text)?;
+    let ids: Vec<String> = candidate.iter().map(|r| r.id().to_string()).collect();
     let managed = sources.managed_resources().map_err(config_error)?;
     let assembled = sources
         .assemble(Some(upsert(managed, candidate, replace)))
-        .map_err(config_error)?;
+        .map_err(|e| match (e, name.filter(|n| !n.is_empty())) {
+            // A rule a resource of the candidate breaks is the operator's
+            // file's: say which file.
+            (ConfigError::Invalid(lines), Some(name)) => config_error(ConfigError::Invalid(
+                lines
+                    .into_iter()
+                    .map(|l| {
+                        if ids.iter().any(|id| l.starts_with(&format!("{id} "))) {
+                            format!("{name}: {l}")
+                        } else {
+                            l
+                        }
+                    })
+                    .collect(),
+            )),
+            (e, _) => config_error(e),
+        })?;
     warnings.extend(assembled.warnings.iter().cloned());
     Ok((assembled, warnings))
 }
@@ -103,7 +127,13 @@ pub(super) async fn validate(s: &Shared, req: CandidateRequest) -> Result<Value,
                     .map(|a| a.warnings)
                     .map_err(config_error)
             } else {
-                assemble_candidate(&sources, &req.candidate_yaml, req.replace).map(|(_, w)| w)
+                assemble_candidate(
+                    &sources,
+                    req.source.as_deref(),
+                    &req.candidate_yaml,
+                    req.replace,
+                )
+                .map(|(_, w)| w)
             }
         });
     match result {
@@ -122,9 +152,14 @@ pub(super) async fn plan(s: &Shared, req: CandidateRequest) -> Result<Value, Api
         startup
     } else {
         let sources = configfile::read(&layout(s)).map_err(config_error)?;
-        assemble_candidate(&sources, &req.candidate_yaml, req.replace)?
-            .0
-            .resources
+        assemble_candidate(
+            &sources,
+            req.source.as_deref(),
+            &req.candidate_yaml,
+            req.replace,
+        )?
+        .0
+        .resources
     };
     let mut doc = routerd_api::build_plan(&routerd_api::PlanInputs {
         startup,
@@ -160,7 +195,12 @@ pub(super) async fn apply(s: &Shared, req: ApplyRequest) -> Result<Value, ApiErr
     let _serial = s.config_lock.lock().await;
     let layout = layout(s);
     let sources = configfile::read(&layout).map_err(config_error)?;
-    let (assembled, warnings) = assemble_candidate(&sources, &req.candidate_yaml, req.replace)?;
+    let (assembled, warnings) = assemble_candidate(
+        &sources,
+        req.source.as_deref(),
+        &req.candidate_yaml,
+        req.replace,
+    )?;
     if req.dry_run {
         let preview = preview(s, &assembled.resources).await?;
         return Ok(json!({
@@ -306,7 +346,7 @@ async fn reload(s: &Shared) {
                 "generation": installed.generation,
                 "unchanged": installed.unchanged,
             }));
-            let mut e = Event::info("routerd.config.reloaded", ObjectRef::default(), now);
+            let mut e = Event::info("routerd.config.reloaded", ObjectRef::daemon(), now);
             e.reason = "ConfigReloaded".into();
             e.message = if installed.unchanged {
                 format!(
@@ -329,7 +369,7 @@ async fn reload(s: &Shared) {
                 "generation": generation,
                 "errors": list,
             }));
-            let mut e = Event::info("routerd.config.rejected", ObjectRef::default(), now);
+            let mut e = Event::info("routerd.config.rejected", ObjectRef::daemon(), now);
             e.severity = "error".into();
             e.reason = "ConfigRejected".into();
             e.message = format!("reload rejected; generation {generation} keeps running: {errors}");
@@ -542,7 +582,7 @@ async fn finish(s: &Shared, installed: &Installed, timeout: Duration, verb: &str
         record_generation(s, installed.generation, &outcome);
     }
     let now = s.clock.now();
-    let mut e = Event::info("routerd.config.applied", ObjectRef::default(), now);
+    let mut e = Event::info("routerd.config.applied", ObjectRef::daemon(), now);
     e.reason = if verb == "delete" {
         "ResourceDeleted".into()
     } else {
@@ -704,7 +744,7 @@ async fn delete_orphans(s: &Shared, dry_run: bool) -> Result<Value, ApiError> {
     drop(core);
     let mut e = Event::info(
         "routerd.dataplane.orphans.removed",
-        ObjectRef::default(),
+        ObjectRef::daemon(),
         s.clock.now(),
     );
     e.reason = "OperatorRequest".into();
@@ -727,12 +767,47 @@ mod tests {
         configfile::decode("t", text).unwrap().0
     }
 
+    /// Errors point into the file the operator sent, by its name.
+    #[test]
+    fn candidate_errors_cite_the_operators_file() {
+        let bad = "apiVersion: net.routerd.net/v1alpha1\nkind: IPv4Route\nmetadata: {name: a}\nspec: {type: blackhole, destinaton: 10.0.0.0/8}\n";
+        let e = decode_candidate(Some("site/extra.yaml"), bad).unwrap_err();
+        assert!(e.message.contains("site/extra.yaml:4:"), "{}", e.message);
+        assert!(!e.message.contains("<candidate>"), "{}", e.message);
+        let e = decode_candidate(None, bad).unwrap_err();
+        assert!(e.message.contains("<candidate>:4:"), "{}", e.message);
+    }
+
+    /// A rule the candidate's resource breaks names the operator's file
+    /// too (validation runs on the assembled configuration).
+    #[test]
+    fn candidate_rule_violations_cite_the_operators_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.yaml");
+        std::fs::write(&config, "apiVersion: net.routerd.net/v1alpha1\nkind: Interface\nmetadata: {name: wan}\nspec: {ifname: eth0}\n").unwrap();
+        let sources = configfile::read(&Layout::for_config(&config)).unwrap();
+        let bad = "apiVersion: net.routerd.net/v1alpha1\nkind: IPv4Route\nmetadata: {name: r}\nspec: {type: sideways, destination: 10.0.0.0/8}\n";
+        let Err(e) = assemble_candidate(&sources, Some("site/extra.yaml"), bad, false) else {
+            panic!("accepted");
+        };
+        assert!(
+            e.message
+                .starts_with("site/extra.yaml: net.routerd.net/v1alpha1/IPv4Route/r spec.type"),
+            "{}",
+            e.message
+        );
+    }
+
     #[test]
     fn a_candidate_defining_an_id_twice_is_refused() {
         let r = "apiVersion: net.routerd.net/v1alpha1\nkind: IPv4Route\nmetadata: {name: a}\nspec: {type: blackhole, destination: 10.0.0.0/8}\n";
-        let e = decode_candidate(&format!("{r}---\n{r}")).unwrap_err();
+        let e = decode_candidate(Some("extra.yaml"), &format!("{r}---\n{r}")).unwrap_err();
         assert_eq!(e.status, 400);
-        assert!(e.message.contains("duplicate resource"), "{}", e.message);
+        assert!(
+            e.message.starts_with("extra.yaml: duplicate resource"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -40,14 +40,24 @@ pub(super) async fn run_plugin(s: &Shared, name: &str) -> Result<Value, ApiError
         .ok()
         .map(routerd_plugin::CandidatePart::to_resource);
     let error = report.outcome.as_ref().err().map(ToString::to_string);
+    let candidate = report.outcome.as_ref().ok();
+    // The same facts `routerctl plugin run --dry-run` shows, plus whether
+    // the part was stored: a refused part is not ("mode: refused").
     Ok(json!({
         "kind": "PluginRunResult",
         "plugin": name,
-        "mode": "stored",
+        "mode": if part.is_some() { "stored" } else { "refused" },
         "source": source,
         "accepted": part.is_some(),
         "error": error,
         "part": part,
+        "warnings": candidate.map(|p| p.warnings.clone()).unwrap_or_default(),
+        "pluginEvents": candidate.map(|p| p.events.clone()).unwrap_or_default(),
+        "run": report.stats.as_ref().map(|st| json!({
+            "exitCode": st.exit_code.unwrap_or(-1),
+            "durationMs": st.duration.as_millis(),
+            "stdoutDigest": st.stdout_digest,
+        })),
         "events": report.events,
     }))
 }
