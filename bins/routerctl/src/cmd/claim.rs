@@ -63,6 +63,87 @@ pub(crate) fn explain_claim(describe: &Value) -> Value {
     })
 }
 
+/// The explanation as text: the headline (address, status and why) first,
+/// then the gate, capture and delivery, then the capture events.
+pub(crate) fn explain_claim_text(x: &Value) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "RemoteAddressClaim/{}: {} {} ({})",
+        text(x, "claim"),
+        text(x, "address"),
+        text(x, "captureStatus"),
+        text(x, "reason")
+    );
+    if !text(x, "why").is_empty() {
+        let _ = writeln!(o, "  why:        {}", text(x, "why"));
+    }
+    let _ = writeln!(
+        o,
+        "  sides:      owner {}, this node {}: {}",
+        text(x, "ownerSide"),
+        text(x, "thisNodeSide"),
+        text(x, "role")
+    );
+    let gate = &x["gate"];
+    let _ = writeln!(
+        o,
+        "  gate:       overlay peer {}, {}",
+        text(gate, "overlayPeer"),
+        if gate["open"].as_bool() == Some(true) {
+            "open".to_string()
+        } else if text(gate, "closedBecause").is_empty() {
+            "closed".to_string()
+        } else {
+            format!("closed: {}", text(gate, "closedBecause"))
+        }
+    );
+    let cap = &x["capture"];
+    let excluded: Vec<&str> = cap["excludeAddresses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let _ = writeln!(
+        o,
+        "  capture:    {} on {} (device {}){}",
+        text(cap, "type"),
+        text(cap, "interface"),
+        text(cap, "device"),
+        if excluded.is_empty() {
+            String::new()
+        } else {
+            format!(", excluded: {}", excluded.join(", "))
+        }
+    );
+    let d = &x["delivery"];
+    let _ = writeln!(
+        o,
+        "  delivery:   {} route {} dev {} metric {}",
+        text(d, "mode"),
+        text(d, "route"),
+        text(d, "device"),
+        d["metric"]
+    );
+    let fwd: Vec<&str> = x["forwardingDevices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !fwd.is_empty() {
+        let _ = writeln!(o, "  forwarding: {}", fwd.join(", "));
+    }
+    let events = x["events"].as_array().cloned().unwrap_or_default();
+    if !events.is_empty() {
+        let _ = writeln!(o, "events:");
+        o.push_str(&super::text::events(&events, false));
+    }
+    o
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -94,5 +175,18 @@ mod tests {
         );
         assert_eq!(e["capture"]["type"], "proxy-arp");
         assert_eq!(e["events"].as_array().unwrap().len(), 1);
+        let t = explain_claim_text(&e);
+        assert!(
+            t.starts_with(
+                "RemoteAddressClaim/web: 192.168.10.50/32 Standby (CaptureGateInactive)\n"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "gate:       overlay peer cloud, closed: overlay peer \"cloud\" is not healthy"
+            ),
+            "{t}"
+        );
     }
 }

@@ -111,7 +111,7 @@ pub fn cordon(a: CordonArgs, on: bool) -> Result<i32> {
     let v: Value = runtime()?
         .block_on(c.post(&path, &serde_json::json!({})))
         .map_err(exit_of)?;
-    print(&v, Format::Yaml)?;
+    print_doc(&v, Format::Yaml)?;
     Ok(OK)
 }
 
@@ -315,7 +315,11 @@ pub fn explain(a: ExplainArgs) -> Result<i32> {
                 encode(&format!("RemoteAddressClaim/{}", a.policy))
             )))
             .map_err(exit_of)?;
-        print(&super::claim::explain_claim(&v), a.output)?;
+        print(
+            &super::claim::explain_claim(&v),
+            a.output,
+            super::claim::explain_claim_text,
+        )?;
         return Ok(OK);
     }
     let key = if a.what == "gateway" {
