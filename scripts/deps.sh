@@ -16,7 +16,7 @@ ROUTERD_APT_PACKAGES=(
   dnsmasq-base   # a DNS server inside the lab for IPAddressSet names (e2e_names)
   keepalived     # VRRP election and virtual IPs of EgressGateway groups (docs/adr/0017)
   conntrackd     # connection-state sync between gateway members (docs/adr/0017)
-  arping         # gratuitous-ARP checks in the gateway namespace tests
+  iputils-arping # ARP requests in the address-capture tests (output parsed: not the Habets arping)
   tcpdump        # VRRP advert inspection while debugging gateway tests
 )
 

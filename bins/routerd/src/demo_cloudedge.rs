@@ -40,7 +40,7 @@ spec:
     - apiVersion: hybrid.routerd.net/v1alpha1
       kind: TunnelInterface
       metadata: {{name: vx-cloud}}
-      spec: {{mode: vxlan, ifname: vx0, key: 42, local: 198.18.1.1, remote: 198.18.1.2, underlayInterface: wan1, address: 10.255.0.1/30, mtu: 1450}}
+      spec: {{trustedUnderlay: true, mode: vxlan, ifname: vx0, key: 42, local: 198.18.1.1, remote: 198.18.1.2, underlayInterface: wan1, address: 10.255.0.1/30, mtu: 1450}}
     - apiVersion: hybrid.routerd.net/v1alpha1
       kind: OverlayPeer
       metadata: {{name: cloud}}

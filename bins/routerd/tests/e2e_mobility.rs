@@ -260,8 +260,12 @@ fn claimed_address_is_reached_over_the_overlay_and_fenced_by_health() {
     );
     assert!(
         captured.is_ok(),
-        "claimed address never captured; proxies: {}; log:\n{}",
+        "claimed address never captured; proxies: {}; routes:\n{}forwarding lan0: {}; log:\n{}",
         onprem.exec(&["ip", "neigh", "show", "proxy"]).1,
+        onprem
+            .exec(&["ip", "-4", "route", "show", "table", "all"])
+            .1,
+        fwd(&onprem, "lan0"),
         daemon.log()
     );
     assert_eq!(

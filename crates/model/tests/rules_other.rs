@@ -461,44 +461,57 @@ fn cloud_profile_rules() {
 fn tunnel_interface_rules() {
     expect_valid(
         "TunnelInterface",
-        "mode: fou\nlocal: 192.0.2.1\nremote: 192.0.2.2\nttl: 64\nmtu: 1400\nencap: {dport: 5555}",
+        "mode: fou\nlocal: 192.0.2.1\nremote: 192.0.2.2\nttl: 64\nmtu: 1400\nencap: {dport: 5555}\ntrustedUnderlay: true",
     );
     expect_valid(
         "TunnelInterface",
-        "mode: gre\nlocal: 192.0.2.1\nremote: 192.0.2.2\nkey: 7",
+        "mode: gre\nlocal: 192.0.2.1\nremote: 192.0.2.2\nkey: 7\ntrustedUnderlay: true",
     );
     expect_error(
         "TunnelInterface",
-        "mode: geneve\nlocal: 192.0.2.1\nremote: 192.0.2.2",
+        "mode: geneve\nlocal: 192.0.2.1\nremote: 192.0.2.2\ntrustedUnderlay: true",
         "spec.mode",
         "spec.mode must be ipip, gre, fou, gue, or vxlan",
+    );
+    // routerd's acknowledgement for unencrypted tunnels, vxlan included.
+    expect_error(
+        "TunnelInterface",
+        "mode: gre\nlocal: 192.0.2.1\nremote: 192.0.2.2",
+        "spec.trustedUnderlay",
+        "spec.trustedUnderlay must be true; ipip/gre/fou/gue tunnels are unencrypted and unauthenticated and require a trusted underlay",
+    );
+    expect_error(
+        "TunnelInterface",
+        "mode: vxlan\nlocal: 192.0.2.1\nremote: 192.0.2.2\nkey: 1\ntrustedUnderlay: false",
+        "spec.trustedUnderlay",
+        "spec.trustedUnderlay must be true; vxlan tunnels are unencrypted and unauthenticated and require a trusted underlay",
     );
     // vxlan is ours: the VNI is spec.key, the UDP port spec.encapDport.
     expect_valid(
         "TunnelInterface",
-        "mode: vxlan\nlocal: 192.0.2.1\nremote: 192.0.2.2\nkey: 42\nencapDport: 4789\nunderlayInterface: eth0\naddress: 10.255.0.1/30\nmtu: 1450",
+        "mode: vxlan\nlocal: 192.0.2.1\nremote: 192.0.2.2\nkey: 42\nencapDport: 4789\nunderlayInterface: eth0\naddress: 10.255.0.1/30\nmtu: 1450\ntrustedUnderlay: true",
     );
     expect_error(
         "TunnelInterface",
-        "mode: vxlan\nlocal: 192.0.2.1\nremote: 192.0.2.2",
+        "mode: vxlan\nlocal: 192.0.2.1\nremote: 192.0.2.2\ntrustedUnderlay: true",
         "spec.key",
         "spec.key is required when spec.mode is vxlan (the VNI)",
     );
     expect_error(
         "TunnelInterface",
-        "mode: vxlan\nlocal: 192.0.2.1\nremote: 192.0.2.2\nkey: 16777216",
+        "mode: vxlan\nlocal: 192.0.2.1\nremote: 192.0.2.2\nkey: 16777216\ntrustedUnderlay: true",
         "spec.key",
         "spec.key must be within 0-16777215 when spec.mode is vxlan",
     );
     expect_error(
         "TunnelInterface",
-        "mode: vxlan\nlocal: 192.0.2.1\nremote: 192.0.2.2\nkey: 1\nencapSport: 5555",
+        "mode: vxlan\nlocal: 192.0.2.1\nremote: 192.0.2.2\nkey: 1\nencapSport: 5555\ntrustedUnderlay: true",
         "spec.encapSport",
         "spec.encapSport/spec.encapDport are only supported when spec.mode is fou or gue",
     );
     expect_error(
         "TunnelInterface",
-        "mode: ipip\nremote: 192.0.2.2",
+        "mode: ipip\nremote: 192.0.2.2\ntrustedUnderlay: true",
         "spec.local",
         "spec.local or spec.localFrom is required",
     );
@@ -509,7 +522,7 @@ fn tunnel_interface_rules() {
     );
     expect_errors(
         "TunnelInterface",
-        "mode: ipip\nlocal: 192.0.2.1\nlocalFrom: {resource: Interface/wan, field: primaryIPv4}\nremote: 192.0.2.2\naddress: 2001:db8::/64\npeerAddress: 10.0.0.2\nencapSport: 5555",
+        "mode: ipip\nlocal: 192.0.2.1\nlocalFrom: {resource: Interface/wan, field: primaryIPv4}\nremote: 192.0.2.2\naddress: 2001:db8::/64\npeerAddress: 10.0.0.2\nencapSport: 5555\ntrustedUnderlay: true",
         &[
             (
                 "spec.local",
@@ -528,31 +541,31 @@ fn tunnel_interface_rules() {
     );
     expect_error(
         "TunnelInterface",
-        "mode: ipip\nlocal: 192.0.2.1\nremote: 2001:db8::2",
+        "mode: ipip\nlocal: 192.0.2.1\nremote: 2001:db8::2\ntrustedUnderlay: true",
         "spec.remote",
         "spec.remote must be an IPv4 address",
     );
     expect_error(
         "TunnelInterface",
-        "mode: ipip\nlocal: 192.0.2.1\nremote: 192.0.2.2\nkey: 1",
+        "mode: ipip\nlocal: 192.0.2.1\nremote: 192.0.2.2\nkey: 1\ntrustedUnderlay: true",
         "spec.key",
         "spec.key is only valid when spec.mode is gre",
     );
     expect_error(
         "TunnelInterface",
-        "mode: ipip\nlocal: 192.0.2.1\nremote: 192.0.2.2\nttl: 256",
+        "mode: ipip\nlocal: 192.0.2.1\nremote: 192.0.2.2\nttl: 256\ntrustedUnderlay: true",
         "spec.ttl",
         "spec.ttl must be within 0-255",
     );
     expect_error(
         "TunnelInterface",
-        "mode: ipip\nlocal: 192.0.2.1\nremote: 192.0.2.2\nmtu: 100",
+        "mode: ipip\nlocal: 192.0.2.1\nremote: 192.0.2.2\nmtu: 100\ntrustedUnderlay: true",
         "spec.mtu",
         "spec.mtu must be within 576-9216",
     );
     expect_error(
         "TunnelInterface",
-        "mode: gue\nlocal: 192.0.2.1\nremote: 192.0.2.2",
+        "mode: gue\nlocal: 192.0.2.1\nremote: 192.0.2.2\ntrustedUnderlay: true",
         "spec.encap.dport",
         "spec.encap.dport must be within 1-65535 when spec.mode is fou or gue",
     );

@@ -113,6 +113,7 @@ struct LedgerFile {
     links: Vec<(String, String)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     link_indexes: Vec<(String, u32)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     neigh_proxies: Vec<(NeighProxyKey, String)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     forwarding: Vec<(String, ForwardingEntry)>,

@@ -288,6 +288,18 @@ pub fn table_batch(t: &NftTable) -> String {
     out
 }
 
+/// The batch the `nft` backend loads to replace a table in one transaction
+/// (docs/adr/0004): `add table`, `delete table`, then the whole new body.
+/// Unlike [`table_batch`]'s flush, the delete also drops chains and sets
+/// that are no longer wanted.
+pub fn replace_batch(t: &NftTable) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "add table {} {}", t.family, t.name);
+    let _ = writeln!(out, "delete table {} {}", t.family, t.name);
+    out.push_str(&table_text(t));
+    out
+}
+
 /// The element changes of [`crate::plan::Op::UpdateNftSets`] as an nft
 /// batch: deletes, then adds, one transaction when loaded with `nft -f`.
 pub fn set_update_batch(key: &crate::ir::NftTableKey, sets: &[crate::plan::NftSetDelta]) -> String {
@@ -411,5 +423,25 @@ mod tests {
             out,
             "\tset h { type ipv6_addr; elements = { 2001:db8::1 } }\n"
         );
+    }
+
+    #[test]
+    fn a_replacement_deletes_the_old_table_inside_the_transaction() {
+        let mut t = NftTable::new(crate::ir::NftFamily::Ip, "routerd_x");
+        t.chains.push(crate::ir::NftChain {
+            name: "prerouting".into(),
+            chain_type: crate::ir::ChainType::Filter,
+            hook: crate::ir::Hook::Prerouting,
+            priority: crate::ir::Priority::Mangle,
+            rules: Vec::new(),
+        });
+        let b = replace_batch(&t);
+        assert!(
+            b.starts_with(
+                "add table ip routerd_x\ndelete table ip routerd_x\ntable ip routerd_x {\n"
+            ),
+            "{b}"
+        );
+        assert!(!b.contains("flush"), "{b}");
     }
 }

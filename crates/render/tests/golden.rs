@@ -284,6 +284,8 @@ fn egress_router_tables_are_accepted_by_the_kernel_as_text_and_json() {
             let json = routerd_render::nft_json::replace_document(t).to_string();
             for (args, input) in [
                 (vec!["-c", "-f", "-"], nft_text::table_batch(t)),
+                // What the nft backend loads for a large table.
+                (vec!["-c", "-f", "-"], nft_text::replace_batch(t)),
                 (vec!["-j", "-c", "-f", "-"], json),
             ] {
                 let mut child = Command::new("unshare")

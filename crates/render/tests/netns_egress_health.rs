@@ -267,7 +267,15 @@ fn many_rules(n: u32, target_port: u16) -> DesiredState {
     assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
     let r = render(&loaded.resources, &StateSnapshot::new());
     assert!(r.problems.is_empty(), "{:?}", r.problems);
-    r.desired
+    // The redirect table alone: what is measured is its one transaction
+    // (the macvlan, its address, routes and rule are tested elsewhere and
+    // need a master this namespace does not have).
+    let mut d = r.desired;
+    d.links.clear();
+    d.addresses.clear();
+    d.routes.clear();
+    d.rules.clear();
+    d
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

@@ -17,27 +17,27 @@ spec: {ifname: eth0}
 apiVersion: hybrid.routerd.net/v1alpha1
 kind: TunnelInterface
 metadata: {name: vx-cloud}
-spec: {mode: vxlan, key: 42, local: 192.0.2.1, remote: 192.0.2.2, underlayInterface: wan, address: 10.255.0.1/30, mtu: 1450}
+spec: {trustedUnderlay: true, mode: vxlan, key: 42, local: 192.0.2.1, remote: 192.0.2.2, underlayInterface: wan, address: 10.255.0.1/30, mtu: 1450}
 ---
 apiVersion: hybrid.routerd.net/v1alpha1
 kind: TunnelInterface
 metadata: {name: ipip-dc}
-spec: {mode: ipip, ifname: ipip1, local: 192.0.2.1, remote: 198.51.100.2, address: 10.255.1.1/30}
+spec: {trustedUnderlay: true, mode: ipip, ifname: ipip1, local: 192.0.2.1, remote: 198.51.100.2, address: 10.255.1.1/30}
 ---
 apiVersion: hybrid.routerd.net/v1alpha1
 kind: TunnelInterface
 metadata: {name: gre-dc}
-spec: {mode: gre, local: 192.0.2.1, remote: 198.51.100.3}
+spec: {trustedUnderlay: true, mode: gre, local: 192.0.2.1, remote: 198.51.100.3}
 ---
 apiVersion: hybrid.routerd.net/v1alpha1
 kind: TunnelInterface
 metadata: {name: fou-dc}
-spec: {mode: fou, local: 192.0.2.1, remote: 198.51.100.4, encap: {dport: 5555}}
+spec: {trustedUnderlay: true, mode: fou, local: 192.0.2.1, remote: 198.51.100.4, encap: {dport: 5555}}
 ---
 apiVersion: hybrid.routerd.net/v1alpha1
 kind: TunnelInterface
 metadata: {name: from-status}
-spec: {mode: ipip, localFrom: {resource: Interface/wan, field: primaryIPv4}, remote: 198.51.100.5}
+spec: {trustedUnderlay: true, mode: ipip, localFrom: {resource: Interface/wan, field: primaryIPv4}, remote: 198.51.100.5}
 ";
 
 fn rendered() -> routerd_render::Rendered {

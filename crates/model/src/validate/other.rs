@@ -366,6 +366,19 @@ pub(super) fn tunnel_interface(s: &TunnelInterfaceSpec, p: &mut Problems<'_>) {
             }
         }
     }
+    // routerd's acknowledgement, kept now that the tunnels are created
+    // here: none of these modes encrypts or authenticates, so the operator
+    // states that the underlay is trusted.
+    if s.trusted_underlay != Some(true) {
+        p.at(
+            "spec.trustedUnderlay",
+            if vxlan {
+                "spec.trustedUnderlay must be true; vxlan tunnels are unencrypted and unauthenticated and require a trusted underlay"
+            } else {
+                "spec.trustedUnderlay must be true; ipip/gre/fou/gue tunnels are unencrypted and unauthenticated and require a trusted underlay"
+            },
+        );
+    }
     if vxlan {
         // The VNI: a vxlan tunnel has no GRE key, and the key field says
         // the same thing (which tunnel of a pair of endpoints).

@@ -66,7 +66,7 @@ spec: {role: cloud, nodeID: n1, underlay: {type: route}}
 apiVersion: hybrid.routerd.net/v1alpha1
 kind: TunnelInterface
 metadata: {name: tun}
-spec: {mode: gre, local: 192.0.2.1, remote: 192.0.2.2}
+spec: {trustedUnderlay: true, mode: gre, local: 192.0.2.1, remote: 192.0.2.2}
 ---
 apiVersion: hybrid.routerd.net/v1alpha1
 kind: CloudProviderProfile

@@ -10,6 +10,7 @@ use crate::dataplane::{DataplaneError, ObservedNftTable};
 use crate::ir::{NftTable, NftTableKey};
 use crate::nft_backend::NftBackend;
 use crate::nft_json;
+use crate::nft_text;
 use crate::plan::NftSetDelta;
 
 /// Runs `nft`; it can express everything routerd renders.
@@ -58,22 +59,34 @@ impl NftJson {
 
     /// `nft -j -f -` with `doc` on stdin: one atomic transaction.
     pub fn run(&self, doc: &Value, context: &str) -> Result<(), DataplaneError> {
+        let body = serde_json::to_vec(doc).map_err(|e| DataplaneError::Nft {
+            context: context.to_string(),
+            message: e.to_string(),
+        })?;
+        self.feed(&["-j", "-f", "-"], &body, context)
+    }
+
+    /// `nft -f -` with an nft script on stdin: one atomic transaction.
+    pub fn run_text(&self, script: &str, context: &str) -> Result<(), DataplaneError> {
+        self.feed(&["-f", "-"], script.as_bytes(), context)
+    }
+
+    fn feed(&self, args: &[&str], body: &[u8], context: &str) -> Result<(), DataplaneError> {
         self.check_netns(context)?;
         let err = |message: String| DataplaneError::Nft {
             context: context.to_string(),
             message,
         };
         let mut child = Command::new(&self.program)
-            .args(["-j", "-f", "-"])
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| err(format!("cannot run {}: {e}", self.program)))?;
-        let body = serde_json::to_vec(doc).map_err(|e| err(e.to_string()))?;
         if let Some(mut stdin) = child.stdin.take() {
             stdin
-                .write_all(&body)
+                .write_all(body)
                 .map_err(|e| err(format!("writing to nft: {e}")))?;
         }
         let out = child
@@ -114,6 +127,9 @@ impl NftJson {
     }
 }
 
+/// From this size of a table's text on, [`NftJson`] loads it as text.
+const TEXT_BATCH_BYTES: usize = 32 * 1024;
+
 impl NftBackend for NftJson {
     fn name(&self) -> &'static str {
         "nft-json"
@@ -124,6 +140,20 @@ impl NftBackend for NftJson {
     }
 
     fn replace_table(&mut self, table: &NftTable) -> Result<(), DataplaneError> {
+        // A large table goes to nft as text: its JSON front end takes about
+        // twice as long as the text one to parse and evaluate the same
+        // table (1,000 EgressRouter redirects, docs/performance.md), and
+        // that, not the kernel's commit, is what a big replacement costs.
+        // Small tables keep JSON: the fixed cost dominates there. Both
+        // forms of every golden shape are checked against the kernel
+        // (crates/render/tests/golden.rs).
+        let text = nft_text::replace_batch(table);
+        if text.len() >= TEXT_BATCH_BYTES {
+            return self.run_text(
+                &text,
+                &format!("nft -f - (replace table {} {})", table.family, table.name),
+            );
+        }
         self.run(
             &nft_json::replace_document(table),
             &format!(
