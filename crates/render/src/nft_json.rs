@@ -187,6 +187,34 @@ pub fn expr_json(e: &Expr) -> Value {
                 "key": {"payload": {"protocol": proto.as_str(), "field": "dport"}},
                 "data": {"set": data}}}}})
         }
+        Expr::DnatBalancedPortMap {
+            family,
+            proto,
+            entries,
+        } => {
+            // Three statements in one expression: the rule builder
+            // flattens arrays (see `rule_exprs`).
+            let modulus = entries.first().map_or(0, |(_, d, _)| d.len());
+            let dport = json!({"payload": {"protocol": proto.as_str(), "field": "dport"}});
+            let ports: Vec<Value> = entries.iter().map(|(p, _, _)| json!(p)).collect();
+            let data: Vec<Value> = entries
+                .iter()
+                .flat_map(|(p, dests, t)| {
+                    dests.iter().enumerate().map(
+                        move |(i, a)| json!([{"concat": [p, i]}, {"concat": [a.to_string(), t]}]),
+                    )
+                })
+                .collect();
+            let fam = if *family == Family::V6 { "ip6" } else { "ip" };
+            json!([
+                {"match": {"op": "==", "left": dport.clone(), "right": {"set": ports}}},
+                {"mangle": {"key": meta("mark"),
+                    "value": jhash(*family, &[IpField::Saddr], modulus)}},
+                {"dnat": {"family": fam, "addr": {"map": {
+                    "key": {"concat": [dport, meta("mark")]},
+                    "data": {"set": data}}}}}
+            ])
+        }
         Expr::DnatMap {
             family,
             addrs,
@@ -275,12 +303,25 @@ pub fn table_commands(t: &NftTable) -> Vec<Value> {
             "prio": c.priority.value(), "policy": "accept"}}}),
         );
         for r in &c.rules {
-            let expr: Vec<Value> = r.exprs.iter().map(expr_json).collect();
+            let expr = rule_exprs(&r.exprs);
             cmds.push(json!({"add": {"rule": {"family": fam, "table": t.name,
                 "chain": c.name, "expr": expr}}}));
         }
     }
     cmds
+}
+
+/// A rule's statements: one per expression, except those that stand for
+/// several (they render as an array).
+fn rule_exprs(exprs: &[Expr]) -> Vec<Value> {
+    let mut out = Vec::with_capacity(exprs.len());
+    for e in exprs {
+        match expr_json(e) {
+            Value::Array(many) => out.extend(many),
+            one => out.push(one),
+        }
+    }
+    out
 }
 
 /// The atomic replacement of one table: `add table` (so the delete cannot

@@ -177,6 +177,33 @@ pub fn expr_text(e: &Expr) -> String {
                 map.join(", ")
             )
         }
+        Expr::DnatBalancedPortMap {
+            family,
+            proto,
+            entries,
+        } => {
+            let hdr = match family {
+                crate::ir::Family::V4 => "ip",
+                crate::ir::Family::V6 => "ip6",
+            };
+            let modulus = entries.first().map_or(0, |(_, d, _)| d.len());
+            let ports: Vec<String> = entries.iter().map(|(p, _, _)| p.to_string()).collect();
+            let map: Vec<String> = entries
+                .iter()
+                .flat_map(|(p, dests, t)| {
+                    dests
+                        .iter()
+                        .enumerate()
+                        .map(move |(i, a)| format!("{p} . {i} : {a} . {t}"))
+                })
+                .collect();
+            let l4 = proto.as_str();
+            format!(
+                "{l4} dport {{ {} }} meta mark set jhash {hdr} saddr mod {modulus} dnat {hdr} to {l4} dport . meta mark map {{ {} }}",
+                ports.join(", "),
+                map.join(", ")
+            )
+        }
         Expr::DnatMap {
             family,
             addrs,

@@ -66,10 +66,12 @@ fn the_seed_yaml_gets_its_master_from_the_interface_whose_subnet_holds_the_addre
     );
     assert!(
         text.contains(&format!(
-            "ct status dnat ip daddr 203.0.113.26/32 meta mark set 0x{id:x}"
+            "ct status dnat ip daddr @destinations meta mark set 0x{id:x}"
         )),
         "{text}"
     );
+    let set = text.lines().find(|l| l.contains("set destinations"));
+    assert!(set.is_some_and(|l| l.contains("203.0.113.26")), "{text}");
     assert_eq!(
         r.notes
             .iter()

@@ -207,6 +207,8 @@ golden! {
     egress_router_rules_then_fallback_ipv6 => "egress-router-rules-fallback-v6",
     egress_router_fallback_only_ipv6 => "egress-router-fallback-v6",
     egress_router_without_rules_or_fallback_ipv6 => "egress-router-refusal-v6",
+    egress_router_many_redirects_load_as_port_maps => "egress-router-many",
+    egress_router_many_redirects_load_as_port_maps_ipv6 => "egress-router-many-v6",
     gateway_master_snats_to_the_vip_and_routes_by_its_table => "gateway-master-vip",
     gateway_backup_renders_nothing => "gateway-backup",
     gateway_master_in_primary_ip_mode_masquerades => "gateway-master-primary",
@@ -262,6 +264,7 @@ fn egress_router_tables_are_accepted_by_the_kernel_as_text_and_json() {
         "egress-router-rules-fallback",
         "egress-router-fallback",
         "egress-router-refusal",
+        "egress-router-many",
     ];
     let health = [
         "egress-router-health",

@@ -309,18 +309,26 @@ fn egress_router_1000_rules_apply_as_one_nft_transaction() {
         }
         let listed = sh(&["nft", "list", "table", "ip", "routerd_egress_er"]);
         // 800 single-destination redirects in one port map, 200 balanced
-        // rules, the fallback.
+        // ones (two buckets each) in one bucket-keyed map, the fallback.
         assert_eq!(
             listed.matches("dnat ip to tcp dport map {").count(),
             1,
             "{listed}"
         );
         assert_eq!(
-            listed.matches(" : 198.51.100.").count() - 400,
-            800,
+            listed
+                .matches(
+                    "meta mark set jhash ip saddr mod 2 dnat ip to tcp dport . meta mark map {"
+                )
+                .count(),
+            1,
             "{listed}"
         );
-        assert_eq!(listed.matches("jhash ip saddr mod 2").count(), 200);
+        assert_eq!(
+            listed.matches(" : 198.51.100.").count(),
+            800 + 400,
+            "{listed}"
+        );
         (applies, totals)
     });
     // The first apply creates the table; the rest replace it.
@@ -334,14 +342,20 @@ fn egress_router_1000_rules_apply_as_one_nft_transaction() {
     assert!(median(replace) < Duration::from_secs(2));
 }
 
-/// Many single-destination redirects are one port map: a mapped port
-/// reaches its destination (from the reserved address), a port outside
-/// the map meets the fallback.
+/// Many single-destination redirects are one port map, many balanced
+/// ones one bucket-keyed map: a mapped port reaches its destination (from
+/// the reserved address), a balanced port one of its two, the same for a
+/// client every time and both over several clients; a port outside the
+/// maps meets the fallback.
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn a_port_map_redirects_mapped_ports_and_leaves_the_rest_to_the_fallback() {
     use std::fmt::Write as _;
-    let (c, r, _d, _fb) = lab();
+    let (c, r, _d, fb) = lab();
+    serve(&fb, "fb80", "192.0.2.9:80");
+    for i in 3..=9 {
+        c.ip(&["addr", "add", &format!("10.1.0.{i}/24"), "dev", "eth0"]);
+    }
     let mut y = String::from(
         "apiVersion: net.routerd.net/v1alpha1\nkind: EgressRouter\nmetadata: {name: er}\nspec:\n  addresses: [{ip: 192.0.2.10/24}]\n  listen: {addresses: [10.1.0.1]}\n  redirect:\n    fallbackIP: 192.0.2.9\n    redirectRules:\n",
     );
@@ -350,6 +364,13 @@ fn a_port_map_redirects_mapped_ports_and_leaves_the_rest_to_the_fallback() {
             y,
             "      - {{destinationIP: 192.0.2.7, port: {}, targetPort: 80, protocol: TCP}}",
             8000 + i
+        );
+    }
+    for i in 0..20u16 {
+        let _ = writeln!(
+            y,
+            "      - {{destinationIPs: [192.0.2.7, 192.0.2.9], port: {}, targetPort: 80, protocol: TCP}}",
+            9000 + i
         );
     }
     let (loaded, diags) = load_and_validate(&[("c.yaml", &y)]);
@@ -368,17 +389,43 @@ fn a_port_map_redirects_mapped_ports_and_leaves_the_rest_to_the_fallback() {
     });
     let table = r.run(|| sh(&["nft", "list", "table", "ip", "routerd_egress_er"]));
     assert!(table.contains("dnat ip to tcp dport map {"), "{table}");
-    let at = |port: u16| {
+    assert!(
+        table.contains("meta mark set jhash ip saddr mod 2 dnat ip to tcp dport . meta mark map {"),
+        "{table}"
+    );
+    let from = |src: u8, port: u16| {
         c.run(move || {
             let to: SocketAddr = format!("10.1.0.1:{port}").parse().unwrap();
-            let s = TcpStream::connect_timeout(&to, Duration::from_secs(2)).unwrap();
+            let s =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            let bind: SocketAddr = format!("10.1.0.{src}:0").parse().unwrap();
+            s.bind(&bind.into()).unwrap();
+            s.connect_timeout(&to.into(), Duration::from_secs(2))
+                .unwrap();
+            let s: TcpStream = s.into();
             s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
             let mut line = String::new();
             BufReader::new(s).read_line(&mut line).unwrap();
             line.trim().to_string()
         })
     };
+    let at = |port: u16| from(2, port);
     assert_eq!(at(8000), "d 192.0.2.10");
     assert_eq!(at(8039), "d 192.0.2.10");
     assert_eq!(at(8080), "fb 192.0.2.10", "not in the map: the fallback");
+    let mut seen = std::collections::BTreeSet::new();
+    for src in 2..=9u8 {
+        let first = from(src, 9000);
+        assert!(
+            first == "d 192.0.2.10" || first == "fb80 192.0.2.10",
+            "balanced port from 10.1.0.{src}: {first}"
+        );
+        assert_eq!(from(src, 9000), first, "a client keeps its bucket");
+        seen.insert(first);
+    }
+    assert_eq!(seen.len(), 2, "eight clients spread over both: {seen:?}");
+    assert!(
+        ["d 192.0.2.10", "fb80 192.0.2.10"].contains(&from(2, 9019).as_str()),
+        "the last balanced port is in the map"
+    );
 }

@@ -27,16 +27,19 @@ use serde_json::Value;
 use super::{Ctx, RenderNote, RenderProblem, Rendered};
 use crate::ir::{
     AddrValue, ChainType, CmpOp, Expr, Family, Hook, IpField, L4Proto, NatAddr, NftChain,
-    NftFamily, NftRule, NftTable, Priority, RejectWith,
+    NftFamily, NftRule, NftSet, NftTable, Priority, RejectWith,
 };
 
-/// From this many single-destination redirects of one protocol on, they
-/// are rendered as one `dnat ... to <proto> dport map` rule instead of one
-/// rule each (nft parses a map element several times faster than a rule).
+/// From this many single-destination redirects of one protocol on (or
+/// balanced ones with the same number of live destinations), they are
+/// rendered as one rule with a port map instead of one rule each (nft
+/// parses a map element several times faster than a rule).
 pub const PORT_MAP_MIN: usize = 16;
 
 /// (port, destination, target port) of one single-destination redirect.
 type PortEntry = (u16, IpAddr, u16);
+/// (port, live destinations, target port) of one balanced redirect.
+type BalancedEntry = (u16, Vec<IpAddr>, u16);
 
 /// The table an EgressRouter owns: `routerd_egress_<name>`, spelled as
 /// every routerd table named after a resource (`super::nft_identifier`).
@@ -306,41 +309,47 @@ fn carry(
     out.rules
         .push(Rule::new(RULE_PRIORITY, id, id, owner).in_family(family));
 
-    // Every destination the router may send to, live or not: this chain
-    // sees every packet, and a connection DNATed before its destination
-    // (or the fallback) turned unhealthy keeps flowing through the
-    // router's table until it closes.
-    let destinations = declared_destinations(spec);
-    let rules = destinations
-        .iter()
-        .map(|d| NftRule {
-            exprs: vec![
-                Expr::CtStatusDnat,
-                Expr::Ip {
-                    family,
-                    field: IpField::Daddr,
-                    op: CmpOp::Eq,
-                    value: AddrValue::Prefix(IpNet::from(*d)),
-                },
-                Expr::SetMark(crate::ir::MarkSource::Const(id)),
-            ],
-        })
-        .collect::<Vec<_>>();
-    if !rules.is_empty() {
+    // Every destination the router may send to, live or not (the table's
+    // `destinations` set): this chain sees every packet, and a connection
+    // DNATed before its destination (or the fallback) turned unhealthy
+    // keeps flowing through the router's table until it closes.
+    if table.sets.iter().any(|s| s.name == DESTINATIONS_SET) {
         table.chains.push(NftChain {
             name: "route".into(),
             chain_type: ChainType::Filter,
             hook: Hook::Prerouting,
             // After dstnat (-100): the destination is the translated one.
             priority: Priority::Num(-90),
-            rules,
+            rules: vec![NftRule {
+                exprs: vec![
+                    Expr::CtStatusDnat,
+                    to_destinations(family),
+                    Expr::SetMark(crate::ir::MarkSource::Const(id)),
+                ],
+            }],
         });
     }
     Ok(notes)
 }
 
-/// Every destination of the router's rules and its fallback, in spec order,
-/// once each, whatever their health (the table validates them).
+/// The set of a router's table holding every declared destination and the
+/// fallback: one source-NAT rule and one route-mark rule match it, however
+/// many redirects there are (a thousand per-destination rules made the
+/// table slow to load).
+pub const DESTINATIONS_SET: &str = "destinations";
+
+/// `ip|ip6 daddr @destinations`.
+fn to_destinations(family: Family) -> Expr {
+    Expr::Ip {
+        family,
+        field: IpField::Daddr,
+        op: CmpOp::Eq,
+        value: AddrValue::Set(DESTINATIONS_SET.into()),
+    }
+}
+
+/// Every destination of the router's rules and its fallback, once each,
+/// whatever their health (the table validates them), in address order.
 fn declared_destinations(spec: &EgressRouterSpec) -> Vec<IpAddr> {
     let mut out: Vec<IpAddr> = Vec::new();
     let rules = spec.rules();
@@ -355,6 +364,7 @@ fn declared_destinations(spec: &EgressRouterSpec) -> Vec<IpAddr> {
             out.push(ip);
         }
     }
+    out.sort_unstable();
     out
 }
 
@@ -566,7 +576,8 @@ pub fn render_one_with(
     // Single-destination redirects per protocol, for one port map when
     // there are many of them.
     let mut singles: Vec<(L4Proto, Vec<PortEntry>)> = Vec::new();
-    let mut destinations: Vec<IpAddr> = Vec::new();
+    // Balanced redirects per protocol and number of live destinations.
+    let mut balanced: Vec<((L4Proto, usize), Vec<BalancedEntry>)> = Vec::new();
     for (i, rule) in spec.rules().iter().enumerate() {
         let path = format!("spec.redirect.redirectRules[{i}]");
         let p = RedirectProtocol::parse(&rule.protocol).ok_or_else(|| {
@@ -586,12 +597,6 @@ pub fn render_one_with(
                 return Err(format!(
                     "{path}.destinationIP {to} is not of the family of {first}"
                 ));
-            }
-            // Every declared destination keeps its source NAT, live or
-            // not: a connection DNATed before its destination failed
-            // keeps flowing until it closes.
-            if !destinations.contains(&to) {
-                destinations.push(to);
             }
             all_to.push(to);
         }
@@ -633,11 +638,19 @@ pub fn render_one_with(
                 }
                 dnat(*one, Some(target))
             }
-            many => Expr::DnatMap {
-                family,
-                addrs: many.to_vec(),
-                port: Some(target),
-            },
+            many => {
+                let entry = (from, many.to_vec(), target);
+                let key = (proto(p), many.len());
+                match balanced.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, entries)) => entries.push(entry),
+                    None => balanced.push((key, vec![entry])),
+                }
+                Expr::DnatMap {
+                    family,
+                    addrs: many.to_vec(),
+                    port: Some(target),
+                }
+            }
         };
         pre.extend(with(&[
             Expr::Dport {
@@ -668,17 +681,26 @@ pub fn render_one_with(
             entries,
         }]));
     }
+    for ((l4, modulus), entries) in balanced {
+        if entries.len() < PORT_MAP_MIN {
+            continue;
+        }
+        pre.retain(|r: &NftRule| {
+            let grouped = matches!(r.exprs.last(), Some(Expr::DnatMap { addrs, .. }) if addrs.len() == modulus);
+            !(grouped
+                && r.exprs
+                    .iter()
+                    .any(|e| matches!(e, Expr::Dport { proto: q, .. } if *q == l4)))
+        });
+        maps.extend(with(&[Expr::DnatBalancedPortMap {
+            family,
+            proto: l4,
+            entries,
+        }]));
+    }
     pre.splice(0..0, maps);
     let all = vec![L4Proto::Tcp, L4Proto::Udp, L4Proto::Sctp];
-    let fallback = spec.fallback();
-    if let Some(f) = fallback
-        && !view.fallback_live(f)
-    {
-        notes.push(format!(
-            "spec.redirect.fallbackIP {f} is not live: every other port is refused until it is"
-        ));
-    }
-    match fallback.filter(|f| view.fallback_live(f)) {
+    let fallback = match spec.fallback() {
         Some(f) => {
             let to = addr(f, "spec.redirect.fallbackIP")?;
             if !same(&to) {
@@ -686,10 +708,20 @@ pub fn render_one_with(
                     "spec.redirect.fallbackIP {to} is not of the family of {first}"
                 ));
             }
+            Some((f, to))
+        }
+        None => None,
+    };
+    if let Some((f, _)) = fallback
+        && !view.fallback_live(f)
+    {
+        notes.push(format!(
+            "spec.redirect.fallbackIP {f} is not live: every other port is refused until it is"
+        ));
+    }
+    match fallback.filter(|(f, _)| view.fallback_live(f)) {
+        Some((_, to)) => {
             pre.extend(with(&[Expr::L4Proto(all), dnat(to, None)]));
-            if !destinations.contains(&to) {
-                destinations.push(to);
-            }
         }
         None => {
             let unreachable = match family {
@@ -736,22 +768,10 @@ pub fn render_one_with(
                 .collect(),
         ),
     };
-    let post: Vec<NftRule> = destinations
-        .iter()
-        .map(|d| NftRule {
-            exprs: vec![
-                Expr::CtStatusDnat,
-                Expr::Ip {
-                    family,
-                    field: IpField::Daddr,
-                    op: CmpOp::Eq,
-                    value: AddrValue::Prefix(IpNet::from(*d)),
-                },
-                snat.clone(),
-            ],
-        })
-        .collect();
-
+    // Every declared destination keeps its source NAT, live or not: a
+    // connection DNATed before its destination failed keeps flowing until
+    // it closes.
+    let destinations = declared_destinations(spec);
     let nft_family = match family {
         Family::V4 => NftFamily::Ip,
         Family::V6 => NftFamily::Ip6,
@@ -765,13 +785,20 @@ pub fn render_one_with(
         priority: Priority::Dstnat,
         rules: pre,
     });
-    if !post.is_empty() {
+    if !destinations.is_empty() {
+        table.sets.push(NftSet {
+            family,
+            name: DESTINATIONS_SET.into(),
+            elements: destinations.into_iter().map(IpNet::from).collect(),
+        });
         table.chains.push(NftChain {
             name: "postrouting".into(),
             chain_type: ChainType::Nat,
             hook: Hook::Postrouting,
             priority: Priority::Srcnat,
-            rules: post,
+            rules: vec![NftRule {
+                exprs: vec![Expr::CtStatusDnat, to_destinations(family), snat],
+            }],
         });
     }
     Ok((table, notes))
@@ -810,8 +837,10 @@ mod tests {
         assert!(!t.contains("jhash"), "{t}");
         // The source NAT of the left-out destination stays for the
         // connections it already carries.
+        let set = t.lines().find(|l| l.contains("set destinations"));
+        assert!(set.is_some_and(|l| l.contains("198.51.100.7,")), "{t}");
         assert!(
-            t.contains("ip daddr 198.51.100.7/32 snat to 192.0.2.10"),
+            t.contains("ip daddr @destinations snat to 192.0.2.10"),
             "{t}"
         );
         assert!(
