@@ -1208,6 +1208,54 @@ impl MacvlanMode {
     }
 }
 
+/// Foo-over-UDP or Generic UDP Encapsulation of an ipip or gre tunnel.
+///
+/// Sending needs only the link's encap attributes; receiving needs a FOU
+/// port listening on `listen_port` (the kernel's `ip fou add`), which the
+/// dataplane creates with the link and removes with it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UdpEncap {
+    /// FOU (the inner packet right after the UDP header) or GUE (a GUE
+    /// header in between).
+    pub kind: UdpEncapKind,
+    /// UDP source port of sent packets; `None`: the kernel picks one per
+    /// flow (`encap-sport auto`), which spreads flows over ECMP paths.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sport: Option<u16>,
+    /// UDP destination port: the peer's FOU port.
+    pub dport: u16,
+}
+
+impl UdpEncap {
+    /// The local FOU port the peer sends to: the source port when one is
+    /// fixed (routerd's convention, `ip fou add port <encapSport>`), else
+    /// the destination port (both ends configured alike).
+    pub fn listen_port(&self) -> u16 {
+        self.sport.unwrap_or(self.dport)
+    }
+}
+
+/// Kind of UDP encapsulation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UdpEncapKind {
+    /// Foo-over-UDP.
+    Fou,
+    /// Generic UDP Encapsulation.
+    Gue,
+}
+
+impl UdpEncapKind {
+    /// The `ip link ... encap <kind>` keyword.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UdpEncapKind::Fou => "fou",
+            UdpEncapKind::Gue => "gue",
+        }
+    }
+}
+
 /// What kind of virtual link, with the parameters the kernel fixes at
 /// creation (changing any of them means deleting and creating again).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -1244,6 +1292,9 @@ pub enum LinkKind {
         local: Option<Ipv4Addr>,
         /// Remote endpoint.
         remote: Ipv4Addr,
+        /// UDP encapsulation (routerd's `fou` and `gue` modes).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        encap: Option<UdpEncap>,
     },
     /// A GRE (layer 3) tunnel.
     Gre {
@@ -1252,6 +1303,13 @@ pub enum LinkKind {
         local: Option<Ipv4Addr>,
         /// Remote endpoint.
         remote: Ipv4Addr,
+        /// GRE key, sent and expected (`ikey` = `okey`): which tunnel of
+        /// several between the same endpoints a packet belongs to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<u32>,
+        /// UDP encapsulation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        encap: Option<UdpEncap>,
     },
     /// An observed link of a kind routerd never creates (physical, veth,
     /// bridge, ...): the kernel's kind name, empty when it reports none.
@@ -1343,6 +1401,40 @@ impl Link {
     }
 }
 
+/// `type <kind> [local L] remote R [key K] [encap fou|gue encap-sport
+/// S|auto encap-dport D]`, as `ip link add` takes them.
+fn tunnel_args(
+    f: &mut fmt::Formatter<'_>,
+    kind: &str,
+    local: Option<Ipv4Addr>,
+    remote: Ipv4Addr,
+    key: Option<u32>,
+    encap: Option<&UdpEncap>,
+) -> fmt::Result {
+    write!(f, " type {kind}")?;
+    if let Some(l) = local {
+        write!(f, " local {l}")?;
+    }
+    write!(f, " remote {remote}")?;
+    if let Some(k) = key {
+        write!(f, " key {k}")?;
+    }
+    if let Some(e) = encap {
+        write!(f, " encap {} encap-sport ", e.kind.as_str())?;
+        match e.sport {
+            Some(p) => write!(f, "{p}")?,
+            None => f.write_str("auto")?,
+        }
+        write!(
+            f,
+            " encap-dport {} (FOU port {} listening)",
+            e.dport,
+            e.listen_port()
+        )?;
+    }
+    Ok(())
+}
+
 /// Renders the `ip link add` arguments (after `ip link add`).
 impl fmt::Display for Link {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -1377,13 +1469,17 @@ impl fmt::Display for Link {
                 }
                 Ok(())
             }
-            LinkKind::Ipip { local, remote } | LinkKind::Gre { local, remote } => {
-                write!(f, " type {}", self.kind.kind_name())?;
-                if let Some(l) = local {
-                    write!(f, " local {l}")?;
-                }
-                write!(f, " remote {remote}")
-            }
+            LinkKind::Ipip {
+                local,
+                remote,
+                encap,
+            } => tunnel_args(f, "ipip", *local, *remote, None, encap.as_ref()),
+            LinkKind::Gre {
+                local,
+                remote,
+                key,
+                encap,
+            } => tunnel_args(f, "gre", *local, *remote, *key, encap.as_ref()),
             LinkKind::Other(k) => write!(f, " type {k}"),
         }
     }

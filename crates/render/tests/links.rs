@@ -232,6 +232,8 @@ fn tunnel_links_render_as_ip_link_commands() {
         LinkKind::Gre {
             local: None,
             remote: "198.51.100.7".parse().unwrap(),
+            key: None,
+            encap: None,
         },
     );
     gre.mtu = Some(1400);
@@ -248,6 +250,7 @@ fn tunnel_links_render_as_ip_link_commands() {
         LinkKind::Ipip {
             local: Some("192.0.2.1".parse().unwrap()),
             remote: "192.0.2.2".parse().unwrap(),
+            encap: None,
         },
     );
     assert_eq!(
@@ -262,6 +265,7 @@ fn tunnel_links_render_as_ip_link_commands() {
                 LinkKind::Ipip {
                     local: Some("192.0.2.1".parse().unwrap()),
                     remote: "192.0.2.2".parse().unwrap(),
+                    encap: None,
                 },
             )
         })

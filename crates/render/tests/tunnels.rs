@@ -1,6 +1,7 @@
-//! TunnelInterface rendering: vxlan, ipip and gre become owned links with
-//! their inner address; fou/gue (and a GRE key) are reported, not created;
-//! a tunnel the kernel refuses is a fault of that TunnelInterface alone.
+//! TunnelInterface rendering: vxlan, ipip, gre (with its key) and routerd's
+//! fou and gue (ipip inside UDP) become owned links with their inner
+//! address; a tunnel the kernel refuses is a fault of that TunnelInterface
+//! alone.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
@@ -27,7 +28,12 @@ spec: {trustedUnderlay: true, mode: ipip, ifname: ipip1, local: 192.0.2.1, remot
 apiVersion: hybrid.routerd.net/v1alpha1
 kind: TunnelInterface
 metadata: {name: gre-dc}
-spec: {trustedUnderlay: true, mode: gre, local: 192.0.2.1, remote: 198.51.100.3}
+spec: {trustedUnderlay: true, mode: gre, key: 42, local: 192.0.2.1, remote: 198.51.100.3}
+---
+apiVersion: hybrid.routerd.net/v1alpha1
+kind: TunnelInterface
+metadata: {name: gue-dc}
+spec: {trustedUnderlay: true, mode: gue, local: 192.0.2.1, remote: 198.51.100.6, encapSport: 6000, encapDport: 6001}
 ---
 apiVersion: hybrid.routerd.net/v1alpha1
 kind: TunnelInterface
@@ -55,11 +61,23 @@ fn tunnels_render_as_owned_links_with_their_address() {
         .iter()
         .map(|l| format!("{} {:?} mtu={:?} owner={}", l.name, l.kind, l.mtu, l.owner))
         .collect();
-    assert_eq!(links.len(), 3, "{links:#?}");
-    assert!(links[0].starts_with("gre-dc Gre"), "{links:#?}");
-    assert!(links[1].starts_with("ipip1 Ipip"), "{links:#?}");
+    assert_eq!(links.len(), 5, "{links:#?}");
+    let shown: Vec<String> = r.desired.links.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            "fou-dc up type ipip local 192.0.2.1 remote 198.51.100.4 encap fou encap-sport auto encap-dport 5555 (FOU port 5555 listening)",
+            "gre-dc up type gre local 192.0.2.1 remote 198.51.100.3 key 42",
+            "gue-dc up type ipip local 192.0.2.1 remote 198.51.100.6 encap gue encap-sport 6000 encap-dport 6001 (FOU port 6000 listening)",
+            "ipip1 up type ipip local 192.0.2.1 remote 198.51.100.2",
+            "vx-cloud mtu 1450 up type vxlan id 42 local 192.0.2.1 remote 192.0.2.2 dstport 4789 dev eth0",
+        ]
+    );
     assert!(
-        links[2].contains("vx-cloud Vxlan { vni: 42, local: Some(192.0.2.1), remote: Some(192.0.2.2), dstport: 4789, device: Some(\"eth0\") } mtu=Some(1450)"),
+        r.desired
+            .links
+            .iter()
+            .all(|l| l.owner.contains("/TunnelInterface/")),
         "{links:#?}"
     );
     let addrs: Vec<String> = r
@@ -69,10 +87,8 @@ fn tunnels_render_as_owned_links_with_their_address() {
         .map(|a| format!("{} {}", a.device, a.address))
         .collect();
     assert_eq!(addrs, ["ipip1 10.255.1.1/30", "vx-cloud 10.255.0.1/30"]);
-    // fou is validated and reported, not created; an endpoint from a status
-    // not there yet keeps what is there.
-    assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
-    assert!(r.problems[0].owner.ends_with("/TunnelInterface/fou-dc"));
+    // An endpoint from a status not there yet keeps what is there.
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
     assert!(
         r.desired
             .retained
@@ -97,9 +113,14 @@ fn a_refused_tunnel_is_a_fault_of_its_own_and_the_rest_applies() {
     )
     .unwrap();
     let owners: Vec<&str> = out.faults.iter().map(|f| f.owner.as_str()).collect();
+    // fou and gue are ipip inside UDP: the same refusal, each its own.
     assert_eq!(
         owners,
-        ["hybrid.routerd.net/v1alpha1/TunnelInterface/ipip-dc"],
+        [
+            "hybrid.routerd.net/v1alpha1/TunnelInterface/fou-dc",
+            "hybrid.routerd.net/v1alpha1/TunnelInterface/gue-dc",
+            "hybrid.routerd.net/v1alpha1/TunnelInterface/ipip-dc"
+        ],
         "{:?}",
         out.faults
     );

@@ -6,15 +6,27 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::link::{
-    InfoData, InfoGre, InfoIpTunnel, InfoKind, InfoMacVlan, InfoVxlan, LinkAttribute, LinkFlags,
-    LinkInfo, LinkMessage, MacVlanMode,
+    GreEncapType, GreIOFlags, InfoData, InfoGre, InfoIpTunnel, InfoKind, InfoMacVlan, InfoVxlan,
+    LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode, TunnelEncapType,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteNextHop, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 
-use crate::ir::{Family, Link, LinkKind, MacvlanMode, NextHop, Route, RouteKind, Rule};
+use crate::ir::{
+    Family, Link, LinkKind, MacvlanMode, NextHop, Route, RouteKind, Rule, UdpEncap, UdpEncapKind,
+};
+
+/// The UDP encapsulation a kernel tunnel reports (a source port of 0 is
+/// `auto`); none without a kind.
+fn udp_encap(kind: Option<UdpEncapKind>, sport: u16, dport: u16) -> Option<UdpEncap> {
+    kind.map(|kind| UdpEncap {
+        kind,
+        sport: (sport != 0).then_some(sport),
+        dport,
+    })
+}
 
 /// Kernel's `local` table: never ours, never interesting.
 const LOCAL_TABLE: u32 = 255;
@@ -111,20 +123,51 @@ pub(crate) fn link_add_message(link: &Link, links: &Links) -> Result<LinkMessage
                 LinkInfo::Data(InfoData::Vxlan(d)),
             ]
         }
-        LinkKind::Ipip { local, remote } => {
+        LinkKind::Ipip {
+            local,
+            remote,
+            encap,
+        } => {
             let mut d = vec![InfoIpTunnel::Remote(IpAddr::V4(*remote))];
             if let Some(l) = local {
                 d.push(InfoIpTunnel::Local(IpAddr::V4(*l)));
+            }
+            if let Some(e) = encap {
+                d.push(InfoIpTunnel::EncapType(match e.kind {
+                    UdpEncapKind::Fou => TunnelEncapType::Fou,
+                    UdpEncapKind::Gue => TunnelEncapType::Gue,
+                }));
+                d.push(InfoIpTunnel::EncapSPort(e.sport.unwrap_or(0)));
+                d.push(InfoIpTunnel::EncapDPort(e.dport));
             }
             vec![
                 LinkInfo::Kind(InfoKind::IpIp),
                 LinkInfo::Data(InfoData::IpTunnel(d)),
             ]
         }
-        LinkKind::Gre { local, remote } => {
+        LinkKind::Gre {
+            local,
+            remote,
+            key,
+            encap,
+        } => {
             let mut d = vec![InfoGre::Remote(*remote)];
             if let Some(l) = local {
                 d.push(InfoGre::Local(*l));
+            }
+            if let Some(k) = key {
+                d.push(InfoGre::IFlags(GreIOFlags::Key));
+                d.push(InfoGre::OFlags(GreIOFlags::Key));
+                d.push(InfoGre::IKey(*k));
+                d.push(InfoGre::OKey(*k));
+            }
+            if let Some(e) = encap {
+                d.push(InfoGre::EncapType(match e.kind {
+                    UdpEncapKind::Fou => GreEncapType::Fou,
+                    UdpEncapKind::Gue => GreEncapType::Gue,
+                }));
+                d.push(InfoGre::SourcePort(e.sport.unwrap_or(0)));
+                d.push(InfoGre::DestinationPort(e.dport));
             }
             vec![
                 LinkInfo::Kind(InfoKind::GreTun),
@@ -247,11 +290,25 @@ pub(crate) fn link_from(m: &LinkMessage, by_index: &BTreeMap<u32, String>) -> Op
                 InfoIpTunnel::Local(IpAddr::V4(a)) if !a.is_unspecified() => Some(*a),
                 _ => None,
             });
+            let (mut kind, mut sport, mut dport) = (None, 0, 0);
+            for x in d {
+                match x {
+                    InfoIpTunnel::EncapType(TunnelEncapType::Fou) => kind = Some(UdpEncapKind::Fou),
+                    InfoIpTunnel::EncapType(TunnelEncapType::Gue) => kind = Some(UdpEncapKind::Gue),
+                    InfoIpTunnel::EncapSPort(p) => sport = *p,
+                    InfoIpTunnel::EncapDPort(p) => dport = *p,
+                    _ => {}
+                }
+            }
             match d.iter().find_map(|x| match x {
                 InfoIpTunnel::Remote(IpAddr::V4(a)) => Some(*a),
                 _ => None,
             }) {
-                Some(remote) => LinkKind::Ipip { local, remote },
+                Some(remote) => LinkKind::Ipip {
+                    local,
+                    remote,
+                    encap: udp_encap(kind, sport, dport),
+                },
                 None => LinkKind::Other(kind_name),
             }
         }
@@ -260,11 +317,29 @@ pub(crate) fn link_from(m: &LinkMessage, by_index: &BTreeMap<u32, String>) -> Op
                 InfoGre::Local(a) if !a.is_unspecified() => Some(*a),
                 _ => None,
             });
+            let (mut kind, mut sport, mut dport) = (None, 0, 0);
+            let (mut keyed, mut ikey) = (false, 0);
+            for x in d {
+                match x {
+                    InfoGre::EncapType(GreEncapType::Fou) => kind = Some(UdpEncapKind::Fou),
+                    InfoGre::EncapType(GreEncapType::Gue) => kind = Some(UdpEncapKind::Gue),
+                    InfoGre::SourcePort(p) => sport = *p,
+                    InfoGre::DestinationPort(p) => dport = *p,
+                    InfoGre::IFlags(f) => keyed = f.contains(GreIOFlags::Key),
+                    InfoGre::IKey(k) => ikey = *k,
+                    _ => {}
+                }
+            }
             match d.iter().find_map(|x| match x {
                 InfoGre::Remote(a) => Some(*a),
                 _ => None,
             }) {
-                Some(remote) => LinkKind::Gre { local, remote },
+                Some(remote) => LinkKind::Gre {
+                    local,
+                    remote,
+                    key: keyed.then_some(ikey),
+                    encap: udp_encap(kind, sport, dport),
+                },
                 None => LinkKind::Other(kind_name),
             }
         }
@@ -664,6 +739,66 @@ mod tests {
             RouteKind::Blackhole,
         );
         assert_eq!(d.metric, crate::ir::IPV6_DEFAULT_METRIC);
+    }
+
+    #[test]
+    fn tunnels_with_a_gre_key_or_udp_encapsulation_read_back_equal_from_bytes() {
+        use netlink_packet_core::{Emitable, Parseable};
+        let fou = |kind, sport| {
+            Some(UdpEncap {
+                kind,
+                sport,
+                dport: 5555,
+            })
+        };
+        let kinds = [
+            LinkKind::Ipip {
+                local: Some("192.0.2.1".parse().unwrap()),
+                remote: "198.51.100.4".parse().unwrap(),
+                encap: fou(UdpEncapKind::Fou, None),
+            },
+            LinkKind::Ipip {
+                local: None,
+                remote: "198.51.100.4".parse().unwrap(),
+                encap: fou(UdpEncapKind::Gue, Some(6000)),
+            },
+            LinkKind::Gre {
+                local: Some("192.0.2.1".parse().unwrap()),
+                remote: "198.51.100.3".parse().unwrap(),
+                key: Some(0x0102_0304),
+                encap: None,
+            },
+            LinkKind::Gre {
+                local: None,
+                remote: "198.51.100.3".parse().unwrap(),
+                key: None,
+                encap: fou(UdpEncapKind::Fou, Some(7000)),
+            },
+        ];
+        for kind in kinds {
+            let link = Link::new("t0", kind.clone());
+            let m = link_add_message(&link, &links()).unwrap();
+            let mut buf = vec![0; m.buffer_len()];
+            m.emit(&mut buf);
+            let back = LinkMessage::parse(buf.as_slice()).unwrap();
+            let read = link_from(&back, &links().by_index).unwrap();
+            assert_eq!(read.kind, kind);
+            assert!(!link.needs_recreate(&read), "{kind:?}");
+        }
+        // The key goes out in network order (the kernel's __be32).
+        let gre = Link::new(
+            "t0",
+            LinkKind::Gre {
+                local: None,
+                remote: "198.51.100.3".parse().unwrap(),
+                key: Some(0x0102_0304),
+                encap: None,
+            },
+        );
+        let m = link_add_message(&gre, &links()).unwrap();
+        let mut buf = vec![0; m.buffer_len()];
+        m.emit(&mut buf);
+        assert!(buf.windows(4).any(|w| w == [1, 2, 3, 4]));
     }
 
     #[test]

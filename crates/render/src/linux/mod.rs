@@ -7,6 +7,7 @@
 
 mod convert;
 pub mod events;
+mod fou;
 pub mod netns;
 mod nft;
 mod rtnl;
@@ -23,7 +24,7 @@ pub use nft::NftJson;
 use self::convert::Links;
 use self::rtnl::Rtnl;
 use crate::dataplane::{ApplyError, Dataplane, DataplaneError, Observed};
-use crate::ir::Family;
+use crate::ir::{Family, LinkKind};
 use crate::ledger::Ownership;
 use crate::nft_backend::{NftBackend, choose, choose_for_sets};
 use crate::plan::{Op, Plan};
@@ -325,7 +326,16 @@ fn is_nft(op: &Op) -> bool {
             | Op::AnnounceLink { .. }
             | Op::AnnounceNeighProxy { .. }
             | Op::SetForwarding { .. }
-    )
+    ) || matches!(op, Op::DeleteLink { link } if fou_port(link).is_some())
+}
+
+/// The FOU port a fou/gue tunnel receives on.
+fn fou_port(link: &crate::ir::Link) -> Option<fou::FouPort> {
+    match &link.kind {
+        LinkKind::Ipip { encap: Some(e), .. } => Some(fou::FouPort::of(e, 4)),
+        LinkKind::Gre { encap: Some(e), .. } => Some(fou::FouPort::of(e, 47)),
+        _ => None,
+    }
 }
 
 /// Writes a per-device sysctl of the calling thread's namespace
@@ -354,11 +364,23 @@ impl LinuxDataplane {
                 convert::link_add_message(link, &self.links).map_err(nodev)?
             }
         };
-        self.single(
+        // A fou/gue tunnel's receiving port first: a link that only sends
+        // is not a tunnel. The kernel's refusal (no fou module) is the
+        // TunnelInterface's fault, with its words.
+        let port = fou_port(link);
+        let opened = match &port {
+            Some(p) => fou::Fou::open()?.add(p)?,
+            None => false,
+        };
+        let created = self.single(
             op,
             RouteNetlinkMessage::NewLink(msg),
             NLM_F_CREATE | NLM_F_EXCL,
-        )?;
+        );
+        if let (Err(_), Some(p), true) = (&created, &port, opened) {
+            let _ = fou::Fou::open().and_then(|mut f| f.delete(p));
+        }
+        created?;
         if link.announce {
             // IPv6 may be disabled on the host; IPv4 is announced by
             // AnnounceLink, which reports its own failure.
@@ -372,6 +394,31 @@ impl LinuxDataplane {
             );
         }
         self.refresh_links()
+    }
+
+    /// Deletes a fou/gue tunnel, then its FOU port unless another link of
+    /// the kernel still receives on it.
+    fn delete_tunnel(&mut self, op: &Op, link: &crate::ir::Link) -> Result<(), DataplaneError> {
+        let nodev = |e: convert::NoDevice| DataplaneError::Netlink {
+            context: op.to_string(),
+            message: format!("Cannot find device \"{}\"", e.0),
+            errno: ENODEV,
+        };
+        let msg = convert::link_delete_message(&link.name, &self.links).map_err(nodev)?;
+        self.single(op, RouteNetlinkMessage::DelLink(msg), 0)?;
+        self.refresh_links()?;
+        let Some(port) = fou_port(link) else {
+            return Ok(());
+        };
+        let shared = self
+            .links
+            .kernel
+            .iter()
+            .any(|l| fou_port(l).is_some_and(|p| p.port == port.port));
+        if shared {
+            return Ok(());
+        }
+        fou::Fou::open()?.delete(&port)
     }
 
     /// Sets the link's MAC to the one it has: with `arp_notify` on, the
@@ -473,6 +520,7 @@ impl Dataplane for LinuxDataplane {
                             .and_then(|b| b.update_sets(table, sets))
                     }
                     Op::AddLink { link } => self.add_link(op, link),
+                    Op::DeleteLink { link } => self.delete_tunnel(op, link),
                     Op::AnnounceLink { device, .. } => self.announce_link(op, device),
                     Op::AnnounceNeighProxy { proxy } => self.announce_proxy(op, proxy),
                     Op::SetForwarding {

@@ -2,12 +2,11 @@
 //! address (routerd-spec §1.8; routerd itself only defines the kind).
 //!
 //! `vxlan` (ours: VNI in `key`, UDP port in `encapDport`, default 4789),
-//! `ipip` and `gre` become links of the IR; the reconcile creates them
-//! through netlink and a kernel refusal (a missing module, say) is a fault
-//! of the TunnelInterface alone: the rest of the router still applies.
-//! `fou` and `gue` need FOU ports the link IR does not carry yet, and a GRE
-//! key likewise: those are reported (`NotRendered`) instead of creating a
-//! tunnel that would not talk to its peer.
+//! `ipip`, `gre` (with its `key`), and routerd's `fou` and `gue` (ipip
+//! inside UDP, with the FOU port that receives it) become links of the IR;
+//! the reconcile creates them through netlink and a kernel refusal (a
+//! missing module, say) is a fault of the TunnelInterface alone: the rest
+//! of the router still applies.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -17,7 +16,7 @@ use routerd_model::spec::TunnelInterfaceSpec;
 use routerd_model::spec::common::StatusValueSource;
 
 use super::{Ctx, RenderProblem, Rendered};
-use crate::ir::{Address, IFNAME_MAX, Link, LinkKind};
+use crate::ir::{Address, IFNAME_MAX, Link, LinkKind, UdpEncap, UdpEncapKind};
 
 /// IANA's VXLAN port, the default of `encapDport` for vxlan.
 pub const VXLAN_PORT: u16 = 4789;
@@ -77,6 +76,32 @@ fn endpoint(
 
 type Rendering = Option<(Link, Option<IpNet>)>;
 
+/// The UDP encapsulation of a fou or gue tunnel: ports from `spec.encap`
+/// or routerd's `encapSport`/`encapDport` (validation requires the
+/// destination port); a source port of 0 or none is `auto`.
+fn udp_encap(spec: &TunnelInterfaceSpec, mode: &str, id: &str) -> Result<UdpEncap, String> {
+    let e = spec.encap.clone().unwrap_or_default();
+    let port = |what: &str, v: Option<i64>| -> Result<Option<u16>, String> {
+        v.filter(|p| *p != 0)
+            .map(|p| {
+                u16::try_from(p).map_err(|_| format!("{id} spec.{what} must be within 1-65535"))
+            })
+            .transpose()
+    };
+    let dport = port("encap.dport", e.dport.or(spec.encap_dport))?.ok_or_else(|| {
+        format!("{id} spec.encap.dport must be within 1-65535 when spec.mode is {mode}")
+    })?;
+    Ok(UdpEncap {
+        kind: if mode == "gue" {
+            UdpEncapKind::Gue
+        } else {
+            UdpEncapKind::Fou
+        },
+        sport: port("encap.sport", e.sport.or(spec.encap_sport))?,
+        dport,
+    })
+}
+
 fn link_of(
     ctx: &Ctx<'_>,
     name: &str,
@@ -134,21 +159,26 @@ fn link_of(
         "ipip" => LinkKind::Ipip {
             local: Some(v4("local", &local)?),
             remote: v4("remote", &remote)?,
+            encap: None,
         },
-        "gre" if spec.key.is_some() => {
-            return Err(format!(
-                "{id} a GRE key is not carried by this build's link renderer; the tunnel is not created"
-            ));
-        }
         "gre" => LinkKind::Gre {
             local: Some(v4("local", &local)?),
             remote: v4("remote", &remote)?,
+            key: spec
+                .key
+                .map(|k| {
+                    u32::try_from(k)
+                        .map_err(|_| format!("{id} spec.key must be within 0-4294967295"))
+                })
+                .transpose()?,
+            encap: None,
         },
-        "fou" | "gue" => {
-            return Err(format!(
-                "{id} spec.mode {mode} is validated but not created by this build (FOU/GUE ports are not in the link renderer yet)"
-            ));
-        }
+        // routerd's fou and gue: IPv4-in-IPv4 inside UDP.
+        "fou" | "gue" => LinkKind::Ipip {
+            local: Some(v4("local", &local)?),
+            remote: v4("remote", &remote)?,
+            encap: Some(udp_encap(spec, mode, id)?),
+        },
         other => return Err(format!("{id} spec.mode {other:?} cannot be created")),
     };
     let mut link = Link::new(ifname, kind);
