@@ -146,3 +146,79 @@ fn replace_selected_default_route() {
     );
     assert!(p50 < Duration::from_millis(5), "{p50:?}");
 }
+
+/// 10,000 HybridRoute prefixes lowered through a `route` underlay, or the
+/// same 10,000 prefixes as plain IPv4Routes: rendered from configuration
+/// and applied into a fresh namespace, alternately, five times each.
+/// Issue #16 asks the lowered install to be within 20 % of the IPv4Route
+/// path; printed, not asserted (docs/performance.md records it).
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn lowered_and_plain_10k_routes_install_alike() {
+    use std::fmt::Write as _;
+    let prefix = |i: u32| format!("{}/24", Ipv4Addr::from(0x0A00_0000 + (i << 8)));
+    let head = "apiVersion: net.routerd.net/v1alpha1\nkind: Interface\nmetadata: {name: lan}\nspec: {ifname: pr0}\n";
+    let mut lowered = String::from(head);
+    lowered.push_str("---\napiVersion: hybrid.routerd.net/v1alpha1\nkind: OverlayPeer\nmetadata: {name: dc}\nspec: {role: cloud, nodeId: dc1, underlay: {type: route, interface: lan}}\n");
+    for h in 0..100 {
+        let cidrs: Vec<String> = (0..100).map(|j| prefix(h * 100 + j)).collect();
+        let _ = write!(
+            lowered,
+            "---\napiVersion: hybrid.routerd.net/v1alpha1\nkind: HybridRoute\nmetadata: {{name: hr{h:03}}}\nspec: {{peerRef: dc, install: {{metric: 50}}, destinationCIDRs: [{}]}}\n",
+            cidrs.join(", ")
+        );
+    }
+    let mut plain = String::from(head);
+    for i in 0..10_000 {
+        let _ = write!(
+            plain,
+            "---\napiVersion: net.routerd.net/v1alpha1\nkind: IPv4Route\nmetadata: {{name: r{i:05}}}\nspec: {{destination: {}, device: lan, metric: 50}}\n",
+            prefix(i)
+        );
+    }
+    let desired = |yaml: &str| {
+        let (loaded, diags) = routerd_model::load_and_validate(&[("c.yaml", yaml)]);
+        assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+        let (effective, _) = routerd_model::lower::with_lowered(loaded.resources);
+        let r = routerd_render::render(&effective, &routerd_model::StateSnapshot::new());
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert_eq!(r.desired.routes.len(), 10_000);
+        r.desired
+    };
+    let cases = [("lowered", desired(&lowered)), ("plain", desired(&plain))];
+    let mut runs: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    for run in 0..5 {
+        for (k, (tag, d)) in cases.iter().enumerate() {
+            let ns = setup(&format!("h{run}{k}"));
+            let name = ns.0.clone();
+            let d = d.clone();
+            let apply = std::thread::spawn(move || {
+                netns::enter(&name).unwrap();
+                let mut dp = LinuxDataplane::new(Vec::new(), Ownership::default()).unwrap();
+                let observed = dp.observe().unwrap();
+                let plan = diff(&d, &observed, &Ledger::default());
+                let t = Instant::now();
+                dp.apply(&plan).unwrap();
+                let apply = t.elapsed();
+                let after = dp.observe().unwrap();
+                assert_eq!(
+                    after.routes.iter().filter(|r| r.metric == 50).count(),
+                    10_000
+                );
+                apply
+            })
+            .join()
+            .unwrap();
+            let _ = tag;
+            runs[k].push(apply);
+        }
+    }
+    let (l, p) = (median(runs[0].clone()), median(runs[1].clone()));
+    println!(
+        "install 10k routes: lowered median {l:?} (runs {:?}); IPv4Route median {p:?} (runs {:?}); ratio {:.2}",
+        runs[0],
+        runs[1],
+        l.as_secs_f64() / p.as_secs_f64()
+    );
+    assert!(l < Duration::from_secs(2) && p < Duration::from_secs(2));
+}
