@@ -19,10 +19,10 @@ use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use routerd_keepalived::plan::{GroupPlan, Paths, plan};
+use routerd_keepalived::plan::{GatewayPlan, GroupPlan, Paths, plan};
 use routerd_keepalived::supervise::{Daemon, Effects, Outcome, Supervisor};
 use routerd_keepalived::{NotifyEvent, VrrpState};
 use routerd_model::{Event, Kind, ObjectRef, Resource};
@@ -49,6 +49,7 @@ enum Cmd {
     },
     Cordon(bool),
     Notify(NotifyEvent),
+    Advert(routerd_keepalived::advert::Advert),
     Shutdown(std_mpsc::Sender<()>),
 }
 
@@ -85,6 +86,7 @@ impl GatewayAgent {
             .name("routerd-gateway".into())
             .spawn(move || {
                 let mut w = Worker::new(node2, paths2, effects, obs);
+                w.start_adverts(fifo_tx.clone());
                 w.start_fifo(fifo_tx);
                 w.run(&rx);
             });
@@ -181,6 +183,9 @@ struct Worker<E: Effects> {
     /// Supervision problem per daemon (missing binary, rejected config).
     degraded: BTreeMap<Daemon, String>,
     published: BTreeMap<String, Value>,
+    /// The sender of each virtual router's adverts and when it was last
+    /// heard: the active node, as every member sees it.
+    heard: BTreeMap<u8, (std::net::Ipv4Addr, Instant)>,
     now: DateTime<Utc>,
 }
 
@@ -199,6 +204,7 @@ impl<E: Effects> Worker<E> {
             gws: BTreeMap::new(),
             degraded: BTreeMap::new(),
             published: BTreeMap::new(),
+            heard: BTreeMap::new(),
             now: Utc::now(),
         }
     }
@@ -215,6 +221,43 @@ impl<E: Effects> Worker<E> {
         let _ = std::thread::Builder::new()
             .name("routerd-gateway-fifo".into())
             .spawn(move || fifo_loop(&path, &tx));
+    }
+
+    /// Listens for VRRP adverts on a raw socket of its own thread (the
+    /// daemon's namespace). Without the privilege (tests as a user) the
+    /// gateway status names only this node when it is active.
+    fn start_adverts(&self, tx: std_mpsc::Sender<Cmd>) {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let sock = match Socket::new(
+            Domain::IPV4,
+            Type::RAW,
+            Some(Protocol::from(routerd_keepalived::advert::IPPROTO_VRRP)),
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "no VRRP advert socket: the active node is named only by itself");
+                return;
+            }
+        };
+        let _ = std::thread::Builder::new()
+            .name("routerd-gateway-adverts".into())
+            .spawn(move || {
+                use std::io::Read as _;
+                let mut sock = sock;
+                let mut buf = [0u8; 2048];
+                loop {
+                    let Ok(n) = sock.read(&mut buf) else {
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    };
+                    let bytes = buf.get(..n).unwrap_or_default();
+                    if let Some(a) = routerd_keepalived::advert::parse(bytes)
+                        && tx.send(Cmd::Advert(a)).is_err()
+                    {
+                        return;
+                    }
+                }
+            });
     }
 
     fn run(&mut self, rx: &std_mpsc::Receiver<Cmd>) {
@@ -253,6 +296,19 @@ impl<E: Effects> Worker<E> {
                     self.on_notify(&ev);
                     self.publish();
                 }
+                Ok(Cmd::Advert(a)) => {
+                    let before = self.heard.get(&a.vrid).map(|(s, _)| *s);
+                    if a.priority == 0 {
+                        // The master gives the role up (shutdown).
+                        self.heard.remove(&a.vrid);
+                    } else {
+                        self.heard.insert(a.vrid, (a.source, Instant::now()));
+                    }
+                    if before != self.heard.get(&a.vrid).map(|(s, _)| *s) {
+                        self.now = Utc::now();
+                        self.publish();
+                    }
+                }
                 Ok(Cmd::Shutdown(done)) => {
                     self.sup.shutdown();
                     let _ = done.send(());
@@ -260,7 +316,8 @@ impl<E: Effects> Worker<E> {
                 }
                 Err(std_mpsc::RecvTimeoutError::Timeout) => {
                     let outcomes = self.sup.tick();
-                    if !outcomes.is_empty() {
+                    let silent = self.expire_heard();
+                    if !outcomes.is_empty() || silent {
                         self.now = Utc::now();
                         self.outcomes(outcomes);
                         self.publish();
@@ -272,6 +329,26 @@ impl<E: Effects> Worker<E> {
                 }
             }
         }
+    }
+
+    /// Forgets masters not heard for [`HEARD_FOR`]; whether any was.
+    fn expire_heard(&mut self) -> bool {
+        let n = self.heard.len();
+        self.heard.retain(|_, (_, at)| at.elapsed() < HEARD_FOR);
+        self.heard.len() != n
+    }
+
+    /// The node named active for gateway `g`: this node when it is MASTER,
+    /// else the member whose address sends `g`'s adverts.
+    fn active_node(&self, g: &GatewayPlan, vrrp: VrrpState) -> Option<(String, &'static str)> {
+        if vrrp == VrrpState::Master {
+            return Some((self.node.clone(), "self"));
+        }
+        let (src, _) = self.heard.get(&g.vrid)?;
+        g.members
+            .iter()
+            .find(|m| m.address == std::net::IpAddr::V4(*src))
+            .map(|m| (m.name.clone(), "advert"))
     }
 
     fn replan(&mut self) {
@@ -459,6 +536,7 @@ impl<E: Effects> Worker<E> {
                 ),
                 (Some(g), None) => {
                     let vrrp = st.state.unwrap_or(VrrpState::Unknown);
+                    let active = self.active_node(g, vrrp);
                     let phase = if !degraded.is_empty() {
                         "Degraded"
                     } else {
@@ -522,17 +600,23 @@ impl<E: Effects> Worker<E> {
                         if !st.suitable {
                             o.insert("unsuitableReason".into(), json!(st.reason));
                         }
-                        if vrrp == VrrpState::Master {
-                            o.insert("activeNodeName".into(), json!(self.node));
+                        // What this node can know: itself, and the node
+                        // it hears advertising (a master is suitable, or
+                        // it would be in FAULT); silent standbys elsewhere
+                        // are not seen.
+                        let mut ready = Vec::new();
+                        if st.suitable {
+                            ready.push(self.node.clone());
                         }
-                        o.insert(
-                            "readyNodes".into(),
-                            json!(if st.suitable {
-                                vec![self.node.clone()]
-                            } else {
-                                Vec::new()
-                            }),
-                        );
+                        if let Some((active, how)) = active.clone() {
+                            o.insert("activeNodeName".into(), json!(active));
+                            o.insert("activeNodeSource".into(), json!(how));
+                            if !ready.contains(&active) {
+                                ready.push(active);
+                            }
+                        }
+                        ready.sort();
+                        o.insert("readyNodes".into(), json!(ready));
                         if let Some(v) = &g.external {
                             o.insert("virtualIP".into(), json!(v.addr.addr().to_string()));
                         }
@@ -768,6 +852,10 @@ pub(crate) fn cordon(
 }
 
 const ROLES: &[&str] = &["MASTER", "BACKUP", "FAULT", "UNKNOWN"];
+
+/// How long a master stays named after its last advert: ten adverts at the
+/// default 100 ms (a new master is elected after about three).
+const HEARD_FOR: Duration = Duration::from_secs(1);
 
 /// Prometheus lines for every gateway status: this node's VRRP role
 /// (one-hot) and how many times it took or left the role.

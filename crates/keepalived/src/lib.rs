@@ -13,6 +13,7 @@
 
 #![deny(missing_docs)]
 
+pub mod advert;
 pub mod notify;
 pub mod plan;
 pub mod render;
