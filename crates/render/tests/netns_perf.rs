@@ -157,9 +157,9 @@ fn replace_selected_default_route() {
 fn lowered_and_plain_10k_routes_install_alike() {
     use std::fmt::Write as _;
     let prefix = |i: u32| format!("{}/24", Ipv4Addr::from(0x0A00_0000 + (i << 8)));
-    let head = "apiVersion: net.routerd.net/v1alpha1\nkind: Interface\nmetadata: {name: lan}\nspec: {ifname: pr0}\n";
+    let head = "apiVersion: net.routerd.net/v1alpha1\nkind: Interface\nmetadata: {name: pr0}\nspec: {ifname: pr0}\n";
     let mut lowered = String::from(head);
-    lowered.push_str("---\napiVersion: hybrid.routerd.net/v1alpha1\nkind: OverlayPeer\nmetadata: {name: dc}\nspec: {role: cloud, nodeID: dc1, underlay: {type: route, interface: lan}}\n");
+    lowered.push_str("---\napiVersion: hybrid.routerd.net/v1alpha1\nkind: OverlayPeer\nmetadata: {name: dc}\nspec: {role: cloud, nodeID: dc1, underlay: {type: route, interface: pr0}}\n");
     for h in 0..100 {
         let cidrs: Vec<String> = (0..100).map(|j| prefix(h * 100 + j)).collect();
         let _ = write!(
@@ -172,7 +172,7 @@ fn lowered_and_plain_10k_routes_install_alike() {
     for i in 0..10_000 {
         let _ = write!(
             plain,
-            "---\napiVersion: net.routerd.net/v1alpha1\nkind: IPv4Route\nmetadata: {{name: r{i:05}}}\nspec: {{destination: {}, device: lan, metric: 50}}\n",
+            "---\napiVersion: net.routerd.net/v1alpha1\nkind: IPv4Route\nmetadata: {{name: r{i:05}}}\nspec: {{destination: {}, device: pr0, metric: 50}}\n",
             prefix(i)
         );
     }
