@@ -61,6 +61,10 @@ pub mod reason {
     pub const ROUTE_NOT_LOWERED: &str = "RouteNotLowered";
     /// The delivery route is not in the kernel.
     pub const ROUTE_NOT_INSTALLED: &str = "RouteNotInstalled";
+    /// `capture.interface` names a device that does not exist (ours, not
+    /// routerd's list: the reconcile's word for a missing device, so the
+    /// follower and the kernel fault say the same thing).
+    pub const DEVICE_NOT_READY: &str = "DeviceNotReady";
 }
 
 /// What is known of the overlay peer's health.
@@ -91,6 +95,11 @@ pub struct CaptureInput<'a> {
     /// Whether this node holds the `activeWhen` virtual address (`None`:
     /// unknown, which never captures).
     pub holds_virtual_address: Option<bool>,
+    /// Why `capture.interface` cannot be used now (its device was observed
+    /// absent), when it cannot. Such a claim is never captured: an entry
+    /// on a device that does not exist is refused by the kernel, and on the
+    /// owning side the local route would have nowhere to go.
+    pub capture_device_missing: Option<String>,
 }
 
 /// The decision and its explanation.
@@ -159,6 +168,15 @@ pub fn capture_decision(input: &CaptureInput<'_>) -> CaptureDecision {
             ),
         );
     };
+    if let Some(why) = &input.capture_device_missing {
+        return CaptureDecision {
+            capturing_side: owner != local,
+            ..blocked(
+                reason::DEVICE_NOT_READY,
+                format!("{why}; {address} is not captured here until it exists"),
+            )
+        };
+    }
     if owner == local {
         return CaptureDecision {
             status: CaptureStatus::Standby,
@@ -282,6 +300,7 @@ mod tests {
             spec_error: None,
             peer_health: health,
             holds_virtual_address: None,
+            capture_device_missing: None,
         }
     }
 
@@ -350,6 +369,14 @@ mod tests {
         i.spec_error = Some("duplicate".into());
         assert_eq!(capture_decision(&i).reason, Some(reason::SPEC_INVALID));
         i.spec_error = None;
+        i.capture_device_missing = Some("capture.interface \"lan\" does not exist".into());
+        let d = capture_decision(&i);
+        assert_eq!(
+            (d.status, d.reason),
+            (CaptureStatus::Blocked, Some(reason::DEVICE_NOT_READY))
+        );
+        assert!(d.message.contains("does not exist"), "{}", d.message);
+        i.capture_device_missing = None;
         i.local_side = None;
         assert_eq!(capture_decision(&i).reason, Some(reason::SPEC_INVALID));
     }

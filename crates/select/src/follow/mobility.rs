@@ -59,6 +59,36 @@ fn peer_health(effective: &[Resource], hybrid: Option<&Hybrid<'_>>, peer: &str) 
     }
 }
 
+/// Why `capture.interface` cannot be used now: the link-like resource it
+/// names was observed without its device (`InterfaceNotFound`, published by
+/// the daemon from the kernel's links). A raw kernel name with no resource
+/// has no status; the reconcile keeps its entry back (`DeviceNotReady`)
+/// and the fault overlay reports it instead.
+fn capture_device_missing(
+    effective: &[Resource],
+    iface: &str,
+    current: &dyn StatusSource,
+) -> Option<String> {
+    let r = effective.iter().find(|r| {
+        matches!(
+            r.kind(),
+            Kind::Interface | Kind::TunnelInterface | Kind::PPPoESession | Kind::DSLiteTunnel
+        ) && r.name() == iface
+    })?;
+    let st = current.status(&r.id().to_string())?;
+    if st.get("reason").and_then(Value::as_str) != Some("InterfaceNotFound") {
+        return None;
+    }
+    let dev = st
+        .get("ifname")
+        .or_else(|| st.get("device"))
+        .and_then(Value::as_str)
+        .unwrap_or(iface);
+    Some(format!(
+        "spec.capture.interface \"{iface}\" (device \"{dev}\") does not exist"
+    ))
+}
+
 fn kernel_name(effective: &[Resource], iface: &str) -> String {
     effective
         .iter()
@@ -222,6 +252,7 @@ fn claim_status(
         // No VirtualAddress kind in this model yet: validation refuses
         // vrrp-master, and an unknown holder never captures.
         holds_virtual_address: None,
+        capture_device_missing: capture_device_missing(effective, &iface, current),
     });
     let mut st = Status::new();
     let s = |v: &Option<String>| json!(v.as_deref().map(str::trim).unwrap_or(""));
@@ -259,7 +290,8 @@ fn claim_status(
             forwarding.push(capture_device.clone());
             forwarding.push(route.device.clone());
         }
-        if l.side == Some(ClaimSide::Owning) && installed {
+        let device_missing = decision.reason == Some(reason::DEVICE_NOT_READY);
+        if l.side == Some(ClaimSide::Owning) && installed && !device_missing {
             // Traffic arrives over the overlay and leaves on the local
             // interface, and back. Over an L2 overlay (VXLAN) the capturing
             // side's gatewayless delivery route ARPs for the address on the
