@@ -167,14 +167,25 @@ fn arp_answers(client: &Ns, addr: &str) -> u32 {
         .unwrap_or(0)
 }
 
-#[test]
-#[ignore = "needs root: network namespaces"]
-fn claimed_address_is_reached_over_the_overlay_and_fenced_by_health() {
+/// The two sites: an on-prem client and router (`lan0` 192.168.10.1/24,
+/// the client 192.168.10.10 on `c0`), a VXLAN overlay (`vx0`,
+/// 10.255.0.0/30) to the cloud router, and the cloud host owning
+/// 192.168.10.50 behind it, with the cloud side configured by hand as its
+/// own routerd would (local /32 route, overlay answer, return route).
+struct Sites {
+    tag: u32,
+    client: Ns,
+    onprem: Ns,
+    cloud: Ns,
+    host: Ns,
+}
+
+fn sites(prefix: &str) -> Sites {
     let tag = std::process::id() % 100_000;
-    let client = Ns::new(format!("rdmc{tag}"));
-    let onprem = Ns::new(format!("rdmo{tag}"));
-    let cloud = Ns::new(format!("rdmk{tag}"));
-    let host = Ns::new(format!("rdmh{tag}"));
+    let client = Ns::new(format!("{prefix}c{tag}"));
+    let onprem = Ns::new(format!("{prefix}o{tag}"));
+    let cloud = Ns::new(format!("{prefix}k{tag}"));
+    let host = Ns::new(format!("{prefix}h{tag}"));
 
     // On-prem LAN: client 192.168.10.10 next to the router's lan0.
     onprem.ip(&["link", "add", "lan0", "type", "veth", "peer", "name", "c0"]);
@@ -238,16 +249,62 @@ fn claimed_address_is_reached_over_the_overlay_and_fenced_by_health() {
         "192.168.10.50",
     ]);
 
-    let tmp = std::env::temp_dir().join(format!("routerd-e2e-mobility-{tag}"));
+    Sites {
+        tag,
+        client,
+        onprem,
+        cloud,
+        host,
+    }
+}
+
+fn fwd(ns: &Ns, dev: &str) -> String {
+    ns.exec(&["cat", &format!("/proc/sys/net/ipv4/conf/{dev}/forwarding")])
+        .1
+        .trim()
+        .to_string()
+}
+
+fn proxies(ns: &Ns) -> String {
+    ns.exec(&["ip", "neigh", "show", "proxy"]).1
+}
+
+/// A daemon directory with `config`.
+fn workdir(name: &str, tag: u32, config: &str) -> PathBuf {
+    let tmp = std::env::temp_dir().join(format!("routerd-e2e-{name}-{tag}"));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).unwrap();
-    std::fs::write(tmp.join("config.yaml"), CONFIG).unwrap();
-    let fwd = |ns: &Ns, dev: &str| {
-        ns.exec(&["cat", &format!("/proc/sys/net/ipv4/conf/{dev}/forwarding")])
-            .1
-            .trim()
-            .to_string()
-    };
+    std::fs::write(tmp.join("config.yaml"), config).unwrap();
+    tmp
+}
+
+/// `GET /get?subject=<Kind/name>` on the daemon's socket: the resource's
+/// first item (spec, status, events).
+fn get(d: &Daemon, subject: &str) -> serde_json::Value {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let doc: serde_json::Value = rt
+        .block_on(
+            routerd_api::client::Client::new(d.dir.join("routerd.sock"))
+                .get::<serde_json::Value>(&format!("/get?subject={}", subject.replace('/', "%2F"))),
+        )
+        .unwrap_or_default();
+    doc["items"][0].clone()
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn claimed_address_is_reached_over_the_overlay_and_fenced_by_health() {
+    let Sites {
+        tag,
+        client,
+        onprem,
+        cloud,
+        host: _host,
+    } = sites("rdm");
+    let tmp = workdir("mobility", tag, CONFIG);
     assert_eq!(fwd(&onprem, "lan0"), "0");
 
     let daemon = Daemon::start(&onprem, &tmp);
@@ -301,6 +358,111 @@ fn claimed_address_is_reached_over_the_overlay_and_fenced_by_health() {
         arp_answers(&client, "192.168.10.50"),
         0,
         "answered while fenced"
+    );
+    drop(daemon);
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// [`CONFIG`] with the capture gated on a VirtualAddress that VRRP (an
+/// operator's keepalived, played here by `ip addr`) moves between two
+/// on-prem routers.
+fn vrrp_config() -> String {
+    CONFIG.replace(
+        "capture: {type: proxy-arp, interface: lan}",
+        "capture: {type: proxy-arp, interface: lan, activeWhen: {type: vrrp-master, virtualAddressRef: gw}}",
+    ) + "    - apiVersion: net.routerd.net/v1alpha1
+      kind: VirtualAddress
+      metadata: {name: gw}
+      spec: {family: ipv4, interface: lan, address: 192.168.10.254/32, mode: vrrp,
+             vrrp: {virtualRouterID: 10, priority: 150, peers: [192.168.10.2]}}
+"
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn vrrp_master_captures_only_while_this_router_holds_the_virtual_address() {
+    let Sites {
+        tag,
+        client,
+        onprem,
+        cloud: _cloud,
+        host: _host,
+    } = sites("rdv");
+    let tmp = workdir("mobility-vrrp", tag, &vrrp_config());
+    let daemon = Daemon::start(&onprem, &tmp);
+    let claim = || get(&daemon, "RemoteAddressClaim/web")["status"].clone();
+
+    // Backup: the overlay is healthy but the virtual address is elsewhere,
+    // so the claim waits on the VRRP condition alone and nothing answers.
+    let gated = wait_until(
+        || {
+            claim()["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("does not hold VirtualAddress \"gw\""))
+        },
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+    );
+    assert!(
+        gated.is_ok(),
+        "claim never gated on the VRRP condition: {}\nlog:\n{}",
+        claim(),
+        daemon.log()
+    );
+    assert_eq!(claim()["captureStatus"], "Standby");
+    assert_eq!(
+        get(&daemon, "VirtualAddress/gw")["status"]["phase"],
+        "NotHeld"
+    );
+    assert!(!proxies(&onprem).contains("192.168.10.50"));
+    assert_eq!(arp_answers(&client, "192.168.10.50"), 0, "backup answered");
+
+    // This router becomes master (keepalived adds the address): capture
+    // starts. The overlay gate may still be in its start-up hysteresis,
+    // hence the generous limit; the message says which condition waits.
+    onprem.ip(&["addr", "add", "192.168.10.254/32", "dev", "lan0"]);
+    let started = wait_until(
+        || proxies(&onprem).contains("192.168.10.50"),
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+    );
+    assert!(
+        started.is_ok(),
+        "capture did not start as master: {}\nlog:\n{}",
+        claim(),
+        daemon.log()
+    );
+    assert_eq!(
+        get(&daemon, "VirtualAddress/gw")["status"]["device"],
+        "lan0"
+    );
+    assert_eq!(claim()["captureStatus"], "Captured");
+    assert!(
+        arp_answers(&client, "192.168.10.50") > 0,
+        "master did not answer"
+    );
+
+    // It loses mastership (the address leaves): capture stops in the
+    // evaluation that sees the address go.
+    onprem.ip(&["addr", "del", "192.168.10.254/32", "dev", "lan0"]);
+    let stopped = wait_until(
+        || !proxies(&onprem).contains("192.168.10.50"),
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+    );
+    let Ok(took) = stopped else {
+        panic!(
+            "capture did not stop when the address left: {}\nlog:\n{}",
+            claim(),
+            daemon.log()
+        );
+    };
+    eprintln!("capture stopped {took:?} after the virtual address left");
+    assert_eq!(claim()["captureStatus"], "Standby");
+    assert_eq!(
+        arp_answers(&client, "192.168.10.50"),
+        0,
+        "answered as backup"
     );
     drop(daemon);
     let _ = std::fs::remove_dir_all(&tmp);

@@ -289,3 +289,51 @@ spec:
     );
     assert_eq!(doc.status[DOMAIN]["reason"], "ClaimDegraded");
 }
+
+#[test]
+fn vrrp_master_captures_only_while_this_host_holds_the_virtual_address() {
+    let cfg = ONPREM.replace(
+        "capture: {type: proxy-arp, interface: lan}",
+        "capture: {type: proxy-arp, interface: lan, activeWhen: {type: vrrp-master, virtualAddressRef: gw}}",
+    ) + "---
+apiVersion: net.routerd.net/v1alpha1
+kind: VirtualAddress
+metadata: {name: gw}
+spec: {family: ipv4, interface: lan, address: 192.168.10.254/32, mode: vrrp, vrrp: {virtualRouterID: 10, priority: 150}}
+";
+    let va = |held: bool| {
+        let mut snap = routerd_model::StateSnapshot::new();
+        snap.insert(
+            "net.routerd.net/v1alpha1/VirtualAddress/gw".into(),
+            serde_json::from_value(serde_json::json!({
+                "phase": if held { "Held" } else { "NotHeld" },
+                "held": held,
+            }))
+            .unwrap(),
+        );
+        snap
+    };
+    let master = plan_with(&cfg, "Healthy", va(true));
+    assert_eq!(master.status[CLAIM]["captureStatus"], "Captured");
+    assert_eq!(master.dataplane.neigh_proxies.len(), 1);
+
+    let backup = plan_with(&cfg, "Healthy", va(false));
+    let st = &backup.status[CLAIM];
+    assert_eq!(st["phase"], "Gated", "{st:?}");
+    assert_eq!(st["reason"], "CaptureGateInactive");
+    assert_eq!(st["captureStatus"], "Standby");
+    assert!(
+        st["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not hold VirtualAddress \"gw\""),
+        "{st:?}"
+    );
+    assert!(backup.dataplane.neigh_proxies.is_empty());
+    assert!(backup.dataplane.forwarding.is_empty());
+
+    // No observation yet (offline plan without state): never captured.
+    let unknown = plan(&cfg, "Healthy");
+    assert_eq!(unknown.status[CLAIM]["captureStatus"], "Standby");
+    assert!(unknown.dataplane.neigh_proxies.is_empty());
+}

@@ -18,7 +18,10 @@
 //! [`crate::follow::hybrid`]); a peer no check vouches for never captures,
 //! so two sites never both answer for one address because a broken
 //! overlay went unnoticed. `activeWhen: vrrp-master` additionally needs
-//! this node to hold the virtual address.
+//! this node to hold the virtual address: its address is assigned on this
+//! host (the daemon reads the kernel's addresses; whoever runs VRRP, such
+//! as an operator's keepalived, moves it), so of two routers on one LAN
+//! only the master answers ARP for the claim.
 
 use std::net::Ipv4Addr;
 
@@ -257,8 +260,12 @@ pub fn capture_decision(input: &CaptureInput<'_>) -> CaptureDecision {
             .as_ref()
             .and_then(|a| a.virtual_address_ref.as_deref())
             .unwrap_or("");
+        let held = match input.holds_virtual_address {
+            Some(false) => "this node does not hold",
+            _ => "it is not known (no observation yet) whether this node holds",
+        };
         return gate_closed(format!(
-            "activeWhen vrrp-master: this node does not hold VirtualAddress \"{va}\"; {address} is not captured"
+            "activeWhen vrrp-master: {held} VirtualAddress \"{va}\" (its address is not assigned here); {address} is not captured so the VRRP master alone answers"
         ));
     }
     d.message = format!(
@@ -348,6 +355,18 @@ mod tests {
         );
         i.holds_virtual_address = Some(true);
         assert_eq!(capture_decision(&i).status, CaptureStatus::Captured);
+        // The address left (the other router became master): capture stops.
+        i.holds_virtual_address = Some(false);
+        let d = capture_decision(&i);
+        assert_eq!(
+            (d.status, d.reason),
+            (CaptureStatus::Standby, Some(reason::CAPTURE_GATE_INACTIVE))
+        );
+        assert!(
+            d.message.contains("does not hold VirtualAddress \"vip\""),
+            "{}",
+            d.message
+        );
     }
 
     #[test]

@@ -89,6 +89,24 @@ fn capture_device_missing(
     ))
 }
 
+/// Whether this host holds the `activeWhen` VirtualAddress: its status
+/// (published by the daemon from the kernel's addresses, whoever runs VRRP)
+/// says `held`. No status yet is unknown, which never captures.
+fn holds_virtual_address(
+    capture: &routerd_model::spec::ClaimCapture,
+    current: &dyn StatusSource,
+) -> Option<bool> {
+    let name = capture
+        .active_when
+        .as_ref()?
+        .virtual_address_ref
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())?;
+    let id = routerd_model::ResourceId::of(Kind::VirtualAddress, name).to_string();
+    current.status(&id)?.get("held").and_then(Value::as_bool)
+}
+
 fn kernel_name(effective: &[Resource], iface: &str) -> String {
     effective
         .iter()
@@ -249,9 +267,7 @@ fn claim_status(
         local_side: l.local_side.as_deref(),
         spec_error: l.problem.clone(),
         peer_health: peer_health(effective, hybrid, &l.peer),
-        // No VirtualAddress kind in this model yet: validation refuses
-        // vrrp-master, and an unknown holder never captures.
-        holds_virtual_address: None,
+        holds_virtual_address: holds_virtual_address(&capture, current),
         capture_device_missing: capture_device_missing(effective, &iface, current),
     });
     let mut st = Status::new();
