@@ -677,20 +677,26 @@ fn owner_flip_moves_capture_and_traffic_follows() {
     write_exec(&plugin, FLIP_PLUGIN);
     write_exec(&tmp.join("echo"), ECHO);
     write_exec(&tmp.join("probe"), PROBE);
-    let owner_file = tmp.join("owner");
-    std::fs::write(&owner_file, "onprem\n").unwrap();
+    // One inventory view per router, so the order they learn of the move
+    // can be forced (`ROUTERD_E2E_OWNER_LAG_MS`: the cloud, the new owner,
+    // learns that much later than the on-prem router, the new capturer).
     let (op_dir, cl_dir) = (tmp.join("onprem"), tmp.join("cloud"));
     for (dir, role, lan, target) in [
         (&op_dir, "onprem", "lan0", "10.255.0.2"),
         (&cl_dir, "cloud", "clan0", "10.255.0.1"),
     ] {
         std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("owner"), "onprem\n").unwrap();
         std::fs::write(
             dir.join("config.yaml"),
-            flip_config(role, lan, target, &plugin, &owner_file),
+            flip_config(role, lan, target, &plugin, &dir.join("owner")),
         )
         .unwrap();
     }
+    let lag = std::env::var("ROUTERD_E2E_OWNER_LAG_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis);
     // The kernel answers a proxied ARP request after a random delay of up
     // to `proxy_delay` (0.8 s by default; routerd leaves it alone): part of
     // the loss window. `ROUTERD_E2E_PROXY_DELAY=0` measures without it.
@@ -771,8 +777,15 @@ fn owner_flip_moves_capture_and_traffic_follows() {
         "src",
         "192.168.10.50",
     ]);
-    std::fs::write(tmp.join("owner.new"), "cloud\n").unwrap();
-    std::fs::rename(tmp.join("owner.new"), &owner_file).unwrap();
+    let tell = |dir: &Path| {
+        std::fs::write(dir.join("owner.new"), "cloud\n").unwrap();
+        std::fs::rename(dir.join("owner.new"), dir.join("owner")).unwrap();
+    };
+    tell(&op_dir);
+    if let Some(lag) = lag {
+        std::thread::sleep(lag);
+    }
+    tell(&cl_dir);
     let out = prober.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
 

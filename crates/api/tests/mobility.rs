@@ -152,10 +152,13 @@ fn owning_side_routes_the_address_locally_and_never_captures() {
     let st = &doc.status[CLAIM];
     assert_eq!(st["captureStatus"], "Standby");
     assert_eq!(st["phase"], "Ready");
-    // Never on its LAN; only on the overlay, for an L2 overlay's ARP.
+    // Never on its LAN; only on the overlay, for an L2 overlay's ARP, and
+    // announced there so a capturer that flipped first learns it at once.
     assert_eq!(
         doc.dataplane.neigh_proxies,
-        vec![serde_json::json!({"device": "vx0", "address": "192.168.10.50", "owner": CLAIM})]
+        vec![
+            serde_json::json!({"device": "vx0", "address": "192.168.10.50", "announce": true, "owner": CLAIM})
+        ]
     );
     let fwd: Vec<&str> = doc
         .dataplane
