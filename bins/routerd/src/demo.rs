@@ -24,9 +24,11 @@ pub(crate) struct Args {
     /// The scenario: `failover` (the default: two uplinks, a failover and a
     /// failback), `egress-router` (redirects with health-checked
     /// destinations), `gateway` (EgressGateway on keepalived and
-    /// conntrackd) or `cloudedge` (a HybridRoute over a vxlan overlay, its
-    /// health check and a plugin part).
-    #[arg(value_parser = ["failover", "egress-router", "gateway", "cloudedge"])]
+    /// conntrackd), `cloudedge` (a HybridRoute over a vxlan overlay, its
+    /// health check and a plugin part) or `mobility` (a claimed /32
+    /// captured on-prem for a VM in the cloud, fenced by the overlay's
+    /// health, then moved with the VM).
+    #[arg(value_parser = ["failover", "egress-router", "gateway", "cloudedge", "mobility"])]
     scenario: Option<String>,
     /// Keep the daemon's log on standard error.
     #[arg(long)]
@@ -55,6 +57,9 @@ pub(crate) fn run(args: Args) -> Result<i32> {
     }
     if args.scenario.as_deref() == Some("cloudedge") {
         return crate::demo_cloudedge::run(args.verbose);
+    }
+    if args.scenario.as_deref() == Some("mobility") {
+        return crate::demo_mobility::run_demo(args.verbose);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -6,6 +6,7 @@ mod demo;
 mod demo_cloudedge;
 mod demo_egress;
 mod demo_gateway;
+mod demo_mobility;
 mod gwlab;
 mod memory;
 mod serve;
@@ -32,7 +33,8 @@ enum Command {
     /// Build a namespace lab, run the daemon in it and show a failover, or
     /// (`demo egress-router`) an egress router's redirects, (`demo gateway`)
     /// an egress gateway group's failover, (`demo cloudedge`) the CloudEdge
-    /// L3 overlay (root).
+    /// L3 overlay, (`demo mobility`) a claimed address captured, fenced and
+    /// moved (root).
     Demo(demo::Args),
     /// Write man pages (routerd.1 and one per subcommand) into DIR.
     Man(ManArgs),

@@ -84,3 +84,29 @@ fn cloudedge_demo_runs_as_described_and_cleans_up() {
         "namespaces left behind"
     );
 }
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn mobility_demo_runs_as_described_and_cleans_up() {
+    let out = Command::new(env!("CARGO_BIN_EXE_routerd"))
+        .args(["demo", "mobility"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "demo failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(
+        stdout.contains("mobility: reach, fence and move as described"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("gets 0 answers"), "{stdout}");
+    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&ns.stdout).contains("rdmob"),
+        "namespaces left behind"
+    );
+}

@@ -54,6 +54,11 @@ fn now() -> DateTime<Utc> {
 }
 
 fn plan(config: &str, health: &str) -> PlanDocument {
+    plan_with(config, health, routerd_model::StateSnapshot::new())
+}
+
+/// [`plan`] with more observed statuses (links, virtual addresses).
+fn plan_with(config: &str, health: &str, mut snap: routerd_model::StateSnapshot) -> PlanDocument {
     let (loaded, diags) = load_and_validate(&[("router.yaml", config)]);
     assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
     let mut st = routerd_model::Status::new();
@@ -62,7 +67,6 @@ fn plan(config: &str, health: &str) -> PlanDocument {
         "lastCheckedAt".into(),
         serde_json::json!("2026-05-29T11:59:58Z"),
     );
-    let mut snap = routerd_model::StateSnapshot::new();
     snap.insert("net.routerd.net/v1alpha1/HealthCheck/overlay-hc".into(), st);
     build_plan(&PlanInputs {
         startup: loaded.resources,
@@ -148,10 +152,13 @@ fn owning_side_routes_the_address_locally_and_never_captures() {
     let st = &doc.status[CLAIM];
     assert_eq!(st["captureStatus"], "Standby");
     assert_eq!(st["phase"], "Ready");
-    // Never on its LAN; only on the overlay, for an L2 overlay's ARP.
+    // Never on its LAN; only on the overlay, for an L2 overlay's ARP, and
+    // announced there so a capturer that flipped first learns it at once.
     assert_eq!(
         doc.dataplane.neigh_proxies,
-        vec![serde_json::json!({"device": "vx0", "address": "192.168.10.50", "owner": CLAIM})]
+        vec![
+            serde_json::json!({"device": "vx0", "address": "192.168.10.50", "announce": true, "owner": CLAIM})
+        ]
     );
     let fwd: Vec<&str> = doc
         .dataplane
@@ -219,4 +226,117 @@ spec:
             .contains("also claimed by RemoteAddressClaim/web.1")
     );
     assert_eq!(doc.dataplane.neigh_proxies.len(), 1);
+}
+
+/// A status the daemon publishes for an Interface from the kernel's links.
+fn link(ifname: &str, present: bool) -> routerd_model::Status {
+    let v = if present {
+        serde_json::json!({"ifname": ifname, "phase": "Up"})
+    } else {
+        serde_json::json!({"ifname": ifname, "phase": "Down", "reason": "InterfaceNotFound"})
+    };
+    serde_json::from_value(v).unwrap()
+}
+
+#[test]
+fn a_claim_on_a_missing_interface_is_reported_alone_and_never_captured() {
+    let cfg = ONPREM.to_string()
+        + "---
+apiVersion: net.routerd.net/v1alpha1
+kind: Interface
+metadata: {name: lan2}
+spec: {ifname: eth9}
+---
+apiVersion: hybrid.routerd.net/v1alpha1
+kind: RemoteAddressClaim
+metadata: {name: web.2}
+spec:
+  domainRef: lan
+  address: 192.168.10.51/32
+  ownerSide: cloud
+  capture: {type: proxy-arp, interface: lan2}
+  delivery: {peerRef: cloud, mode: route}
+";
+    let mut snap = routerd_model::StateSnapshot::new();
+    snap.insert(
+        "net.routerd.net/v1alpha1/Interface/lan".into(),
+        link("eth1", true),
+    );
+    snap.insert(
+        "net.routerd.net/v1alpha1/Interface/lan2".into(),
+        link("eth9", false),
+    );
+    let doc = plan_with(&cfg, "Healthy", snap);
+    let bad = &doc.status["hybrid.routerd.net/v1alpha1/RemoteAddressClaim/web.2"];
+    assert_eq!(bad["phase"], "Degraded", "{bad:?}");
+    assert_eq!(bad["reason"], "DeviceNotReady");
+    assert_eq!(bad["captureStatus"], "Blocked");
+    let msg = bad["message"].as_str().unwrap();
+    assert!(
+        msg.contains("spec.capture.interface \"lan2\" (device \"eth9\") does not exist"),
+        "{msg}"
+    );
+    assert!(bad.get("captureDevice").is_none());
+    assert!(
+        doc.events.iter().any(|e| {
+            let e = serde_json::to_value(e).unwrap();
+            e["type"] == "routerd.mobility.claim.phase" && e["resource"]["name"] == "web.2"
+        }),
+        "the refusal is an event"
+    );
+    // The other claim is carried as before, and only it.
+    assert_eq!(doc.status[CLAIM]["captureStatus"], "Captured");
+    assert_eq!(
+        doc.dataplane.neigh_proxies,
+        vec![serde_json::json!({"device": "eth1", "address": "192.168.10.50", "owner": CLAIM})]
+    );
+    assert_eq!(doc.status[DOMAIN]["reason"], "ClaimDegraded");
+}
+
+#[test]
+fn vrrp_master_captures_only_while_this_host_holds_the_virtual_address() {
+    let cfg = ONPREM.replace(
+        "capture: {type: proxy-arp, interface: lan}",
+        "capture: {type: proxy-arp, interface: lan, activeWhen: {type: vrrp-master, virtualAddressRef: gw}}",
+    ) + "---
+apiVersion: net.routerd.net/v1alpha1
+kind: VirtualAddress
+metadata: {name: gw}
+spec: {family: ipv4, interface: lan, address: 192.168.10.254/32, mode: vrrp, vrrp: {virtualRouterID: 10, priority: 150}}
+";
+    let va = |held: bool| {
+        let mut snap = routerd_model::StateSnapshot::new();
+        snap.insert(
+            "net.routerd.net/v1alpha1/VirtualAddress/gw".into(),
+            serde_json::from_value(serde_json::json!({
+                "phase": if held { "Held" } else { "NotHeld" },
+                "held": held,
+            }))
+            .unwrap(),
+        );
+        snap
+    };
+    let master = plan_with(&cfg, "Healthy", va(true));
+    assert_eq!(master.status[CLAIM]["captureStatus"], "Captured");
+    assert_eq!(master.dataplane.neigh_proxies.len(), 1);
+
+    let backup = plan_with(&cfg, "Healthy", va(false));
+    let st = &backup.status[CLAIM];
+    assert_eq!(st["phase"], "Gated", "{st:?}");
+    assert_eq!(st["reason"], "CaptureGateInactive");
+    assert_eq!(st["captureStatus"], "Standby");
+    assert!(
+        st["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not hold VirtualAddress \"gw\""),
+        "{st:?}"
+    );
+    assert!(backup.dataplane.neigh_proxies.is_empty());
+    assert!(backup.dataplane.forwarding.is_empty());
+
+    // No observation yet (offline plan without state): never captured.
+    let unknown = plan(&cfg, "Healthy");
+    assert_eq!(unknown.status[CLAIM]["captureStatus"], "Standby");
+    assert!(unknown.dataplane.neigh_proxies.is_empty());
 }

@@ -401,10 +401,68 @@ fn link_status(ifname: &str, info: Option<&LinkInfo>) -> Status {
     st
 }
 
-/// Statuses of every link-like resource in `resources`.
+/// A VirtualAddress as the kernel shows it: `Held` while its address is
+/// assigned to a device of this host (whoever put it there: routerd runs no
+/// VRRP, an operator's keepalived does), `NotHeld` otherwise. A
+/// RemoteAddressClaim with `activeWhen: vrrp-master` captures only while
+/// its VirtualAddress is held; the link watcher sees the address come and
+/// go, so capture follows within one evaluation.
+fn virtual_address_status(
+    spec: &routerd_model::spec::VirtualAddressSpec,
+    links: &BTreeMap<String, LinkInfo>,
+) -> Status {
+    let mut st = Status::new();
+    let Some(host) = spec.host() else {
+        st.insert("phase".into(), json!("Unknown"));
+        st.insert("reason".into(), json!("AddressUnknown"));
+        st.insert(
+            "message".into(),
+            json!("spec.address is not a literal address; routerd cannot tell whether this host holds it"),
+        );
+        return st;
+    };
+    st.insert("address".into(), json!(host.to_string()));
+    let device = links.iter().find_map(|(name, l)| {
+        l.addresses
+            .iter()
+            .any(|a| a.split('/').next().and_then(|h| h.parse().ok()) == Some(host))
+            .then_some(name)
+    });
+    match device {
+        Some(dev) => {
+            st.insert("phase".into(), json!("Held"));
+            st.insert("held".into(), json!(true));
+            st.insert("device".into(), json!(dev));
+            st.insert(
+                "message".into(),
+                json!(format!(
+                    "{host} is assigned on {dev}: this host holds the virtual address"
+                )),
+            );
+        }
+        None => {
+            st.insert("phase".into(), json!("NotHeld"));
+            st.insert("held".into(), json!(false));
+            st.insert(
+                "message".into(),
+                json!(format!(
+                    "{host} is not assigned on this host (another router holds it, or none does)"
+                )),
+            );
+        }
+    }
+    st
+}
+
+/// Statuses of every link-like resource in `resources`, and of every
+/// VirtualAddress (whether this host holds it).
 pub fn statuses(resources: &[Resource], links: &BTreeMap<String, LinkInfo>) -> StateSnapshot {
     let mut out = StateSnapshot::new();
     for r in resources {
+        if let Some(va) = r.as_virtual_address() {
+            out.insert(r.id().to_string(), virtual_address_status(va, links));
+            continue;
+        }
         let (ifname, extra): (String, Option<(&str, String)>) = match r.kind() {
             Kind::Interface => match r.as_interface() {
                 Some(s) => (s.ifname.clone(), None),
@@ -566,5 +624,36 @@ mod tests {
             ),
             (Some("Down"), Some("dsl0"), Some("NoCarrier"))
         );
+    }
+
+    #[test]
+    fn a_virtual_address_is_held_while_its_address_is_on_a_device() {
+        let cfg = "apiVersion: net.routerd.net/v1alpha1\nkind: VirtualAddress\nmetadata: {name: vip}\nspec: {family: ipv4, interface: lan, address: 192.0.2.254/32, mode: vrrp, vrrp: {virtualRouterID: 7}}\n";
+        let (l, d) = routerd_model::load_and_validate(&[("c", cfg)]);
+        assert!(d.iter().all(|d| !d.is_error()), "{d:?}");
+        let id = "net.routerd.net/v1alpha1/VirtualAddress/vip";
+        let mut links = BTreeMap::new();
+        links.insert(
+            "eth1".to_string(),
+            LinkInfo {
+                index: 2,
+                up: true,
+                carrier: true,
+                addresses: vec!["192.0.2.1/24".into()],
+                ..Default::default()
+            },
+        );
+        let st = &statuses(&l.resources, &links)[id];
+        assert_eq!(st["phase"], "NotHeld");
+        assert_eq!(st["held"], false);
+        // keepalived adds the address as a /32 on the LAN device.
+        if let Some(l) = links.get_mut("eth1") {
+            l.addresses.push("192.0.2.254/32".into());
+        }
+        let st = &statuses(&l.resources, &links)[id];
+        assert_eq!(st["phase"], "Held");
+        assert_eq!(st["held"], true);
+        assert_eq!(st["device"], "eth1");
+        assert_eq!(st["address"], "192.0.2.254");
     }
 }

@@ -697,3 +697,98 @@ async fn a_full_state_dir_is_reported_not_hidden() {
     let _ = stop_tx.send(());
     task.await.unwrap();
 }
+
+/// Two claims; `web.2` captures on a raw kernel name that does not exist.
+const CLAIMS: &str = r#"
+apiVersion: routerd.net/v1alpha1
+kind: Router
+metadata: {name: onprem}
+spec:
+  resources:
+    - apiVersion: net.routerd.net/v1alpha1
+      kind: Interface
+      metadata: {name: lan}
+      spec: {ifname: lan0}
+    - apiVersion: net.routerd.net/v1alpha1
+      kind: HealthCheck
+      metadata: {name: overlay-hc}
+      spec: {target: 10.255.0.2, interval: 5s}
+    - apiVersion: hybrid.routerd.net/v1alpha1
+      kind: OverlayPeer
+      metadata: {name: cloud}
+      spec: {role: onprem, nodeID: op1, underlay: {type: route, interface: vx0}}
+    - apiVersion: hybrid.routerd.net/v1alpha1
+      kind: HybridRoute
+      metadata: {name: cloud-net}
+      spec: {peerRef: cloud, healthCheckRef: overlay-hc, destinationCIDRs: [10.20.0.0/16]}
+    - apiVersion: hybrid.routerd.net/v1alpha1
+      kind: AddressMobilityDomain
+      metadata: {name: lan}
+      spec: {prefix: 192.168.10.0/24, mode: selective-address, peerRef: cloud}
+    - apiVersion: hybrid.routerd.net/v1alpha1
+      kind: RemoteAddressClaim
+      metadata: {name: web.1}
+      spec:
+        domainRef: lan
+        address: 192.168.10.50/32
+        ownerSide: cloud
+        capture: {type: proxy-arp, interface: lan}
+        delivery: {peerRef: cloud, mode: route}
+    - apiVersion: hybrid.routerd.net/v1alpha1
+      kind: RemoteAddressClaim
+      metadata: {name: web.2}
+      spec:
+        domainRef: lan
+        address: 192.168.10.51/32
+        ownerSide: cloud
+        capture: {type: proxy-arp, interface: nosuch0}
+        delivery: {peerRef: cloud, mode: route}
+"#;
+
+#[test]
+fn a_claim_on_a_missing_device_is_reported_alone_and_the_other_is_captured() {
+    use routerd_engine::core::Core;
+    let store = Store::in_memory();
+    let mut core = Core::new(daemon::load_config("c", CLAIMS).unwrap());
+    let now = Utc.with_ymd_and_hms(2026, 11, 21, 9, 0, 0).unwrap();
+    let mut hc = routerd_model::Status::new();
+    hc.insert("phase".into(), serde_json::json!("Healthy"));
+    hc.insert(
+        "lastCheckedAt".into(),
+        serde_json::json!((now - chrono::Duration::seconds(1)).to_rfc3339()),
+    );
+    core.observe_one("net.routerd.net/v1alpha1/HealthCheck/overlay-hc".into(), hc);
+    let mut dp = MemDataplane::new();
+    dp.links = Some(["lo", "lan0", "vx0"].map(String::from).into());
+    let r = core.step(&mut dp, &store, now).unwrap();
+    assert!(r.dataplane_error.is_none(), "{:?}", r.dataplane_error);
+    let bad = "hybrid.routerd.net/v1alpha1/RemoteAddressClaim/web.2";
+    let good = "hybrid.routerd.net/v1alpha1/RemoteAddressClaim/web.1";
+    // Only the good claim's entry is in the kernel.
+    let entries: Vec<String> = dp
+        .neigh_proxies
+        .iter()
+        .map(|p| format!("{} dev {}", p.address, p.device))
+        .collect();
+    assert_eq!(entries, ["192.168.10.50 dev lan0"]);
+    let snap = store.status_snapshot().unwrap();
+    assert_eq!(snap[good]["captureStatus"], "Captured", "{:?}", snap[good]);
+    assert_eq!(snap[bad]["phase"], "Degraded", "{:?}", snap[bad]);
+    assert_eq!(snap[bad]["reason"], "DeviceNotReady");
+    assert_eq!(snap[bad]["captureStatus"], "Blocked");
+    assert!(
+        snap[bad]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"nosuch0\" does not exist"),
+        "{:?}",
+        snap[bad]
+    );
+    let failed: Vec<_> = r
+        .events
+        .iter()
+        .filter(|e| e.type_ == "routerd.dataplane.owner.failed")
+        .map(|e| e.resource.name.clone())
+        .collect();
+    assert_eq!(failed, ["web.2"]);
+}

@@ -90,6 +90,7 @@ kinds! {
     EgressGateway => NET_API, ["activeNodeName", "readyNodes", "vrrpState", "conditions", "virtualIP", "internalIP", "lastFailoverAt", "lastFailoverCause"];
     EgressGatewayPolicy => NET_API, ["conditions", "activeNodeName", "nextHop"];
     RemoteAddressClaim => HYBRID_API, ["domainRef", "address", "ownerSide", "captureType", "peerRef", "deliveryMode", "deliveryRouteName", "deliveryDevice", "deliveryMetric", "captureInterface", "captureStatus"];
+    VirtualAddress => NET_API, ["address", "held", "device"];
 }
 
 impl Kind {

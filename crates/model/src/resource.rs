@@ -109,6 +109,7 @@ specs! {
     ClientGroup(ClientGroupSpec),
     EgressGateway(EgressGatewaySpec),
     EgressGatewayPolicy(EgressGatewayPolicySpec),
+    VirtualAddress(VirtualAddressSpec),
 }
 
 /// One typed resource.
@@ -716,6 +717,7 @@ accessors! {
     as_client_group => ClientGroup(ClientGroupSpec),
     as_egress_gateway => EgressGateway(EgressGatewaySpec),
     as_egress_gateway_policy => EgressGatewayPolicy(EgressGatewayPolicySpec),
+    as_virtual_address => VirtualAddress(VirtualAddressSpec),
 }
 
 impl Resource {

@@ -807,6 +807,64 @@ fn address_claim_active_when_rules() {
 }
 
 #[test]
+fn address_claim_vrrp_master_names_an_existing_virtual_address() {
+    let aw = "capture: {type: proxy-arp, interface: eth1, activeWhen: {type: vrrp-master, virtualAddressRef: vip}}";
+    let text = format!(
+        "{}---\n{}",
+        doc(
+            "VirtualAddress",
+            "vip",
+            "family: ipv4\ninterface: lan\naddress: 10.50.0.254/32\nmode: vrrp\nvrrp: {virtualRouterID: 7, priority: 150, peers: [10.50.0.2], preempt: true, authentication: change-me}",
+        ),
+        doc(
+            "RemoteAddressClaim",
+            "t",
+            &claim("capture: {type: proxy-arp, interface: eth1}", aw)
+        )
+    );
+    let ds = with_base(&text);
+    assert!(errors(&ds).is_empty(), "{:?}", errors(&ds));
+}
+
+#[test]
+fn virtual_address_rules() {
+    expect_valid(
+        "VirtualAddress",
+        "family: ipv6\ninterface: lan\naddress: fd00::10/128\nmode: vrrp\nvrrp: {virtualRouterID: 71, priority: 150, peers: [fd00::3]}\ntrack: [{resource: BGPRouter/lan, unhealthyPenalty: 40}]",
+    );
+    expect_error(
+        "VirtualAddress",
+        "family: ipv4",
+        "spec.address",
+        "spec.address is required",
+    );
+    expect_error(
+        "VirtualAddress",
+        "address: 10.0.0.300",
+        "spec.address",
+        "spec.address must be an IP address",
+    );
+    expect_error(
+        "VirtualAddress",
+        "family: ipv4\naddress: fd00::1",
+        "spec.address",
+        "spec.address must be an IPv4 address when family is ipv4",
+    );
+    expect_error(
+        "VirtualAddress",
+        "family: ip\naddress: 10.0.0.1",
+        "spec.family",
+        "spec.family must be ipv4 or ipv6",
+    );
+    expect_error(
+        "VirtualAddress",
+        "mode: carp\naddress: 10.0.0.1",
+        "spec.mode",
+        "spec.mode must be static or vrrp",
+    );
+}
+
+#[test]
 fn address_claim_delivery_rules() {
     let d = "delivery: {mode: route, peerRef: peer}";
     expect_error(

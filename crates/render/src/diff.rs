@@ -26,7 +26,9 @@
 //! 4. addresses added (a route may use one as `src` or need its subnet),
 //!    then links brought up or re-announced (gratuitous ARP) and their
 //!    MTU set;
-//! 5. routes added or replaced (a rule must never point at an empty table);
+//! 5. routes added or replaced (a rule must never point at an empty table),
+//!    then the capture of an address this node now owns stops (owner flip:
+//!    its local route on the capture device went in just before);
 //! 6. nft tables replaced (each atomically), or only their set elements
 //!    updated in place when nothing else differs;
 //! 7. rules added;
@@ -265,14 +267,35 @@ pub fn diff_with(
         })
         .collect();
     let capture = crate::capture::diff_capture(desired, observed, ledger);
+    // An owner flip: this node now owns an address it captured, and its
+    // local /32 route on the capture device goes in in this plan. The route
+    // goes first and the capture stops after it (the order: the new
+    // owner's local route, then the old capturer stops), so a packet that
+    // still reaches this router is delivered locally, never sent back out.
+    // Fencing keeps its order: a closed gate removes capture without adding
+    // a local route for the address, so that stop stays first.
+    let (handovers, stops): (Vec<Op>, Vec<Op>) =
+        capture.stops.into_iter().partition(|op| match op {
+            Op::DeleteNeighProxy { proxy } => upserts.iter().any(|u| {
+                let route = match u {
+                    Op::AddRoute { route } => route,
+                    Op::ReplaceRoute { new, .. } => new,
+                    _ => return false,
+                };
+                route.destination == ipnet::IpNet::from(ipnet::Ipv4Net::from(proxy.address))
+                    && route.device.as_deref() == Some(proxy.device.as_str())
+            }),
+            _ => false,
+        });
     plan.ops.extend(closes);
-    plan.ops.extend(capture.stops);
+    plan.ops.extend(stops);
     plan.ops.extend(links.recreate_deletes);
     plan.ops.extend(links.adds);
     plan.ops.extend(address_adds);
     plan.ops.extend(links.sets);
     plan.ops.extend(announces);
     plan.ops.extend(upserts);
+    plan.ops.extend(handovers);
     plan.ops.extend(nft_replaces);
     plan.ops.extend(rule_adds);
     plan.ops.extend(capture.forwarding_on);

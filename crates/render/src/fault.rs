@@ -59,6 +59,13 @@ pub fn overlay(status: &Status, fault: &Fault) -> Status {
     if let (Some(c), Some(i)) = (status.get("conditions"), intended.as_object_mut()) {
         i.insert("conditions".into(), c.clone());
     }
+    // A claim whose neighbour proxy entry was kept back or refused is not
+    // captured, whatever the follower intended: say so where readers (and
+    // `routerctl explain claim`) look.
+    if let (Some(c), Some(i)) = (status.get("captureStatus"), intended.as_object_mut()) {
+        i.insert("captureStatus".into(), c.clone());
+        out.insert("captureStatus".into(), json!("Blocked"));
+    }
     if let Some(Value::Array(conditions)) = out.get_mut("conditions") {
         for c in conditions.iter_mut() {
             // Degraded True, and never Available while the kernel does
@@ -112,7 +119,7 @@ pub fn strip(mut status: Status) -> Status {
         return status;
     };
     if let Some(Value::Object(intended)) = dp.get("intended") {
-        for key in ["phase", "reason", "message", "conditions"] {
+        for key in ["phase", "reason", "message", "conditions", "captureStatus"] {
             match intended.get(key) {
                 Some(v) if !v.is_null() => {
                     status.insert(key.into(), v.clone());
@@ -167,6 +174,27 @@ mod tests {
         };
         let out = overlay(&st, &fault);
         assert!(out.get("conditions").is_none());
+        assert_eq!(strip(out), st);
+    }
+
+    #[test]
+    fn a_claim_whose_capture_device_is_missing_is_reported_not_captured() {
+        let st: Status = serde_json::from_value(json!({
+            "phase": "Ready",
+            "captureStatus": "Captured",
+            "captureDevice": "nosuch0",
+        }))
+        .unwrap();
+        let fault = Fault {
+            owner: "hybrid.routerd.net/v1alpha1/RemoteAddressClaim/web".into(),
+            reason: "DeviceNotReady".into(),
+            message: "device \"nosuch0\" does not exist; capture waits for it".into(),
+        };
+        let out = overlay(&st, &fault);
+        assert_eq!(out["phase"], "Degraded");
+        assert_eq!(out["reason"], "DeviceNotReady");
+        assert_eq!(out["captureStatus"], "Blocked");
+        assert_eq!(out["dataplane"]["intended"]["captureStatus"], "Captured");
         assert_eq!(strip(out), st);
     }
 }

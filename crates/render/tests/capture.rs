@@ -98,6 +98,76 @@ fn capture_starts_after_delivery_and_stops_first() {
     assert!(ledger.is_empty(), "{ledger:?}");
 }
 
+/// The owning side of `addr`: the /32 on the LAN device (its local
+/// route, same key as the delivery route) and the overlay answer.
+fn owning(addr: &str) -> DesiredState {
+    let mut r = Route::new(
+        254,
+        format!("{addr}/32").parse().unwrap(),
+        120,
+        RouteKind::Unicast,
+    );
+    r.device = Some("lan0".into());
+    r.owner = "net.routerd.net/v1alpha1/IPv4Route/sam-web-local".into();
+    let mut p = NeighProxy::new("vx0", addr.parse().unwrap());
+    p.owner = OWNER.into();
+    let mut d = DesiredState {
+        routes: vec![r],
+        neigh_proxies: vec![p],
+        forwarding: ["lan0", "vx0"]
+            .into_iter()
+            .map(|dev| Forwarding {
+                device: dev.into(),
+                owner: OWNER.into(),
+            })
+            .collect(),
+        ..DesiredState::default()
+    };
+    let _ = d.normalize();
+    d
+}
+
+#[test]
+fn owner_flip_puts_the_local_route_in_before_capture_stops() {
+    let mut dp = kernel();
+    let mut ledger = Ledger::default();
+    let opts = ReconcileOptions::default();
+    reconcile(&mut dp, &capture("192.0.2.50"), &mut ledger, &opts).unwrap();
+    // ownerSide flips to this node's side.
+    let out = reconcile(&mut dp, &owning("192.0.2.50"), &mut ledger, &opts).unwrap();
+    assert!(out.faults.is_empty(), "{:?}", out.faults);
+    let ops = &out.plan.ops;
+    let local = pos(
+        ops,
+        |o| matches!(o, Op::ReplaceRoute { new, .. } if new.device.as_deref() == Some("lan0")),
+    );
+    let stop = pos(
+        ops,
+        |o| matches!(o, Op::DeleteNeighProxy { proxy } if proxy.device == "lan0"),
+    );
+    let answer = pos(
+        ops,
+        |o| matches!(o, Op::AddNeighProxy { proxy } if proxy.device == "vx0"),
+    );
+    assert!(local < stop && stop < answer, "{ops:?}");
+    assert_eq!(dp.neigh_proxies.len(), 1);
+    assert_eq!(dp.neigh_proxies[0].device, "vx0");
+
+    // Fencing is unchanged: a closed gate (capture goes, delivery stays)
+    // still stops capture before anything else.
+    let mut dp = kernel();
+    let mut ledger = Ledger::default();
+    reconcile(&mut dp, &capture("192.0.2.50"), &mut ledger, &opts).unwrap();
+    let mut gated = capture("192.0.2.50");
+    gated.neigh_proxies.clear();
+    let out = reconcile(&mut dp, &gated, &mut ledger, &opts).unwrap();
+    assert!(
+        matches!(out.plan.ops.first(), Some(Op::DeleteNeighProxy { .. })),
+        "{:?}",
+        out.plan.ops
+    );
+}
+
 #[test]
 fn forwarding_already_on_is_never_turned_off() {
     let mut dp = kernel();

@@ -18,7 +18,10 @@
 //! [`crate::follow::hybrid`]); a peer no check vouches for never captures,
 //! so two sites never both answer for one address because a broken
 //! overlay went unnoticed. `activeWhen: vrrp-master` additionally needs
-//! this node to hold the virtual address.
+//! this node to hold the virtual address: its address is assigned on this
+//! host (the daemon reads the kernel's addresses; whoever runs VRRP, such
+//! as an operator's keepalived, moves it), so of two routers on one LAN
+//! only the master answers ARP for the claim.
 
 use std::net::Ipv4Addr;
 
@@ -61,6 +64,10 @@ pub mod reason {
     pub const ROUTE_NOT_LOWERED: &str = "RouteNotLowered";
     /// The delivery route is not in the kernel.
     pub const ROUTE_NOT_INSTALLED: &str = "RouteNotInstalled";
+    /// `capture.interface` names a device that does not exist (ours, not
+    /// routerd's list: the reconcile's word for a missing device, so the
+    /// follower and the kernel fault say the same thing).
+    pub const DEVICE_NOT_READY: &str = "DeviceNotReady";
 }
 
 /// What is known of the overlay peer's health.
@@ -91,6 +98,11 @@ pub struct CaptureInput<'a> {
     /// Whether this node holds the `activeWhen` virtual address (`None`:
     /// unknown, which never captures).
     pub holds_virtual_address: Option<bool>,
+    /// Why `capture.interface` cannot be used now (its device was observed
+    /// absent), when it cannot. Such a claim is never captured: an entry
+    /// on a device that does not exist is refused by the kernel, and on the
+    /// owning side the local route would have nowhere to go.
+    pub capture_device_missing: Option<String>,
 }
 
 /// The decision and its explanation.
@@ -159,6 +171,15 @@ pub fn capture_decision(input: &CaptureInput<'_>) -> CaptureDecision {
             ),
         );
     };
+    if let Some(why) = &input.capture_device_missing {
+        return CaptureDecision {
+            capturing_side: owner != local,
+            ..blocked(
+                reason::DEVICE_NOT_READY,
+                format!("{why}; {address} is not captured here until it exists"),
+            )
+        };
+    }
     if owner == local {
         return CaptureDecision {
             status: CaptureStatus::Standby,
@@ -239,8 +260,12 @@ pub fn capture_decision(input: &CaptureInput<'_>) -> CaptureDecision {
             .as_ref()
             .and_then(|a| a.virtual_address_ref.as_deref())
             .unwrap_or("");
+        let held = match input.holds_virtual_address {
+            Some(false) => "this node does not hold",
+            _ => "it is not known (no observation yet) whether this node holds",
+        };
         return gate_closed(format!(
-            "activeWhen vrrp-master: this node does not hold VirtualAddress \"{va}\"; {address} is not captured"
+            "activeWhen vrrp-master: {held} VirtualAddress \"{va}\" (its address is not assigned here); {address} is not captured so the VRRP master alone answers"
         ));
     }
     d.message = format!(
@@ -282,6 +307,7 @@ mod tests {
             spec_error: None,
             peer_health: health,
             holds_virtual_address: None,
+            capture_device_missing: None,
         }
     }
 
@@ -329,6 +355,18 @@ mod tests {
         );
         i.holds_virtual_address = Some(true);
         assert_eq!(capture_decision(&i).status, CaptureStatus::Captured);
+        // The address left (the other router became master): capture stops.
+        i.holds_virtual_address = Some(false);
+        let d = capture_decision(&i);
+        assert_eq!(
+            (d.status, d.reason),
+            (CaptureStatus::Standby, Some(reason::CAPTURE_GATE_INACTIVE))
+        );
+        assert!(
+            d.message.contains("does not hold VirtualAddress \"vip\""),
+            "{}",
+            d.message
+        );
     }
 
     #[test]
@@ -350,6 +388,14 @@ mod tests {
         i.spec_error = Some("duplicate".into());
         assert_eq!(capture_decision(&i).reason, Some(reason::SPEC_INVALID));
         i.spec_error = None;
+        i.capture_device_missing = Some("capture.interface \"lan\" does not exist".into());
+        let d = capture_decision(&i);
+        assert_eq!(
+            (d.status, d.reason),
+            (CaptureStatus::Blocked, Some(reason::DEVICE_NOT_READY))
+        );
+        assert!(d.message.contains("does not exist"), "{}", d.message);
+        i.capture_device_missing = None;
         i.local_side = None;
         assert_eq!(capture_decision(&i).reason, Some(reason::SPEC_INVALID));
     }

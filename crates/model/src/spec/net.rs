@@ -1007,3 +1007,94 @@ impl Serialize for Secret {
         s.serialize_str(Secret::REDACTED)
     }
 }
+
+/// VRRP settings of a VirtualAddress (routerd's `VirtualAddressVRRP`).
+/// Typed so a file written for routerd loads strictly; this daemon runs no
+/// VRRP and reads none of them (ADR 0018: it only observes whether the
+/// address is held, whoever runs VRRP).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualAddressVrrp {
+    /// VRID (1–255).
+    #[serde(
+        default,
+        rename = "virtualRouterID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub virtual_router_id: Option<i64>,
+    /// VRRP priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+    /// Whether a higher priority takes over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preempt: Option<bool>,
+    /// Delay before preempting (Go duration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preempt_delay: Option<String>,
+    /// Unicast peers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<String>,
+    /// Advertisement interval (Go duration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advert_interval: Option<String>,
+    /// Authentication password; a [`Secret`], never shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<Secret>,
+    /// Where the password is read from (kept as written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication_from: Option<serde_json::Value>,
+}
+
+/// An address that moves between routers (routerd's `VirtualAddress`,
+/// `net.routerd.net/v1alpha1`). routerd runs VRRP for it; this daemon does
+/// not. It is typed here because a RemoteAddressClaim's `activeWhen:
+/// vrrp-master` names one: the daemon publishes whether this host holds
+/// `address` (it is assigned to a kernel interface, by keepalived or any
+/// other VRRP speaker) and capture follows that.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualAddressSpec {
+    /// `ipv4` or `ipv6`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    /// Interface-like resource the address lives on (informative here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// The address, with or without a prefix length (`192.0.2.10/32`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// DNS name published for the address (not acted on here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// External DNS publication (kept as written).
+    #[serde(
+        default,
+        rename = "externalDNS",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub external_dns: Option<serde_json::Value>,
+    /// `static` or `vrrp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// VRRP settings (not acted on here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrrp: Option<VirtualAddressVrrp>,
+    /// Tracked resources and penalties (kept as written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track: Option<serde_json::Value>,
+    /// Gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<WhenSpec>,
+    /// Where the address is read from (kept as written; this daemon only
+    /// observes a literal `address`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_from: Option<serde_json::Value>,
+}
+
+impl VirtualAddressSpec {
+    /// The address without its prefix length, when it parses.
+    pub fn host(&self) -> Option<std::net::IpAddr> {
+        let a = self.address.as_deref()?.trim();
+        a.split_once('/').map_or(a, |(h, _)| h).parse().ok()
+    }
+}

@@ -219,6 +219,7 @@ pub fn validate_one(
         Spec::ClientGroup(s) => gateway::client_group(s, &mut p),
         Spec::EgressGateway(s) => gateway::gateway(r, s, resources, idx, &mut p),
         Spec::EgressGatewayPolicy(s) => gateway::policy(r, s, resources, &mut p),
+        Spec::VirtualAddress(s) => other::virtual_address(s, &mut p),
     }
     when::check(r, &mut p);
     refs::check_status_refs(r, idx, &mut p);

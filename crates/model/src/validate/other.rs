@@ -596,10 +596,11 @@ pub(super) fn address_claim(
                     "spec.capture.activeWhen.virtualAddressRef",
                     "is required when type is vrrp-master",
                 ),
-                Some(v) => p.field(
+                Some(v) if !idx.contains(Kind::VirtualAddress, v.trim()) => p.field(
                     "spec.capture.activeWhen.virtualAddressRef",
-                    format!("references missing VirtualAddress \"{v}\""),
+                    format!("references missing VirtualAddress \"{}\"", v.trim()),
                 ),
+                Some(_) => {}
             },
             "single-router" | "" => {
                 if set(&aw.virtual_address_ref) {
@@ -632,5 +633,46 @@ pub(super) fn address_claim(
             format!("references missing OverlayPeer \"{peer}\""),
         ),
         _ => {}
+    }
+}
+
+/// VirtualAddress: only what this daemon reads is checked (the address it
+/// looks for on the host, its family and mode); VRRP settings are kept for
+/// whoever runs VRRP (ADR 0018).
+pub(super) fn virtual_address(s: &crate::spec::VirtualAddressSpec, p: &mut Problems<'_>) {
+    let family = s.family.as_deref().map(str::trim).unwrap_or("");
+    if !matches!(family, "" | "ipv4" | "ipv6") {
+        p.field("spec.family", "must be ipv4 or ipv6");
+    }
+    if !matches!(
+        s.mode.as_deref().map(str::trim).unwrap_or(""),
+        "" | "static" | "vrrp"
+    ) {
+        p.field("spec.mode", "must be static or vrrp");
+    }
+    match s
+        .address
+        .as_deref()
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
+        None if s.address_from.is_none() => p.field("spec.address", "is required"),
+        None => {}
+        Some(_) => match s.host() {
+            None => p.field("spec.address", "must be an IP address"),
+            Some(ip) if family == "ipv4" && !ip.is_ipv4() => {
+                p.field(
+                    "spec.address",
+                    "must be an IPv4 address when family is ipv4",
+                );
+            }
+            Some(ip) if family == "ipv6" && !ip.is_ipv6() => {
+                p.field(
+                    "spec.address",
+                    "must be an IPv6 address when family is ipv6",
+                );
+            }
+            Some(_) => {}
+        },
     }
 }

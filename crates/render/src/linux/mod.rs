@@ -454,15 +454,24 @@ impl LinuxDataplane {
         op: &Op,
         proxy: &crate::capture::NeighProxy,
     ) -> Result<(), DataplaneError> {
-        let (Some(index), Some(mac)) = (
-            self.links.by_name.get(&proxy.device).copied(),
-            self.links.macs.get(&proxy.device).cloned(),
-        ) else {
+        let Some(index) = self.links.by_name.get(&proxy.device).copied() else {
             return Err(DataplaneError::Netlink {
                 context: op.to_string(),
                 message: format!("Cannot find device \"{}\"", proxy.device),
                 errno: ENODEV,
             });
+        };
+        // A device without an Ethernet address (an ipip or gre overlay,
+        // whose link address is its IPv4 endpoint) has no ARP: there is
+        // nothing to announce.
+        let Some(mac) = self
+            .links
+            .macs
+            .get(&proxy.device)
+            .filter(|m| m.len() == 6)
+            .cloned()
+        else {
+            return Ok(());
         };
         send_gratuitous_arp(index, &mac, proxy.address).map_err(|message| DataplaneError::Io {
             context: op.to_string(),

@@ -45,10 +45,13 @@ pub(super) fn render_claims(ctx: &Ctx<'_>, out: &mut Rendered) {
         if let (Some(dev), Some(addr)) = (text("overlayAnswerDevice"), text("address"))
             && let Some(address) = parse_host(addr)
         {
+            // Announced when added: a capturing side that already tried
+            // to resolve the address on the overlay (it flipped first)
+            // learns the owner at once instead of at its next ARP retry.
             out.desired.neigh_proxies.push(NeighProxy {
                 device: dev.to_string(),
                 address,
-                announce: false,
+                announce: true,
                 owner: owner.clone(),
             });
         }

@@ -59,6 +59,54 @@ fn peer_health(effective: &[Resource], hybrid: Option<&Hybrid<'_>>, peer: &str) 
     }
 }
 
+/// Why `capture.interface` cannot be used now: the link-like resource it
+/// names was observed without its device (`InterfaceNotFound`, published by
+/// the daemon from the kernel's links). A raw kernel name with no resource
+/// has no status; the reconcile keeps its entry back (`DeviceNotReady`)
+/// and the fault overlay reports it instead.
+fn capture_device_missing(
+    effective: &[Resource],
+    iface: &str,
+    current: &dyn StatusSource,
+) -> Option<String> {
+    let r = effective.iter().find(|r| {
+        matches!(
+            r.kind(),
+            Kind::Interface | Kind::TunnelInterface | Kind::PPPoESession | Kind::DSLiteTunnel
+        ) && r.name() == iface
+    })?;
+    let st = current.status(&r.id().to_string())?;
+    if st.get("reason").and_then(Value::as_str) != Some("InterfaceNotFound") {
+        return None;
+    }
+    let dev = st
+        .get("ifname")
+        .or_else(|| st.get("device"))
+        .and_then(Value::as_str)
+        .unwrap_or(iface);
+    Some(format!(
+        "spec.capture.interface \"{iface}\" (device \"{dev}\") does not exist"
+    ))
+}
+
+/// Whether this host holds the `activeWhen` VirtualAddress: its status
+/// (published by the daemon from the kernel's addresses, whoever runs VRRP)
+/// says `held`. No status yet is unknown, which never captures.
+fn holds_virtual_address(
+    capture: &routerd_model::spec::ClaimCapture,
+    current: &dyn StatusSource,
+) -> Option<bool> {
+    let name = capture
+        .active_when
+        .as_ref()?
+        .virtual_address_ref
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())?;
+    let id = routerd_model::ResourceId::of(Kind::VirtualAddress, name).to_string();
+    current.status(&id)?.get("held").and_then(Value::as_bool)
+}
+
 fn kernel_name(effective: &[Resource], iface: &str) -> String {
     effective
         .iter()
@@ -219,9 +267,8 @@ fn claim_status(
         local_side: l.local_side.as_deref(),
         spec_error: l.problem.clone(),
         peer_health: peer_health(effective, hybrid, &l.peer),
-        // No VirtualAddress kind in this model yet: validation refuses
-        // vrrp-master, and an unknown holder never captures.
-        holds_virtual_address: None,
+        holds_virtual_address: holds_virtual_address(&capture, current),
+        capture_device_missing: capture_device_missing(effective, &iface, current),
     });
     let mut st = Status::new();
     let s = |v: &Option<String>| json!(v.as_deref().map(str::trim).unwrap_or(""));
@@ -259,7 +306,8 @@ fn claim_status(
             forwarding.push(capture_device.clone());
             forwarding.push(route.device.clone());
         }
-        if l.side == Some(ClaimSide::Owning) && installed {
+        let device_missing = decision.reason == Some(reason::DEVICE_NOT_READY);
+        if l.side == Some(ClaimSide::Owning) && installed && !device_missing {
             // Traffic arrives over the overlay and leaves on the local
             // interface, and back. Over an L2 overlay (VXLAN) the capturing
             // side's gatewayless delivery route ARPs for the address on the
