@@ -261,8 +261,18 @@ impl<E: Effects> Worker<E> {
     }
 
     fn run(&mut self, rx: &std_mpsc::Receiver<Cmd>) {
+        // Supervision runs every TICK however busy the channel is: adverts
+        // arrive every 100 ms, and a dead keepalived must still be
+        // restarted.
+        let mut last_tick = Instant::now();
         loop {
-            match rx.recv_timeout(Duration::from_millis(500)) {
+            let wait = TICK.saturating_sub(last_tick.elapsed());
+            let msg = rx.recv_timeout(wait);
+            if last_tick.elapsed() >= TICK {
+                last_tick = Instant::now();
+                self.tick();
+            }
+            match msg {
                 Ok(Cmd::Update {
                     effective,
                     healthy,
@@ -314,20 +324,23 @@ impl<E: Effects> Worker<E> {
                     let _ = done.send(());
                     return;
                 }
-                Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                    let outcomes = self.sup.tick();
-                    let silent = self.expire_heard();
-                    if !outcomes.is_empty() || silent {
-                        self.now = Utc::now();
-                        self.outcomes(outcomes);
-                        self.publish();
-                    }
-                }
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => {
                     self.sup.shutdown();
                     return;
                 }
             }
+        }
+    }
+
+    /// Restarts dead daemons and forgets silent masters.
+    fn tick(&mut self) {
+        let outcomes = self.sup.tick();
+        let silent = self.expire_heard();
+        if !outcomes.is_empty() || silent {
+            self.now = Utc::now();
+            self.outcomes(outcomes);
+            self.publish();
         }
     }
 
@@ -852,6 +865,9 @@ pub(crate) fn cordon(
 }
 
 const ROLES: &[&str] = &["MASTER", "BACKUP", "FAULT", "UNKNOWN"];
+
+/// How often supervision runs (dead daemons restarted within it).
+const TICK: Duration = Duration::from_millis(500);
 
 /// How long a master stays named after its last advert: ten adverts at the
 /// default 100 ms (a new master is elected after about three).
