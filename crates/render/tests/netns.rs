@@ -10,11 +10,13 @@
 
 mod common;
 
+mod lab;
+
+use lab::{Ns, sh};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use routerd_model::{StateSnapshot, load_and_validate};
@@ -23,65 +25,10 @@ use routerd_render::nft_backend::NftBackend;
 use routerd_render::plan::Op;
 use routerd_render::{DesiredState, Ledger, Ownership, ReconcileOptions, reconcile, render};
 
-static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-/// A named namespace, deleted on drop.
-struct Ns(String);
-
-impl Ns {
-    fn new(tag: &str) -> Ns {
-        let n = SEQ.fetch_add(1, Ordering::SeqCst);
-        let name = format!("rdt{}-{n}{tag}", std::process::id());
-        sh(&["ip", "netns", "add", &name]);
-        let ns = Ns(name);
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-    fn ip(&self, args: &[&str]) -> String {
-        let mut v = vec!["ip", "-n", &self.0];
-        v.extend_from_slice(args);
-        sh(&v)
-    }
-    fn exec(&self, args: &[&str]) -> String {
-        let mut v = vec!["ip", "netns", "exec", &self.0];
-        v.extend_from_slice(args);
-        sh(&v)
-    }
-    /// Runs `f` on a thread inside the namespace.
-    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let name = self.0.clone();
-        std::thread::spawn(move || {
-            netns::enter(&name).expect("setns");
-            f()
-        })
-        .join()
-        .unwrap_or_else(|e| std::panic::resume_unwind(e))
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A router namespace with two uplinks (veth pairs whose peers stay in the
 /// namespace; this kernel has no dummy driver).
 fn router() -> Ns {
-    let r = Ns::new("r");
+    let r = Ns::new("rdt", "r");
     for (dev, addr) in [("wan0", "198.51.100.2/24"), ("wan1", "203.0.113.2/24")] {
         let peer = format!("{dev}p");
         r.ip(&["link", "add", dev, "type", "veth", "peer", "name", &peer]);
@@ -496,10 +443,10 @@ fn veth(a: &Ns, a_dev: &str, a_addr: &str, b: &Ns, b_dev: &str, b_addr: &str) {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn traffic_follows_selection_with_snat_and_conntrack_survives_a_switch() {
-    let c = Ns::new("c");
-    let r = Ns::new("r");
-    let u1 = Ns::new("u1");
-    let u2 = Ns::new("u2");
+    let c = Ns::new("rdt", "c");
+    let r = Ns::new("rdt", "r");
+    let u1 = Ns::new("rdt", "u1");
+    let u2 = Ns::new("rdt", "u2");
     veth(&c, "eth0", "192.168.10.2/24", &r, "lan0", "192.168.10.1/24");
     veth(
         &r,
@@ -919,9 +866,9 @@ spec:
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn egress_router_redirects_from_the_reserved_address_and_resets_unmapped_ports() {
-    let c = Ns::new("c");
-    let r = Ns::new("r");
-    let d = Ns::new("d");
+    let c = Ns::new("rdt", "c");
+    let r = Ns::new("rdt", "r");
+    let d = Ns::new("rdt", "d");
     veth(&c, "eth0", "10.1.0.2/24", &r, "lan0", "10.1.0.1/24");
     veth(&r, "mst0", "192.0.2.5/24", &d, "eth0", "192.0.2.7/24");
     r.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);

@@ -6,78 +6,16 @@
 #![cfg(feature = "linux")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod lab;
+
+use lab::Ns;
 
 use routerd_render::capture::{Forwarding, NeighProxy};
 use routerd_render::ir::{Route, RouteKind};
-use routerd_render::linux::{LinuxDataplane, netns};
+use routerd_render::linux::LinuxDataplane;
 use routerd_render::{Dataplane, DesiredState, Ledger, Ownership, ReconcileOptions, reconcile};
 
-static SEQ: AtomicUsize = AtomicUsize::new(0);
 const OWNER: &str = "hybrid.routerd.net/v1alpha1/RemoteAddressClaim/web";
-
-/// A named namespace, deleted on drop.
-struct Ns(String);
-
-impl Ns {
-    fn new(tag: &str) -> Ns {
-        let n = SEQ.fetch_add(1, Ordering::SeqCst);
-        let name = format!("rdc{tag}{}-{n}", std::process::id());
-        sh(&["ip", "netns", "add", &name]);
-        let ns = Ns(name);
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-    fn ip(&self, args: &[&str]) -> String {
-        let mut v = vec!["ip", "-n", &self.0];
-        v.extend_from_slice(args);
-        sh(&v)
-    }
-    fn exec(&self, args: &[&str]) -> String {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.0])
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-    fn read(&self, path: &str) -> String {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.0, "cat", path])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let name = self.0.clone();
-        std::thread::spawn(move || {
-            netns::enter(&name).expect("setns");
-            f()
-        })
-        .join()
-        .unwrap_or_else(|e| std::panic::resume_unwind(e))
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// The capture of `.50`: its delivery route out of `dlv0`, the proxy entry
 /// on `lan0`, forwarding on both.
@@ -112,7 +50,7 @@ fn capture() -> DesiredState {
 fn arp_answered(client: &Ns, addr: &str) -> bool {
     // Proxied answers come after the kernel's random proxy_delay (up to
     // 0.8 s): two probes a second apart, and any answer counts.
-    let out = client.exec(&["arping", "-c", "2", "-w", "3", "-I", "c0", addr]);
+    let out = client.output(&["arping", "-c", "2", "-w", "3", "-I", "c0", addr]);
     let received = out
         .lines()
         .find_map(|l| l.strip_prefix("Received "))
@@ -125,8 +63,8 @@ fn arp_answered(client: &Ns, addr: &str) -> bool {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn proxy_arp_answers_only_claimed_address_while_captured() {
-    let router = Ns::new("r");
-    let client = Ns::new("c");
+    let router = Ns::new("rdc", "r");
+    let client = Ns::new("rdc", "c");
     router.ip(&["link", "add", "lan0", "type", "veth", "peer", "name", "c0"]);
     router.ip(&["link", "set", "c0", "netns", &client.0]);
     router.ip(&["addr", "add", "192.0.2.1/24", "dev", "lan0"]);
@@ -142,7 +80,7 @@ fn proxy_arp_answers_only_claimed_address_while_captured() {
     router.ip(&["route", "add", "192.0.2.51/32", "dev", "dlv0"]);
     client.ip(&["addr", "add", "192.0.2.10/24", "dev", "c0"]);
     client.ip(&["link", "set", "c0", "up"]);
-    client.exec(&["sysctl", "-q", "-w", "net.ipv4.conf.c0.arp_accept=1"]);
+    client.output(&["sysctl", "-q", "-w", "net.ipv4.conf.c0.arp_accept=1"]);
     let fwd = "/proc/sys/net/ipv4/conf/lan0/forwarding";
     assert_eq!(router.read(fwd), "0");
 

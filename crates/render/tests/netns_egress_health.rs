@@ -9,64 +9,16 @@
 
 mod common;
 
+mod lab;
+
+use lab::{Ns, sh};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use routerd_model::{StateSnapshot, load_and_validate};
 use routerd_render::linux::{LinuxDataplane, netns};
 use routerd_render::{DesiredState, Ledger, Ownership, ReconcileOptions, reconcile, render};
-
-static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-/// A named namespace, deleted on drop.
-struct Ns(String);
-
-impl Ns {
-    fn new(tag: &str) -> Ns {
-        let n = SEQ.fetch_add(1, Ordering::SeqCst);
-        let name = format!("rdh{}-{n}{tag}", std::process::id());
-        sh(&["ip", "netns", "add", &name]);
-        let ns = Ns(name);
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-    fn ip(&self, args: &[&str]) -> String {
-        let mut v = vec!["ip", "-n", &self.0];
-        v.extend_from_slice(args);
-        sh(&v)
-    }
-    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let name = self.0.clone();
-        std::thread::spawn(move || {
-            netns::enter(&name).expect("setns");
-            f()
-        })
-        .join()
-        .unwrap_or_else(|e| std::panic::resume_unwind(e))
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Serves `name <peer>` then `name pong` per line, on every connection.
 fn serve(ns: &Ns, name: &'static str, at: &str) {
@@ -145,10 +97,10 @@ fn hello(c: &Ns) -> String {
 ///                                                        └─ fb 192.0.2.9
 /// d serves port 80, fb port 8080 (the fallback keeps the client's port).
 fn lab() -> (Ns, Ns, Ns, Ns) {
-    let c = Ns::new("c");
-    let r = Ns::new("r");
-    let d = Ns::new("d");
-    let fb = Ns::new("f");
+    let c = Ns::new("rdh", "c");
+    let r = Ns::new("rdh", "r");
+    let d = Ns::new("rdh", "d");
+    let fb = Ns::new("rdh", "f");
     sh(&[
         "ip", "link", "add", "eth0", "netns", &c.0, "type", "veth", "peer", "name", "lan0",
         "netns", &r.0,
@@ -292,7 +244,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 fn egress_router_1000_rules_apply_as_one_nft_transaction() {
     let a = many_rules(1_000, 80);
     let b = many_rules(1_000, 81);
-    let ns = Ns::new("p");
+    let ns = Ns::new("rdh", "p");
     let (applies, totals) = ns.run(move || {
         let mut dp = LinuxDataplane::new(Vec::new(), Ownership::default()).unwrap();
         let (mut applies, mut totals) = (Vec::new(), Vec::new());

@@ -5,63 +5,17 @@
 #![cfg(feature = "linux")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
+mod lab;
+
+use lab::Ns;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use routerd_render::ir::{Address, Link, LinkKind, MacvlanMode};
-use routerd_render::linux::{LinuxDataplane, netns};
+use routerd_render::linux::LinuxDataplane;
 use routerd_render::{Dataplane, DesiredState, Ledger, Ownership, ReconcileOptions, reconcile};
 
-static SEQ: AtomicUsize = AtomicUsize::new(0);
 const OWNER: &str = "net.routerd.net/v1alpha1/EgressRouter/r";
-
-/// A named namespace, deleted on drop.
-struct Ns(String);
-
-impl Ns {
-    fn new() -> Ns {
-        let n = SEQ.fetch_add(1, Ordering::SeqCst);
-        let name = format!("rdl{}-{n}", std::process::id());
-        sh(&["ip", "netns", "add", &name]);
-        let ns = Ns(name);
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-    fn ip(&self, args: &[&str]) -> String {
-        let mut v = vec!["ip", "-n", &self.0];
-        v.extend_from_slice(args);
-        sh(&v)
-    }
-    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let name = self.0.clone();
-        std::thread::spawn(move || {
-            netns::enter(&name).expect("setns");
-            f()
-        })
-        .join()
-        .unwrap_or_else(|e| std::panic::resume_unwind(e))
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn desired() -> DesiredState {
     let mut mv = Link::new(
@@ -112,7 +66,7 @@ fn desired() -> DesiredState {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn macvlan_and_vxlan_round_trip_announce_and_leave_foreign_links_alone() {
-    let r = Ns::new();
+    let r = Ns::new("rdl", "");
     r.ip(&[
         "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
     ]);
@@ -232,7 +186,7 @@ fn macvlan_and_vxlan_round_trip_announce_and_leave_foreign_links_alone() {
 #[ignore = "needs root: network namespaces"]
 fn fou_and_keyed_gre_tunnels_are_created_or_refused_alone() {
     use routerd_render::ir::{UdpEncap, UdpEncapKind};
-    let r = Ns::new();
+    let r = Ns::new("rdl", "");
     r.ip(&["link", "add", "eth0", "type", "bridge"]);
     r.ip(&["addr", "add", "192.0.2.1/24", "dev", "eth0"]);
     r.ip(&["link", "set", "eth0", "up"]);
