@@ -51,17 +51,12 @@ fn moved(lab: &GwLab, not: &str) -> String {
     to
 }
 
-#[test]
-#[ignore = "needs root: network namespaces"]
-fn the_role_and_the_traffic_move_on_every_failure_and_connections_survive() {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut lab = GwLab::build("f", env!("CARGO_BIN_EXE_routerd").into());
-    lab.config(&config(ONE_GATEWAY));
+/// Starts the upstream server, the client, then the gateway preferred by
+/// rendezvous hashing (so it takes the role) and the others as standbys
+/// (nopreempt: no one takes a role that is held); returns the active node
+/// once policy traffic leaves with the VIP.
+fn bring_up(lab: &mut GwLab) -> String {
     lab.start_server();
-    // The preferred node starts first, so it is active; the others join as
-    // standbys (nopreempt: no one takes a role that is held).
     let order = rendezvous_order("egress-gw", &["gw-a", "gw-b", "gw-c"]);
     let first = order[0].trim_start_matches("gw-").to_string();
     lab.start("client");
@@ -75,12 +70,23 @@ fn the_role_and_the_traffic_move_on_every_failure_and_connections_survive() {
     for g in GATEWAYS.iter().filter(|g| **g != first) {
         lab.start(g);
     }
-    // Policy traffic leaves with the VIP.
     wait_for(
         "policy traffic with the VIP",
         Duration::from_secs(20),
         || lab.whoami().filter(|w| w == VIP),
     );
+    first
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn the_role_and_the_traffic_move_on_every_failure_and_connections_survive() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut lab = GwLab::build("f", env!("CARGO_BIN_EXE_routerd").into());
+    lab.config(&config(ONE_GATEWAY));
+    let first = bring_up(&mut lab);
     // Let the standbys come up and conntrackd sync.
     std::thread::sleep(Duration::from_secs(3));
 
@@ -477,25 +483,7 @@ spec: {{target: 172.18.18.1, protocol: tcp, port: 7000, interval: 200ms, timeout
 ---
 {gateway}"
     )));
-    lab.start_server();
-    let order = rendezvous_order("egress-gw", &["gw-a", "gw-b", "gw-c"]);
-    let first = order[0].trim_start_matches("gw-").to_string();
-    lab.start("client");
-    lab.start(&first);
-    let active = wait_for(
-        "the preferred node to take the role once its check passes",
-        Duration::from_secs(20),
-        || lab.holder(VIP),
-    );
-    assert_eq!(active, first, "log:\n{}", lab.log(&first));
-    for g in GATEWAYS.iter().filter(|g| **g != first) {
-        lab.start(g);
-    }
-    wait_for(
-        "policy traffic with the VIP",
-        Duration::from_secs(20),
-        || lab.whoami().filter(|w| w == VIP),
-    );
+    let first = bring_up(&mut lab);
     std::thread::sleep(Duration::from_secs(2));
 
     // The active node's probes to the upstream are dropped on their way
