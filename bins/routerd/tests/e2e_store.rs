@@ -159,14 +159,19 @@ fn a_damaged_store_is_reported_and_recover_state_starts_afresh() {
     let st = lab.stop_child(id, Duration::from_secs(10)).unwrap();
     assert!(st.success(), "{st}; log:\n{}", text());
 
-    // The flag left in place does nothing to a healthy store.
+    // The flag left in place does nothing to a healthy store. The log and
+    // the socket file are still there from the run before: wait for this
+    // run's own "ready" (stopped earlier, it dies of SIGTERM before its
+    // handler is installed).
+    let readies = || text().matches("routerd::serve: ready").count();
+    let before_ready = readies();
     let id = serve(&lab, dir.path(), &["--recover-state"], &log);
     wait_until(
-        || dir.path().join("routerd.sock").exists(),
+        || readies() > before_ready,
         Duration::from_secs(20),
         Duration::from_millis(50),
     )
-    .unwrap();
+    .unwrap_or_else(|_| panic!("no ready; log:\n{}", text()));
     let st = lab.stop_child(id, Duration::from_secs(10)).unwrap();
     assert!(st.success(), "{st}; log:\n{}", text());
     let moved_now = std::fs::read_dir(dir.path().join("state"))
