@@ -117,13 +117,16 @@ fn a_damaged_store_is_reported_and_recover_state_starts_afresh() {
     refuses(&lab, dir.path(), "truncated");
 
     let log = dir.path().join("recover.log");
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    // The kernel routes and the socket file are left from the run before:
+    // only this run's "ready" says it listens.
+    let readies = || text().matches("routerd::serve: ready").count();
     let id = serve(&lab, dir.path(), &["--recover-state"], &log);
     let ok = wait_until(
-        || converged(&lab) && dir.path().join("routerd.sock").exists(),
+        || readies() > 0 && converged(&lab),
         Duration::from_secs(20),
         Duration::from_millis(50),
     );
-    let text = || std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         ok.is_ok(),
         "no convergence after recovery; log:\n{}",
@@ -163,7 +166,6 @@ fn a_damaged_store_is_reported_and_recover_state_starts_afresh() {
     // the socket file are still there from the run before: wait for this
     // run's own "ready" (stopped earlier, it dies of SIGTERM before its
     // handler is installed).
-    let readies = || text().matches("routerd::serve: ready").count();
     let before_ready = readies();
     let id = serve(&lab, dir.path(), &["--recover-state"], &log);
     wait_until(
