@@ -50,6 +50,7 @@ enum Cmd {
     Cordon(bool),
     Notify(NotifyEvent),
     Advert(routerd_keepalived::advert::Advert),
+    Beacon(routerd_keepalived::beacon::Beacon),
     Shutdown(std_mpsc::Sender<()>),
 }
 
@@ -86,7 +87,10 @@ impl GatewayAgent {
             .name("routerd-gateway".into())
             .spawn(move || {
                 let mut w = Worker::new(node2, paths2, effects, obs);
-                w.start_adverts(fifo_tx.clone());
+                if w.sup.effects().networked() {
+                    w.start_adverts(fifo_tx.clone());
+                    w.start_beacons(fifo_tx.clone());
+                }
                 w.start_fifo(fifo_tx);
                 w.run(&rx);
             });
@@ -186,6 +190,10 @@ struct Worker<E: Effects> {
     /// The sender of each virtual router's adverts and when it was last
     /// heard: the active node, as every member sees it.
     heard: BTreeMap<u8, (std::net::Ipv4Addr, Instant)>,
+    /// What each other member last said of its suitability, and when.
+    peers: BTreeMap<String, (BTreeMap<String, bool>, Instant)>,
+    /// The socket beacons go out on (none for the in-memory twin).
+    beacon_out: Option<std::net::UdpSocket>,
     now: DateTime<Utc>,
 }
 
@@ -205,6 +213,8 @@ impl<E: Effects> Worker<E> {
             degraded: BTreeMap::new(),
             published: BTreeMap::new(),
             heard: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            beacon_out: None,
             now: Utc::now(),
         }
     }
@@ -258,6 +268,59 @@ impl<E: Effects> Worker<E> {
                     }
                 }
             });
+    }
+
+    /// Listens for the other members' suitability beacons on their own
+    /// thread, and keeps a socket to send this node's.
+    fn start_beacons(&mut self, tx: std_mpsc::Sender<Cmd>) {
+        use routerd_keepalived::beacon;
+        let sock = match std::net::UdpSocket::bind(("0.0.0.0", beacon::PORT)) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, port = beacon::PORT, "no suitability beacons: readyNodes lists only what this node sees");
+                return;
+            }
+        };
+        self.beacon_out = sock.try_clone().ok();
+        let _ = std::thread::Builder::new()
+            .name("routerd-gateway-beacons".into())
+            .spawn(move || {
+                let mut buf = vec![0u8; beacon::MAX_LEN + 1];
+                loop {
+                    let Ok(n) = sock.recv(&mut buf) else {
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    };
+                    if let Some(b) = buf.get(..n).and_then(beacon::parse)
+                        && tx.send(Cmd::Beacon(b)).is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+    }
+
+    /// Tells every other member of this node's gateways which of them it
+    /// is suitable for.
+    fn send_beacons(&self) {
+        let Some(sock) = &self.beacon_out else {
+            return;
+        };
+        let suitable = self
+            .gws
+            .iter()
+            .map(|(name, st)| (name.clone(), st.suitable))
+            .collect();
+        let data = routerd_keepalived::beacon::Beacon::new(&self.node, suitable).encode();
+        let mut sent = Vec::new();
+        for g in &self.plan.gateways {
+            for m in g.members.iter().filter(|m| m.name != self.node) {
+                if !sent.contains(&m.address) {
+                    sent.push(m.address);
+                    let _ = sock.send_to(&data, (m.address, routerd_keepalived::beacon::PORT));
+                }
+            }
+        }
     }
 
     fn run(&mut self, rx: &std_mpsc::Receiver<Cmd>) {
@@ -319,6 +382,16 @@ impl<E: Effects> Worker<E> {
                         self.publish();
                     }
                 }
+                Ok(Cmd::Beacon(b)) => {
+                    if b.node != self.node {
+                        let changed = self.peers.get(&b.node).map(|(s, _)| s) != Some(&b.suitable);
+                        self.peers.insert(b.node, (b.suitable, Instant::now()));
+                        if changed {
+                            self.now = Utc::now();
+                            self.publish();
+                        }
+                    }
+                }
                 Ok(Cmd::Shutdown(done)) => {
                     self.sup.shutdown();
                     let _ = done.send(());
@@ -336,7 +409,10 @@ impl<E: Effects> Worker<E> {
     /// Restarts dead daemons and forgets silent masters.
     fn tick(&mut self) {
         let outcomes = self.sup.tick();
-        let silent = self.expire_heard();
+        self.send_beacons();
+        let n = self.peers.len();
+        self.peers.retain(|_, (_, at)| at.elapsed() < BEACON_FOR);
+        let silent = self.expire_heard() || self.peers.len() != n;
         if !outcomes.is_empty() || silent {
             self.now = Utc::now();
             self.outcomes(outcomes);
@@ -399,6 +475,7 @@ impl<E: Effects> Worker<E> {
 
     fn suitability(&mut self) {
         let plans = self.plan.gateways.clone();
+        let mut changed = false;
         for g in &plans {
             let mut reasons = Vec::new();
             if self.cordoned {
@@ -417,8 +494,13 @@ impl<E: Effects> Worker<E> {
                 self.degraded.insert(Daemon::Keepalived, e.to_string());
             }
             let st = self.gws.entry(g.name.clone()).or_default();
+            changed |= st.suitable != suitable;
             st.suitable = suitable;
             st.reason = reasons.join("; ");
+        }
+        // The others hear of a change at once, not at the next tick.
+        if changed {
+            self.send_beacons();
         }
     }
 
@@ -613,13 +695,22 @@ impl<E: Effects> Worker<E> {
                         if !st.suitable {
                             o.insert("unsuitableReason".into(), json!(st.reason));
                         }
-                        // What this node can know: itself, and the node
-                        // it hears advertising (a master is suitable, or
-                        // it would be in FAULT); silent standbys elsewhere
-                        // are not seen.
+                        // Itself, the members whose beacons say they are
+                        // suitable, and the node it hears advertising (a
+                        // master is suitable, or it would be in FAULT).
                         let mut ready = Vec::new();
                         if st.suitable {
                             ready.push(self.node.clone());
+                        }
+                        for m in g.members.iter().filter(|m| m.name != self.node) {
+                            let said = self
+                                .peers
+                                .get(&m.name)
+                                .and_then(|(s, _)| s.get(&g.name))
+                                .copied();
+                            if said == Some(true) {
+                                ready.push(m.name.clone());
+                            }
                         }
                         if let Some((active, how)) = active.clone() {
                             o.insert("activeNodeName".into(), json!(active));
@@ -868,6 +959,9 @@ const ROLES: &[&str] = &["MASTER", "BACKUP", "FAULT", "UNKNOWN"];
 
 /// How often supervision runs (dead daemons restarted within it).
 const TICK: Duration = Duration::from_millis(500);
+
+/// How long a member's beacon counts: four beacons at the 500 ms tick.
+const BEACON_FOR: Duration = Duration::from_secs(2);
 
 /// How long a master stays named after its last advert: ten adverts at the
 /// default 100 ms (a new master is elected after about three).

@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod advert;
+pub mod beacon;
 pub mod notify;
 pub mod plan;
 pub mod render;

@@ -98,6 +98,13 @@ pub trait Effects {
     fn stop(&mut self, daemon: Daemon);
     /// Runs a control command (`conntrackd -C config <args>`).
     fn ctl(&mut self, daemon: Daemon, config: &Path, args: &[&str]) -> Result<(), SuperviseError>;
+
+    /// Whether this is the real system, whose gateway agent may talk to the
+    /// other members on the network (suitability beacons, VRRP adverts);
+    /// the in-memory twin never sends a packet.
+    fn networked(&self) -> bool {
+        false
+    }
 }
 
 /// What one reconcile step did to a daemon.
@@ -471,6 +478,10 @@ fn die_with_parent(cmd: &mut Command) {
 }
 
 impl Effects for SystemEffects {
+    fn networked(&self) -> bool {
+        true
+    }
+
     fn write(&mut self, path: &Path, contents: &str) -> Result<(), SuperviseError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;

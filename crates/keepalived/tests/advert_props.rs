@@ -1,11 +1,14 @@
-//! The VRRP advert parser over arbitrary bytes (the fuzz target's
-//! properties, on stable): never a panic, and an accepted packet is IPv4,
-//! protocol 112, TTL 255, reported with its own source address.
+//! The parsers of what other hosts send (the fuzz targets' properties, on
+//! stable): a VRRP advert is accepted only as IPv4, protocol 112, TTL 255,
+//! reported with its own source address; a suitability beacon only as a
+//! version-1 beacon of a named node, which encodes back to itself; neither
+//! ever panics.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use proptest::prelude::*;
 use routerd_keepalived::advert::parse;
+use routerd_keepalived::beacon;
 
 proptest! {
     #[test]
@@ -31,5 +34,22 @@ proptest! {
         let a = parse(&p).unwrap();
         prop_assert_eq!(a.source.octets(), src);
         prop_assert_eq!((a.vrid, a.priority, a.version), (vrid, prio, if v3 { 3 } else { 2 }));
+    }
+
+    #[test]
+    fn arbitrary_beacon_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..128)) {
+        if let Some(b) = beacon::parse(&data) {
+            prop_assert_eq!(b.v, 1);
+            prop_assert_eq!(beacon::parse(&b.encode()), Some(b));
+        }
+    }
+
+    #[test]
+    fn every_beacon_reads_back(
+        node in "[a-z][a-z0-9-]{0,20}",
+        gws in proptest::collection::btree_map("[a-z0-9-]{1,12}", any::<bool>(), 0..8),
+    ) {
+        let b = beacon::Beacon::new(&node, gws);
+        prop_assert_eq!(beacon::parse(&b.encode()), Some(b));
     }
 }
