@@ -50,7 +50,7 @@ enum Cmd {
     Cordon(bool),
     Notify(NotifyEvent),
     Advert(routerd_keepalived::advert::Advert),
-    Beacon(routerd_keepalived::beacon::Beacon),
+    Beacon(routerd_keepalived::beacon::Beacon, std::net::IpAddr),
     Shutdown(std_mpsc::Sender<()>),
 }
 
@@ -192,8 +192,11 @@ struct Worker<E: Effects> {
     heard: BTreeMap<u8, (std::net::Ipv4Addr, Instant)>,
     /// What each other member last said of its suitability, and when.
     peers: BTreeMap<String, (BTreeMap<String, bool>, Instant)>,
-    /// The socket beacons go out on (none for the in-memory twin).
-    beacon_out: Option<std::net::UdpSocket>,
+    /// Whether beacons are exchanged (never by the in-memory twin), and the
+    /// sockets they go out on, one per local peer address: a beacon leaves
+    /// from the address the other members know this node by.
+    beacons: bool,
+    beacon_out: BTreeMap<std::net::IpAddr, std::net::UdpSocket>,
     now: DateTime<Utc>,
 }
 
@@ -214,7 +217,8 @@ impl<E: Effects> Worker<E> {
             published: BTreeMap::new(),
             heard: BTreeMap::new(),
             peers: BTreeMap::new(),
-            beacon_out: None,
+            beacons: false,
+            beacon_out: BTreeMap::new(),
             now: Utc::now(),
         }
     }
@@ -281,18 +285,18 @@ impl<E: Effects> Worker<E> {
                 return;
             }
         };
-        self.beacon_out = sock.try_clone().ok();
+        self.beacons = true;
         let _ = std::thread::Builder::new()
             .name("routerd-gateway-beacons".into())
             .spawn(move || {
                 let mut buf = vec![0u8; beacon::MAX_LEN + 1];
                 loop {
-                    let Ok(n) = sock.recv(&mut buf) else {
+                    let Ok((n, from)) = sock.recv_from(&mut buf) else {
                         std::thread::sleep(Duration::from_millis(100));
                         continue;
                     };
                     if let Some(b) = buf.get(..n).and_then(beacon::parse)
-                        && tx.send(Cmd::Beacon(b)).is_err()
+                        && tx.send(Cmd::Beacon(b, from.ip())).is_err()
                     {
                         return;
                     }
@@ -302,22 +306,32 @@ impl<E: Effects> Worker<E> {
 
     /// Tells every other member of this node's gateways which of them it
     /// is suitable for.
-    fn send_beacons(&self) {
-        let Some(sock) = &self.beacon_out else {
+    fn send_beacons(&mut self) {
+        use routerd_keepalived::beacon::{Beacon, PORT};
+        if !self.beacons {
             return;
-        };
+        }
         let suitable = self
             .gws
             .iter()
             .map(|(name, st)| (name.clone(), st.suitable))
             .collect();
-        let data = routerd_keepalived::beacon::Beacon::new(&self.node, suitable).encode();
+        let data = Beacon::new(&self.node, suitable).encode();
         let mut sent = Vec::new();
         for g in &self.plan.gateways {
+            let sock = match self.beacon_out.entry(g.local) {
+                std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    match std::net::UdpSocket::bind((g.local, 0)) {
+                        Ok(s) => v.insert(s),
+                        Err(_) => continue,
+                    }
+                }
+            };
             for m in g.members.iter().filter(|m| m.name != self.node) {
                 if !sent.contains(&m.address) {
                     sent.push(m.address);
-                    let _ = sock.send_to(&data, (m.address, routerd_keepalived::beacon::PORT));
+                    let _ = sock.send_to(&data, (m.address, PORT));
                 }
             }
         }
@@ -382,8 +396,15 @@ impl<E: Effects> Worker<E> {
                         self.publish();
                     }
                 }
-                Ok(Cmd::Beacon(b)) => {
-                    if b.node != self.node {
+                Ok(Cmd::Beacon(b, from)) => {
+                    // Only a member, from its own peer address, speaks for
+                    // itself; anything else is dropped (and never kept).
+                    let member = self.plan.gateways.iter().any(|g| {
+                        g.members
+                            .iter()
+                            .any(|m| m.name == b.node && m.address == from)
+                    });
+                    if member && b.node != self.node {
                         let changed = self.peers.get(&b.node).map(|(s, _)| s) != Some(&b.suitable);
                         self.peers.insert(b.node, (b.suitable, Instant::now()));
                         if changed {

@@ -10,6 +10,7 @@
 
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_GENERIC};
 
+use super::rtnl::io_err;
 use crate::dataplane::DataplaneError;
 use crate::ir::{UdpEncap, UdpEncapKind};
 
@@ -171,13 +172,6 @@ pub(crate) fn parse_reply(b: &[u8]) -> Reply {
 pub(crate) struct Fou {
     sock: Socket,
     seq: u32,
-}
-
-fn io_err(context: &str, e: impl std::fmt::Display) -> DataplaneError {
-    DataplaneError::Io {
-        context: context.to_string(),
-        message: e.to_string(),
-    }
 }
 
 impl Fou {

@@ -165,11 +165,7 @@ impl LinuxDataplane {
     }
 
     fn netlink_request(&self, op: &Op) -> Result<(RouteNetlinkMessage, u16), DataplaneError> {
-        let nodev = |e: convert::NoDevice| DataplaneError::Netlink {
-            context: op.to_string(),
-            message: format!("Cannot find device \"{}\"", e.0),
-            errno: ENODEV,
-        };
+        let nodev = |e| no_device(op, e);
         let proto = self.ownership.route_protocol;
         Ok(match op {
             Op::AddRoute { route } => {
@@ -329,6 +325,16 @@ fn is_nft(op: &Op) -> bool {
     ) || matches!(op, Op::DeleteLink { link } if fou_port(link).is_some())
 }
 
+/// A request naming a device the namespace does not have, as the kernel
+/// words it.
+fn no_device(op: &Op, e: convert::NoDevice) -> DataplaneError {
+    DataplaneError::Netlink {
+        context: op.to_string(),
+        message: format!("Cannot find device \"{}\"", e.0),
+        errno: ENODEV,
+    }
+}
+
 /// The FOU port a fou/gue tunnel receives on.
 fn fou_port(link: &crate::ir::Link) -> Option<fou::FouPort> {
     match &link.kind {
@@ -352,11 +358,7 @@ impl LinuxDataplane {
     /// the kernel advertises each IPv6 address once its DAD completes, and
     /// a fresh link map for the operations that follow.
     fn add_link(&mut self, op: &Op, link: &crate::ir::Link) -> Result<(), DataplaneError> {
-        let nodev = |e: convert::NoDevice| DataplaneError::Netlink {
-            context: op.to_string(),
-            message: format!("Cannot find device \"{}\"", e.0),
-            errno: ENODEV,
-        };
+        let nodev = |e| no_device(op, e);
         let msg = match convert::link_add_message(link, &self.links) {
             Ok(m) => m,
             Err(_) => {
@@ -399,11 +401,7 @@ impl LinuxDataplane {
     /// Deletes a fou/gue tunnel, then its FOU port unless another link of
     /// the kernel still receives on it.
     fn delete_tunnel(&mut self, op: &Op, link: &crate::ir::Link) -> Result<(), DataplaneError> {
-        let nodev = |e: convert::NoDevice| DataplaneError::Netlink {
-            context: op.to_string(),
-            message: format!("Cannot find device \"{}\"", e.0),
-            errno: ENODEV,
-        };
+        let nodev = |e| no_device(op, e);
         let msg = convert::link_delete_message(&link.name, &self.links).map_err(nodev)?;
         self.single(op, RouteNetlinkMessage::DelLink(msg), 0)?;
         self.refresh_links()?;

@@ -43,7 +43,7 @@ impl NlError {
     }
 }
 
-fn io_err(context: &str, e: impl std::fmt::Display) -> DataplaneError {
+pub(crate) fn io_err(context: &str, e: impl std::fmt::Display) -> DataplaneError {
     DataplaneError::Io {
         context: context.to_string(),
         message: e.to_string(),

@@ -76,19 +76,19 @@ fn endpoint(
 
 type Rendering = Option<(Link, Option<IpNet>)>;
 
+/// A UDP port field: none or 0 is unset, else 1-65535.
+fn udp_port(id: &str, what: &str, v: Option<i64>) -> Result<Option<u16>, String> {
+    v.filter(|p| *p != 0)
+        .map(|p| u16::try_from(p).map_err(|_| format!("{id} spec.{what} must be within 1-65535")))
+        .transpose()
+}
+
 /// The UDP encapsulation of a fou or gue tunnel: ports from `spec.encap`
 /// or routerd's `encapSport`/`encapDport` (validation requires the
 /// destination port); a source port of 0 or none is `auto`.
 fn udp_encap(spec: &TunnelInterfaceSpec, mode: &str, id: &str) -> Result<UdpEncap, String> {
     let e = spec.encap.clone().unwrap_or_default();
-    let port = |what: &str, v: Option<i64>| -> Result<Option<u16>, String> {
-        v.filter(|p| *p != 0)
-            .map(|p| {
-                u16::try_from(p).map_err(|_| format!("{id} spec.{what} must be within 1-65535"))
-            })
-            .transpose()
-    };
-    let dport = port("encap.dport", e.dport.or(spec.encap_dport))?.ok_or_else(|| {
+    let dport = udp_port(id, "encap.dport", e.dport.or(spec.encap_dport))?.ok_or_else(|| {
         format!("{id} spec.encap.dport must be within 1-65535 when spec.mode is {mode}")
     })?;
     Ok(UdpEncap {
@@ -97,7 +97,7 @@ fn udp_encap(spec: &TunnelInterfaceSpec, mode: &str, id: &str) -> Result<UdpEnca
         } else {
             UdpEncapKind::Fou
         },
-        sport: port("encap.sport", e.sport.or(spec.encap_sport))?,
+        sport: udp_port(id, "encap.sport", e.sport.or(spec.encap_sport))?,
         dport,
     })
 }
@@ -134,15 +134,7 @@ fn link_of(
                 .ok_or_else(|| {
                     format!("{id} spec.key is required when spec.mode is vxlan (the VNI)")
                 })?;
-            let dstport = spec
-                .encap_dport
-                .filter(|p| *p != 0)
-                .map(|p| {
-                    u16::try_from(p)
-                        .map_err(|_| format!("{id} spec.encapDport must be within 1-65535"))
-                })
-                .transpose()?
-                .unwrap_or(VXLAN_PORT);
+            let dstport = udp_port(id, "encapDport", spec.encap_dport)?.unwrap_or(VXLAN_PORT);
             LinkKind::Vxlan {
                 vni,
                 local: Some(IpAddr::V4(v4("local", &local)?)),
