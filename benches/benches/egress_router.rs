@@ -68,10 +68,10 @@ fn run<M: Measurement>(c: &mut Criterion<M>, group: &str) {
     let state = StateSnapshot::new();
     let rendered = render(&res, &state);
     assert!(rendered.problems.is_empty(), "{:?}", rendered.problems);
-    // One table: 800 redirects in one port map, 200 balanced rules, the
-    // fallback.
+    // One table: 800 redirects in one port map, 200 balanced ones in one
+    // bucket-keyed map, the fallback.
     assert_eq!(rendered.desired.nft.len(), 1);
-    assert_eq!(rendered.desired.nft[0].chains[0].rules.len(), 202);
+    assert_eq!(rendered.desired.nft[0].chains[0].rules.len(), 3);
 
     let mut dp = MemDataplane::new();
     let mut ledger = Ledger::default();
