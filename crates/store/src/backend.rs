@@ -156,6 +156,7 @@ pub use sled_backend::SledBackend;
 #[cfg(feature = "sled")]
 mod sled_backend {
     use std::path::{Path, PathBuf};
+    use std::time::{Duration, Instant};
 
     use serde::{Deserialize, Serialize};
 
@@ -227,6 +228,37 @@ mod sled_backend {
         std::fs::rename(&tmp, dir.join(MARK_FILE))
     }
 
+    /// How long a locked database is waited for before it is reported as
+    /// held by another process.
+    const LOCK_GRACE: Duration = Duration::from_millis(1000);
+
+    /// Opens sled's database, waiting out a lock that is on its way to
+    /// being released. sled's background threads hold the database file
+    /// (and its lock) for a moment after the last handle is dropped, so an
+    /// open that follows a close in the same process (a restart inside one
+    /// process, a test reopening a store) can meet the ghost of the
+    /// previous one. A lock held by a live process outlasts the grace and
+    /// is reported as [`OpenFailure::Locked`].
+    fn open_db(dir: &Path) -> Result<sled::Db, OpenError> {
+        let deadline = Instant::now() + LOCK_GRACE;
+        loop {
+            let result = sled::Config::new()
+                .path(dir)
+                .flush_every_ms(Some(500))
+                // sled's default page cache is 1 GiB; routerd's working set
+                // is statuses and a bounded event ring.
+                .cache_capacity(4 * 1024 * 1024)
+                .open()
+                .map_err(|e| classify_sled(dir, &e));
+            match result {
+                Err(e) if e.failure == OpenFailure::Locked && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
     impl SledBackend {
         /// Opens (or creates) the database in `dir`. Only one process may
         /// open it at a time. Every failure, including a panic inside sled
@@ -248,14 +280,7 @@ mod sled_backend {
                 .into());
             }
             let (db, tree, batches) = contain(dir, || {
-                let db = sled::Config::new()
-                    .path(dir)
-                    .flush_every_ms(Some(500))
-                    // sled's default page cache is 1 GiB; routerd's working set
-                    // is statuses and a bounded event ring.
-                    .cache_capacity(4 * 1024 * 1024)
-                    .open()
-                    .map_err(|e| classify_sled(dir, &e))?;
+                let db = open_db(dir)?;
                 let tree = db
                     .open_tree("routerd")
                     .map_err(|e| classify_sled(dir, &e))?;

@@ -278,6 +278,21 @@ fn a_second_open_of_the_same_directory_is_refused() {
 }
 
 #[test]
+fn a_lock_released_moments_later_is_waited_for() {
+    // sled lets go of its lock a moment after the last handle is dropped;
+    // an open in that moment must not report the store as held.
+    let dir = tempfile::tempdir().unwrap();
+    let first = SledBackend::open(dir.path()).unwrap();
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        drop(first);
+    });
+    let second = SledBackend::open(dir.path());
+    closer.join().unwrap();
+    assert!(second.is_ok(), "{:?}", second.err());
+}
+
+#[test]
 fn batches_are_atomic_in_memory() {
     let b = MemBackend::new();
     let mut batch = routerd_store::Batch::default();
