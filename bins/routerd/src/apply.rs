@@ -129,14 +129,22 @@ fn write_ledger(path: &Path, ledger: &Ledger) -> Result<()> {
     Ok(())
 }
 
+/// The nft backends before `nft -j` (which the dataplane appends): rustables
+/// for the simple tables it has always loaded, then routerd's own in-process
+/// encoder for what rustables cannot express (EgressRouter maps, hashes,
+/// anonymous sets), whose socket stays open (docs/performance.md).
 pub(crate) fn backends() -> Vec<Box<dyn NftBackend>> {
+    let own: Box<dyn NftBackend> = Box::new(routerd_render::linux::NfNetlink::new());
     #[cfg(feature = "rustables")]
     {
-        vec![Box::new(routerd_nft_rustables::RustablesBackend::new())]
+        vec![
+            Box::new(routerd_nft_rustables::RustablesBackend::new()),
+            own,
+        ]
     }
     #[cfg(not(feature = "rustables"))]
     {
-        Vec::new()
+        vec![own]
     }
 }
 

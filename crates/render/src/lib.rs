@@ -22,6 +22,7 @@ pub mod ir;
 pub mod ledger;
 pub mod nft_backend;
 pub mod nft_json;
+pub mod nft_netlink;
 pub mod nft_text;
 pub mod plan;
 pub mod reconcile;

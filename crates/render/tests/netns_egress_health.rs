@@ -138,7 +138,11 @@ fn an_unhealthy_destination_falls_back_for_new_connections_only() {
     let mut ledger = Ledger::default();
     let apply = |desired: DesiredState, mut ledger: Ledger| {
         r.run(move || {
-            let mut dp = LinuxDataplane::new(Vec::new(), Ownership::default()).unwrap();
+            let mut dp = LinuxDataplane::new(
+                vec![Box::new(routerd_render::linux::NfNetlink::new())],
+                Ownership::default(),
+            )
+            .unwrap();
             let o =
                 reconcile(&mut dp, &desired, &mut ledger, &ReconcileOptions::default()).unwrap();
             assert!(o.faults.is_empty(), "{:?}", o.faults);
@@ -246,7 +250,13 @@ fn egress_router_1000_rules_apply_as_one_nft_transaction() {
     let b = many_rules(1_000, 81);
     let ns = Ns::new("rdh", "p");
     let (applies, totals) = ns.run(move || {
-        let mut dp = LinuxDataplane::new(Vec::new(), Ownership::default()).unwrap();
+        // As the daemon has it: the in-process backend first.
+        let mut dp = LinuxDataplane::new(
+            vec![Box::new(routerd_render::linux::NfNetlink::new())],
+            Ownership::default(),
+        )
+        .unwrap();
+        assert_eq!(dp.backend_for(&a.nft[0]).unwrap(), "nf-netlink");
         let (mut applies, mut totals) = (Vec::new(), Vec::new());
         for i in 0..11 {
             let d = if i % 2 == 0 { &a } else { &b };
@@ -259,6 +269,15 @@ fn egress_router_1000_rules_apply_as_one_nft_transaction() {
             totals.push(t0.elapsed());
             assert_eq!(plan.ops.len(), 1, "one transaction: {plan}");
         }
+        // What was loaded in process reads back as what was rendered: a
+        // reconcile records it, the next one has nothing to do.
+        let mut ledger = Ledger::default();
+        let opts = routerd_render::ReconcileOptions::default();
+        routerd_render::reconcile(&mut dp, &b, &mut ledger, &opts).unwrap();
+        let again = routerd_render::reconcile(&mut dp, &b, &mut ledger, &opts)
+            .unwrap()
+            .plan;
+        assert!(again.is_empty(), "in sync after a load: {again}");
         let listed = sh(&["nft", "list", "table", "ip", "routerd_egress_er"]);
         // 800 single-destination redirects in one port map, 200 balanced
         // ones (two buckets each) in one bucket-keyed map, the fallback.
@@ -329,7 +348,11 @@ fn a_port_map_redirects_mapped_ports_and_leaves_the_rest_to_the_fallback() {
     assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
     let desired = render(&loaded.resources, &StateSnapshot::new()).desired;
     r.run(move || {
-        let mut dp = LinuxDataplane::new(Vec::new(), Ownership::default()).unwrap();
+        let mut dp = LinuxDataplane::new(
+            vec![Box::new(routerd_render::linux::NfNetlink::new())],
+            Ownership::default(),
+        )
+        .unwrap();
         let o = reconcile(
             &mut dp,
             &desired,

@@ -9,6 +9,7 @@ mod convert;
 pub mod events;
 mod fou;
 pub mod netns;
+mod nfnl;
 mod nft;
 mod rtnl;
 
@@ -19,6 +20,7 @@ use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::route::RouteMessage;
 use netlink_packet_route::rule::RuleMessage;
 
+pub use nfnl::NfNetlink;
 pub use nft::NftJson;
 
 use self::convert::Links;

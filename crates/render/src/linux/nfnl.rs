@@ -1,0 +1,327 @@
+//! The in-process nf_tables backend: batches from [`crate::nft_netlink`]
+//! sent on one netfilter netlink socket that stays open.
+//!
+//! The socket is kept because the kernel frees the objects a transaction
+//! deleted (the old table of a replacement) after an RCU grace period, and
+//! a netfilter socket that is closed waits for that work first
+//! (`nft_rcv_nl_event`): every `nft` process that replaces a table pays it
+//! on exit, 5-15 ms on this project's machines. Kept open, the socket never
+//! waits, and the freeing happens in the kernel's own time.
+//!
+//! After a refused batch the socket is dropped, so answers still in flight
+//! can never be read as those of the next batch.
+
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
+
+use super::netns;
+use super::rtnl::io_err;
+use crate::dataplane::DataplaneError;
+use crate::ir::{NFT_OWNER_COMMENT, NftTable, NftTableKey};
+use crate::nft_backend::NftBackend;
+use crate::nft_netlink::{self, Batch};
+
+const NLMSG_ERROR: u16 = 2;
+const NLM_F_CAPPED: u16 = 0x100;
+const NLM_F_ACK_TLVS: u16 = 0x200;
+const NLMSGERR_ATTR_MSG: u16 = 1;
+const RCVBUF: usize = 8 << 20;
+const SNDBUF: usize = 32 << 20;
+/// How long an answer may take before the batch counts as failed.
+const ANSWER_TIMEOUT_SECS: i64 = 5;
+
+/// nf_tables over netlink in process, for the tables
+/// [`nft_netlink::supports`] covers (EgressRouter tables: port maps,
+/// balanced maps, hash maps, anonymous sets).
+pub struct NfNetlink {
+    netns: Option<PathBuf>,
+    sock: Option<Socket>,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for NfNetlink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NfNetlink")
+            .field("netns", &self.netns)
+            .field("open", &self.sock.is_some())
+            .finish()
+    }
+}
+
+impl Default for NfNetlink {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl NfNetlink {
+    /// A backend bound to the calling thread's network namespace; its
+    /// socket opens on first use.
+    pub fn new() -> Self {
+        NfNetlink {
+            netns: netns::current(),
+            sock: None,
+            seq: 1,
+            buf: Vec::with_capacity(64 * 1024),
+        }
+    }
+
+    fn check_netns(&self, context: &str) -> Result<(), DataplaneError> {
+        if self.netns.is_some() && netns::current() != self.netns {
+            return Err(io_err(
+                context,
+                "refusing to program nftables from another network namespace",
+            ));
+        }
+        Ok(())
+    }
+
+    fn socket(&mut self, context: &str) -> Result<&mut Socket, DataplaneError> {
+        if self.sock.is_none() {
+            self.sock = Some(open(context)?);
+        }
+        self.sock
+            .as_mut()
+            .ok_or_else(|| io_err(context, "netfilter socket"))
+    }
+
+    /// Sends `batch` and reads every answer up to the last ACK; the first
+    /// refusal is the error, named after the object it refused.
+    fn send(&mut self, batch: &Batch, context: &str) -> Result<(), DataplaneError> {
+        self.check_netns(context)?;
+        let result = self.exchange(batch, context);
+        if result.is_err() {
+            self.sock = None;
+        }
+        let used = u32::try_from(batch.objects.len() + 2).unwrap_or(u32::MAX);
+        self.seq = self.seq.wrapping_add(used);
+        result
+    }
+
+    fn exchange(&mut self, batch: &Batch, context: &str) -> Result<(), DataplaneError> {
+        let last = batch
+            .last_seq()
+            .ok_or_else(|| io_err(context, "an empty batch"))?;
+        let mut buf = std::mem::take(&mut self.buf);
+        let result = (|| {
+            let sock = self.socket(context)?;
+            let mut sent = 0;
+            while sent < batch.bytes.len() {
+                sent += sock
+                    .send(batch.bytes.get(sent..).unwrap_or_default(), 0)
+                    .map_err(|e| io_err(context, e))?;
+            }
+            loop {
+                buf.clear();
+                sock.recv(&mut buf, 0).map_err(|e| io_err(context, e))?;
+                for answer in answers(&buf) {
+                    if let Some((errno, message)) = answer.error {
+                        let what = batch.object(answer.seq).unwrap_or("the batch");
+                        return Err(DataplaneError::Netlink {
+                            context: format!("{context}: {what}"),
+                            message,
+                            errno,
+                        });
+                    }
+                    if answer.seq == last {
+                        return Ok(());
+                    }
+                }
+            }
+        })();
+        self.buf = buf;
+        result
+    }
+}
+
+fn open(context: &str) -> Result<Socket, DataplaneError> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let mut sock = Socket::new(NETLINK_NETFILTER).map_err(|e| io_err(context, e))?;
+    sock.bind_auto().map_err(|e| io_err(context, e))?;
+    sock.connect(&SocketAddr::new(0, 0))
+        .map_err(|e| io_err(context, e))?;
+    let fd = sock.as_fd();
+    if setsockopt(&fd, sockopt::RcvBufForce, &RCVBUF).is_err() {
+        let _ = sock.set_rx_buf_sz(RCVBUF);
+    }
+    let _ = setsockopt(&fd, sockopt::SndBufForce, &SNDBUF);
+    let _ = setsockopt(
+        &fd,
+        sockopt::ReceiveTimeout,
+        &nix::sys::time::TimeVal::new(ANSWER_TIMEOUT_SECS, 0),
+    );
+    // Errors carry the kernel's explanation, and only the header of the
+    // refused request (an element message can be tens of KiB).
+    let _ = sock.set_ext_ack(true);
+    let _ = sock.set_cap_ack(true);
+    Ok(sock)
+}
+
+/// One answer of the kernel: an ACK (no error) or a refusal.
+#[derive(Debug, PartialEq, Eq)]
+struct Answer {
+    seq: u32,
+    /// Positive errno and the extack text (or the errno's description).
+    error: Option<(i32, String)>,
+}
+
+/// The `NLMSG_ERROR` messages of a datagram, in order.
+fn answers(buf: &[u8]) -> Vec<Answer> {
+    let word = |at: usize| -> Option<u32> {
+        buf.get(at..at + 4)
+            .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let half = |at: usize| -> Option<u16> {
+        buf.get(at..at + 2)
+            .map(|b| u16::from_ne_bytes([b[0], b[1]]))
+    };
+    let mut out = Vec::new();
+    let mut off = 0usize;
+    while let (Some(len), Some(ty), Some(flags), Some(seq)) =
+        (word(off), half(off + 4), half(off + 6), word(off + 8))
+    {
+        let len = len as usize;
+        if len < 16 || off + len > buf.len() {
+            break;
+        }
+        if ty == NLMSG_ERROR {
+            let code = word(off + 16).map_or(0, |c| c as i32);
+            let error = (code != 0).then(|| {
+                let errno = code.abs();
+                let mut message = String::new();
+                if flags & NLM_F_ACK_TLVS != 0 {
+                    // The echoed request: its header only when capped.
+                    let echoed = if flags & NLM_F_CAPPED != 0 {
+                        16
+                    } else {
+                        word(off + 20).map_or(16, |l| l as usize)
+                    };
+                    let mut at = off + 20 + align4(echoed);
+                    while let (Some(alen), Some(aty)) = (half(at), half(at + 2)) {
+                        let alen = alen as usize;
+                        if alen < 4 || at + alen > off + len {
+                            break;
+                        }
+                        if aty & 0x3fff == NLMSGERR_ATTR_MSG
+                            && let Some(v) = buf.get(at + 4..at + alen)
+                        {
+                            message = String::from_utf8_lossy(v)
+                                .trim_end_matches('\0')
+                                .to_string();
+                        }
+                        at += align4(alen);
+                    }
+                }
+                if message.is_empty() {
+                    message = std::io::Error::from_raw_os_error(errno).to_string();
+                }
+                (errno, message)
+            });
+            out.push(Answer { seq, error });
+        }
+        off += align4(len);
+    }
+    out
+}
+
+fn align4(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+impl NftBackend for NfNetlink {
+    fn name(&self) -> &'static str {
+        "nf-netlink"
+    }
+
+    fn supports(&self, table: &NftTable) -> Result<(), String> {
+        nft_netlink::supports(table)
+    }
+
+    fn replace_table(&mut self, table: &NftTable) -> Result<(), DataplaneError> {
+        let context = format!("nf-netlink replace table {} {}", table.family, table.name);
+        let batch = nft_netlink::replace_batch(table, NFT_OWNER_COMMENT, self.seq)
+            .map_err(DataplaneError::Unsupported)?;
+        self.send(&batch, &context)
+    }
+
+    fn delete_table(&mut self, key: &NftTableKey) -> Result<(), DataplaneError> {
+        let batch = nft_netlink::delete_batch(key, self.seq);
+        self.send(&batch, &format!("nf-netlink delete table {key}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_message(seq: u32, code: i32, flags: u16, extack: Option<&str>) -> Vec<u8> {
+        let mut body = Vec::new();
+        body.extend_from_slice(&code.to_ne_bytes());
+        // The echoed request header (capped).
+        body.extend_from_slice(&16u32.to_ne_bytes());
+        body.extend_from_slice(&[0u8; 12]);
+        if let Some(text) = extack {
+            let mut v = text.as_bytes().to_vec();
+            v.push(0);
+            let alen = 4 + v.len();
+            body.extend_from_slice(&(alen as u16).to_ne_bytes());
+            body.extend_from_slice(&NLMSGERR_ATTR_MSG.to_ne_bytes());
+            body.extend_from_slice(&v);
+            while body.len() % 4 != 0 {
+                body.push(0);
+            }
+        }
+        let mut m = Vec::new();
+        m.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
+        m.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
+        m.extend_from_slice(&flags.to_ne_bytes());
+        m.extend_from_slice(&seq.to_ne_bytes());
+        m.extend_from_slice(&0u32.to_ne_bytes());
+        m.extend_from_slice(&body);
+        m
+    }
+
+    #[test]
+    fn acks_and_refusals_are_read_with_the_kernels_words() {
+        let mut d = error_message(7, 0, NLM_F_CAPPED, None);
+        d.extend(error_message(
+            8,
+            -2,
+            NLM_F_CAPPED | NLM_F_ACK_TLVS,
+            Some("Could not process rule"),
+        ));
+        d.extend(error_message(9, -22, NLM_F_CAPPED, None));
+        let a = answers(&d);
+        assert_eq!(a.len(), 3);
+        assert_eq!(
+            a[0],
+            Answer {
+                seq: 7,
+                error: None
+            }
+        );
+        assert_eq!(
+            a[1],
+            Answer {
+                seq: 8,
+                error: Some((2, "Could not process rule".into()))
+            }
+        );
+        assert_eq!(a[2].seq, 9);
+        assert_eq!(a[2].error.as_ref().map(|e| e.0), Some(22));
+        assert!(a[2].error.as_ref().is_some_and(|e| e.1.contains("nvalid")));
+    }
+
+    #[test]
+    fn a_truncated_datagram_yields_what_is_whole() {
+        let mut d = error_message(1, 0, NLM_F_CAPPED, None);
+        let whole = d.len();
+        d.extend(error_message(2, 0, NLM_F_CAPPED, None));
+        d.truncate(whole + 10);
+        assert_eq!(answers(&d).len(), 1);
+        assert!(answers(&[1, 2, 3]).is_empty());
+    }
+}
