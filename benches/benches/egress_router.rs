@@ -88,6 +88,18 @@ fn run<M: Measurement>(c: &mut Criterion<M>, group: &str) {
     g.bench_function("diff_1k_redirect_rules_unchanged", |b| {
         b.iter(|| diff(black_box(&rendered.desired), black_box(&observed), &ledger))
     });
+    // The in-process backend's share before the kernel: the whole
+    // replacement as one nf_tables batch.
+    let table = &rendered.desired.nft[0];
+    g.bench_function("encode_1k_redirect_rules_as_netlink_batch", |b| {
+        b.iter(|| {
+            routerd_render::nft_netlink::replace_batch(
+                black_box(table),
+                routerd_render::ir::NFT_OWNER_COMMENT,
+                1,
+            )
+        })
+    });
     g.bench_function("render_and_diff_1k_redirect_rules_from_empty", |b| {
         b.iter(|| {
             let r = render(black_box(&res), black_box(&state));
