@@ -9,8 +9,9 @@
 //! rustables is GPL-3.0-or-later, so this crate is too, and it is the only
 //! routerd crate that links it. The workarounds for the defects deps.md §2.3
 //! lists live here:
-//! * batches go out on our own socket with large forced buffers (never
-//!   `Batch::send`, which fails or lies from ~300 rules on);
+//! * batches go out on routerd's own netfilter socket (large forced
+//!   buffers, kept open; never `Batch::send`, which fails or lies from ~300
+//!   rules on);
 //! * set elements are chunked below the u16 attribute limit, and sets get
 //!   their family and id set by hand;
 //! * interfaces are matched by name (`oiface_id` writes the index
@@ -21,19 +22,15 @@
 #![deny(missing_docs)]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::AsFd;
-use std::path::PathBuf;
-use std::time::Duration;
 
 use ipnet::IpNet;
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 use routerd_render::DataplaneError;
 use routerd_render::ir::{
     AddrValue, ChainType as IrChainType, CmpOp as IrCmp, Expr, Family, Hook as IrHook, IpField,
     L4Proto, MarkSource, NFT_OWNER_COMMENT, NatAddr, NftFamily, NftSet, NftTable, NftTableKey,
     RejectWith,
 };
-use routerd_render::linux::netns;
+use routerd_render::linux::NetfilterSocket;
 use routerd_render::nft_backend::NftBackend;
 use routerd_render::plan::NftSetDelta;
 use rustables::data_type::DataType;
@@ -52,42 +49,30 @@ use rustables::{
 /// large, so a quarter as many.
 const ELEMENTS_PER_MESSAGE: usize = 4000;
 const ELEMENTS_PER_MESSAGE_V6: usize = 1000;
-const RCVBUF: usize = 8 << 20;
-const SNDBUF: usize = 32 << 20;
-const NLMSG_ERROR: u16 = 2;
 /// nft's `NFTNL_UDATA_TABLE_COMMENT`.
 const UDATA_TABLE_COMMENT: u8 = 0;
 /// `NFT_PAYLOAD_TRANSPORT_HEADER`.
 const TRANSPORT_HEADER: u32 = 2;
 
-/// Loads owned tables through rustables, one netlink transaction each.
-#[derive(Debug, Clone)]
+/// Loads owned tables through rustables, one netlink transaction each, on
+/// a netfilter socket that stays open (a closed one waits for the kernel
+/// to free what the batch deleted; see `routerd_render::linux::NfNetlink`).
+#[derive(Debug, Default)]
 pub struct RustablesBackend {
-    netns: Option<PathBuf>,
-}
-
-impl Default for RustablesBackend {
-    fn default() -> Self {
-        Self::new()
-    }
+    sock: NetfilterSocket,
 }
 
 impl RustablesBackend {
     /// A backend bound to the calling thread's network namespace.
     pub fn new() -> Self {
         RustablesBackend {
-            netns: netns::current(),
+            sock: NetfilterSocket::new(),
         }
     }
 
-    fn check_netns(&self) -> Result<(), DataplaneError> {
-        if self.netns.is_some() && netns::current() != self.netns {
-            return Err(DataplaneError::Io {
-                context: "rustables".into(),
-                message: "refusing to program nftables from another network namespace".into(),
-            });
-        }
-        Ok(())
+    fn send(&mut self, bytes: &[u8], context: &str) -> Result<(), DataplaneError> {
+        let last = last_acked_seq(bytes).ok_or_else(|| err(context, "empty batch"))?;
+        self.sock.send_batch(bytes, last, context, |_| None)
     }
 }
 
@@ -513,70 +498,6 @@ fn update_batch(key: &NftTableKey, sets: &[NftSetDelta]) -> Result<Vec<u8>, Stri
     Ok(batch.finalize())
 }
 
-/// Sends a finalized batch on a fresh socket with forced buffers and waits
-/// for the ACK of its last object (every object message carries
-/// `NLM_F_ACK`; the batch-end message does not).
-fn send_batch(bytes: &[u8], context: &str) -> Result<(), DataplaneError> {
-    use nix::sys::socket::{setsockopt, sockopt};
-    let io = |e: std::io::Error| DataplaneError::Io {
-        context: context.to_string(),
-        message: e.to_string(),
-    };
-    let max_seq = last_acked_seq(bytes).ok_or_else(|| err(context, "empty batch"))?;
-    let mut sock = Socket::new(NETLINK_NETFILTER).map_err(io)?;
-    sock.bind_auto().map_err(io)?;
-    sock.connect(&SocketAddr::new(0, 0)).map_err(io)?;
-    let fd = sock.as_fd();
-    if setsockopt(&fd, sockopt::RcvBufForce, &RCVBUF).is_err() {
-        let _ = sock.set_rx_buf_sz(RCVBUF);
-    }
-    let _ = setsockopt(&fd, sockopt::SndBufForce, &SNDBUF);
-    let _ = setsockopt(
-        &fd,
-        sockopt::ReceiveTimeout,
-        &timeval(Duration::from_secs(5)),
-    );
-    let mut sent = 0;
-    while sent < bytes.len() {
-        sent += sock
-            .send(bytes.get(sent..).unwrap_or_default(), 0)
-            .map_err(io)?;
-    }
-    let mut buf = Vec::with_capacity(1 << 20);
-    loop {
-        buf.clear();
-        sock.recv(&mut buf, 0).map_err(io)?;
-        let mut off = 0usize;
-        while off + 16 <= buf.len() {
-            let h = |i: usize| buf.get(off + i).copied().unwrap_or(0);
-            let len = u32::from_ne_bytes([h(0), h(1), h(2), h(3)]) as usize;
-            let ty = u16::from_ne_bytes([h(4), h(5)]);
-            let seq = u32::from_ne_bytes([h(8), h(9), h(10), h(11)]);
-            if len < 16 {
-                break;
-            }
-            if ty == NLMSG_ERROR {
-                let code = i32::from_ne_bytes([h(16), h(17), h(18), h(19)]);
-                if code != 0 {
-                    let e = std::io::Error::from_raw_os_error(-code);
-                    return Err(err(context, format!("{e} (errno {})", -code)));
-                }
-                if seq == max_seq {
-                    return Ok(());
-                }
-            }
-            off += (len + 3) & !3;
-        }
-    }
-}
-
-fn timeval(d: Duration) -> nix::sys::time::TimeVal {
-    nix::sys::time::TimeVal::new(
-        i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        i64::from(d.subsec_micros()),
-    )
-}
-
 /// Sequence number of the last message that asks for an ACK.
 fn last_acked_seq(bytes: &[u8]) -> Option<u32> {
     const NLM_F_ACK: u16 = 4;
@@ -617,12 +538,11 @@ impl NftBackend for RustablesBackend {
     }
 
     fn replace_table(&mut self, table: &NftTable) -> Result<(), DataplaneError> {
-        self.check_netns()?;
         if let Err(why) = self.supports(table) {
             return Err(DataplaneError::Unsupported(why));
         }
         let bytes = replace_batch(table)?;
-        send_batch(
+        self.send(
             &bytes,
             &format!("rustables replace table {} {}", table.family, table.name),
         )
@@ -643,20 +563,18 @@ impl NftBackend for RustablesBackend {
         key: &NftTableKey,
         sets: &[NftSetDelta],
     ) -> Result<(), DataplaneError> {
-        self.check_netns()?;
         let ctx = format!("rustables update sets of table {key}");
         if let Err(why) = self.supports_set_update(sets) {
             return Err(DataplaneError::Unsupported(why));
         }
         let bytes = update_batch(key, sets).map_err(|e| err(&ctx, e))?;
-        send_batch(&bytes, &ctx)
+        self.send(&bytes, &ctx)
     }
 
     fn delete_table(&mut self, key: &NftTableKey) -> Result<(), DataplaneError> {
-        self.check_netns()?;
         let table = Table::new(family(key.family)).with_name(key.name.clone());
         let mut batch = Batch::new();
         batch.add(&table, MsgType::Del);
-        send_batch(&batch.finalize(), &format!("rustables delete table {key}"))
+        self.send(&batch.finalize(), &format!("rustables delete table {key}"))
     }
 }

@@ -464,6 +464,51 @@ fn nf_netlink_loads_tables_exactly_as_nft_does() {
     }
 }
 
+/// A batch the kernel refuses leaves nothing behind (the older table
+/// stays as it was), the error names the refused object with the kernel's
+/// words, and the backend's next batch goes through on a fresh socket.
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn nf_netlink_refusals_name_the_object_and_change_nothing() {
+    use routerd_render::ir::{
+        ChainType, Expr, Hook, NftChain, NftFamily, NftRule, NftTable, Priority,
+    };
+    use routerd_render::linux::NfNetlink;
+    let table = |exprs: Vec<Expr>| {
+        let mut t = NftTable::new(NftFamily::Ip, "routerd_egress_bad");
+        t.chains.push(NftChain {
+            name: "route".into(),
+            chain_type: ChainType::Filter,
+            hook: Hook::Prerouting,
+            priority: Priority::Num(-90),
+            rules: vec![NftRule { exprs }],
+        });
+        t
+    };
+    let good = table(vec![Expr::CtStatusDnat, Expr::Accept]);
+    // The kernel refuses NAT in a filter chain.
+    let bad = table(vec![Expr::Dnat {
+        addr: "203.0.113.26".parse().unwrap(),
+        port: None,
+    }]);
+    let r = router();
+    let g = good.clone();
+    r.run(move || NfNetlink::new().replace_table(&g).unwrap());
+    let before = r.exec(&["nft", "list", "ruleset"]);
+    let err = r.run(move || {
+        let mut nl = NfNetlink::new();
+        let err = nl.replace_table(&bad).unwrap_err().to_string();
+        nl.replace_table(&good).unwrap();
+        err
+    });
+    assert!(
+        err.contains("table ip routerd_egress_bad chain route rule 1"),
+        "{err}"
+    );
+    assert!(err.contains("errno"), "{err}");
+    assert_eq!(r.exec(&["nft", "list", "ruleset"]), before);
+}
+
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn nft_backend_refuses_a_thread_in_another_namespace() {

@@ -20,7 +20,7 @@ use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::route::RouteMessage;
 use netlink_packet_route::rule::RuleMessage;
 
-pub use nfnl::NfNetlink;
+pub use nfnl::{NetfilterSocket, NfNetlink};
 pub use nft::NftJson;
 
 use self::convert::Links;

@@ -32,108 +32,134 @@ const SNDBUF: usize = 32 << 20;
 /// How long an answer may take before the batch counts as failed.
 const ANSWER_TIMEOUT_SECS: i64 = 5;
 
-/// nf_tables over netlink in process, for the tables
-/// [`nft_netlink::supports`] covers (EgressRouter tables: port maps,
-/// balanced maps, hash maps, anonymous sets).
-pub struct NfNetlink {
+/// A netfilter netlink socket that stays open for the life of its owner,
+/// in the network namespace of the thread that created it. Both in-process
+/// nft backends send their batches through one of these.
+pub struct NetfilterSocket {
     netns: Option<PathBuf>,
     sock: Option<Socket>,
-    seq: u32,
     buf: Vec<u8>,
 }
 
-impl std::fmt::Debug for NfNetlink {
+impl std::fmt::Debug for NetfilterSocket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NfNetlink")
+        f.debug_struct("NetfilterSocket")
             .field("netns", &self.netns)
             .field("open", &self.sock.is_some())
             .finish()
     }
 }
 
-impl Default for NfNetlink {
+impl Default for NetfilterSocket {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl NfNetlink {
-    /// A backend bound to the calling thread's network namespace; its
-    /// socket opens on first use.
+impl NetfilterSocket {
+    /// Bound to the calling thread's network namespace; the socket itself
+    /// opens on first use.
     pub fn new() -> Self {
-        NfNetlink {
+        NetfilterSocket {
             netns: netns::current(),
             sock: None,
-            seq: 1,
             buf: Vec::with_capacity(64 * 1024),
         }
     }
 
-    fn check_netns(&self, context: &str) -> Result<(), DataplaneError> {
+    /// Sends one finalized batch (`bytes`, batch begin and end included)
+    /// and reads the answers up to the one for `last_seq`. The first
+    /// refusal is the error, its context naming the object `object(seq)`
+    /// says the refused message was about. A refusal or an I/O error drops
+    /// the socket, so answers still in flight are never read as those of
+    /// the next batch.
+    pub fn send_batch(
+        &mut self,
+        bytes: &[u8],
+        last_seq: u32,
+        context: &str,
+        object: impl Fn(u32) -> Option<String>,
+    ) -> Result<(), DataplaneError> {
         if self.netns.is_some() && netns::current() != self.netns {
             return Err(io_err(
                 context,
                 "refusing to program nftables from another network namespace",
             ));
         }
-        Ok(())
-    }
-
-    fn socket(&mut self, context: &str) -> Result<&mut Socket, DataplaneError> {
-        if self.sock.is_none() {
-            self.sock = Some(open(context)?);
-        }
-        self.sock
-            .as_mut()
-            .ok_or_else(|| io_err(context, "netfilter socket"))
-    }
-
-    /// Sends `batch` and reads every answer up to the last ACK; the first
-    /// refusal is the error, named after the object it refused.
-    fn send(&mut self, batch: &Batch, context: &str) -> Result<(), DataplaneError> {
-        self.check_netns(context)?;
-        let result = self.exchange(batch, context);
+        let result = self.exchange(bytes, last_seq, context, &object);
         if result.is_err() {
             self.sock = None;
         }
-        let used = u32::try_from(batch.objects.len() + 2).unwrap_or(u32::MAX);
-        self.seq = self.seq.wrapping_add(used);
         result
     }
 
-    fn exchange(&mut self, batch: &Batch, context: &str) -> Result<(), DataplaneError> {
+    fn exchange(
+        &mut self,
+        bytes: &[u8],
+        last_seq: u32,
+        context: &str,
+        object: &dyn Fn(u32) -> Option<String>,
+    ) -> Result<(), DataplaneError> {
+        if self.sock.is_none() {
+            self.sock = Some(open(context)?);
+        }
+        let Some(sock) = self.sock.as_mut() else {
+            return Err(io_err(context, "netfilter socket"));
+        };
+        let mut sent = 0;
+        while sent < bytes.len() {
+            sent += sock
+                .send(bytes.get(sent..).unwrap_or_default(), 0)
+                .map_err(|e| io_err(context, e))?;
+        }
+        loop {
+            self.buf.clear();
+            sock.recv(&mut self.buf, 0)
+                .map_err(|e| io_err(context, e))?;
+            for answer in answers(&self.buf) {
+                if let Some((errno, message)) = answer.error {
+                    let what = object(answer.seq).unwrap_or_else(|| "the batch".into());
+                    return Err(DataplaneError::Netlink {
+                        context: format!("{context}: {what}"),
+                        message,
+                        errno,
+                    });
+                }
+                if answer.seq == last_seq {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// nf_tables over netlink in process, for the tables
+/// [`nft_netlink::supports`] covers (EgressRouter tables: port maps,
+/// balanced maps, hash maps, anonymous sets).
+#[derive(Debug, Default)]
+pub struct NfNetlink {
+    sock: NetfilterSocket,
+    seq: u32,
+}
+
+impl NfNetlink {
+    /// A backend bound to the calling thread's network namespace.
+    pub fn new() -> Self {
+        NfNetlink {
+            sock: NetfilterSocket::new(),
+            seq: 1,
+        }
+    }
+
+    fn send(&mut self, batch: &Batch, context: &str) -> Result<(), DataplaneError> {
         let last = batch
             .last_seq()
             .ok_or_else(|| io_err(context, "an empty batch"))?;
-        let mut buf = std::mem::take(&mut self.buf);
-        let result = (|| {
-            let sock = self.socket(context)?;
-            let mut sent = 0;
-            while sent < batch.bytes.len() {
-                sent += sock
-                    .send(batch.bytes.get(sent..).unwrap_or_default(), 0)
-                    .map_err(|e| io_err(context, e))?;
-            }
-            loop {
-                buf.clear();
-                sock.recv(&mut buf, 0).map_err(|e| io_err(context, e))?;
-                for answer in answers(&buf) {
-                    if let Some((errno, message)) = answer.error {
-                        let what = batch.object(answer.seq).unwrap_or("the batch");
-                        return Err(DataplaneError::Netlink {
-                            context: format!("{context}: {what}"),
-                            message,
-                            errno,
-                        });
-                    }
-                    if answer.seq == last {
-                        return Ok(());
-                    }
-                }
-            }
-        })();
-        self.buf = buf;
-        result
+        let used = u32::try_from(batch.objects.len() + 2).unwrap_or(u32::MAX);
+        self.seq = self.seq.wrapping_add(used);
+        self.sock.send_batch(&batch.bytes, last, context, |seq| {
+            batch.object(seq).map(str::to_string)
+        })
     }
 }
 
