@@ -76,19 +76,7 @@ fn describe_desired(out: &mut String, d: &DesiredState) {
 }
 
 fn check(name: &str, actual: &str) {
-    let path = dir().join(format!("{name}.golden"));
-    if std::env::var_os("ROUTERD_BLESS").is_some() {
-        std::fs::write(&path, actual).expect("write golden");
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with ROUTERD_BLESS=1)", path.display()));
-    assert_eq!(
-        actual,
-        expected,
-        "{name}: rendered output differs from {} (re-bless with ROUTERD_BLESS=1 if intended)",
-        path.display()
-    );
+    common::check_golden(&format!("{name}.golden"), actual);
 }
 
 /// Renders a case. A policy without a status in the state file is first

@@ -162,22 +162,6 @@ fn describe(batch: &Batch) -> String {
     out
 }
 
-fn check_golden(name: &str, actual: &str) {
-    let path = dir().join(format!("{name}.nfnl"));
-    if std::env::var_os("ROUTERD_BLESS").is_some() {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with ROUTERD_BLESS=1)", path.display()));
-    assert_eq!(
-        actual,
-        expected,
-        "{name}: encoded batch differs from {} (re-bless with ROUTERD_BLESS=1 if intended)",
-        path.display()
-    );
-}
-
 /// The properties every batch has: framed by batch begin and end, one
 /// sequence number after another, every object message asking for an
 /// ACK and named in `objects`, each message under 64 KiB.
@@ -253,7 +237,7 @@ fn egress_router_batches_match_their_goldens() {
         assert_eq!(tables.len(), 1, "{case}");
         let batch = replace_batch(&tables[0], NFT_OWNER_COMMENT, 1).unwrap();
         assert_well_formed(&batch, 1);
-        check_golden(case, &describe(&batch));
+        common::check_golden(&format!("{case}.nfnl"), &describe(&batch));
     }
 }
 

@@ -52,3 +52,23 @@ pub fn select_missing(resources: &[Resource], state: &mut StateSnapshot) -> Vec<
     }
     done
 }
+
+/// Compares `actual` with `tests/golden/<file>`; `ROUTERD_BLESS=1` writes
+/// it instead.
+pub fn check_golden(file: &str, actual: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(file);
+    if std::env::var_os("ROUTERD_BLESS").is_some() {
+        std::fs::write(&path, actual).expect("write golden");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with ROUTERD_BLESS=1)", path.display()));
+    assert_eq!(
+        actual,
+        expected,
+        "{file}: output differs from {} (re-bless with ROUTERD_BLESS=1 if intended)",
+        path.display()
+    );
+}
