@@ -778,6 +778,12 @@ pub enum NatAddr {
     HashMap(Vec<Ipv4Addr>),
 }
 
+/// The modulus of a `DnatBalancedPortMap`: how many destinations each of
+/// its entries has (the renderer groups entries by it, so all agree).
+pub fn balanced_modulus(entries: &[(u16, Vec<IpAddr>, u16)]) -> usize {
+    entries.first().map_or(0, |(_, d, _)| d.len())
+}
+
 /// One expression of an nft rule (match or statement).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -194,7 +194,7 @@ pub fn expr_json(e: &Expr) -> Value {
         } => {
             // Three statements in one expression: the rule builder
             // flattens arrays (see `rule_exprs`).
-            let modulus = entries.first().map_or(0, |(_, d, _)| d.len());
+            let modulus = crate::ir::balanced_modulus(entries);
             let dport = json!({"payload": {"protocol": proto.as_str(), "field": "dport"}});
             let ports: Vec<Value> = entries.iter().map(|(p, _, _)| json!(p)).collect();
             let data: Vec<Value> = entries

@@ -1125,7 +1125,7 @@ impl Rule<'_> {
                 proto,
                 entries,
             } => {
-                let modulus = entries.first().map_or(0, |(_, d, _)| d.len());
+                let modulus = crate::ir::balanced_modulus(entries);
                 self.l4(*proto);
                 self.dport();
                 self.lookup(name(0), set_id(0)?, None, false);

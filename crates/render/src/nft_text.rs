@@ -186,7 +186,7 @@ pub fn expr_text(e: &Expr) -> String {
                 crate::ir::Family::V4 => "ip",
                 crate::ir::Family::V6 => "ip6",
             };
-            let modulus = entries.first().map_or(0, |(_, d, _)| d.len());
+            let modulus = crate::ir::balanced_modulus(entries);
             let ports: Vec<String> = entries.iter().map(|(p, _, _)| p.to_string()).collect();
             let map: Vec<String> = entries
                 .iter()
