@@ -7,49 +7,22 @@
 //! fallback carries the traffic; the plugin stops, its part expires and the
 //! startup configuration returns. Timeline printed; every namespace removed.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use routerd_lab::{ChildOutput, Lab, Node, SINK_PORT, Timeline, wait_until};
+use routerd_lab::cloudedge::{CLOUD_HOST, OVERLAY_CONFIG, cloud_side, reached};
+use routerd_lab::{ChildOutput, Lab, Node, Timeline, wait_until};
 
 const PLUGIN: &str = include_str!("../../../examples/plugins/cloud-hybrid.py");
-const CLOUD_HOST: Ipv4Addr = Ipv4Addr::new(10, 20, 0, 1);
 
+/// The overlay, a static route to the cloud prefix through upstream 2
+/// (masked by the plugin while the overlay is healthy), a wider fallback,
+/// and the cloud-hybrid example plugin allowed to mask the static route.
 fn config(plugin: &Path) -> String {
     format!(
-        "apiVersion: routerd.net/v1alpha1
-kind: Router
-metadata: {{name: cloudedge-demo}}
-spec:
-  resources:
-    - apiVersion: net.routerd.net/v1alpha1
-      kind: Interface
-      metadata: {{name: wan1}}
-      spec: {{ifname: wan1}}
-    - apiVersion: net.routerd.net/v1alpha1
-      kind: Interface
-      metadata: {{name: wan2}}
-      spec: {{ifname: wan2}}
-    - apiVersion: net.routerd.net/v1alpha1
-      kind: Interface
-      metadata: {{name: lan}}
-      spec: {{ifname: lan0}}
-    - apiVersion: hybrid.routerd.net/v1alpha1
-      kind: TunnelInterface
-      metadata: {{name: vx-cloud}}
-      spec: {{trustedUnderlay: true, mode: vxlan, ifname: vx0, key: 42, local: 198.18.1.1, remote: 198.18.1.2, underlayInterface: wan1, address: 10.255.0.1/30, mtu: 1450}}
-    - apiVersion: hybrid.routerd.net/v1alpha1
-      kind: OverlayPeer
-      metadata: {{name: cloud}}
-      spec: {{role: cloud, nodeID: cloud-1, underlay: {{type: route, interface: vx-cloud}}}}
-    - apiVersion: net.routerd.net/v1alpha1
-      kind: HealthCheck
-      metadata: {{name: overlay}}
-      spec: {{target: 10.255.0.2, protocol: tcp, port: 443, interval: 200ms, timeout: 200ms, healthyThreshold: 2, unhealthyThreshold: 2}}
-    - apiVersion: net.routerd.net/v1alpha1
+        "{OVERLAY_CONFIG}    - apiVersion: net.routerd.net/v1alpha1
       kind: IPv4Route
       metadata: {{name: cloud-static}}
       spec: {{destination: 10.20.0.0/16, device: wan2, gateway: 198.18.2.2, metric: 200}}
@@ -76,64 +49,6 @@ spec:
 ",
         plugin.display()
     )
-}
-
-/// The cloud side: the vxlan end in upstream 1, the cloud host on both
-/// upstreams (upstream 2 is the backup path to it).
-fn cloud_side(lab: &Lab) -> Result<()> {
-    for args in [
-        &[
-            "link",
-            "add",
-            "vx0",
-            "type",
-            "vxlan",
-            "id",
-            "42",
-            "local",
-            "198.18.1.2",
-            "remote",
-            "198.18.1.1",
-            "dstport",
-            "4789",
-            "dev",
-            "eth0",
-        ][..],
-        &["addr", "add", "10.255.0.2/30", "dev", "vx0"],
-        &["link", "set", "vx0", "up"],
-        &["addr", "add", "10.20.0.1/32", "dev", "lo"],
-        &[
-            "route",
-            "add",
-            "192.168.50.0/24",
-            "via",
-            "10.255.0.1",
-            "dev",
-            "vx0",
-        ],
-    ] {
-        lab.ip(Node::Up1, args)?;
-    }
-    lab.ip(Node::Up2, &["addr", "add", "10.20.0.1/32", "dev", "lo"])?;
-    Ok(())
-}
-
-/// Which upstream a new client connection to the cloud host reached.
-fn reached(lab: &Lab) -> Option<Node> {
-    lab.clear_sink_records();
-    let dst = SocketAddr::V4(SocketAddrV4::new(CLOUD_HOST, SINK_PORT));
-    let out = lab
-        .tcp_connect(Node::Client, dst, None, Duration::from_millis(500))
-        .ok()?;
-    if !out.is_connected() {
-        return None;
-    }
-    std::thread::sleep(Duration::from_millis(50));
-    lab.sink_records()
-        .iter()
-        .rev()
-        .find(|r| r.port == SINK_PORT)
-        .map(|r| r.upstream)
 }
 
 /// The router's route to the cloud host, as `ip route get` says.

@@ -16,120 +16,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, bail};
+use routerd_lab::mobility::{
+    ECHO, INVENTORY_PLUGIN, PROBE, parse_probe, router_config, write_exec,
+};
 use routerd_lab::{Timeline, wait_until};
 
 const PREFIX: &str = "rdmob";
-
-/// The inventory plugin: the claim with the `ownerSide` in `$OWNER_FILE`.
-const PLUGIN: &str = r#"#!/usr/bin/python3
-import datetime, json, os, sys
-json.load(sys.stdin)
-with open(os.environ["OWNER_FILE"]) as f:
-    owner = f.read().strip()
-json.dump({
-    "apiVersion": "plugin.routerd.net/v1alpha1",
-    "kind": "PluginResult",
-    "status": {
-        "observedAt": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "ttl": "30s",
-        "resources": [{
-            "apiVersion": "hybrid.routerd.net/v1alpha1",
-            "kind": "RemoteAddressClaim",
-            "metadata": {"name": "vm"},
-            "spec": {
-                "domainRef": "lan",
-                "address": "192.168.10.50/32",
-                "ownerSide": owner,
-                "capture": {"type": "proxy-arp", "interface": "lan", "gratuitousARP": True},
-                "delivery": {"peerRef": "overlay", "mode": "route"},
-            },
-        }],
-        "directives": [],
-    },
-}, sys.stdout)
-"#;
-
-/// UDP echo on port 7777 that names its site (`argv[1]`).
-const ECHO: &str = r#"#!/usr/bin/python3
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", 7777))
-while True:
-    data, peer = s.recvfrom(2048)
-    s.sendto(data + b" " + sys.argv[1].encode(), peer)
-"#;
-
-/// Probes 192.168.10.50 every 20 ms for `argv[1]` seconds; prints
-/// `<time> <site>` per answer.
-const PROBE: &str = r#"#!/usr/bin/python3
-import select, socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setblocking(False)
-end = time.time() + float(sys.argv[1])
-seq, nxt = 0, time.time()
-while time.time() < end:
-    if time.time() >= nxt:
-        try:
-            s.sendto(str(seq).encode(), ("192.168.10.50", 7777))
-        except OSError:
-            pass
-        seq += 1
-        nxt += 0.02
-    r, _, _ = select.select([s], [], [], max(0.0, min(nxt - time.time(), 0.005)))
-    if r:
-        try:
-            data, _ = s.recvfrom(2048)
-        except OSError:
-            continue
-        print("%.4f %s" % (time.time(), data.decode().split()[1]), flush=True)
-"#;
-
-fn config(role: &str, lan: &str, target: &str, plugin: &Path, owner: &Path) -> String {
-    format!(
-        "apiVersion: routerd.net/v1alpha1
-kind: Router
-metadata: {{name: {role}}}
-spec:
-  resources:
-    - apiVersion: net.routerd.net/v1alpha1
-      kind: Interface
-      metadata: {{name: lan}}
-      spec: {{ifname: {lan}}}
-    - apiVersion: net.routerd.net/v1alpha1
-      kind: Interface
-      metadata: {{name: vx}}
-      spec: {{ifname: vx0}}
-    - apiVersion: net.routerd.net/v1alpha1
-      kind: HealthCheck
-      metadata: {{name: overlay-hc}}
-      spec: {{target: {target}, interface: vx, protocol: icmp,
-             interval: 1s, timeout: 500ms, healthyThreshold: 1, unhealthyThreshold: 2}}
-    - apiVersion: hybrid.routerd.net/v1alpha1
-      kind: OverlayPeer
-      metadata: {{name: overlay}}
-      spec: {{role: {role}, nodeID: {role}-1, underlay: {{type: route, interface: vx0}}}}
-    - apiVersion: hybrid.routerd.net/v1alpha1
-      kind: HybridRoute
-      metadata: {{name: far-side}}
-      spec: {{peerRef: overlay, healthCheckRef: overlay-hc, destinationCIDRs: [10.98.{octet}.0/24]}}
-    - apiVersion: hybrid.routerd.net/v1alpha1
-      kind: AddressMobilityDomain
-      metadata: {{name: lan}}
-      spec: {{prefix: 192.168.10.0/24, mode: selective-address, peerRef: overlay}}
-    - apiVersion: plugin.routerd.net/v1alpha1
-      kind: Plugin
-      metadata: {{name: inventory}}
-      spec:
-        executable: {plugin}
-        timeout: 5s
-        env: {{OWNER_FILE: {owner}}}
-        triggers: [{{type: interval, every: 1s}}]
-",
-        octet = if role == "cloud" { 1 } else { 2 },
-        plugin = plugin.display(),
-        owner = owner.display(),
-    )
-}
 
 fn run(args: &[&str]) -> Result<String> {
     let (prog, rest) = args.split_first().context("empty command")?;
@@ -354,11 +246,8 @@ impl MobLab {
             .arg("0.3")
             .output()
             .ok()?;
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .and_then(|l| l.split_whitespace().nth(1))
-            .map(String::from)
+        let (answers, _) = parse_probe(&String::from_utf8_lossy(&out.stdout));
+        answers.last().map(|a| a.site.clone())
     }
 }
 
@@ -372,12 +261,6 @@ impl Drop for MobLab {
             Self::remove(&self.ns(n));
         }
     }
-}
-
-fn write_exec(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
-    Ok(())
 }
 
 fn now() -> f64 {
@@ -415,7 +298,7 @@ pub(crate) fn run_demo(verbose: bool) -> Result<i32> {
 fn demo(lab: &mut MobLab, verbose: bool) -> Result<i32> {
     let dir = lab.dir.clone();
     let plugin = dir.join("inventory");
-    write_exec(&plugin, PLUGIN)?;
+    write_exec(&plugin, INVENTORY_PLUGIN)?;
     write_exec(&dir.join("echo"), ECHO)?;
     write_exec(&dir.join("probe"), PROBE)?;
     let owner = dir.join("owner");
@@ -433,7 +316,7 @@ fn demo(lab: &mut MobLab, verbose: bool) -> Result<i32> {
         std::fs::create_dir_all(&nd)?;
         std::fs::write(
             nd.join("config.yaml"),
-            config(node, lan, target, &plugin, &owner),
+            router_config(node, lan, target, &plugin, &owner),
         )?;
         let log = dir.join(format!("{node}.log"));
         let args: Vec<String> = vec![
@@ -512,15 +395,9 @@ fn demo(lab: &mut MobLab, verbose: bool) -> Result<i32> {
     std::fs::rename(dir.join("owner.new"), &owner)?;
     tl.record("the VM moves to the on-prem LAN; the inventory now says ownerSide onprem");
     let out = probe.wait_with_output()?;
-    let answers: Vec<(f64, String)> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            Some((w.next()?.parse().ok()?, w.next()?.to_string()))
-        })
-        .collect();
-    let last_old = answers.iter().rfind(|a| a.1 == "cloud").map(|a| a.0);
-    let first_new = answers.iter().find(|a| a.1 == "onprem").map(|a| a.0);
+    let (answers, _) = parse_probe(&String::from_utf8_lossy(&out.stdout));
+    let last_old = answers.iter().rfind(|a| a.site == "cloud").map(|a| a.at);
+    let first_new = answers.iter().find(|a| a.site == "onprem").map(|a| a.at);
     match (last_old, first_new) {
         (Some(a), Some(b)) => tl.record(format!(
             "traffic follows: answers from the VM on-prem {:.0} ms after the move (no answer for {:.0} ms, probes every 20 ms)",

@@ -14,110 +14,29 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use common::{Daemon, lab, sh};
 use routerd_api::client::Client;
-use routerd_lab::{Lab, Node, wait_until};
+use routerd_lab::cloudedge::{OVERLAY_CONFIG, cloud_side, reached};
+use routerd_lab::{Node, wait_until};
 use serde_json::Value;
 
-const CONFIG: &str = "\
-apiVersion: routerd.net/v1alpha1
-kind: Router
-metadata: {name: cloudedge}
-spec:
-  resources:
-    - apiVersion: net.routerd.net/v1alpha1
-      kind: Interface
-      metadata: {name: wan1}
-      spec: {ifname: wan1}
-    - apiVersion: net.routerd.net/v1alpha1
-      kind: Interface
-      metadata: {name: wan2}
-      spec: {ifname: wan2}
-    - apiVersion: net.routerd.net/v1alpha1
-      kind: Interface
-      metadata: {name: lan}
-      spec: {ifname: lan0}
-    - apiVersion: hybrid.routerd.net/v1alpha1
-      kind: TunnelInterface
-      metadata: {name: vx-cloud}
-      spec: {trustedUnderlay: true, mode: vxlan, ifname: vx0, key: 42, local: 198.18.1.1, remote: 198.18.1.2, underlayInterface: wan1, address: 10.255.0.1/30, mtu: 1450}
-    - apiVersion: hybrid.routerd.net/v1alpha1
-      kind: OverlayPeer
-      metadata: {name: cloud}
-      spec: {role: cloud, nodeID: cloud-1, underlay: {type: route, interface: vx-cloud}}
-    - apiVersion: net.routerd.net/v1alpha1
-      kind: HealthCheck
-      metadata: {name: overlay}
-      spec: {target: 10.255.0.2, protocol: tcp, port: 443, interval: 200ms, timeout: 200ms, healthyThreshold: 2, unhealthyThreshold: 2}
-    - apiVersion: hybrid.routerd.net/v1alpha1
+/// The overlay, a HybridRoute to the cloud prefix through it, and a
+/// fallback route through upstream 2.
+fn config() -> String {
+    format!(
+        "{OVERLAY_CONFIG}    - apiVersion: hybrid.routerd.net/v1alpha1
       kind: HybridRoute
-      metadata: {name: cloud-private}
-      spec: {peerRef: cloud, healthCheckRef: overlay, install: {metric: 10}, destinationCIDRs: [10.20.0.0/16]}
+      metadata: {{name: cloud-private}}
+      spec: {{peerRef: cloud, healthCheckRef: overlay, install: {{metric: 10}}, destinationCIDRs: [10.20.0.0/16]}}
     - apiVersion: net.routerd.net/v1alpha1
       kind: IPv4Route
-      metadata: {name: fallback}
-      spec: {destination: 10.0.0.0/8, device: wan2, gateway: 198.18.2.2, metric: 500}
-";
-
-const CLOUD_HOST: Ipv4Addr = Ipv4Addr::new(10, 20, 0, 1);
-
-/// The cloud side: the vxlan end in upstream 1, the cloud host on both
-/// upstreams (upstream 2 is the fallback path to it).
-fn cloud_side(lab: &Lab) {
-    let up1 = |args: &[&str]| lab.ip(Node::Up1, args).unwrap();
-    up1(&[
-        "link",
-        "add",
-        "vx0",
-        "type",
-        "vxlan",
-        "id",
-        "42",
-        "local",
-        "198.18.1.2",
-        "remote",
-        "198.18.1.1",
-        "dstport",
-        "4789",
-        "dev",
-        "eth0",
-    ]);
-    up1(&["addr", "add", "10.255.0.2/30", "dev", "vx0"]);
-    up1(&["link", "set", "vx0", "up"]);
-    up1(&["addr", "add", "10.20.0.1/32", "dev", "lo"]);
-    up1(&[
-        "route",
-        "add",
-        "192.168.50.0/24",
-        "via",
-        "10.255.0.1",
-        "dev",
-        "vx0",
-    ]);
-    lab.ip(Node::Up2, &["addr", "add", "10.20.0.1/32", "dev", "lo"])
-        .unwrap();
-}
-
-/// Which upstream a new client connection to the cloud host reached.
-fn reached(lab: &Lab) -> Option<Node> {
-    lab.clear_sink_records();
-    let dst = SocketAddr::V4(SocketAddrV4::new(CLOUD_HOST, routerd_lab::SINK_PORT));
-    let out = lab
-        .tcp_connect(Node::Client, dst, None, Duration::from_millis(500))
-        .ok()?;
-    if !out.is_connected() {
-        return None;
-    }
-    std::thread::sleep(Duration::from_millis(50));
-    lab.sink_records()
-        .iter()
-        .rev()
-        .find(|r| r.port == routerd_lab::SINK_PORT && r.peer.ip().to_string() == "192.168.50.10")
-        .map(|r| r.upstream)
+      metadata: {{name: fallback}}
+      spec: {{destination: 10.0.0.0/8, device: wan2, gateway: 198.18.2.2, metric: 500}}
+"
+    )
 }
 
 fn get(d: &Daemon<'_>, subject: &str) -> Value {
@@ -149,10 +68,10 @@ fn wait(what: &str, d: &Daemon<'_>, limit: Duration, f: impl FnMut() -> bool) {
 #[ignore = "needs root: network namespaces"]
 fn lowered_routes_over_vxlan_carry_traffic_and_health_hands_over_to_the_fallback() {
     let lab = lab("rce");
-    cloud_side(&lab);
+    cloud_side(&lab).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut d = Daemon::new(&lab, dir.path(), "");
-    std::fs::write(dir.path().join("config.yaml"), CONFIG).unwrap();
+    std::fs::write(dir.path().join("config.yaml"), config()).unwrap();
     d.start();
 
     let ok = wait_until(
@@ -211,12 +130,8 @@ fn lowered_routes_over_vxlan_carry_traffic_and_health_hands_over_to_the_fallback
 /// HybridRoute, a static route to the cloud prefix through upstream 2, and
 /// the cloud-hybrid example plugin allowed to mask it.
 fn plugin_config(plugin: &std::path::Path) -> String {
-    let base = CONFIG
-        .split("    - apiVersion: hybrid.routerd.net/v1alpha1\n      kind: HybridRoute")
-        .next()
-        .unwrap();
     format!(
-        "{base}    - apiVersion: net.routerd.net/v1alpha1
+        "{OVERLAY_CONFIG}    - apiVersion: net.routerd.net/v1alpha1
       kind: IPv4Route
       metadata: {{name: cloud-fallback}}
       spec: {{destination: 10.20.0.0/16, device: wan2, gateway: 198.18.2.2, metric: 200}}
@@ -257,7 +172,7 @@ fn dynamic(d: &Daemon<'_>, source: &str) -> Value {
 #[ignore = "needs root: network namespaces"]
 fn a_plugin_part_brings_a_hybrid_route_and_its_expiry_returns_the_fallback() {
     let lab = lab("rcp");
-    cloud_side(&lab);
+    cloud_side(&lab).unwrap();
     let dir = tempfile::tempdir().unwrap();
     // The runner refuses executables others can write (and their directory).
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use routerd_lab::mobility::{
+    ECHO, INVENTORY_PLUGIN, PROBE, parse_probe, router_config, write_exec,
+};
 use routerd_lab::wait_until;
 
 /// A named namespace, deleted on drop.
@@ -477,134 +480,6 @@ fn vrrp_master_captures_only_while_this_router_holds_the_virtual_address() {
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
-/// A cloud inventory plugin: proposes the claim for 192.168.10.50 with the
-/// `ownerSide` written in `$OWNER_FILE` (the test moves the host and
-/// rewrites the file, as an inventory would see the VM move).
-const FLIP_PLUGIN: &str = r#"#!/usr/bin/python3
-import datetime, json, os, sys
-request = json.load(sys.stdin)
-with open(os.environ["OWNER_FILE"]) as f:
-    owner = f.read().strip()
-claim = {
-    "apiVersion": "hybrid.routerd.net/v1alpha1",
-    "kind": "RemoteAddressClaim",
-    "metadata": {"name": "web"},
-    "spec": {
-        "domainRef": "lan",
-        "address": "192.168.10.50/32",
-        "ownerSide": owner,
-        "capture": {"type": "proxy-arp", "interface": "lan", "gratuitousARP": True},
-        "delivery": {"peerRef": "cloud", "mode": "route"},
-    },
-}
-json.dump({
-    "apiVersion": "plugin.routerd.net/v1alpha1",
-    "kind": "PluginResult",
-    "status": {
-        "observedAt": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "ttl": "30s",
-        "resources": [claim],
-        "directives": [],
-    },
-}, sys.stdout)
-"#;
-
-/// UDP echo: answers every datagram on port 7777 with its payload and the
-/// site it runs at (`argv[1]`).
-const ECHO: &str = r#"#!/usr/bin/python3
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 7777))
-while True:
-    data, peer = s.recvfrom(2048)
-    s.sendto(data + b" " + sys.argv[1].encode(), peer)
-"#;
-
-/// Probes 192.168.10.50:7777 every 20 ms for `argv[1]` seconds; prints
-/// `<sent seq> <answer time> <site>` for every answer, then `sent <n>`.
-const PROBE: &str = r#"#!/usr/bin/python3
-import select, socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setblocking(False)
-end = time.time() + float(sys.argv[1])
-seq, nxt = 0, time.time()
-while time.time() < end:
-    now = time.time()
-    if now >= nxt:
-        try:
-            s.sendto(str(seq).encode(), ("192.168.10.50", 7777))
-        except OSError:
-            pass
-        seq += 1
-        nxt += 0.02
-    r, _, _ = select.select([s], [], [], max(0.0, min(nxt - time.time(), 0.005)))
-    if r:
-        try:
-            data, _ = s.recvfrom(2048)
-        except OSError:
-            continue
-        n, site = data.decode().split()
-        print(n, "%.4f" % time.time(), site, flush=True)
-print("sent", seq, flush=True)
-"#;
-
-/// The routers' shared startup half: links, the overlay health check, the
-/// peer (this node's `role`), a HybridRoute over it (the health gate), the
-/// domain, and the inventory plugin that brings the claim.
-fn flip_config(role: &str, lan: &str, target: &str, plugin: &Path, owner_file: &Path) -> String {
-    format!(
-        "apiVersion: routerd.net/v1alpha1
-kind: Router
-metadata: {{name: {role}}}
-spec:
-  resources:
-    - apiVersion: net.routerd.net/v1alpha1
-      kind: Interface
-      metadata: {{name: lan}}
-      spec: {{ifname: {lan}}}
-    - apiVersion: net.routerd.net/v1alpha1
-      kind: Interface
-      metadata: {{name: overlay}}
-      spec: {{ifname: vx0}}
-    - apiVersion: net.routerd.net/v1alpha1
-      kind: HealthCheck
-      metadata: {{name: overlay-hc}}
-      spec: {{target: {target}, interface: overlay, protocol: icmp,
-             interval: 1s, timeout: 500ms, healthyThreshold: 1, unhealthyThreshold: 2}}
-    - apiVersion: hybrid.routerd.net/v1alpha1
-      kind: OverlayPeer
-      metadata: {{name: cloud}}
-      spec: {{role: {role}, nodeID: {role}-1, underlay: {{type: route, interface: vx0}}}}
-    - apiVersion: hybrid.routerd.net/v1alpha1
-      kind: HybridRoute
-      metadata: {{name: far-net}}
-      spec: {{peerRef: cloud, healthCheckRef: overlay-hc, destinationCIDRs: [10.98.{octet}.0/24]}}
-    - apiVersion: hybrid.routerd.net/v1alpha1
-      kind: AddressMobilityDomain
-      metadata: {{name: lan}}
-      spec: {{prefix: 192.168.10.0/24, mode: selective-address, peerRef: cloud}}
-    - apiVersion: plugin.routerd.net/v1alpha1
-      kind: Plugin
-      metadata: {{name: inventory}}
-      spec:
-        executable: {plugin}
-        timeout: 5s
-        env: {{OWNER_FILE: {owner}}}
-        triggers: [{{type: interval, every: 1s}}]
-",
-        octet = if role == "cloud" { 1 } else { 2 },
-        plugin = plugin.display(),
-        owner = owner_file.display(),
-    )
-}
-
-fn write_exec(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
 /// The daemon's events about the claim and its routes, oldest first, as
 /// `time node type detail` lines.
 fn claim_timeline(d: &Daemon, node: &str) -> Vec<(String, String)> {
@@ -674,9 +549,9 @@ fn owner_flip_moves_capture_and_traffic_follows() {
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     let plugin = tmp.join("inventory");
-    write_exec(&plugin, FLIP_PLUGIN);
-    write_exec(&tmp.join("echo"), ECHO);
-    write_exec(&tmp.join("probe"), PROBE);
+    write_exec(&plugin, INVENTORY_PLUGIN).unwrap();
+    write_exec(&tmp.join("echo"), ECHO).unwrap();
+    write_exec(&tmp.join("probe"), PROBE).unwrap();
     // One inventory view per router, so the order they learn of the move
     // can be forced (`ROUTERD_E2E_OWNER_LAG_MS`: the cloud, the new owner,
     // learns that much later than the on-prem router, the new capturer).
@@ -689,7 +564,7 @@ fn owner_flip_moves_capture_and_traffic_follows() {
         std::fs::write(dir.join("owner"), "onprem\n").unwrap();
         std::fs::write(
             dir.join("config.yaml"),
-            flip_config(role, lan, target, &plugin, &dir.join("owner")),
+            router_config(role, lan, target, &plugin, &dir.join("owner")),
         )
         .unwrap();
     }
@@ -789,25 +664,9 @@ fn owner_flip_moves_capture_and_traffic_follows() {
     let out = prober.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
 
-    // Answers: (seq, time, site).
-    let answers: Vec<(u64, f64, String)> = text
-        .lines()
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            Some((
-                w.next()?.parse().ok()?,
-                w.next()?.parse().ok()?,
-                w.next()?.to_string(),
-            ))
-        })
-        .collect();
-    let sent: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("sent "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0);
-    let last_old = answers.iter().rfind(|a| a.2 == "onprem");
-    let first_new = answers.iter().find(|a| a.2 == "cloud");
+    let (answers, sent) = parse_probe(&text);
+    let last_old = answers.iter().rfind(|a| a.site == "onprem");
+    let first_new = answers.iter().find(|a| a.site == "cloud");
     let (Some(last_old), Some(first_new)) = (last_old, first_new) else {
         panic!(
             "traffic did not move: {} answers of {sent}; on-prem claim {}\ncloud claim {}\non-prem log:\n{}\ncloud log:\n{}",
@@ -823,21 +682,21 @@ fn owner_flip_moves_capture_and_traffic_follows() {
     assert!(
         answers
             .iter()
-            .filter(|a| a.1 > first_new.1)
-            .all(|a| a.2 == "cloud"),
+            .filter(|a| a.at > first_new.at)
+            .all(|a| a.site == "cloud"),
         "answers from both sites after the move: {text}"
     );
-    let tail = answers.iter().filter(|a| a.1 > first_new.1 + 1.0).count();
+    let tail = answers.iter().filter(|a| a.at > first_new.at + 1.0).count();
     assert!(tail > 0, "traffic did not resume for good: {text}");
     // Probes sent during the window are partly queued on the way (ARP
     // resolution on the overlay) and answered late, partly dropped.
-    let answered: std::collections::BTreeSet<u64> = answers.iter().map(|a| a.0).collect();
+    let answered: std::collections::BTreeSet<u64> = answers.iter().map(|a| a.seq).collect();
     let unanswered = sent.saturating_sub(answered.len() as u64);
     eprintln!(
         "owner flip: last answer on-prem {:.0} ms after the move, first from the cloud {:.0} ms after it: no answer for {:.0} ms; {unanswered} of {sent} probes (one per 20 ms) never answered; inventory plugin interval 1 s",
-        (last_old.1 - moved_at) * 1000.0,
-        (first_new.1 - moved_at) * 1000.0,
-        (first_new.1 - last_old.1) * 1000.0,
+        (last_old.at - moved_at) * 1000.0,
+        (first_new.at - moved_at) * 1000.0,
+        (first_new.at - last_old.at) * 1000.0,
     );
 
     // Each node's steps: the cloud (new owner, old capturer) installs its

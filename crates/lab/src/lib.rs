@@ -44,8 +44,10 @@
 //! call them through `spawn_blocking`.
 #![deny(missing_docs)]
 
+pub mod cloudedge;
 mod error;
 mod flow;
+pub mod mobility;
 mod netns;
 mod observe;
 mod signal;
