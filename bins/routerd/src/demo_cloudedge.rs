@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use routerd_lab::cloudedge::{CLOUD_HOST, OVERLAY_CONFIG, cloud_side, reached};
+use routerd_lab::cloudedge::{CLOUD_HOST, cloud_side, overlay_config, reached};
 use routerd_lab::{ChildOutput, Lab, Node, Timeline, wait_until};
 
 const PLUGIN: &str = include_str!("../../../examples/plugins/cloud-hybrid.py");
@@ -22,7 +22,7 @@ const PLUGIN: &str = include_str!("../../../examples/plugins/cloud-hybrid.py");
 /// and the cloud-hybrid example plugin allowed to mask the static route.
 fn config(plugin: &Path) -> String {
     format!(
-        "{OVERLAY_CONFIG}    - apiVersion: net.routerd.net/v1alpha1
+        "{}    - apiVersion: net.routerd.net/v1alpha1
       kind: IPv4Route
       metadata: {{name: cloud-static}}
       spec: {{destination: 10.20.0.0/16, device: wan2, gateway: 198.18.2.2, metric: 200}}
@@ -47,6 +47,7 @@ fn config(plugin: &Path) -> String {
             operations: [mask]
             targets: [{{apiVersion: net.routerd.net/v1alpha1, kind: IPv4Route, name: cloud-static}}]
 ",
+        overlay_config(),
         plugin.display()
     )
 }

@@ -11,24 +11,9 @@ use std::time::Duration;
 use common::{Daemon, sh};
 use routerd_lab::{Lab, Node, Uplink, wait_until};
 
-const HEAD: &str = "apiVersion: routerd.net/v1alpha1
-kind: Router
-metadata: {name: availability}
-spec:
-  resources:
-    - apiVersion: net.routerd.net/v1alpha1
-      kind: Interface
-      metadata: {name: wan1}
-      spec: {ifname: wan1}
-    - apiVersion: net.routerd.net/v1alpha1
-      kind: Interface
-      metadata: {name: wan2}
-      spec: {ifname: wan2}
-    - apiVersion: net.routerd.net/v1alpha1
-      kind: Interface
-      metadata: {name: lan}
-      spec: {ifname: lan0}
-    - apiVersion: net.routerd.net/v1alpha1
+fn head() -> String {
+    routerd_lab::router_config("availability")
+        + "    - apiVersion: net.routerd.net/v1alpha1
       kind: NAT44Rule
       metadata: {name: lan-masquerade-wan1}
       spec: {type: masquerade, egressInterface: wan1, sourceRanges: [192.168.50.0/24]}
@@ -36,14 +21,15 @@ spec:
       kind: NAT44Rule
       metadata: {name: lan-masquerade-wan2}
       spec: {type: masquerade, egressInterface: wan2, sourceRanges: [192.168.50.0/24]}
-";
+"
+}
 
-/// Starts routerd with `HEAD` + `resources` and waits until new client
+/// Starts routerd with `head()` + `resources` and waits until new client
 /// flows leave through wan1.
 fn start<'a>(lab: &'a Lab, dir: &std::path::Path, resources: &str) -> Daemon<'a> {
     let mut d = Daemon::new(lab, dir, "");
     // This test runs its own configuration, not the demo's.
-    std::fs::write(dir.join("config.yaml"), format!("{HEAD}{resources}")).unwrap();
+    std::fs::write(dir.join("config.yaml"), format!("{}{resources}", head())).unwrap();
     d.start();
     wait_until(
         || {

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use common::{Daemon, lab, sh};
 use routerd_api::client::Client;
-use routerd_lab::cloudedge::{OVERLAY_CONFIG, cloud_side, reached};
+use routerd_lab::cloudedge::{cloud_side, overlay_config, reached};
 use routerd_lab::{Node, wait_until};
 use serde_json::Value;
 
@@ -27,7 +27,7 @@ use serde_json::Value;
 /// fallback route through upstream 2.
 fn config() -> String {
     format!(
-        "{OVERLAY_CONFIG}    - apiVersion: hybrid.routerd.net/v1alpha1
+        "{}    - apiVersion: hybrid.routerd.net/v1alpha1
       kind: HybridRoute
       metadata: {{name: cloud-private}}
       spec: {{peerRef: cloud, healthCheckRef: overlay, install: {{metric: 10}}, destinationCIDRs: [10.20.0.0/16]}}
@@ -35,7 +35,8 @@ fn config() -> String {
       kind: IPv4Route
       metadata: {{name: fallback}}
       spec: {{destination: 10.0.0.0/8, device: wan2, gateway: 198.18.2.2, metric: 500}}
-"
+",
+        overlay_config()
     )
 }
 
@@ -131,7 +132,7 @@ fn lowered_routes_over_vxlan_carry_traffic_and_health_hands_over_to_the_fallback
 /// the cloud-hybrid example plugin allowed to mask it.
 fn plugin_config(plugin: &std::path::Path) -> String {
     format!(
-        "{OVERLAY_CONFIG}    - apiVersion: net.routerd.net/v1alpha1
+        "{}    - apiVersion: net.routerd.net/v1alpha1
       kind: IPv4Route
       metadata: {{name: cloud-fallback}}
       spec: {{destination: 10.20.0.0/16, device: wan2, gateway: 198.18.2.2, metric: 200}}
@@ -152,6 +153,7 @@ fn plugin_config(plugin: &std::path::Path) -> String {
             operations: [mask]
             targets: [{{apiVersion: net.routerd.net/v1alpha1, kind: IPv4Route, name: cloud-fallback}}]
 ",
+        overlay_config(),
         plugin.display()
     )
 }

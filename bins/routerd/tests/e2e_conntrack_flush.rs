@@ -22,24 +22,8 @@ use routerd_lab::{ChildOutput, ConntrackEntry, Lab, Node, TARGET, Uplink, wait_u
 /// static SNAT, not masquerade: the kernel itself kills a masqueraded
 /// connection whose packets leave through another interface, so only SNAT
 /// shows whether a busy flow keeps a stale binding.
-const CONFIG: &str = "apiVersion: routerd.net/v1alpha1
-kind: Router
-metadata: {name: flush}
-spec:
-  resources:
-    - apiVersion: net.routerd.net/v1alpha1
-      kind: Interface
-      metadata: {name: wan1}
-      spec: {ifname: wan1}
-    - apiVersion: net.routerd.net/v1alpha1
-      kind: Interface
-      metadata: {name: wan2}
-      spec: {ifname: wan2}
-    - apiVersion: net.routerd.net/v1alpha1
-      kind: Interface
-      metadata: {name: lan}
-      spec: {ifname: lan0}
-    - apiVersion: net.routerd.net/v1alpha1
+fn config() -> String {
+    routerd_lab::router_config("flush") + "    - apiVersion: net.routerd.net/v1alpha1
       kind: NAT44Rule
       metadata: {name: lan-snat-wan1}
       spec: {type: snat, egressInterface: wan1, snatAddress: 198.18.1.1, sourceRanges: [192.168.50.0/24]}
@@ -70,7 +54,8 @@ spec:
         candidates:
           - {name: only, interface: wan2, gatewaySource: static, gateway: 198.18.2.2,
              mark: 0x30, table: 130, priority: 1300, weight: 50}
-";
+"
+}
 
 fn entry_of(entries: &[ConntrackEntry], local: SocketAddr) -> Option<&ConntrackEntry> {
     entries
@@ -118,7 +103,7 @@ fn a_dead_primary_loses_only_its_connections() {
     let lab = lab("rflsh");
     let dir = tempfile::tempdir().unwrap();
     let mut d = Daemon::new(&lab, dir.path(), "");
-    std::fs::write(dir.path().join("config.yaml"), CONFIG).unwrap();
+    std::fs::write(dir.path().join("config.yaml"), config()).unwrap();
     d.start();
 
     // Flow 1 from the client's first address: policy a, wan1.

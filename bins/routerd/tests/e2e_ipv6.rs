@@ -198,28 +198,13 @@ fn pings_leave_through(lab: &Lab, d: &Daemon<'_>, upstream: Node, what: &str) {
     });
 }
 
-const CONFIG: &str = "apiVersion: routerd.net/v1alpha1
-kind: Router
-metadata: {name: ipv6}
-spec:
-  resources:
-    - apiVersion: net.routerd.net/v1alpha1
-      kind: Interface
-      metadata: {name: wan1}
-      spec: {ifname: wan1}
-    - apiVersion: net.routerd.net/v1alpha1
-      kind: Interface
-      metadata: {name: wan2}
-      spec: {ifname: wan2}
-    - apiVersion: net.routerd.net/v1alpha1
-      kind: Interface
-      metadata: {name: lan}
-      spec: {ifname: lan0}
-";
+fn config() -> String {
+    routerd_lab::router_config("ipv6")
+}
 
 fn start<'a>(lab: &'a Lab, dir: &std::path::Path, resources: &str) -> Daemon<'a> {
     let mut d = Daemon::new(lab, dir, "");
-    std::fs::write(dir.join("config.yaml"), format!("{CONFIG}{resources}")).unwrap();
+    std::fs::write(dir.join("config.yaml"), format!("{}{resources}", config())).unwrap();
     d.start();
     d
 }

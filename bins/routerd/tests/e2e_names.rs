@@ -16,24 +16,9 @@ use std::time::Duration;
 use common::{Daemon, sh};
 use routerd_lab::{ChildOutput, Lab, Node, TARGET, Uplink, wait_until};
 
-const CONFIG: &str = "apiVersion: routerd.net/v1alpha1
-kind: Router
-metadata: {name: names}
-spec:
-  resources:
-    - apiVersion: net.routerd.net/v1alpha1
-      kind: Interface
-      metadata: {name: wan1}
-      spec: {ifname: wan1}
-    - apiVersion: net.routerd.net/v1alpha1
-      kind: Interface
-      metadata: {name: wan2}
-      spec: {ifname: wan2}
-    - apiVersion: net.routerd.net/v1alpha1
-      kind: Interface
-      metadata: {name: lan}
-      spec: {ifname: lan0}
-    - apiVersion: net.routerd.net/v1alpha1
+fn config() -> String {
+    routerd_lab::router_config("names")
+        + "    - apiVersion: net.routerd.net/v1alpha1
       kind: NAT44Rule
       metadata: {name: lan-masquerade-wan1}
       spec: {type: masquerade, egressInterface: wan1, sourceRanges: [192.168.50.0/24]}
@@ -67,7 +52,8 @@ spec:
         candidates:
           - {name: alternate, interface: wan2, gatewaySource: static, gateway: 198.18.2.2,
              mark: 0x20, table: 120, priority: 1000}
-";
+"
+}
 
 /// The DNS server's address: up1's end of wan1, reachable from the router.
 const DNS: &str = "198.18.1.2";
@@ -167,7 +153,7 @@ fn a_dns_named_set_steers_its_destination_and_follows_the_answer() {
     std::fs::write(dir.join("resolv.conf"), format!("nameserver {DNS}\n")).unwrap();
 
     let mut d = Daemon::new(&lab, dir, "");
-    std::fs::write(dir.join("config.yaml"), CONFIG).unwrap();
+    std::fs::write(dir.join("config.yaml"), config()).unwrap();
     let resolv = dir.join("resolv.conf");
     d.start_with_env(&[("ROUTERD_RESOLV_CONF", resolv.to_str().unwrap())]);
 

@@ -3,7 +3,7 @@
 //! cloud side (a vxlan end and the cloud host, on upstream 1, with upstream 2
 //! as the other path to the same host), and which upstream a client reached.
 //! Each scenario appends its own routes, plugins and policies to
-//! [`OVERLAY_CONFIG`].
+//! [`overlay_config`].
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
@@ -13,28 +13,12 @@ use crate::{Lab, Node, Result, SINK_PORT};
 /// The cloud host, on the loopback of both upstreams.
 pub const CLOUD_HOST: Ipv4Addr = Ipv4Addr::new(10, 20, 0, 1);
 
-/// The router's interfaces, the vxlan TunnelInterface to the cloud over
-/// `wan1`, the OverlayPeer on it and the health check through it; a
+/// The lab router's interfaces, the vxlan TunnelInterface to the cloud
+/// over `wan1`, the OverlayPeer on it and the health check through it; a
 /// `Router` document whose resource list the scenario continues.
-pub const OVERLAY_CONFIG: &str = "\
-apiVersion: routerd.net/v1alpha1
-kind: Router
-metadata: {name: cloudedge}
-spec:
-  resources:
-    - apiVersion: net.routerd.net/v1alpha1
-      kind: Interface
-      metadata: {name: wan1}
-      spec: {ifname: wan1}
-    - apiVersion: net.routerd.net/v1alpha1
-      kind: Interface
-      metadata: {name: wan2}
-      spec: {ifname: wan2}
-    - apiVersion: net.routerd.net/v1alpha1
-      kind: Interface
-      metadata: {name: lan}
-      spec: {ifname: lan0}
-    - apiVersion: hybrid.routerd.net/v1alpha1
+pub fn overlay_config() -> String {
+    crate::router_config("cloudedge")
+        + "    - apiVersion: hybrid.routerd.net/v1alpha1
       kind: TunnelInterface
       metadata: {name: vx-cloud}
       spec: {trustedUnderlay: true, mode: vxlan, ifname: vx0, key: 42, local: 198.18.1.1, remote: 198.18.1.2, underlayInterface: wan1, address: 10.255.0.1/30, mtu: 1450}
@@ -46,7 +30,8 @@ spec:
       kind: HealthCheck
       metadata: {name: overlay}
       spec: {target: 10.255.0.2, protocol: tcp, port: 443, interval: 200ms, timeout: 200ms, healthyThreshold: 2, unhealthyThreshold: 2}
-";
+"
+}
 
 /// The cloud side: the vxlan end in upstream 1 with a route back to the
 /// LAN over it, and the cloud host on both upstreams.

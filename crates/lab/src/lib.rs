@@ -80,7 +80,7 @@ pub use sink::SinkRecord;
 pub use timeline::{Entry, Timeline, wait_until, wait_until_async};
 pub use topology::{
     HTTP_PORT, LAN_CLIENT, LAN_IF, LAN_PREFIX_LEN, LAN_ROUTER, Node, PEER_IF, SINK_PORT, TARGET,
-    TCP_PORT, Uplink, WAN_PREFIX_LEN,
+    TCP_PORT, Uplink, WAN_PREFIX_LEN, router_config,
 };
 pub use traffic::{ClientTraffic, TrafficSample};
 

@@ -133,3 +133,29 @@ impl fmt::Display for Uplink {
         f.write_str(self.router_if())
     }
 }
+
+/// A `Router` document named `name` holding the lab router's interfaces
+/// (`wan1`, `wan2`, and `lan` on [`LAN_IF`]); a scenario continues its
+/// resource list with items indented as these are (`    - apiVersion: ...`).
+pub fn router_config(name: &str) -> String {
+    format!(
+        "apiVersion: routerd.net/v1alpha1
+kind: Router
+metadata: {{name: {name}}}
+spec:
+  resources:
+    - apiVersion: net.routerd.net/v1alpha1
+      kind: Interface
+      metadata: {{name: wan1}}
+      spec: {{ifname: wan1}}
+    - apiVersion: net.routerd.net/v1alpha1
+      kind: Interface
+      metadata: {{name: wan2}}
+      spec: {{ifname: wan2}}
+    - apiVersion: net.routerd.net/v1alpha1
+      kind: Interface
+      metadata: {{name: lan}}
+      spec: {{ifname: {LAN_IF}}}
+"
+    )
+}
