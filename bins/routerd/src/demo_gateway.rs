@@ -13,21 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, Result, bail};
 use routerd_keepalived::plan::rendezvous_order;
 
-use crate::gwlab::{GwLab, LONG, VIP, config, try_wait_for};
-
-const PROBE: &str = r#"
-import socket, time, sys
-end = time.time() + float(sys.argv[1])
-while time.time() < end:
-    t = time.time()
-    try:
-        c = socket.create_connection(("172.18.18.1", 7000), timeout=0.1)
-        ok = c.makefile().readline().strip() == "172.18.18.242"; c.close()
-    except Exception:
-        ok = False
-    print("%.4f %d" % (t, ok), flush=True)
-    time.sleep(0.005)
-"#;
+use crate::gwlab::{GwLab, LONG, PROBE, VIP, config, probe_samples, try_wait_for};
 
 fn now() -> f64 {
     SystemTime::now()
@@ -199,13 +185,7 @@ spec:
     let t_end = now();
 
     let out = probe.wait_with_output().context("probe")?;
-    let samples: Vec<(f64, bool)> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let (t, ok) = l.split_once(' ')?;
-            Some((t.parse().ok()?, ok == "1"))
-        })
-        .collect();
+    let samples = probe_samples(&out.stdout);
     let gap1 = gap(&samples, t1, t2);
     let gap2 = gap(&samples, t2, t_end);
     let ms = |g: Option<f64>| {

@@ -57,6 +57,33 @@ for line in sys.stdin:
     n += 1
     print("ok %d %s" % (n, r), flush=True)
 "#;
+/// The application's probe (run in `app` with the seconds to run as
+/// `argv[1]`): a fresh connection to the server every 5 ms, printing
+/// `<time> <1|0>`, 1 when it was answered from the VIP.
+pub(crate) const PROBE: &str = r#"
+import socket, time, sys
+end = time.time() + float(sys.argv[1])
+while time.time() < end:
+    t = time.time()
+    try:
+        c = socket.create_connection(("172.18.18.1", 7000), timeout=0.1)
+        ok = c.makefile().readline().strip() == "172.18.18.242"; c.close()
+    except Exception:
+        ok = False
+    print("%.4f %d" % (t, ok), flush=True)
+    time.sleep(0.005)
+"#;
+
+/// [`PROBE`]'s samples: (time, answered from the VIP).
+pub(crate) fn probe_samples(output: &[u8]) -> Vec<(f64, bool)> {
+    String::from_utf8_lossy(output)
+        .lines()
+        .filter_map(|l| {
+            let (t, ok) = l.split_once(' ')?;
+            Some((t.parse().ok()?, ok == "1"))
+        })
+        .collect()
+}
 
 pub(crate) fn run(args: &[&str]) -> String {
     let out = Command::new(args[0]).args(&args[1..]).output().unwrap();

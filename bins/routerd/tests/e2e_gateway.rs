@@ -277,19 +277,6 @@ fn failover_trials() {
         || lab.whoami().filter(|w| w == VIP),
     );
     std::thread::sleep(Duration::from_secs(2));
-    const PROBE: &str = r#"
-import socket, time, sys
-end = time.time() + float(sys.argv[1])
-while time.time() < end:
-    t = time.time()
-    try:
-        c = socket.create_connection(("172.18.18.1", 7000), timeout=0.1)
-        ok = c.makefile().readline().strip() == "172.18.18.242"; c.close()
-    except Exception:
-        ok = False
-    print("%.4f %d" % (t, ok), flush=True)
-    time.sleep(0.005)
-"#;
     let kinds = ["keepalived killed", "uplink cut", "internal link cut"];
     let mut gaps = Vec::new();
     for i in 0..trials {
@@ -321,12 +308,8 @@ while time.time() < end:
             }
         }
         let out = probe.wait_with_output().unwrap();
-        let samples: Vec<(f64, bool)> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| {
-                let (t, ok) = l.split_once(' ')?;
-                Some((t.parse().ok()?, ok == "1"))
-            })
+        let samples: Vec<(f64, bool)> = probe_samples(&out.stdout)
+            .into_iter()
             .filter(|(t, _)| *t >= t0)
             .collect();
         let gap = match samples.iter().find(|(_, ok)| !ok) {
