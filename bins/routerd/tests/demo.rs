@@ -2,26 +2,28 @@
 //! End-to-end failover through `routerd demo`: a real daemon in a namespace
 //! lab, real probes, real kernel routes and nftables.
 
+mod common;
+
 use std::process::Command;
 
-fn run_demo(fault: &str, max_switch_ms: u64) -> (u64, u64) {
-    let out = Command::new(env!("CARGO_BIN_EXE_routerd"))
-        .args([
-            "demo",
-            "--fault",
-            fault,
-            "--max-switch-ms",
-            &max_switch_ms.to_string(),
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+use common::run_routerd_demo;
+
+/// Asserts no namespace whose name contains `tag` is left.
+fn no_namespaces_left(tag: &str) {
+    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
     assert!(
-        out.status.success(),
-        "demo failed ({}):\n{stdout}\n{stderr}",
-        out.status
+        !String::from_utf8_lossy(&ns.stdout).contains(tag),
+        "namespaces left behind"
     );
+}
+
+fn run_demo(fault: &str, max_switch_ms: u64) -> (u64, u64) {
+    let stdout = run_routerd_demo(&[
+        "--fault",
+        fault,
+        "--max-switch-ms",
+        &max_switch_ms.to_string(),
+    ]);
     let line = stdout
         .lines()
         .find(|l| l.starts_with("switch: "))
@@ -63,50 +65,22 @@ fn silent_loss_fails_over_within_the_probe_budget() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn cloudedge_demo_runs_as_described_and_cleans_up() {
-    let out = Command::new(env!("CARGO_BIN_EXE_routerd"))
-        .args(["demo", "cloudedge"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "demo failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
+    let stdout = run_routerd_demo(&["cloudedge"]);
     assert!(
         stdout.contains("cloudedge: overlay, fallback and expiry as described"),
         "{stdout}"
     );
-    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    assert!(
-        !String::from_utf8_lossy(&ns.stdout).contains("rcedge"),
-        "namespaces left behind"
-    );
+    no_namespaces_left("rcedge");
 }
 
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn mobility_demo_runs_as_described_and_cleans_up() {
-    let out = Command::new(env!("CARGO_BIN_EXE_routerd"))
-        .args(["demo", "mobility"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "demo failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
+    let stdout = run_routerd_demo(&["mobility"]);
     assert!(
         stdout.contains("mobility: reach, fence and move as described"),
         "{stdout}"
     );
     assert!(stdout.contains("gets 0 answers"), "{stdout}");
-    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    assert!(
-        !String::from_utf8_lossy(&ns.stdout).contains("rdmob"),
-        "namespaces left behind"
-    );
+    no_namespaces_left("rdmob");
 }

@@ -5,22 +5,12 @@
 //! balancing, the fallback, the refusals, the established connection kept)
 //! and exits 1 when one is wrong; this test also reads its timeline.
 
-use std::process::Command;
+mod common;
 
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn egress_router_demo_redirects_falls_back_and_refuses_then_cleans_up() {
-    let out = Command::new(env!("CARGO_BIN_EXE_routerd"))
-        .args(["demo", "egress-router"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "demo failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
+    let stdout = common::run_routerd_demo(&["egress-router"]);
     for want in [
         "TCP 10.1.0.1:8080 -> \"web1 192.0.2.10\"",
         "UDP 10.1.0.1:5353 -> \"web2 192.0.2.10\"",

@@ -20,6 +20,14 @@ use routerd_keepalived::plan::rendezvous_order;
 /// One lab at a time: the machine is small and VRRP timing matters.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// Holds the lab for one test at a time (a failed test's poison is
+/// ignored: the next one builds its own lab).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A control-API call on node `n` (what `routerctl explain gateway`
 /// and `routerctl cordon` send).
 fn api(lab: &GwLab, n: &str, post: bool, path: &str) -> Option<serde_json::Value> {
@@ -81,9 +89,7 @@ fn bring_up(lab: &mut GwLab) -> String {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn the_role_and_the_traffic_move_on_every_failure_and_connections_survive() {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = serial();
     let mut lab = GwLab::build("f", env!("CARGO_BIN_EXE_routerd").into());
     lab.config(&config(ONE_GATEWAY));
     let first = bring_up(&mut lab);
@@ -188,9 +194,7 @@ fn the_role_and_the_traffic_move_on_every_failure_and_connections_survive() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn two_gateways_elect_different_active_nodes() {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = serial();
     let nodes = ["gw-a", "gw-b", "gw-c"];
     // Two names whose preferred nodes differ (rendezvous hashing spreads
     // gateways; the test picks a pair so the assertion is meaningful).
@@ -258,9 +262,7 @@ spec:
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn failover_trials() {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = serial();
     let trials: usize = std::env::var("ROUTERD_GW_TRIALS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -349,9 +351,7 @@ fn failover_trials() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn primary_ip_mode_sources_from_the_active_node_and_follows_it() {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = serial();
     // Deckhouse's shape unchanged, the clients' next hop from the annotation.
     let gw = "apiVersion: network.deckhouse.io/v1alpha1
 kind: EgressGateway
@@ -416,9 +416,7 @@ spec:
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn the_gateway_demo_passes() {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = serial();
     let out = Command::new(env!("CARGO_BIN_EXE_routerd"))
         .args(["demo", "gateway"])
         .output()
@@ -449,9 +447,7 @@ fn the_gateway_demo_passes() {
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn a_failing_uplink_health_check_steps_the_active_node_down() {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = serial();
     let mut lab = GwLab::build("h", env!("CARGO_BIN_EXE_routerd").into());
     let gateway = ONE_GATEWAY.replace(
         "  internal: {ip: 10.0.0.254}\n",

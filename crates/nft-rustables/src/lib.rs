@@ -71,8 +71,7 @@ impl RustablesBackend {
     }
 
     fn send(&mut self, bytes: &[u8], context: &str) -> Result<(), DataplaneError> {
-        let last = last_acked_seq(bytes).ok_or_else(|| err(context, "empty batch"))?;
-        self.sock.send_batch(bytes, last, context, |_| None)
+        self.sock.send_batch(bytes, context, |_| None)
     }
 }
 
@@ -496,26 +495,6 @@ fn update_batch(key: &NftTableKey, sets: &[NftSetDelta]) -> Result<Vec<u8>, Stri
         }
     }
     Ok(batch.finalize())
-}
-
-/// Sequence number of the last message that asks for an ACK.
-fn last_acked_seq(bytes: &[u8]) -> Option<u32> {
-    const NLM_F_ACK: u16 = 4;
-    let mut off = 0usize;
-    let mut last = None;
-    while off + 16 <= bytes.len() {
-        let h = |i: usize| bytes.get(off + i).copied().unwrap_or(0);
-        let len = u32::from_ne_bytes([h(0), h(1), h(2), h(3)]) as usize;
-        let flags = u16::from_ne_bytes([h(6), h(7)]);
-        if len < 16 {
-            break;
-        }
-        if flags & NLM_F_ACK != 0 {
-            last = Some(u32::from_ne_bytes([h(8), h(9), h(10), h(11)]));
-        }
-        off += (len + 3) & !3;
-    }
-    last
 }
 
 impl NftBackend for RustablesBackend {

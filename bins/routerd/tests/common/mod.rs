@@ -9,6 +9,24 @@ use std::time::Duration;
 
 use routerd_lab::{ChildId, ChildOutput, Lab, Node};
 
+/// Runs `routerd demo <args>` to the end and returns what it printed,
+/// failing the test (with both streams) when it exits unsuccessfully.
+pub(crate) fn run_routerd_demo(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_routerd"))
+        .arg("demo")
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "demo failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    stdout
+}
+
 /// The demo configuration (`examples/demo/config.yaml`); tests append resources to it.
 pub(crate) const DEMO: &str = include_str!("../../../../examples/demo/config.yaml");
 

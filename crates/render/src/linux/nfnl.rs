@@ -17,16 +17,15 @@ use std::path::PathBuf;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 
 use super::netns;
-use super::rtnl::io_err;
+#[cfg(test)]
+use super::rtnl::{NLM_F_ACK_TLVS, NLM_F_CAPPED, NLMSGERR_ATTR_MSG};
+use super::rtnl::{align4, error_text, io_err};
 use crate::dataplane::DataplaneError;
 use crate::ir::{NFT_OWNER_COMMENT, NftTable, NftTableKey};
 use crate::nft_backend::NftBackend;
 use crate::nft_netlink::{self, Batch};
 
 const NLMSG_ERROR: u16 = 2;
-const NLM_F_CAPPED: u16 = 0x100;
-const NLM_F_ACK_TLVS: u16 = 0x200;
-const NLMSGERR_ATTR_MSG: u16 = 1;
 const RCVBUF: usize = 8 << 20;
 const SNDBUF: usize = 32 << 20;
 /// How long an answer may take before the batch counts as failed.
@@ -68,7 +67,8 @@ impl NetfilterSocket {
     }
 
     /// Sends one finalized batch (`bytes`, batch begin and end included)
-    /// and reads the answers up to the one for `last_seq`. The first
+    /// and reads the answers up to that of its last message asking for an
+    /// ACK. The first
     /// refusal is the error, its context naming the object `object(seq)`
     /// says the refused message was about. A refusal or an I/O error drops
     /// the socket, so answers still in flight are never read as those of
@@ -76,10 +76,10 @@ impl NetfilterSocket {
     pub fn send_batch(
         &mut self,
         bytes: &[u8],
-        last_seq: u32,
         context: &str,
         object: impl Fn(u32) -> Option<String>,
     ) -> Result<(), DataplaneError> {
+        let last_seq = last_acked_seq(bytes).ok_or_else(|| io_err(context, "an empty batch"))?;
         if self.netns.is_some() && netns::current() != self.netns {
             return Err(io_err(
                 context,
@@ -152,12 +152,9 @@ impl NfNetlink {
     }
 
     fn send(&mut self, batch: &Batch, context: &str) -> Result<(), DataplaneError> {
-        let last = batch
-            .last_seq()
-            .ok_or_else(|| io_err(context, "an empty batch"))?;
         let used = u32::try_from(batch.objects.len() + 2).unwrap_or(u32::MAX);
         self.seq = self.seq.wrapping_add(used);
-        self.sock.send_batch(&batch.bytes, last, context, |seq| {
+        self.sock.send_batch(&batch.bytes, context, |seq| {
             batch.object(seq).map(str::to_string)
         })
     }
@@ -184,6 +181,26 @@ fn open(context: &str) -> Result<Socket, DataplaneError> {
     let _ = sock.set_ext_ack(true);
     let _ = sock.set_cap_ack(true);
     Ok(sock)
+}
+
+/// Sequence number of the last message of a batch that asks for an ACK:
+/// once its answer is read, the whole batch has been answered.
+fn last_acked_seq(bytes: &[u8]) -> Option<u32> {
+    let mut off = 0usize;
+    let mut last = None;
+    while off + 16 <= bytes.len() {
+        let h = |i: usize| bytes.get(off + i).copied().unwrap_or(0);
+        let len = u32::from_ne_bytes([h(0), h(1), h(2), h(3)]) as usize;
+        let flags = u16::from_ne_bytes([h(6), h(7)]);
+        if len < 16 {
+            break;
+        }
+        if flags & nft_netlink::NLM_F_ACK != 0 {
+            last = Some(u32::from_ne_bytes([h(8), h(9), h(10), h(11)]));
+        }
+        off += align4(len);
+    }
+    last
 }
 
 /// One answer of the kernel: an ACK (no error) or a refusal.
@@ -217,44 +234,14 @@ fn answers(buf: &[u8]) -> Vec<Answer> {
             let code = word(off + 16).map_or(0, |c| c as i32);
             let error = (code != 0).then(|| {
                 let errno = code.abs();
-                let mut message = String::new();
-                if flags & NLM_F_ACK_TLVS != 0 {
-                    // The echoed request: its header only when capped.
-                    let echoed = if flags & NLM_F_CAPPED != 0 {
-                        16
-                    } else {
-                        word(off + 20).map_or(16, |l| l as usize)
-                    };
-                    let mut at = off + 20 + align4(echoed);
-                    while let (Some(alen), Some(aty)) = (half(at), half(at + 2)) {
-                        let alen = alen as usize;
-                        if alen < 4 || at + alen > off + len {
-                            break;
-                        }
-                        if aty & 0x3fff == NLMSGERR_ATTR_MSG
-                            && let Some(v) = buf.get(at + 4..at + alen)
-                        {
-                            message = String::from_utf8_lossy(v)
-                                .trim_end_matches('\0')
-                                .to_string();
-                        }
-                        at += align4(alen);
-                    }
-                }
-                if message.is_empty() {
-                    message = std::io::Error::from_raw_os_error(errno).to_string();
-                }
-                (errno, message)
+                let after_code = buf.get(off + 20..off + len).unwrap_or_default();
+                (errno, error_text(errno, flags, after_code))
             });
             out.push(Answer { seq, error });
         }
         off += align4(len);
     }
     out
-}
-
-fn align4(n: usize) -> usize {
-    (n + 3) & !3
 }
 
 impl NftBackend for NfNetlink {
@@ -339,6 +326,16 @@ mod tests {
         assert_eq!(a[2].seq, 9);
         assert_eq!(a[2].error.as_ref().map(|e| e.0), Some(22));
         assert!(a[2].error.as_ref().is_some_and(|e| e.1.contains("nvalid")));
+    }
+
+    #[test]
+    fn a_batch_is_answered_once_its_last_acked_message_is() {
+        let key = crate::ir::NftTable::new(crate::ir::NftFamily::Ip, "routerd_x").key();
+        let batch = nft_netlink::delete_batch(&key, 41);
+        // Batch begin 41 and end 43 ask for nothing; the delete (42) does.
+        assert_eq!(last_acked_seq(&batch.bytes), Some(42));
+        assert_eq!(last_acked_seq(&batch.bytes), batch.last_seq());
+        assert_eq!(last_acked_seq(&[]), None);
     }
 
     #[test]

@@ -22,9 +22,9 @@ const RCVBUF: usize = 32 << 20;
 const SNDBUF: usize = 8 << 20;
 /// Bytes of requests per `send` call.
 const SEND_CHUNK: usize = 256 << 10;
-const NLM_F_ACK_TLVS: u16 = 0x200;
-const NLM_F_CAPPED: u16 = 0x100;
-const NLMSGERR_ATTR_MSG: u16 = 1;
+pub(crate) const NLM_F_ACK_TLVS: u16 = 0x200;
+pub(crate) const NLM_F_CAPPED: u16 = 0x100;
+pub(crate) const NLMSGERR_ATTR_MSG: u16 = 1;
 
 /// A refused request: positive errno and the kernel's explanation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,7 +209,7 @@ fn set_buffers(sock: &Socket) {
     let _ = setsockopt(&fd, sockopt::SndBufForce, &SNDBUF);
 }
 
-fn align4(n: usize) -> usize {
+pub(crate) fn align4(n: usize) -> usize {
     (n + 3) & !3
 }
 
@@ -240,28 +240,39 @@ fn parse_datagram(buf: &[u8]) -> Vec<NetlinkMessage<RouteNetlinkMessage>> {
 /// one.
 fn nl_error(outer_flags: u16, e: &netlink_packet_core::ErrorMessage) -> NlError {
     let errno = e.raw_code().abs();
+    NlError {
+        errno,
+        message: error_text(errno, outer_flags, &e.header),
+    }
+}
+
+/// The text of a netlink error: the kernel's extack message when the
+/// answer carries one (`NLM_F_ACK_TLVS`), else the errno's description.
+/// `after_code` is what follows the error code: the echoed request (its
+/// header only when `NLM_F_CAPPED`), then the TLVs.
+pub(crate) fn error_text(errno: i32, outer_flags: u16, after_code: &[u8]) -> String {
     let mut message = String::new();
     if outer_flags & NLM_F_ACK_TLVS != 0 {
         let echoed = if outer_flags & NLM_F_CAPPED != 0 {
             16
         } else {
-            e.header
+            after_code
                 .get(0..4)
                 .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize)
                 .unwrap_or(16)
         };
         let mut off = align4(echoed);
-        while off + 4 <= e.header.len() {
-            let Some(h) = e.header.get(off..off + 4) else {
+        while off + 4 <= after_code.len() {
+            let Some(h) = after_code.get(off..off + 4) else {
                 break;
             };
             let len = u16::from_ne_bytes([h[0], h[1]]) as usize;
             let ty = u16::from_ne_bytes([h[2], h[3]]) & 0x3fff;
-            if len < 4 || off + len > e.header.len() {
+            if len < 4 || off + len > after_code.len() {
                 break;
             }
             if ty == NLMSGERR_ATTR_MSG
-                && let Some(v) = e.header.get(off + 4..off + len)
+                && let Some(v) = after_code.get(off + 4..off + len)
             {
                 message = String::from_utf8_lossy(v)
                     .trim_end_matches('\0')
@@ -273,5 +284,5 @@ fn nl_error(outer_flags: u16, e: &netlink_packet_core::ErrorMessage) -> NlError 
     if message.is_empty() {
         message = std::io::Error::from_raw_os_error(errno).to_string();
     }
-    NlError { errno, message }
+    message
 }
